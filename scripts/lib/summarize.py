@@ -1,0 +1,28 @@
+"""Totals meson test logs: a Check test counts its checks, a script that
+prints "N passed, N failed" its cases, any other test counts as one. Prints one closing line, "tests: N passed, N failed"."""
+import json
+import re
+import sys
+
+CHECK = re.compile(r"Checks: (\d+), Failures: (\d+), Errors: (\d+)")
+PLAIN = re.compile(r"^(\d+) passed, (\d+) failed$", re.M)
+passed = failed = 0
+for path in sys.argv[1:]:
+    with open(path) as f:
+        for line in f:
+            t = json.loads(line)
+            ok = t["result"] in ("OK", "EXPECTEDFAIL", "SKIP")
+            out = t.get("stdout", "") or ""
+            m = CHECK.findall(out) or [(int(p) + int(f), f, 0) for p, f in PLAIN.findall(out)]
+            if m:
+                for checks, failures, errors in m:
+                    bad = int(failures) + int(errors)
+                    passed += int(checks) - bad
+                    failed += bad
+                if not ok and all(int(f) + int(e) == 0 for _, f, e in m):
+                    failed += 1  # crashed or leaked after its checks passed
+            elif ok:
+                passed += 1
+            else:
+                failed += 1
+print(f"tests: {passed} passed, {failed} failed")

@@ -1,0 +1,34 @@
+/*
+ * eligibility: a cluster's inventory, domestic share and subsidy
+ * programmes at an instant (DESIGN.md sections 1 and 5).
+ *
+ * Dates in a cluster's inventory and in programmes are local dates in the
+ * utc_offset of the cluster's site tariff, taking effect at local midnight.
+ * The domestic share is rounded half-even to 6 decimals, and eligibility
+ * compares that rounded value, as the ledger records it. Pure lookups on a
+ * finished config; no allocation.
+ */
+#ifndef TARIFF_ELIGIBILITY_H
+#define TARIFF_ELIGIBILITY_H
+
+#include "config.h"
+
+/* The inventory in force at ts_s (the undated one before any dated one). */
+const struct inventory *cluster_inventory_at(const struct cluster *c, int64_t ts_s);
+
+/* Rated power of domestic chips / rated power of all chips at ts_s, as a
+ * fraction at scale 6, rounded half-even. */
+int64_t cluster_domestic_share_micro(const struct cluster *c, int64_t ts_s);
+
+/* Whether programme p pays on cluster c at ts_s given its rounded share:
+ * province, dates, tenant allow-list and min_domestic_share. */
+bool programme_eligible(const struct programme *p, const struct cluster *c, int64_t ts_s,
+                        int64_t domestic_share_micro);
+
+/* The programmes eligible for c at ts_s, in config order (the order their
+ * subsidies stack in). Writes up to max pointers to out; returns how many
+ * are eligible. */
+size_t programmes_eligible(const struct config *cfg, const struct cluster *c, int64_t ts_s,
+                           const struct programme **out, size_t max);
+
+#endif

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# tariffd --check-config end to end: the shipped etc/ passes; bad configs
+# print exactly "FILE:LINE: message" and exit 1; usage errors exit 2.
+# Usage: cli_check_config.sh TARIFFD SOURCE_ROOT
+set -uo pipefail
+tariffd=$1
+root=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+passed=0
+failed=0
+
+# expect NAME STATUS STDERR-FILE-CONTENT -- ARGS...
+expect() {
+    local name=$1 want_status=$2 want_err=$3
+    shift 4
+    local out err status
+    out=$("$tariffd" "$@" 2>"$tmp/stderr")
+    status=$?
+    err=$(cat "$tmp/stderr")
+    if [ "$status" -eq "$want_status" ] && [ "$err" = "$want_err" ]; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+        echo "FAIL $name: status $status (want $want_status)"
+        echo "  stderr: $err"
+        echo "  want:   $want_err"
+    fi
+    LAST_OUT=$out
+}
+
+# The shipped example passes and its summary counts what etc/ holds.
+expect "shipped etc/ passes" 0 "" -- --check-config -c "$root/etc/tariffd.conf"
+if grep -q "configuration ok (8 files)" <<<"$LAST_OUT" && grep -q "clusters    5" <<<"$LAST_OUT" &&
+    grep -q "tariffs     3 (6 versions)" <<<"$LAST_OUT"; then
+    passed=$((passed + 1))
+else
+    failed=$((failed + 1))
+    echo "FAIL shipped summary: $LAST_OUT"
+fi
+
+# A copy of etc/ with one mistake in an included file: the message names
+# that file and line, and nothing else is reported.
+cp -r "$root/etc" "$tmp/etc"
+sed -i '0,/^rate = 0.5 /s//rate = 0.75 /' "$tmp/etc/conf.d/50-programmes.conf"
+line=$(grep -n '^rate = 0.75' "$tmp/etc/conf.d/50-programmes.conf" | head -n 1 | cut -d: -f1)
+expect "rate above max_subsidy in an included file" 1 \
+    "$tmp/etc/conf.d/50-programmes.conf:$line: rate 0.75 is above max_subsidy 0.5" \
+    -- --check-config -c "$tmp/etc/tariffd.conf"
+
+# A missing include directory.
+printf '[daemon]\ninclude = nowhere.d\n' >"$tmp/inc.conf"
+expect "missing include directory" 1 \
+    "$tmp/inc.conf:2: include directory \"$tmp/nowhere.d\" could not be read: No such file or directory" \
+    -- --check-config -c "$tmp/inc.conf"
+
+# include inside an included file.
+mkdir -p "$tmp/a.d"
+printf '[daemon]\ninclude = a.d\n' >"$tmp/a.conf"
+printf '; nested\n[daemon]\ninclude = b.d\n' >"$tmp/a.d/x.conf"
+expect "nested include" 1 "$tmp/a.d/x.conf:3: include is only allowed in the main file" \
+    -- --check-config -c "$tmp/a.conf"
+
+# An unreadable main file.
+expect "missing file" 1 "$tmp/none.conf: could not open: No such file or directory" \
+    -- --check-config -c "$tmp/none.conf"
+
+# A line longer than inih's buffer.
+{ printf '[tenant x]\nname = '; head -c 300 /dev/zero | tr '\0' 'x'; printf '\n'; } >"$tmp/long.conf"
+expect "over-long line" 1 "$tmp/long.conf:2: line is longer than 198 bytes" \
+    -- --check-config -c "$tmp/long.conf"
+
+# Usage.
+expect "version" 0 "" -- --version
+usage_err=$("$tariffd" --bogus 2>&1 >/dev/null)
+expect "unknown option" 2 "$usage_err" -- --bogus
+if grep -q "unrecognized option '--bogus'" <<<"$usage_err" && grep -q "^usage: tariffd" <<<"$usage_err"; then
+    passed=$((passed + 1))
+else
+    failed=$((failed + 1))
+    echo "FAIL unknown option message"
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
