@@ -162,6 +162,7 @@ struct reader {
     bool stop;
     bool have_prev_key; /* mirrors inih's prev_name: continuation allowed */
     bool continuation;  /* the current line continues the previous value */
+    bool last_stored;   /* the previous key went into the current section's entries */
     long section;       /* index of the current raw section, -1 before any */
     int syntax_error_line;
 };
@@ -387,6 +388,14 @@ static int on_key(void *user, const char *section_name, const char *key, const c
     if (r->section == -2)
         return 1;
     struct raw_section *s = current_section(r);
+    if (r->continuation && !r->last_stored) {
+        /* The key it continues was refused or taken aside (include). */
+        if (s && s->kind == K_DAEMON && strcmp(key, "include") == 0)
+            errors_add(r->errs, "%s:%d: include must fit on one line", r->file, r->line);
+        return 1;
+    }
+    if (!r->continuation)
+        r->last_stored = false;
     if (!s) {
         errors_add(r->errs, "%s:%d: key \"%s\" is outside any section", r->file, r->line, key);
         return 1;
@@ -425,6 +434,7 @@ static int on_key(void *user, const char *section_name, const char *key, const c
     s->entries = grow(s->entries, s->n_entries + 1, sizeof *s->entries);
     s->entries[s->n_entries++] =
         (struct raw_entry){.key = xstrdup(key), .value = xstrdup(value), .line = r->line};
+    r->last_stored = true;
     return 1;
 }
 
@@ -1370,9 +1380,15 @@ static bool parse_inventory(struct build *b, struct inventory *inv)
                 ok = false;
             }
         inv->items[inv->n_items++] = (struct inventory_item){chip, v};
-        inv->total_micro_kw += chip->rated_micro_kw * v;
+        int64_t item_micro_kw;
+        if (__builtin_mul_overflow(chip->rated_micro_kw, v, &item_micro_kw) ||
+            __builtin_add_overflow(inv->total_micro_kw, item_micro_kw, &inv->total_micro_kw)) {
+            bad_entry(b, "inventory \"%s\" is too large to add up", b->e->value);
+            ok = false;
+            break;
+        }
         if (chip->domestic)
-            inv->domestic_micro_kw += chip->rated_micro_kw * v;
+            inv->domestic_micro_kw += item_micro_kw; /* <= total: cannot overflow */
     }
     free(copy);
     return ok;

@@ -587,6 +587,34 @@ START_TEST(test_indented_comment_is_not_a_continuation)
 }
 END_TEST
 
+START_TEST(test_continuation_of_refused_key_is_ignored)
+{
+    /* The key outside any section is reported once, not again for its
+     * continuation line; an include cannot continue. */
+    ck_assert_errors("interval = 15m\n  more\n",
+                     "t.conf:1: key \"interval\" is outside any section");
+    struct errors errs = {0};
+    struct config *cfg = config_new();
+    const char *text = "[daemon]\ninclude = conf.d\n  other.d\n";
+    config_parse_text(cfg, "main.conf", text, strlen(text), true, &errs);
+    ck_assert_uint_eq(errs.n, 1);
+    ck_assert_str_eq(errs.msgs[0], "main.conf:3: include must fit on one line");
+    config_free(cfg);
+    errors_free(&errs);
+}
+END_TEST
+
+START_TEST(test_inventory_too_large)
+{
+    ck_assert_errors(base_with(19, "inventory = dom*999999999, foreign*999999999",
+                               "[chip huge]\nvendor = X\ndomestic = no\nrated_kw = 99999999"),
+                     "");
+    ck_assert_errors(base_with(19, "inventory = huge*999999999",
+                               "[chip huge]\nvendor = X\ndomestic = no\nrated_kw = 99999999999"),
+                     "t.conf:19: inventory \"huge*999999999\" is too large to add up");
+}
+END_TEST
+
 START_TEST(test_include_only_in_main_file)
 {
     struct errors errs = {0};
@@ -750,6 +778,8 @@ START_TEST(test_version_in_force_changes_at_local_midnight)
     ck_assert_ptr_eq(tariff_version_at(t, change - 1), t->versions[0]);
     ck_assert_ptr_eq(tariff_version_at(t, change), t->versions[1]);
     ck_assert_int_eq(tariff_version_at(t, change)->surcharge_micro_cny, 30000);
+    ck_assert_int_eq(tariff_price_micro_cny(tariff_version_at(t, change - 1), PERIOD_PEAK), 744300);
+    ck_assert_int_eq(tariff_price_micro_cny(tariff_version_at(t, change), PERIOD_FLAT), 500000);
     config_free(cfg);
 }
 END_TEST
@@ -917,6 +947,7 @@ static Suite *config_suite(void)
     tcase_add_test(parse, test_indented_comment_is_not_a_continuation);
     tcase_add_test(parse, test_token_hash_repeats_and_lists);
     tcase_add_test(parse, test_include_only_in_main_file);
+    tcase_add_test(parse, test_continuation_of_refused_key_is_ignored);
     tcase_add_test(parse, test_sections_across_files_resolve);
     tcase_add_test(parse, test_line_of_198_bytes_is_fine);
     suite_add_tcase(s, parse);
@@ -950,6 +981,7 @@ static Suite *config_suite(void)
     tcase_add_test(mistakes, test_tariff_version_date_repeats);
     tcase_add_test(mistakes, test_tariff_needs_a_date);
     tcase_add_test(mistakes, test_inventory_count_not_positive_integer);
+    tcase_add_test(mistakes, test_inventory_too_large);
     tcase_add_test(mistakes, test_utc_offset_not_multiple_of_interval);
     tcase_add_test(mistakes, test_versions_share_one_offset);
     tcase_add_test(mistakes, test_bad_interval);
