@@ -2,12 +2,15 @@
  * main: the command line (DESIGN.md section 7).
  *
  *   tariffd --check-config [-c FILE]   validate, print a summary; exit 0 or 1
+ *   tariffd price [-c FILE] [--precision ns|us|ms|s] [--out DIR] < telemetry.lp
  *   tariffd --version
  *
- * Exit status: 0 success, 1 configuration error, 2 usage error.
+ * Exit status: 0 success, 1 configuration (or output) error, 2 usage error
+ * or a malformed input line.
  */
 #include "build_config.h"
 #include "daemon/loader.h"
+#include "daemon/offline.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -18,12 +21,16 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: tariffd --check-config [-c FILE]\n"
-                 "       tariffd --version\n"
-                 "\n"
-                 "  -c, --config FILE   configuration file (default " DEFAULT_CONFIG ")\n"
-                 "      --check-config  validate the configuration, print a summary and exit\n"
-                 "      --version       print the version and exit\n");
+    fprintf(out,
+            "usage: tariffd --check-config [-c FILE]\n"
+            "       tariffd price [-c FILE] [--precision ns|us|ms|s] [--out DIR] < telemetry.lp\n"
+            "       tariffd --version\n"
+            "\n"
+            "  -c, --config FILE   configuration file (default " DEFAULT_CONFIG ")\n"
+            "      --check-config  validate the configuration, print a summary and exit\n"
+            "      --precision P   timestamp precision of the input (default ns)\n"
+            "      --out DIR       also write the ledger rows and statements as CSV into DIR\n"
+            "      --version       print the version and exit\n");
 }
 
 static void print_errors(const struct errors *errs)
@@ -59,18 +66,48 @@ static int check_config(const char *path)
     return 0;
 }
 
+static int price(const char *config_path, const char *precision, const char *out_dir)
+{
+    struct offline_options opt = {.out_dir = out_dir};
+    if (!lp_parse_precision(precision, false, &opt.precision)) {
+        fprintf(stderr, "tariffd: unknown precision \"%s\" (expected ns, us, ms or s)\n",
+                precision);
+        return 2;
+    }
+    struct errors errs = {0};
+    struct config *cfg = loader_load(config_path, &errs);
+    if (!cfg) {
+        print_errors(&errs);
+        errors_free(&errs);
+        return 1;
+    }
+    int status = offline_price(cfg, stdin, &opt);
+    config_free(cfg);
+    errors_free(&errs);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
-    enum { OPT_CHECK = 256, OPT_VERSION };
+    enum { OPT_CHECK = 256, OPT_VERSION, OPT_PRECISION, OPT_OUT };
     static const struct option options[] = {
         {"config", required_argument, NULL, 'c'},
         {"check-config", no_argument, NULL, OPT_CHECK},
         {"version", no_argument, NULL, OPT_VERSION},
+        {"precision", required_argument, NULL, OPT_PRECISION},
+        {"out", required_argument, NULL, OPT_OUT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *config_path = DEFAULT_CONFIG;
-    bool check = false;
+    const char *precision = "ns", *out_dir = NULL;
+    bool check = false, pricing = false;
+    if (argc > 1 && strcmp(argv[1], "price") == 0) {
+        pricing = true;
+        argv[1] = argv[0];
+        argc--;
+        argv++;
+    }
     int opt;
     while ((opt = getopt_long(argc, argv, "c:h", options, NULL)) != -1) {
         switch (opt) {
@@ -83,6 +120,12 @@ int main(int argc, char **argv)
         case OPT_VERSION:
             printf("tariffd %s\n", TARIFFD_VERSION);
             return 0;
+        case OPT_PRECISION:
+            precision = optarg;
+            break;
+        case OPT_OUT:
+            out_dir = optarg;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -96,6 +139,16 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if ((out_dir || strcmp(precision, "ns") != 0) && !pricing) {
+        fprintf(stderr, "tariffd: --precision and --out are options of \"tariffd price\"\n");
+        return 2;
+    }
+    if (pricing && check) {
+        fprintf(stderr, "tariffd: give either price or --check-config\n");
+        return 2;
+    }
+    if (pricing)
+        return price(config_path, precision, out_dir);
     if (!check) {
         fprintf(stderr, "tariffd: this build only validates configurations; give --check-config\n");
         usage(stderr);

@@ -1,0 +1,32 @@
+/*
+ * csv: billing rows, demand rows and statements as CSV, in the ledger's
+ * column names and exact decimals (DESIGN.md 7): timestamps in RFC 3339
+ * UTC, months as YYYY-MM-DD, numbers with the column's scale (never "-0"),
+ * NULL as an empty field, quoting per RFC 4180. Used by `tariffd price` and
+ * by the daemon's file sink.
+ *
+ * Each formatter writes one line, with its "\n", into a caller's buffer and
+ * returns its length; CSV_LINE_MAX always suffices.
+ */
+#ifndef STORAGE_CSV_H
+#define STORAGE_CSV_H
+
+#include "tariff/engine.h"
+
+#include <stddef.h>
+
+#define CSV_LINE_MAX 2048
+
+extern const char csv_billing_header[];
+extern const char csv_demand_header[];
+
+size_t csv_billing_row(const struct billing_row *r, char *buf);
+size_t csv_demand_row(const struct demand_row *r, char *buf);
+
+/* RFC 3339 UTC: 2025-11-30T16:00:00Z (buf of 32). */
+void csv_timestamp(int64_t ts_s, char *buf);
+
+/* Appends s to buf at *len, quoted when RFC 4180 requires it. */
+void csv_text(char *buf, size_t *len, const char *s);
+
+#endif

@@ -1,0 +1,812 @@
+/*
+ * How an interval closes, and how it is priced again.
+ *
+ * A cluster's intervals close in order: closed_until_s only moves forward.
+ * Its target is the smallest boundary every non-silent meter has passed
+ * (floor of its last timestamp); when every meter is silent, the end of
+ * the interval holding the last sample of any meter. Closing an interval
+ * that some meter's span [first, last] overlaps prices it and emits a row.
+ *
+ * Each advance of closed_until_s is remembered with its wall-clock time;
+ * once late_window has passed, intervals up to it are final
+ * (frozen_until_s): their money is forgotten and their samples, but one
+ * neighbour, dropped. A sample that lands in a final interval is
+ * quarantined; one that lands between final and closed re-prices the
+ * closed intervals its segments touch and emits adjustments.
+ *
+ * Intervals closed by one event (a sample, a tick, the end of input) are
+ * priced in order of interval start, then cluster id, so caps are consumed
+ * in a reproducible order; a month's demand row comes right after the last
+ * interval of that month.
+ */
+#include "engine.h"
+
+#include "civil.h"
+#include "decimal.h"
+#include "eligibility.h"
+#include "schedule.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_private.h"
+
+/* ------------------------------------------------------------------ */
+
+const char *engine_intern(struct engine *e, const char *name)
+{
+    for (size_t i = 0; i < e->n_names; i++)
+        if (strcmp(e->names[i], name) == 0)
+            return e->names[i];
+    PUSH(e->names, e->n_names, e->cap_names);
+    return e->names[e->n_names++] = xstrdup(name);
+}
+
+static uint64_t hash_key(const char *cluster, const char *meter)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const char *p = cluster; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    h = (h ^ 0xff) * 1099511628211ULL;
+    for (const char *p = meter; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    return h;
+}
+
+static struct meter_state *find_meter(const struct engine *e, const char *cluster,
+                                      const char *meter)
+{
+    if (!e->table_size)
+        return NULL;
+    size_t mask = e->table_size - 1;
+    for (size_t i = hash_key(cluster, meter) & mask;; i = (i + 1) & mask) {
+        size_t slot = e->table[i];
+        if (!slot)
+            return NULL;
+        struct meter_state *m = &e->meters[slot - 1];
+        if (strcmp(m->name, meter) == 0 && strcmp(m->cluster_id, cluster) == 0)
+            return m;
+    }
+}
+
+static void table_insert(struct engine *e, size_t index)
+{
+    size_t mask = e->table_size - 1;
+    const struct meter_state *m = &e->meters[index];
+    size_t i = hash_key(m->cluster_id, m->name) & mask;
+    while (e->table[i])
+        i = (i + 1) & mask;
+    e->table[i] = index + 1;
+}
+
+void engine_table_grow(struct engine *e)
+{
+    if ((e->n_meters + 1) * 2 <= e->table_size)
+        return;
+    free(e->table);
+    e->table_size = e->table_size ? e->table_size * 2 : 1024;
+    e->table = calloc(e->table_size, sizeof *e->table);
+    if (!e->table)
+        abort();
+    for (size_t i = 0; i < e->n_meters; i++)
+        table_insert(e, i);
+}
+
+size_t engine_cluster_index(struct engine *e, const char *id)
+{
+    for (size_t i = 0; i < e->n_clusters; i++)
+        if (strcmp(e->clusters[i].id, id) == 0)
+            return i;
+    PUSH(e->clusters, e->n_clusters, e->cap_clusters);
+    struct cluster_state *cs = &e->clusters[e->n_clusters];
+    memset(cs, 0, sizeof *cs);
+    cs->id = xstrdup(id);
+    cs->cfg = config_find_cluster(e->cfg, id);
+    cs->closed_until_s = NONE;
+    cs->frozen_until_s = NONE;
+    return e->n_clusters++;
+}
+
+struct meter_state *engine_add_meter(struct engine *e, const char *cluster, const char *meter,
+                                     bool counter)
+{
+    engine_table_grow(e);
+    size_t ci = engine_cluster_index(e, cluster);
+    PUSH(e->meters, e->n_meters, e->cap_meters);
+    size_t index = e->n_meters++;
+    struct meter_state *m = &e->meters[index];
+    memset(m, 0, sizeof *m);
+    m->cluster_id = e->clusters[ci].id; /* stable: the string, not the array */
+    m->name = xstrdup(meter);
+    m->cluster = ci;
+    m->counter = counter;
+    m->first_ns = NONE;
+    m->last_ns = NONE;
+    m->last_arrival_ns = NONE;
+    table_insert(e, index);
+    struct cluster_state *cs = &e->clusters[ci];
+    PUSH(cs->meters, cs->n_meters, cs->cap_meters);
+    cs->meters[cs->n_meters++] = index;
+    e->stats.meters = e->n_meters;
+    return m;
+}
+
+/* ------------------------------------------------------------------ */
+/* Interval arithmetic (seconds, aligned to the epoch)                 */
+
+static int64_t floor_boundary(const struct engine *e, int64_t ts_ns)
+{
+    return civil_floor_div(civil_floor_div(ts_ns, NS), e->interval_s) * e->interval_s;
+}
+
+static int64_t ceil_boundary(const struct engine *e, int64_t ts_ns)
+{
+    int64_t f = floor_boundary(e, ts_ns);
+    return (int64_t)f * NS == ts_ns ? f : f + e->interval_s;
+}
+
+static int32_t cluster_offset_s(const struct cluster *c)
+{
+    return c->site->tariff->versions[0]->utc_offset_s;
+}
+
+static bool covered(const struct engine *e, const struct cluster_state *cs, int64_t start_s)
+{
+    int64_t a = start_s * NS, b = (start_s + e->interval_s) * NS;
+    for (size_t i = 0; i < cs->n_meters; i++) {
+        const struct meter_state *m = &e->meters[cs->meters[i]];
+        if (m->first_ns < b && m->last_ns > a)
+            return true;
+    }
+    return false;
+}
+
+static void integrate(const struct engine *e, const struct cluster_state *cs, int64_t start_s,
+                      int64_t *kwh_micro, int64_t *missing_s)
+{
+    int64_t a = start_s * NS, b = (start_s + e->interval_s) * NS;
+    int64_t max_gap_ns = e->cfg->daemon.max_gap_s * NS;
+    double kwh = 0;
+    int64_t missing_ns = 0;
+    for (size_t i = 0; i < cs->n_meters; i++) {
+        const struct meter_state *m = &e->meters[cs->meters[i]];
+        if (m->first_ns < b && m->last_ns > a)
+            meter_integrate(&m->buf, m->counter, a, b, max_gap_ns, &kwh, &missing_ns);
+    }
+    /* Half-even to 6 decimals: llrint rounds ties to even in the default
+     * rounding mode. */
+    *kwh_micro = llrint(kwh * 1e6);
+    *missing_s = decimal_div_half_even(missing_ns, NS);
+}
+
+/* ------------------------------------------------------------------ */
+/* Rows and months of a cluster                                        */
+
+static struct closed_row *find_row(struct cluster_state *cs, int64_t start_s)
+{
+    size_t lo = 0, hi = cs->n_rows;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cs->rows[mid].start_s < start_s)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < cs->n_rows && cs->rows[lo].start_s == start_s ? &cs->rows[lo] : NULL;
+}
+
+static struct closed_row *insert_row(struct cluster_state *cs, int64_t start_s)
+{
+    PUSH(cs->rows, cs->n_rows, cs->cap_rows);
+    size_t i = cs->n_rows;
+    while (i > 0 && cs->rows[i - 1].start_s > start_s)
+        i--;
+    memmove(&cs->rows[i + 1], &cs->rows[i], (cs->n_rows - i) * sizeof *cs->rows);
+    cs->n_rows++;
+    memset(&cs->rows[i], 0, sizeof cs->rows[i]);
+    cs->rows[i].start_s = start_s;
+    cs->rows[i].revision = -1; /* no revision emitted yet */
+    return &cs->rows[i];
+}
+
+static struct month_state *find_month(struct cluster_state *cs, int64_t start_s)
+{
+    for (size_t i = 0; i < cs->n_months; i++)
+        if (cs->months[i].start_s <= start_s && start_s < cs->months[i].end_s)
+            return &cs->months[i];
+    return NULL;
+}
+
+static struct month_state *month_for(const struct engine *e, struct cluster_state *cs,
+                                     int64_t start_s)
+{
+    struct month_state *ms = find_month(cs, start_s);
+    if (ms)
+        return ms;
+    int32_t offset = cluster_offset_s(cs->cfg);
+    struct civil_date d = civil_from_day(civil_local_day(start_s, offset));
+    d.day = 1;
+    int32_t first = civil_to_day(d);
+    d.month = d.month == 12 ? 1 : d.month + 1;
+    d.year += d.month == 1;
+    PUSH(cs->months, cs->n_months, cs->cap_months);
+    size_t i = cs->n_months;
+    while (i > 0 && cs->months[i - 1].start_s > start_s)
+        i--;
+    memmove(&cs->months[i + 1], &cs->months[i], (cs->n_months - i) * sizeof *cs->months);
+    cs->n_months++;
+    ms = &cs->months[i];
+    memset(ms, 0, sizeof *ms);
+    ms->month_day = first;
+    ms->start_s = civil_day_start_ts(first, offset);
+    ms->end_s = civil_day_start_ts(civil_to_day(d), offset);
+    ms->frozen_max_start_s = NONE;
+    ms->last_row_start_s = NONE;
+    ms->revision = -1;
+    (void)e;
+    return ms;
+}
+
+static int32_t local_year(const struct cluster *c, int64_t ts_s)
+{
+    return civil_from_day(civil_local_day(ts_s, cluster_offset_s(c))).year;
+}
+
+/* Returns stored subsidy amounts to the caps by programme name, so it
+ * works across reloads. */
+static void release_stored(struct engine *e, const struct cluster *c, int32_t year,
+                           const struct stored_paid *paid, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < e->caps.n; k++) {
+            struct cap_entry *ce = &e->caps.v[k];
+            if (ce->year == year && strcmp(ce->programme, paid[i].programme) == 0 &&
+                strcmp(ce->tenant, c->tenant->id) == 0)
+                ce->consumed_cny4 -= paid[i].amount_cny4;
+        }
+}
+
+/* The per-programme change from `old` to `new`, and the comma list of
+ * those that paid in `new`. */
+struct lines {
+    size_t n;
+    struct paid_line v[2 * PRICE_MAX_PAID];
+    char programme[PRICE_MAX_PAID * 64];
+};
+
+static void diff_lines(struct engine *e, const struct stored_paid *old, size_t n_old,
+                       const struct subsidy *new, struct lines *out)
+{
+    out->n = 0;
+    out->programme[0] = '\0';
+    size_t len = 0;
+    for (size_t i = 0; i < new->n; i++) {
+        const char *name = engine_intern(e, new->paid[i].programme->id);
+        int64_t before = 0;
+        for (size_t k = 0; k < n_old; k++)
+            if (old[k].programme == name)
+                before = old[k].amount_cny4;
+        if (new->paid[i].amount_cny4 != before)
+            out->v[out->n++] = (struct paid_line){name, new->paid[i].amount_cny4 - before};
+        len += (size_t)snprintf(out->programme + len, sizeof out->programme - len, "%s%s",
+                                len ? "," : "", name);
+    }
+    for (size_t k = 0; k < n_old; k++) {
+        bool still = false;
+        for (size_t i = 0; i < new->n; i++)
+            still |= strcmp(new->paid[i].programme->id, old[k].programme) == 0;
+        if (!still && old[k].amount_cny4 != 0)
+            out->v[out->n++] = (struct paid_line){old[k].programme, -old[k].amount_cny4};
+    }
+}
+
+static void store_paid(struct engine *e, const struct subsidy *s, struct stored_paid *paid,
+                       size_t *n)
+{
+    *n = s->n;
+    for (size_t i = 0; i < s->n; i++)
+        paid[i] = (struct stored_paid){engine_intern(e, s->paid[i].programme->id),
+                                       s->paid[i].amount_cny4};
+}
+
+static void price_month(struct engine *e, struct cluster_state *cs, struct month_state *ms);
+
+/* Prices interval start_s of cs from its samples and emits a row: revision
+ * 0, or an adjustment against what its earlier revisions said. */
+static void price_interval(struct engine *e, struct cluster_state *cs, int64_t start_s)
+{
+    const struct cluster *c = cs->cfg;
+    const struct tariff_version *v = tariff_version_at(c->site->tariff, start_s);
+    if (!v)
+        return; /* samples before the first version were quarantined */
+    int64_t kwh_micro, missing_s;
+    integrate(e, cs, start_s, &kwh_micro, &missing_s);
+    int32_t year = local_year(c, start_s);
+
+    struct closed_row *r = find_row(cs, start_s);
+    if (!r)
+        r = insert_row(cs, start_s);
+    if (r->revision >= 0)
+        release_stored(e, c, year, r->paid, r->n_paid);
+
+    enum period period = tariff_period_at(v, start_s);
+    int64_t price = tariff_price_micro_cny(v, period);
+    int64_t share = cluster_domestic_share_micro(c, start_s);
+    int64_t energy = price_charge_cny4(kwh_micro, price);
+    int64_t surcharge = price_charge_cny4(kwh_micro, v->surcharge_micro_cny);
+    struct subsidy sub;
+    price_subsidy(e->cfg, c, start_s, share, energy, false, year, &e->caps, &sub);
+    int64_t net = energy + surcharge - sub.total_cny4;
+
+    struct lines lines;
+    diff_lines(e, r->paid, r->revision >= 0 ? r->n_paid : 0, &sub, &lines);
+    struct billing_row row = {
+        .cluster = c,
+        .interval_start_s = start_s,
+        .interval_end_s = start_s + e->interval_s,
+        .year = year,
+        .revision = r->revision + 1,
+        .period = period,
+        .kwh_micro = kwh_micro - r->kwh_micro,
+        .price_micro_cny = price,
+        .surcharge_rate_micro_cny = v->surcharge_micro_cny,
+        .energy_charge_cny4 = energy - r->energy_charge_cny4,
+        .surcharge_cny4 = surcharge - r->surcharge_cny4,
+        .subsidy_cny4 = sub.total_cny4 - r->subsidy_cny4,
+        .net_cny4 = net - r->net_cny4,
+        .domestic_share_micro = share,
+        .programme = sub.n ? lines.programme : NULL,
+        .tariff_version = v->label,
+        .missing_s = missing_s - r->missing_s,
+        .n_lines = lines.n,
+        .lines = lines.v,
+    };
+    struct month_state *ms = month_for(e, cs, start_s);
+    row.month_day = ms->month_day;
+    bool changed = row.kwh_micro || row.energy_charge_cny4 || row.surcharge_cny4 ||
+                   row.subsidy_cny4 || row.missing_s || lines.n;
+    if (r->revision >= 0 && !changed) {
+        store_paid(e, &sub, r->paid, &r->n_paid); /* same amounts, fresh names */
+        return;
+    }
+    r->revision++;
+    r->kwh_micro = kwh_micro;
+    r->energy_charge_cny4 = energy;
+    r->surcharge_cny4 = surcharge;
+    r->subsidy_cny4 = sub.total_cny4;
+    r->net_cny4 = net;
+    r->missing_s = missing_s;
+    store_paid(e, &sub, r->paid, &r->n_paid);
+
+    if (row.revision == 0)
+        e->stats.billing_rows++;
+    else
+        e->stats.adjustment_rows++;
+    if (e->sink.billing)
+        e->sink.billing(e->sink.ctx, &row);
+
+    ms->kwh_micro += row.kwh_micro;
+    if (ms->last_row_start_s < start_s)
+        ms->last_row_start_s = start_s;
+    if (ms->closed)
+        price_month(e, cs, ms);
+}
+
+/* The month's largest interval average and the interval it is in; ties go
+ * to the earlier interval. */
+static void month_max(const struct engine *e, const struct cluster_state *cs,
+                      const struct month_state *ms, int64_t *kw_micro, int64_t *start_s)
+{
+    int64_t per_hour = 3600 / e->interval_s;
+    *kw_micro = ms->frozen_max_kw_micro;
+    *start_s = ms->frozen_max_start_s;
+    for (size_t i = 0; i < cs->n_rows; i++) {
+        const struct closed_row *r = &cs->rows[i];
+        if (r->start_s < ms->start_s || r->start_s >= ms->end_s || r->revision < 0)
+            continue;
+        int64_t kw = r->kwh_micro * per_hour;
+        if (*start_s == NONE || kw > *kw_micro || (kw == *kw_micro && r->start_s < *start_s)) {
+            *kw_micro = kw;
+            *start_s = r->start_s;
+        }
+    }
+}
+
+static void price_month(struct engine *e, struct cluster_state *cs, struct month_state *ms)
+{
+    const struct cluster *c = cs->cfg;
+    if (ms->last_row_start_s == NONE)
+        return;
+    const struct tariff_version *v = tariff_version_at(c->site->tariff, ms->last_row_start_s);
+    int64_t max_kw, max_start;
+    month_max(e, cs, ms, &max_kw, &max_start);
+    struct demand_charge dc;
+    price_demand(v, c, max_kw, ms->kwh_micro, &dc);
+    int32_t year = local_year(c, ms->start_s);
+    if (ms->revision >= 0)
+        release_stored(e, c, year, ms->paid, ms->n_paid);
+    int64_t share = cluster_domestic_share_micro(c, ms->last_row_start_s);
+    struct subsidy sub;
+    price_subsidy(e->cfg, c, ms->last_row_start_s, share, dc.charge_cny4, true, year, &e->caps,
+                  &sub);
+    int64_t net = dc.charge_cny4 - sub.total_cny4;
+    struct lines lines;
+    diff_lines(e, ms->paid, ms->revision >= 0 ? ms->n_paid : 0, &sub, &lines);
+    bool changed = ms->revision < 0 || dc.charge_cny4 != ms->charge_cny4 ||
+                   sub.total_cny4 != ms->subsidy_cny4 || lines.n || max_kw != ms->max_kw_micro ||
+                   dc.billing_kw_micro != ms->billing_kw_micro;
+    if (!changed) {
+        store_paid(e, &sub, ms->paid, &ms->n_paid);
+        return;
+    }
+    struct demand_row row = {
+        .cluster = c,
+        .month_day = ms->month_day,
+        .year = year,
+        .revision = ms->revision + 1,
+        .basis = v->demand_basis,
+        .max_kw_micro = max_kw,
+        .max_interval_start_s = max_start,
+        .billing_kw_micro = dc.billing_kw_micro,
+        .charge_cny4 = dc.charge_cny4 - (ms->revision >= 0 ? ms->charge_cny4 : 0),
+        .subsidy_cny4 = sub.total_cny4 - (ms->revision >= 0 ? ms->subsidy_cny4 : 0),
+        .net_cny4 = net - (ms->revision >= 0 ? ms->net_cny4 : 0),
+        .programme = sub.n ? lines.programme : NULL,
+        .tariff_version = v->label,
+        .n_lines = lines.n,
+        .lines = lines.v,
+    };
+    ms->revision++;
+    ms->charge_cny4 = dc.charge_cny4;
+    ms->subsidy_cny4 = sub.total_cny4;
+    ms->net_cny4 = net;
+    ms->max_kw_micro = max_kw;
+    ms->billing_kw_micro = dc.billing_kw_micro;
+    store_paid(e, &sub, ms->paid, &ms->n_paid);
+    e->stats.demand_rows++;
+    if (e->sink.demand)
+        e->sink.demand(e->sink.ctx, &row);
+}
+
+/* ------------------------------------------------------------------ */
+/* Closing                                                             */
+
+static int64_t close_target(const struct engine *e, const struct cluster_state *cs, bool all_silent)
+{
+    int64_t target = INT64_MAX, latest_end = NONE;
+    bool any_active = false;
+    for (size_t i = 0; i < cs->n_meters; i++) {
+        const struct meter_state *m = &e->meters[cs->meters[i]];
+        if (m->last_ns == NONE)
+            continue;
+        if (all_silent || m->silent) {
+            int64_t end = ceil_boundary(e, m->last_ns);
+            if (end > latest_end)
+                latest_end = end;
+        } else {
+            any_active = true;
+            int64_t f = floor_boundary(e, m->last_ns);
+            if (f < target)
+                target = f;
+        }
+    }
+    return any_active ? target : latest_end;
+}
+
+static int64_t first_start(const struct engine *e, const struct cluster_state *cs)
+{
+    int64_t first = INT64_MAX;
+    for (size_t i = 0; i < cs->n_meters; i++) {
+        const struct meter_state *m = &e->meters[cs->meters[i]];
+        if (m->first_ns != NONE && floor_boundary(e, m->first_ns) < first)
+            first = floor_boundary(e, m->first_ns);
+    }
+    return first;
+}
+
+static void add_item(struct engine *e, int64_t start_s, size_t cluster, int kind)
+{
+    PUSH(e->items, e->n_items, e->cap_items);
+    e->items[e->n_items++] = (struct close_item){start_s, cluster, kind};
+}
+
+/* Queues the intervals and months that closing cs up to target closes. */
+static void queue_advance(struct engine *e, size_t ci, int64_t target, int64_t now_ns)
+{
+    struct cluster_state *cs = &e->clusters[ci];
+    if (!cs->cfg || target == NONE || (cs->closed_until_s != NONE && target <= cs->closed_until_s))
+        return;
+    int64_t from = cs->closed_until_s != NONE ? cs->closed_until_s : first_start(e, cs);
+    if (from >= target)
+        return;
+    int32_t offset = cluster_offset_s(cs->cfg);
+    int64_t month_end = NONE;
+    for (int64_t s = from; s < target; s += e->interval_s) {
+        if (covered(e, cs, s))
+            add_item(e, s, ci, 0);
+        /* A month whose last interval closes here closes after it. */
+        if (s + e->interval_s >= month_end) {
+            struct civil_date d = civil_from_day(civil_local_day(s, offset));
+            d.day = 1;
+            d.month = d.month == 12 ? 1 : d.month + 1;
+            d.year += d.month == 1;
+            month_end = civil_day_start_ts(civil_to_day(d), offset);
+        }
+        if (s + e->interval_s == month_end)
+            add_item(e, s, ci, 1);
+    }
+    cs->closed_until_s = target;
+    PUSH(cs->marks, cs->n_marks, cs->cap_marks);
+    cs->marks[cs->n_marks++] = (struct close_mark){target, now_ns};
+}
+
+static int item_order(const void *a, const void *b, void *ctx)
+{
+    const struct close_item *x = a, *y = b;
+    const struct engine *e = ctx;
+    if (x->start_s != y->start_s)
+        return x->start_s < y->start_s ? -1 : 1;
+    if (x->cluster != y->cluster)
+        return strcmp(e->clusters[x->cluster].id, e->clusters[y->cluster].id);
+    return x->kind - y->kind;
+}
+
+static void close_month_at(struct engine *e, struct cluster_state *cs, int64_t last_start_s)
+{
+    struct month_state *ms = find_month(cs, last_start_s);
+    if (!ms || ms->closed)
+        return;
+    ms->closed = true;
+    price_month(e, cs, ms);
+}
+
+static void run_items(struct engine *e)
+{
+    if (e->n_items > 1)
+        qsort_r(e->items, e->n_items, sizeof *e->items, item_order, e);
+    for (size_t i = 0; i < e->n_items; i++) {
+        const struct close_item *it = &e->items[i];
+        struct cluster_state *cs = &e->clusters[it->cluster];
+        if (it->kind == 0)
+            price_interval(e, cs, it->start_s);
+        else
+            close_month_at(e, cs, it->start_s);
+    }
+    e->n_items = 0;
+}
+
+/* Intervals closed late_window ago become final: their money and all but
+ * one neighbouring sample are forgotten; months wholly final and closed
+ * are dropped. */
+static void freeze(struct engine *e, struct cluster_state *cs, int64_t now_ns)
+{
+    int64_t horizon_ns = now_ns - e->cfg->daemon.late_window_s * NS;
+    size_t k = 0;
+    while (k < cs->n_marks && cs->marks[k].at_ns <= horizon_ns)
+        cs->frozen_until_s = cs->marks[k++].upto_s;
+    if (k == 0)
+        return;
+    memmove(cs->marks, cs->marks + k, (cs->n_marks - k) * sizeof *cs->marks);
+    cs->n_marks -= k;
+
+    int64_t per_hour = 3600 / e->interval_s;
+    size_t r = 0;
+    for (; r < cs->n_rows && cs->rows[r].start_s + e->interval_s <= cs->frozen_until_s; r++) {
+        const struct closed_row *row = &cs->rows[r];
+        struct month_state *ms = find_month(cs, row->start_s);
+        int64_t kw = row->kwh_micro * per_hour;
+        if (ms && (ms->frozen_max_start_s == NONE || kw > ms->frozen_max_kw_micro)) {
+            ms->frozen_max_kw_micro = kw;
+            ms->frozen_max_start_s = row->start_s;
+        }
+    }
+    memmove(cs->rows, cs->rows + r, (cs->n_rows - r) * sizeof *cs->rows);
+    cs->n_rows -= r;
+
+    size_t m = 0;
+    while (m < cs->n_months && cs->months[m].closed && cs->months[m].end_s <= cs->frozen_until_s)
+        m++;
+    memmove(cs->months, cs->months + m, (cs->n_months - m) * sizeof *cs->months);
+    cs->n_months -= m;
+
+    for (size_t i = 0; i < cs->n_meters; i++) {
+        struct meter_state *mt = &e->meters[cs->meters[i]];
+        size_t keep_from = sample_buf_lower_bound(&mt->buf, cs->frozen_until_s * NS);
+        if (keep_from > 1)
+            sample_buf_drop_front(&mt->buf, keep_from - 1);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Public                                                              */
+
+struct engine *engine_new(const struct config *cfg, const struct engine_sink *sink)
+{
+    struct engine *e = calloc(1, sizeof *e);
+    if (!e)
+        abort();
+    e->cfg = cfg;
+    e->interval_s = cfg->daemon.interval_s;
+    if (sink)
+        e->sink = *sink;
+    return e;
+}
+
+void engine_set_config(struct engine *e, const struct config *cfg)
+{
+    e->cfg = cfg;
+    for (size_t i = 0; i < e->n_clusters; i++)
+        e->clusters[i].cfg = config_find_cluster(cfg, e->clusters[i].id);
+}
+
+bool engine_check(const struct engine *e, const struct engine_sample *s, struct error *err)
+{
+    if (!config_find_cluster(e->cfg, s->cluster)) {
+        error_set(err, "unknown cluster \"%s\"", s->cluster);
+        return false;
+    }
+    const struct meter_state *m = find_meter(e, s->cluster, s->meter);
+    if (m && m->counter != (s->kind == SAMPLE_COUNTER)) {
+        error_set(err, "meter \"%s\" of cluster \"%s\" sends %s, not %s", s->meter, s->cluster,
+                  m->counter ? "an energy counter (kwh or wh)" : "power (kw or w)",
+                  m->counter ? "power" : "an energy counter");
+        return false;
+    }
+    return true;
+}
+
+static void quarantine(struct engine *e, const struct engine_sample *s, const char *reason)
+{
+    e->stats.quarantined++;
+    if (e->sink.quarantine)
+        e->sink.quarantine(e->sink.ctx, s, reason);
+}
+
+void engine_push(struct engine *e, const struct engine_sample *s, int64_t now_ns)
+{
+    const struct cluster *c = config_find_cluster(e->cfg, s->cluster);
+    if (!c)
+        return; /* engine_check refused it */
+    int64_t ts_s = civil_floor_div(s->ts_ns, NS);
+    if (!tariff_version_at(c->site->tariff, ts_s)) {
+        quarantine(e, s, "no tariff version in force");
+        return;
+    }
+    if (s->ts_ns > now_ns + e->cfg->daemon.max_future_s * NS) {
+        quarantine(e, s, "timestamp more than max_future ahead of the clock");
+        return;
+    }
+    struct meter_state *m = find_meter(e, s->cluster, s->meter);
+    if (!m)
+        m = engine_add_meter(e, s->cluster, s->meter, s->kind == SAMPLE_COUNTER);
+    struct cluster_state *cs = &e->clusters[m->cluster];
+    if (cs->frozen_until_s != NONE && ts_s < cs->frozen_until_s) {
+        quarantine(e, s, "interval closed more than late_window ago");
+        return;
+    }
+    size_t at;
+    switch (sample_buf_insert(&m->buf, (struct sample){s->ts_ns, s->value}, &at)) {
+    case SAMPLE_DUPLICATE:
+        e->stats.duplicates++;
+        return;
+    case SAMPLE_CONFLICT:
+        e->stats.conflicts++;
+        return;
+    case SAMPLE_INSERTED:
+        break;
+    }
+    e->stats.accepted++;
+    if (m->first_ns == NONE || s->ts_ns < m->first_ns)
+        m->first_ns = s->ts_ns;
+    if (m->last_ns == NONE || s->ts_ns > m->last_ns)
+        m->last_ns = s->ts_ns;
+    m->last_arrival_ns = now_ns;
+    m->silent = false;
+
+    /* The segments the sample changed: from its earlier to its later
+     * neighbour. Closed, not final intervals among them are priced again. */
+    if (cs->closed_until_s != NONE) {
+        int64_t lo_ns = at > 0 ? sample_buf_at(&m->buf, at - 1)->ts_ns : s->ts_ns;
+        int64_t hi_ns = at + 1 < m->buf.n ? sample_buf_at(&m->buf, at + 1)->ts_ns : s->ts_ns;
+        int64_t from = floor_boundary(e, lo_ns);
+        if (cs->frozen_until_s != NONE && from < cs->frozen_until_s)
+            from = cs->frozen_until_s;
+        int64_t to = ceil_boundary(e, hi_ns);
+        if (to > cs->closed_until_s)
+            to = cs->closed_until_s;
+        for (int64_t st = from; st < to; st += e->interval_s)
+            if (covered(e, cs, st))
+                add_item(e, st, m->cluster, 0);
+        run_items(e);
+    }
+    queue_advance(e, m->cluster, close_target(e, cs, false), now_ns);
+    run_items(e);
+    freeze(e, cs, now_ns);
+}
+
+static void close_all(struct engine *e, int64_t now_ns, bool all_silent)
+{
+    for (size_t i = 0; i < e->n_clusters; i++)
+        queue_advance(e, i, close_target(e, &e->clusters[i], all_silent), now_ns);
+    /* Months of clusters with no active meter end by the clock (or the end
+     * of input); their intervals with data are all closed by now. */
+    for (size_t i = 0; i < e->n_clusters; i++) {
+        struct cluster_state *cs = &e->clusters[i];
+        if (!cs->cfg)
+            continue;
+        bool active = false;
+        for (size_t k = 0; k < cs->n_meters && !all_silent; k++)
+            active |= !e->meters[cs->meters[k]].silent;
+        if (active)
+            continue;
+        for (size_t k = 0; k < cs->n_months; k++) {
+            const struct month_state *ms = &cs->months[k];
+            if (ms->closed || !(all_silent || now_ns >= (ms->end_s + e->cfg->daemon.grace_s) * NS))
+                continue;
+            bool queued = false;
+            for (size_t q = 0; q < e->n_items; q++)
+                queued |= e->items[q].kind == 1 && e->items[q].cluster == i &&
+                          e->items[q].start_s == ms->end_s - e->interval_s;
+            if (!queued)
+                add_item(e, ms->end_s - e->interval_s, i, 1);
+        }
+    }
+    run_items(e);
+    for (size_t i = 0; i < e->n_clusters; i++)
+        freeze(e, &e->clusters[i], now_ns);
+}
+
+void engine_tick(struct engine *e, int64_t now_ns)
+{
+    int64_t grace_ns = e->cfg->daemon.grace_s * NS;
+    for (size_t i = 0; i < e->n_meters; i++) {
+        struct meter_state *m = &e->meters[i];
+        if (!m->silent && m->last_arrival_ns != NONE && now_ns - m->last_arrival_ns >= grace_ns)
+            m->silent = true;
+    }
+    close_all(e, now_ns, false);
+}
+
+void engine_finish(struct engine *e, int64_t now_ns)
+{
+    close_all(e, now_ns, true);
+}
+
+void engine_stats(const struct engine *e, struct engine_stats *out)
+{
+    *out = e->stats;
+    out->meters = e->n_meters;
+    out->samples_kept = 0;
+    for (size_t i = 0; i < e->n_meters; i++)
+        out->samples_kept += e->meters[i].buf.n;
+}
+
+void engine_free(struct engine *e)
+{
+    if (!e)
+        return;
+    for (size_t i = 0; i < e->n_meters; i++) {
+        free(e->meters[i].name);
+        sample_buf_free(&e->meters[i].buf);
+    }
+    free(e->meters);
+    free(e->table);
+    for (size_t i = 0; i < e->n_clusters; i++) {
+        struct cluster_state *cs = &e->clusters[i];
+        free(cs->id);
+        free(cs->meters);
+        free(cs->marks);
+        free(cs->rows);
+        free(cs->months);
+    }
+    free(e->clusters);
+    caps_free(&e->caps);
+    for (size_t i = 0; i < e->n_names; i++)
+        free(e->names[i]);
+    free(e->names);
+    free(e->items);
+    free(e);
+}

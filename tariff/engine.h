@@ -1,0 +1,145 @@
+/*
+ * engine: the incremental metering and pricing engine (DESIGN.md 4 and 5).
+ *
+ * Samples are pushed one at a time in arrival order; rows come out through
+ * the sink as intervals and months close. Time is always a parameter: every
+ * call that may close something takes the wall clock `now_ns` (offline, the
+ * largest timestamp read so far), so the same sequence of calls always gives
+ * the same rows — the daemon journals its calls and replays them.
+ *
+ * State, all of it serialisable (engine_save / engine_load):
+ *  - per meter: its samples, kept until every interval they touch is final
+ *    (closed more than late_window ago), its first and last timestamp, its
+ *    last arrival (wall clock) and whether it is silent (no sample for
+ *    grace);
+ *  - per cluster: how far its intervals are closed (closed_until_s) and
+ *    final (frozen_until_s), the money of each closed interval that can
+ *    still be adjusted, and its open or adjustable months;
+ *  - the yearly caps consumed, per tenant, programme and local year.
+ *
+ * The engine holds a pointer to the config; engine_set_config() swaps it
+ * (reload). Rows handed to the sink point into the engine and the config:
+ * copy what you keep. Nothing here does I/O.
+ */
+#ifndef TARIFF_ENGINE_H
+#define TARIFF_ENGINE_H
+
+#include "config.h"
+#include "errors.h"
+#include "meter.h"
+#include "price.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum sample_kind { SAMPLE_POWER, SAMPLE_COUNTER };
+
+struct engine_sample {
+    const char *cluster;
+    const char *meter;
+    enum sample_kind kind;
+    int64_t ts_ns;
+    double value; /* kW (power) or kWh (counter), finite, >= 0 */
+};
+
+/* What one programme paid on a row (for an adjustment: the change). */
+struct paid_line {
+    const char *programme;
+    int64_t amount_cny4;
+};
+
+struct billing_row {
+    const struct cluster *cluster;
+    int64_t interval_start_s;
+    int64_t interval_end_s;
+    int32_t month_day; /* first day of the local month, as a day number */
+    int32_t year;      /* local year, for the caps */
+    int revision;      /* 0: kind interval; 1, 2, ...: adjustment */
+    enum period period;
+    int64_t kwh_micro;
+    int64_t price_micro_cny;
+    int64_t surcharge_rate_micro_cny;
+    int64_t energy_charge_cny4;
+    int64_t surcharge_cny4;
+    int64_t subsidy_cny4;
+    int64_t net_cny4;
+    int64_t domestic_share_micro;
+    const char *programme; /* comma list of those that paid; NULL when none */
+    const char *tariff_version;
+    int64_t missing_s;
+    size_t n_lines;
+    const struct paid_line *lines; /* subsidy_lines of this row */
+};
+
+struct demand_row {
+    const struct cluster *cluster;
+    int32_t month_day;
+    int32_t year;
+    int revision; /* 0: kind month; 1, 2, ...: adjustment */
+    enum demand_basis basis;
+    int64_t max_kw_micro;
+    int64_t max_interval_start_s;
+    int64_t billing_kw_micro;
+    int64_t charge_cny4;
+    int64_t subsidy_cny4;
+    int64_t net_cny4;
+    const char *programme;
+    const char *tariff_version;
+    size_t n_lines;
+    const struct paid_line *lines;
+};
+
+struct engine_sink {
+    void *ctx;
+    void (*billing)(void *ctx, const struct billing_row *row);
+    void (*demand)(void *ctx, const struct demand_row *row);
+    /* A sample that cannot be billed: reason says why. */
+    void (*quarantine)(void *ctx, const struct engine_sample *s, const char *reason);
+};
+
+struct engine_stats {
+    uint64_t accepted;
+    uint64_t duplicates; /* same meter and timestamp, same value */
+    uint64_t conflicts;  /* same meter and timestamp, another value: first wins */
+    uint64_t quarantined;
+    uint64_t billing_rows;
+    uint64_t adjustment_rows;
+    uint64_t demand_rows;
+    size_t meters;
+    size_t samples_kept;
+};
+
+struct engine;
+
+struct engine *engine_new(const struct config *cfg, const struct engine_sink *sink);
+void engine_free(struct engine *e);
+
+/* Swaps in a new config (a reload). Closed rows are not re-priced; later
+ * adjustments price under it. Clusters no longer in it keep their state. */
+void engine_set_config(struct engine *e, const struct config *cfg);
+
+/* Whether s can be pushed: its cluster exists, and its meter does not
+ * switch between power and counter. Changes nothing; err says why not. */
+bool engine_check(const struct engine *e, const struct engine_sample *s, struct error *err);
+
+/* Pushes one sample (engine_check must have passed). May emit rows. */
+void engine_push(struct engine *e, const struct engine_sample *s, int64_t now_ns);
+
+/* The wall clock moved: meters silent for grace stop holding intervals
+ * open, months end, intervals become final. */
+void engine_tick(struct engine *e, int64_t now_ns);
+
+/* The end of offline input: every meter counts as silent, every interval
+ * and month with data closes. */
+void engine_finish(struct engine *e, int64_t now_ns);
+
+void engine_stats(const struct engine *e, struct engine_stats *out);
+
+/* The whole state as bytes (malloc'd, *len set), and back. engine_load
+ * fails (NULL, err set) on bytes it did not write. */
+void *engine_save(const struct engine *e, size_t *len);
+struct engine *engine_load(const struct config *cfg, const struct engine_sink *sink,
+                           const void *bytes, size_t len, struct error *err);
+
+#endif

@@ -1,0 +1,138 @@
+/*
+ * engine_private: the engine's state, shared by engine.c (the rules) and
+ * snapshot.c (its bytes). Nothing outside tariff/ includes this.
+ */
+#ifndef TARIFF_ENGINE_PRIVATE_H
+#define TARIFF_ENGINE_PRIVATE_H
+
+#include "engine.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define NS   1000000000LL
+#define NONE INT64_MIN
+
+struct stored_paid {
+    const char *programme; /* interned */
+    int64_t amount_cny4;
+};
+
+/* The money of a closed, not yet final interval: the sum of its revisions. */
+struct closed_row {
+    int64_t start_s;
+    int32_t revision;
+    int64_t kwh_micro;
+    int64_t energy_charge_cny4;
+    int64_t surcharge_cny4;
+    int64_t subsidy_cny4;
+    int64_t net_cny4;
+    int64_t missing_s;
+    size_t n_paid;
+    struct stored_paid paid[PRICE_MAX_PAID];
+};
+
+struct month_state {
+    int32_t month_day;
+    int64_t start_s, end_s;
+    int64_t kwh_micro; /* every row of the month, adjustments included */
+    int64_t frozen_max_kw_micro;
+    int64_t frozen_max_start_s; /* NONE: no final interval yet */
+    int64_t last_row_start_s;
+    bool closed;
+    int32_t revision;
+    int64_t charge_cny4, subsidy_cny4, net_cny4;
+    int64_t max_kw_micro, billing_kw_micro; /* of the last pricing */
+    size_t n_paid;
+    struct stored_paid paid[PRICE_MAX_PAID];
+};
+
+struct close_mark {
+    int64_t upto_s;
+    int64_t at_ns;
+};
+
+struct meter_state {
+    const char *cluster_id; /* the cluster state's id; the hash key is (cluster_id, name) */
+    char *name;
+    size_t cluster;
+    bool counter;
+    bool silent;
+    struct sample_buf buf;
+    int64_t first_ns, last_ns;
+    int64_t last_arrival_ns;
+};
+
+struct cluster_state {
+    char *id;
+    const struct cluster *cfg; /* NULL when the config no longer has it */
+    size_t *meters;
+    size_t n_meters, cap_meters;
+    int64_t closed_until_s; /* NONE: nothing closed yet */
+    int64_t frozen_until_s; /* NONE: nothing final yet */
+    struct close_mark *marks;
+    size_t n_marks, cap_marks;
+    struct closed_row *rows; /* sorted by start_s */
+    size_t n_rows, cap_rows;
+    struct month_state *months; /* sorted by start_s */
+    size_t n_months, cap_months;
+};
+
+struct close_item {
+    int64_t start_s;
+    size_t cluster;
+    int kind; /* 0: an interval, 1: a month (after the month's last interval) */
+};
+
+struct engine {
+    const struct config *cfg;
+    struct engine_sink sink;
+    int64_t interval_s;
+    struct meter_state *meters;
+    size_t n_meters, cap_meters;
+    size_t *table; /* open addressing: meter index + 1, 0 empty */
+    size_t table_size;
+    struct cluster_state *clusters;
+    size_t n_clusters, cap_clusters;
+    struct caps caps;
+    char **names; /* interned programme names */
+    size_t n_names, cap_names;
+    struct close_item *items;
+    size_t n_items, cap_items;
+    struct engine_stats stats;
+};
+
+static inline void *xrealloc(void *p, size_t size)
+{
+    void *q = realloc(p, size ? size : 1);
+    if (!q)
+        abort();
+    return q;
+}
+
+static inline char *xstrdup(const char *s)
+{
+    char *p = strdup(s);
+    if (!p)
+        abort();
+    return p;
+}
+
+#define PUSH(arr, n, cap)                                                                          \
+    do {                                                                                           \
+        if ((n) == (cap)) {                                                                        \
+            (cap) = (cap) ? (cap)*2 : 8;                                                           \
+            (arr) = xrealloc((arr), (cap) * sizeof *(arr));                                        \
+        }                                                                                          \
+    } while (0)
+
+/* A stable copy of a programme name; equal names give equal pointers. */
+const char *engine_intern(struct engine *e, const char *name);
+/* The index of a cluster's state, created empty on first use. */
+size_t engine_cluster_index(struct engine *e, const char *id);
+/* A new meter of a cluster, registered in the hash table. */
+struct meter_state *engine_add_meter(struct engine *e, const char *cluster, const char *meter,
+                                     bool counter);
+void engine_table_grow(struct engine *e);
+
+#endif

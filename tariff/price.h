@@ -1,0 +1,74 @@
+/*
+ * price: money for one billing row or one month's demand (DESIGN.md 5).
+ *
+ * Everything is a scaled integer: kWh at scale 6 (kwh_micro), prices in CNY
+ * at scale 6 (micro_cny), money in CNY at scale 4 (cny4, the ledger's
+ * numeric(20,4)), fractions at scale 6. Every rounding is half-even and
+ * happens exactly where DESIGN.md says: a charge is rounded once from the
+ * exact product; each programme's subsidy is rounded, then cut to what is
+ * left of its yearly cap and of max_subsidy x basis.
+ *
+ * The yearly caps are a small ledger keyed by tenant, programme and local
+ * year; it copies the names it is given, so it survives config reloads.
+ */
+#ifndef TARIFF_PRICE_H
+#define TARIFF_PRICE_H
+
+#include "config.h"
+
+#define PRICE_MAX_PAID 8 /* programmes paying on one row; config enforces */
+
+struct cap_entry {
+    char *tenant;
+    char *programme;
+    int32_t year;
+    int64_t consumed_cny4;
+};
+
+struct caps {
+    struct cap_entry *v;
+    size_t n, cap;
+};
+
+/* The consumed amount of a cap, created at 0 on first use. */
+int64_t *caps_consumed(struct caps *caps, const char *tenant, const char *programme, int32_t year);
+void caps_free(struct caps *caps);
+
+struct paid {
+    const struct programme *programme;
+    int64_t amount_cny4;
+};
+
+struct subsidy {
+    int64_t total_cny4;
+    size_t n;
+    struct paid paid[PRICE_MAX_PAID]; /* only programmes that paid (> 0), config order */
+};
+
+/* round_half_even(kwh x rate) at scale 4: a charge in CNY. */
+int64_t price_charge_cny4(int64_t kwh_micro, int64_t rate_micro_cny);
+
+/* The subsidy on `basis_cny4` for cluster c at instant at_s (eligibility,
+ * domestic share and dates at that instant, share rounded as given), in
+ * local year `year`. For a demand charge (demand = true) only programmes
+ * with basis energy+demand pay. Consumes the caps. */
+void price_subsidy(const struct config *cfg, const struct cluster *c, int64_t at_s,
+                   int64_t share_micro, int64_t basis_cny4, bool demand, int32_t year,
+                   struct caps *caps, struct subsidy *out);
+
+/* Returns a subsidy's amounts to the caps (before pricing a row again). */
+void price_release(const struct cluster *c, int32_t year, const struct subsidy *s,
+                   struct caps *caps);
+
+/* The billing demand of a month under the version's demand_basis, and its
+ * charge (DESIGN.md 5). */
+struct demand_charge {
+    int64_t billing_kw_micro;
+    int64_t charge_cny4;
+    bool load_factor_applied;
+};
+
+void price_demand(const struct tariff_version *v, const struct cluster *c, int64_t max_kw_micro,
+                  int64_t month_kwh_micro, struct demand_charge *out);
+
+#endif

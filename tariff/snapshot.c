@@ -1,0 +1,347 @@
+/*
+ * snapshot: the engine's whole state as bytes (engine_save) and back
+ * (engine_load), for the journal's checkpoints.
+ *
+ * Format, host byte order (a checkpoint is read back on the machine that
+ * wrote it): a magic and version, the interval it was made with, then the
+ * caps, the clusters (closing marks, adjustable rows, months), the meters
+ * (samples) and the counters. Names are stored, not config pointers, so a
+ * snapshot loads under a reloaded config. The reader checks every length
+ * against what is left, so truncated or foreign bytes fail cleanly.
+ */
+#include "engine_private.h"
+
+#include <stdio.h>
+
+static const char magic[8] = {'T', 'F', 'E', 'N', 'G', 'I', 'N', 'E'};
+#define SNAPSHOT_VERSION 1
+
+struct wbuf {
+    unsigned char *p;
+    size_t n, cap;
+};
+
+static void put(struct wbuf *w, const void *v, size_t len)
+{
+    if (w->n + len > w->cap) {
+        while (w->n + len > w->cap)
+            w->cap = w->cap ? w->cap * 2 : 4096;
+        w->p = xrealloc(w->p, w->cap);
+    }
+    memcpy(w->p + w->n, v, len);
+    w->n += len;
+}
+
+static void put_i64(struct wbuf *w, int64_t v)
+{
+    put(w, &v, sizeof v);
+}
+
+static void put_u64(struct wbuf *w, uint64_t v)
+{
+    put(w, &v, sizeof v);
+}
+
+static void put_f64(struct wbuf *w, double v)
+{
+    put(w, &v, sizeof v);
+}
+
+static void put_str(struct wbuf *w, const char *s)
+{
+    uint64_t len = strlen(s);
+    put_u64(w, len);
+    put(w, s, len);
+}
+
+static void put_paid(struct wbuf *w, const struct stored_paid *paid, size_t n)
+{
+    put_u64(w, n);
+    for (size_t i = 0; i < n; i++) {
+        put_str(w, paid[i].programme);
+        put_i64(w, paid[i].amount_cny4);
+    }
+}
+
+void *engine_save(const struct engine *e, size_t *len)
+{
+    struct wbuf w = {0};
+    put(&w, magic, sizeof magic);
+    put_u64(&w, SNAPSHOT_VERSION);
+    put_i64(&w, e->interval_s);
+
+    put_u64(&w, e->caps.n);
+    for (size_t i = 0; i < e->caps.n; i++) {
+        put_str(&w, e->caps.v[i].tenant);
+        put_str(&w, e->caps.v[i].programme);
+        put_i64(&w, e->caps.v[i].year);
+        put_i64(&w, e->caps.v[i].consumed_cny4);
+    }
+
+    put_u64(&w, e->n_clusters);
+    for (size_t i = 0; i < e->n_clusters; i++) {
+        const struct cluster_state *cs = &e->clusters[i];
+        put_str(&w, cs->id);
+        put_i64(&w, cs->closed_until_s);
+        put_i64(&w, cs->frozen_until_s);
+        put_u64(&w, cs->n_marks);
+        for (size_t k = 0; k < cs->n_marks; k++) {
+            put_i64(&w, cs->marks[k].upto_s);
+            put_i64(&w, cs->marks[k].at_ns);
+        }
+        put_u64(&w, cs->n_rows);
+        for (size_t k = 0; k < cs->n_rows; k++) {
+            const struct closed_row *r = &cs->rows[k];
+            put_i64(&w, r->start_s);
+            put_i64(&w, r->revision);
+            put_i64(&w, r->kwh_micro);
+            put_i64(&w, r->energy_charge_cny4);
+            put_i64(&w, r->surcharge_cny4);
+            put_i64(&w, r->subsidy_cny4);
+            put_i64(&w, r->net_cny4);
+            put_i64(&w, r->missing_s);
+            put_paid(&w, r->paid, r->n_paid);
+        }
+        put_u64(&w, cs->n_months);
+        for (size_t k = 0; k < cs->n_months; k++) {
+            const struct month_state *ms = &cs->months[k];
+            put_i64(&w, ms->month_day);
+            put_i64(&w, ms->start_s);
+            put_i64(&w, ms->end_s);
+            put_i64(&w, ms->kwh_micro);
+            put_i64(&w, ms->frozen_max_kw_micro);
+            put_i64(&w, ms->frozen_max_start_s);
+            put_i64(&w, ms->last_row_start_s);
+            put_i64(&w, ms->closed);
+            put_i64(&w, ms->revision);
+            put_i64(&w, ms->charge_cny4);
+            put_i64(&w, ms->subsidy_cny4);
+            put_i64(&w, ms->net_cny4);
+            put_i64(&w, ms->max_kw_micro);
+            put_i64(&w, ms->billing_kw_micro);
+            put_paid(&w, ms->paid, ms->n_paid);
+        }
+    }
+
+    put_u64(&w, e->n_meters);
+    for (size_t i = 0; i < e->n_meters; i++) {
+        const struct meter_state *m = &e->meters[i];
+        put_u64(&w, m->cluster);
+        put_str(&w, m->name);
+        put_i64(&w, m->counter);
+        put_i64(&w, m->silent);
+        put_i64(&w, m->first_ns);
+        put_i64(&w, m->last_ns);
+        put_i64(&w, m->last_arrival_ns);
+        put_u64(&w, m->buf.n);
+        for (size_t k = 0; k < m->buf.n; k++) {
+            put_i64(&w, sample_buf_at(&m->buf, k)->ts_ns);
+            put_f64(&w, sample_buf_at(&m->buf, k)->value);
+        }
+    }
+
+    const struct engine_stats *st = &e->stats;
+    put_u64(&w, st->accepted);
+    put_u64(&w, st->duplicates);
+    put_u64(&w, st->conflicts);
+    put_u64(&w, st->quarantined);
+    put_u64(&w, st->billing_rows);
+    put_u64(&w, st->adjustment_rows);
+    put_u64(&w, st->demand_rows);
+    *len = w.n;
+    return w.p;
+}
+
+struct rbuf {
+    const unsigned char *p;
+    size_t n;
+    bool ok;
+};
+
+static void get(struct rbuf *r, void *v, size_t len)
+{
+    if (!r->ok || r->n < len) {
+        r->ok = false;
+        memset(v, 0, len);
+        return;
+    }
+    memcpy(v, r->p, len);
+    r->p += len;
+    r->n -= len;
+}
+
+static int64_t get_i64(struct rbuf *r)
+{
+    int64_t v;
+    get(r, &v, sizeof v);
+    return v;
+}
+
+static uint64_t get_u64(struct rbuf *r)
+{
+    uint64_t v;
+    get(r, &v, sizeof v);
+    return v;
+}
+
+/* A count of items at least `item_size` bytes each: never more than the
+ * bytes left could hold. */
+static size_t get_count(struct rbuf *r, size_t item_size)
+{
+    uint64_t n = get_u64(r);
+    if (n > r->n / item_size) {
+        r->ok = false;
+        return 0;
+    }
+    return (size_t)n;
+}
+
+static char *get_str(struct rbuf *r)
+{
+    size_t len = get_count(r, 1);
+    char *s = xrealloc(NULL, len + 1);
+    get(r, s, len);
+    s[r->ok ? len : 0] = '\0';
+    return s;
+}
+
+static size_t get_paid(struct engine *e, struct rbuf *r, struct stored_paid *paid)
+{
+    size_t n = get_count(r, 16);
+    if (n > PRICE_MAX_PAID) {
+        r->ok = false;
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char *name = get_str(r);
+        paid[i].programme = engine_intern(e, name);
+        paid[i].amount_cny4 = get_i64(r);
+        free(name);
+    }
+    return n;
+}
+
+struct engine *engine_load(const struct config *cfg, const struct engine_sink *sink,
+                           const void *bytes, size_t len, struct error *err)
+{
+    struct rbuf r = {bytes, len, true};
+    char m[sizeof magic];
+    get(&r, m, sizeof m);
+    if (!r.ok || memcmp(m, magic, sizeof magic) != 0) {
+        error_set(err, "not an engine snapshot");
+        return NULL;
+    }
+    uint64_t version = get_u64(&r);
+    if (version != SNAPSHOT_VERSION) {
+        error_set(err, "engine snapshot version %llu is not %d", (unsigned long long)version,
+                  SNAPSHOT_VERSION);
+        return NULL;
+    }
+    int64_t interval_s = get_i64(&r);
+    if (r.ok && interval_s != cfg->daemon.interval_s) {
+        error_set(err,
+                  "engine snapshot was made with a %llds interval, the config has %llds: "
+                  "intervals cannot change under billed data",
+                  (long long)interval_s, (long long)cfg->daemon.interval_s);
+        return NULL;
+    }
+    struct engine *e = engine_new(cfg, sink);
+
+    for (size_t n = get_count(&r, 32), i = 0; i < n && r.ok; i++) {
+        char *tenant = get_str(&r), *programme = get_str(&r);
+        int32_t year = (int32_t)get_i64(&r);
+        int64_t consumed = get_i64(&r);
+        if (r.ok)
+            *caps_consumed(&e->caps, tenant, programme, year) = consumed;
+        free(tenant);
+        free(programme);
+    }
+
+    for (size_t n = get_count(&r, 48), i = 0; i < n && r.ok; i++) {
+        char *id = get_str(&r);
+        size_t ci = engine_cluster_index(e, id);
+        free(id);
+        struct cluster_state *cs = &e->clusters[ci];
+        cs->closed_until_s = get_i64(&r);
+        cs->frozen_until_s = get_i64(&r);
+        for (size_t nm = get_count(&r, 16), k = 0; k < nm && r.ok; k++) {
+            PUSH(cs->marks, cs->n_marks, cs->cap_marks);
+            cs->marks[cs->n_marks].upto_s = get_i64(&r);
+            cs->marks[cs->n_marks++].at_ns = get_i64(&r);
+        }
+        for (size_t nr = get_count(&r, 72), k = 0; k < nr && r.ok; k++) {
+            PUSH(cs->rows, cs->n_rows, cs->cap_rows);
+            struct closed_row *row = &cs->rows[cs->n_rows++];
+            memset(row, 0, sizeof *row);
+            row->start_s = get_i64(&r);
+            row->revision = (int32_t)get_i64(&r);
+            row->kwh_micro = get_i64(&r);
+            row->energy_charge_cny4 = get_i64(&r);
+            row->surcharge_cny4 = get_i64(&r);
+            row->subsidy_cny4 = get_i64(&r);
+            row->net_cny4 = get_i64(&r);
+            row->missing_s = get_i64(&r);
+            row->n_paid = get_paid(e, &r, row->paid);
+        }
+        for (size_t nmo = get_count(&r, 120), k = 0; k < nmo && r.ok; k++) {
+            PUSH(cs->months, cs->n_months, cs->cap_months);
+            struct month_state *ms = &cs->months[cs->n_months++];
+            memset(ms, 0, sizeof *ms);
+            ms->month_day = (int32_t)get_i64(&r);
+            ms->start_s = get_i64(&r);
+            ms->end_s = get_i64(&r);
+            ms->kwh_micro = get_i64(&r);
+            ms->frozen_max_kw_micro = get_i64(&r);
+            ms->frozen_max_start_s = get_i64(&r);
+            ms->last_row_start_s = get_i64(&r);
+            ms->closed = get_i64(&r) != 0;
+            ms->revision = (int32_t)get_i64(&r);
+            ms->charge_cny4 = get_i64(&r);
+            ms->subsidy_cny4 = get_i64(&r);
+            ms->net_cny4 = get_i64(&r);
+            ms->max_kw_micro = get_i64(&r);
+            ms->billing_kw_micro = get_i64(&r);
+            ms->n_paid = get_paid(e, &r, ms->paid);
+        }
+    }
+
+    for (size_t n = get_count(&r, 64), i = 0; i < n && r.ok; i++) {
+        uint64_t ci = get_u64(&r);
+        char *name = get_str(&r);
+        if (ci >= e->n_clusters)
+            r.ok = false;
+        if (!r.ok) {
+            free(name);
+            break;
+        }
+        struct meter_state *m = engine_add_meter(e, e->clusters[ci].id, name, get_i64(&r) != 0);
+        free(name);
+        m->silent = get_i64(&r) != 0;
+        m->first_ns = get_i64(&r);
+        m->last_ns = get_i64(&r);
+        m->last_arrival_ns = get_i64(&r);
+        for (size_t ns = get_count(&r, 16), k = 0; k < ns && r.ok; k++) {
+            struct sample s;
+            s.ts_ns = get_i64(&r);
+            get(&r, &s.value, sizeof s.value);
+            size_t at;
+            if (r.ok && sample_buf_insert(&m->buf, s, &at) != SAMPLE_INSERTED)
+                r.ok = false;
+        }
+    }
+
+    struct engine_stats *st = &e->stats;
+    st->accepted = get_u64(&r);
+    st->duplicates = get_u64(&r);
+    st->conflicts = get_u64(&r);
+    st->quarantined = get_u64(&r);
+    st->billing_rows = get_u64(&r);
+    st->adjustment_rows = get_u64(&r);
+    st->demand_rows = get_u64(&r);
+    if (!r.ok || r.n != 0) {
+        error_set(err, "engine snapshot is truncated or corrupt");
+        engine_free(e);
+        return NULL;
+    }
+    return e;
+}

@@ -1,0 +1,79 @@
+#include "statement.h"
+
+#include "decimal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static struct statement *find(struct statements *s, const struct cluster *c, int32_t month_day)
+{
+    for (size_t i = s->n; i-- > 0;)
+        if (s->v[i].month_day == month_day && strcmp(s->v[i].cluster, c->id) == 0)
+            return &s->v[i];
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 16;
+        s->v = realloc(s->v, s->cap * sizeof *s->v);
+        if (!s->v)
+            abort();
+    }
+    struct statement *st = &s->v[s->n++];
+    memset(st, 0, sizeof *st);
+    st->tenant = strdup(c->tenant->id);
+    st->cluster = strdup(c->id);
+    st->province = strdup(c->site->province);
+    if (!st->tenant || !st->cluster || !st->province)
+        abort();
+    st->month_day = month_day;
+    return st;
+}
+
+void statements_add_billing(struct statements *s, const struct billing_row *r)
+{
+    struct statement *st = find(s, r->cluster, r->month_day);
+    st->kwh_micro += r->kwh_micro;
+    st->energy_charge_cny4 += r->energy_charge_cny4;
+    st->surcharge_cny4 += r->surcharge_cny4;
+    st->subsidy_cny4 += r->subsidy_cny4;
+    st->net_cny4 += r->net_cny4;
+    st->period_kwh_micro[r->period] += r->kwh_micro;
+    st->period_energy_charge_cny4[r->period] += r->energy_charge_cny4;
+    st->period_seen[r->period] = true;
+}
+
+void statements_add_demand(struct statements *s, const struct demand_row *r)
+{
+    struct statement *st = find(s, r->cluster, r->month_day);
+    st->demand_charge_cny4 += r->charge_cny4;
+    st->subsidy_cny4 += r->subsidy_cny4;
+    st->net_cny4 += r->net_cny4;
+}
+
+static int order(const void *a, const void *b)
+{
+    const struct statement *x = a, *y = b;
+    if (x->month_day != y->month_day)
+        return x->month_day < y->month_day ? -1 : 1;
+    int c = strcmp(x->tenant, y->tenant);
+    return c ? c : strcmp(x->cluster, y->cluster);
+}
+
+void statements_sort(struct statements *s)
+{
+    qsort(s->v, s->n, sizeof *s->v, order);
+}
+
+int64_t statement_round_fen(int64_t cny4)
+{
+    return decimal_div_half_even(cny4, 100);
+}
+
+void statements_free(struct statements *s)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        free(s->v[i].tenant);
+        free(s->v[i].cluster);
+        free(s->v[i].province);
+    }
+    free(s->v);
+    memset(s, 0, sizeof *s);
+}
