@@ -1,0 +1,799 @@
+/*
+ * Unit tests for the engine: metering, closing, pricing and state, with
+ * hand-computed expectations (the arithmetic is in the comments).
+ *
+ * The base config: interval 15m, one tariff in +08:00 with valley 0.25
+ * (00:00-08:00), flat 0.5 (08:00-18:00, 23:00-24:00), peak 1.0
+ * (18:00-23:00), surcharge 0.02, demand 30 CNY/kW-month; cluster c1 has a
+ * domestic share of 0.75, c2 0.5; programme pa pays 0.5 pro rata.
+ */
+#include "civil.h"
+#include "config.h"
+#include "engine.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TOKEN "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+#define NS 1000000000LL
+
+static const char base_config[] =
+    "[daemon]\ninterval = 15m\nmax_gap = 5m\ngrace = 2m\nlate_window = 6h\nmax_subsidy = 0.5\n"
+    "[tenant t1]\ntoken_sha256 = " TOKEN "\n"
+    "[tenant t2]\ntoken_sha256 = " TOKEN "\n"
+    "[chip dom]\nvendor = A\ndomestic = yes\nrated_kw = 1\n"
+    "[chip for]\nvendor = B\ndomestic = no\nrated_kw = 1\n"
+    "[site s1]\nprovince = p1\ntariff = tf\n"
+    "[cluster c1]\ntenant = t1\nsite = s1\ninventory = dom*3, for*1\ntransformer_kva = 1000\n"
+    "contract_kw = 100\n"
+    "[cluster c2]\ntenant = t1\nsite = s1\ninventory = dom*1, for*1\ntransformer_kva = 500\n"
+    "contract_kw = 50\n"
+    "[cluster c3]\ntenant = t2\nsite = s1\ninventory = dom*1, for*1\ntransformer_kva = 500\n"
+    "contract_kw = 50\n"
+    "inventory@2025-06-15 = dom*1, for*3\n"
+    "[tariff tf @ 2025-01-01]\nutc_offset = +08:00\nprice.valley = 0.25\nprice.flat = 0.5\n"
+    "price.peak = 1.0\nsurcharge = 0.02\n"
+    "profile.base = 00:00 valley, 08:00 flat, 18:00 peak, 23:00 flat\nmonths = jan-dec base\n"
+    "demand_basis = max_demand\ndemand.kw = 30\n"
+    "[programme pa]\nprovinces = p1\nfrom = 2025-01-01\nmin_domestic_share = 0.5\nrate = 0.5\n"
+    "basis = energy\nmode = pro_rata\n";
+
+/* ---------------------------------------------------------------- */
+/* A sink that keeps copies of everything                            */
+
+struct kept_billing {
+    char cluster[16];
+    int64_t start_s;
+    int revision;
+    enum period period;
+    int64_t kwh, price, energy, surcharge, subsidy, net, share, missing_s;
+    char programme[64];
+    char version[64];
+    int32_t month_day;
+    size_t n_lines;
+    struct {
+        char programme[16];
+        int64_t amount;
+    } lines[8];
+};
+
+struct kept_demand {
+    char cluster[16];
+    int32_t month_day;
+    int revision;
+    int64_t max_kw, max_start_s, billing_kw, charge, subsidy, net;
+    char programme[64];
+    char version[64];
+};
+
+static struct kept_billing billing[512];
+static size_t n_billing;
+static struct kept_demand demand[64];
+static size_t n_demand;
+static char quarantined[16][96];
+static size_t n_quarantined;
+
+static void on_billing(void *ctx, const struct billing_row *r)
+{
+    (void)ctx;
+    ck_assert_uint_lt(n_billing, 512);
+    struct kept_billing *k = &billing[n_billing++];
+    memset(k, 0, sizeof *k);
+    snprintf(k->cluster, sizeof k->cluster, "%s", r->cluster->id);
+    k->start_s = r->interval_start_s;
+    k->revision = r->revision;
+    k->period = r->period;
+    k->kwh = r->kwh_micro;
+    k->price = r->price_micro_cny;
+    k->energy = r->energy_charge_cny4;
+    k->surcharge = r->surcharge_cny4;
+    k->subsidy = r->subsidy_cny4;
+    k->net = r->net_cny4;
+    k->share = r->domestic_share_micro;
+    k->missing_s = r->missing_s;
+    k->month_day = r->month_day;
+    snprintf(k->programme, sizeof k->programme, "%s", r->programme ? r->programme : "");
+    snprintf(k->version, sizeof k->version, "%s", r->tariff_version);
+    k->n_lines = r->n_lines;
+    for (size_t i = 0; i < r->n_lines && i < 8; i++) {
+        snprintf(k->lines[i].programme, sizeof k->lines[i].programme, "%s",
+                 r->lines[i].programme);
+        k->lines[i].amount = r->lines[i].amount_cny4;
+    }
+}
+
+static void on_demand(void *ctx, const struct demand_row *r)
+{
+    (void)ctx;
+    ck_assert_uint_lt(n_demand, 64);
+    struct kept_demand *k = &demand[n_demand++];
+    memset(k, 0, sizeof *k);
+    snprintf(k->cluster, sizeof k->cluster, "%s", r->cluster->id);
+    k->month_day = r->month_day;
+    k->revision = r->revision;
+    k->max_kw = r->max_kw_micro;
+    k->max_start_s = r->max_interval_start_s;
+    k->billing_kw = r->billing_kw_micro;
+    k->charge = r->charge_cny4;
+    k->subsidy = r->subsidy_cny4;
+    k->net = r->net_cny4;
+    snprintf(k->programme, sizeof k->programme, "%s", r->programme ? r->programme : "");
+    snprintf(k->version, sizeof k->version, "%s", r->tariff_version);
+}
+
+static void on_quarantine(void *ctx, const struct engine_sample *s, const char *reason)
+{
+    (void)ctx;
+    (void)s;
+    snprintf(quarantined[n_quarantined++ % 16], sizeof quarantined[0], "%s", reason);
+}
+
+static const struct engine_sink sink = {NULL, on_billing, on_demand, on_quarantine};
+
+/* ---------------------------------------------------------------- */
+
+static struct config *cfg;
+static struct engine *eng;
+static char config_text[8192];
+
+static const char *edit(const char *text, const char *from, const char *to)
+{
+    static char bufs[2][8192];
+    static int which;
+    char *buf = bufs[which ^= 1];
+    const char *at = strstr(text, from);
+    ck_assert_msg(at != NULL, "edit: \"%s\" not found", from);
+    snprintf(buf, sizeof bufs[0], "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
+    return buf;
+}
+
+static void start_with(const char *text)
+{
+    struct errors errs = {0};
+    snprintf(config_text, sizeof config_text, "%s", text);
+    cfg = config_from_string("t.conf", config_text, &errs);
+    ck_assert_msg(cfg != NULL, "config: %s", errs.n ? errs.msgs[0] : "?");
+    errors_free(&errs);
+    eng = engine_new(cfg, &sink);
+    n_billing = n_demand = n_quarantined = 0;
+}
+
+static void start(void)
+{
+    start_with(base_config);
+}
+
+static void stop(void)
+{
+    engine_free(eng);
+    config_free(cfg);
+    eng = NULL;
+    cfg = NULL;
+}
+
+/* An instant in local time (+08:00). */
+static int64_t L(int y, int mo, int d, int hh, int mm)
+{
+    return civil_day_start_ts(civil_to_day((struct civil_date){y, mo, d}), 8 * 3600) +
+           hh * 3600 + mm * 60;
+}
+
+static int64_t now_ns;
+
+static void push_kind(const char *cluster, const char *meter, enum sample_kind kind, int64_t ts_s,
+                      double value)
+{
+    struct engine_sample s = {cluster, meter, kind, ts_s * NS, value};
+    struct error err;
+    ck_assert_msg(engine_check(eng, &s, &err), "check: %s", err.msg);
+    if (ts_s * NS > now_ns)
+        now_ns = ts_s * NS;
+    engine_push(eng, &s, now_ns);
+}
+
+static void push(const char *cluster, int64_t ts_s, double kw)
+{
+    push_kind(cluster, "main", SAMPLE_POWER, ts_s, kw);
+}
+
+/* Constant power from `from` to `to` inclusive, a sample a minute. */
+static void constant(const char *cluster, int64_t from_s, int64_t to_s, double kw)
+{
+    for (int64_t t = from_s; t <= to_s; t += 60)
+        push(cluster, t, kw);
+}
+
+static void finish(void)
+{
+    engine_finish(eng, now_ns);
+}
+
+static void setup(void)
+{
+    now_ns = 0;
+}
+
+/* ---------------------------------------------------------------- */
+
+START_TEST(test_segment_crossing_boundary_is_split_with_interpolated_power)
+{
+    /* 100 kW at 00:10, 200 kW at 00:20; at 00:15 the power is 150 kW.
+     * [00:00,00:15): (100+150)/2 x 5/60 h = 125/12 = 10.4166666.. -> 10.416667
+     * [00:15,00:30): (150+200)/2 x 5/60 h = 175/12 = 14.5833333.. -> 14.583333
+     * valley 0.25: 10.416667 x 0.25 = 2.60416675 -> 2.6042;
+     *              14.583333 x 0.25 = 3.64583325 -> 3.6458 */
+    start_with(edit(base_config, "max_gap = 5m", "max_gap = 10m"));
+    push("c1", L(2025, 3, 1, 0, 10), 100);
+    push("c1", L(2025, 3, 1, 0, 20), 200);
+    finish();
+    ck_assert_uint_eq(n_billing, 2);
+    ck_assert_int_eq(billing[0].start_s, L(2025, 3, 1, 0, 0));
+    ck_assert_int_eq(billing[0].kwh, 10416667);
+    ck_assert_int_eq(billing[1].kwh, 14583333);
+    ck_assert_int_eq(billing[0].energy, 26042);
+    ck_assert_int_eq(billing[1].energy, 36458);
+    ck_assert_int_eq(billing[0].missing_s, 0);
+    stop();
+}
+END_TEST
+
+START_TEST(test_period_change_at_interval_boundary)
+{
+    /* 40 kW from 07:45 to 08:15: 10 kWh in each interval; 07:45 is valley
+     * (0.25 -> 2.5000), 08:00 flat (0.5 -> 5.0000). Surcharge 10 x 0.02 =
+     * 0.2000 each. */
+    start();
+    constant("c1", L(2025, 3, 1, 7, 45), L(2025, 3, 1, 8, 15), 40);
+    finish();
+    ck_assert_uint_eq(n_billing, 2);
+    ck_assert_int_eq(billing[0].period, PERIOD_VALLEY);
+    ck_assert_int_eq(billing[0].kwh, 10000000);
+    ck_assert_int_eq(billing[0].energy, 25000);
+    ck_assert_int_eq(billing[0].surcharge, 2000);
+    ck_assert_int_eq(billing[1].period, PERIOD_FLAT);
+    ck_assert_int_eq(billing[1].price, 500000);
+    ck_assert_int_eq(billing[1].energy, 50000);
+    stop();
+}
+END_TEST
+
+START_TEST(test_day_wraps_from_23_to_00)
+{
+    /* 22:45 peak, 23:00-23:45 flat, 00:00 next day valley. */
+    start();
+    constant("c1", L(2025, 3, 1, 22, 45), L(2025, 3, 2, 0, 15), 40);
+    finish();
+    ck_assert_uint_eq(n_billing, 6);
+    ck_assert_int_eq(billing[0].period, PERIOD_PEAK);
+    ck_assert_int_eq(billing[0].energy, 100000); /* 10 kWh x 1.0 */
+    for (int i = 1; i <= 4; i++)
+        ck_assert_int_eq(billing[i].period, PERIOD_FLAT);
+    ck_assert_int_eq(billing[5].period, PERIOD_VALLEY);
+    ck_assert_int_eq(billing[5].start_s, L(2025, 3, 2, 0, 0));
+    stop();
+}
+END_TEST
+
+START_TEST(test_month_follows_local_time_not_utc)
+{
+    /* Local 2025-11-30 23:45 to 2025-12-01 00:15, i.e. 15:45Z-16:15Z on
+     * Nov 30 in UTC. The 00:00 interval is December's; each month gets its
+     * own demand row: 10 kWh in 15 min = 40 kW, x 30 = 1200.0000. */
+    start();
+    constant("c1", L(2025, 11, 30, 23, 45), L(2025, 12, 1, 0, 15), 40);
+    finish();
+    ck_assert_uint_eq(n_billing, 2);
+    ck_assert_int_eq(billing[0].month_day, civil_to_day((struct civil_date){2025, 11, 1}));
+    ck_assert_int_eq(billing[1].month_day, civil_to_day((struct civil_date){2025, 12, 1}));
+    ck_assert_int_eq(billing[1].start_s, 1764518400); /* 2025-11-30T16:00:00Z */
+    ck_assert_uint_eq(n_demand, 2);
+    ck_assert_int_eq(demand[0].month_day, civil_to_day((struct civil_date){2025, 11, 1}));
+    ck_assert_int_eq(demand[0].max_kw, 40000000);
+    ck_assert_int_eq(demand[0].charge, 12000000);
+    ck_assert_int_eq(demand[1].month_day, civil_to_day((struct civil_date){2025, 12, 1}));
+    stop();
+}
+END_TEST
+
+START_TEST(test_yearly_cap_exhausted_inside_interval_and_reset_at_local_new_year)
+{
+    /* Cap 2.5 CNY a year. 23:30 and 23:45 local on Dec 31 are flat:
+     * 10 kWh x 0.5 = 5.0000, subsidy 0.5 x 0.75 x 5 = 1.8750; the second
+     * gets only what is left of the cap, 2.5 - 1.875 = 0.6250. 00:00 on
+     * Jan 1 local (still 2025 in UTC) is a new year: valley 2.5000 x 0.5 x
+     * 0.75 = 0.9375 in full. */
+    start_with(edit(base_config, "mode = pro_rata\n", "mode = pro_rata\ncap_cny_per_year = 2.5\n"));
+    constant("c1", L(2025, 12, 31, 23, 30), L(2026, 1, 1, 0, 15), 40);
+    finish();
+    ck_assert_uint_eq(n_billing, 3); /* 00:15 is only touched at its start */
+    ck_assert_int_eq(billing[0].energy, 50000);
+    ck_assert_int_eq(billing[0].subsidy, 18750);
+    ck_assert_int_eq(billing[1].subsidy, 6250);
+    ck_assert_str_eq(billing[1].programme, "pa");
+    ck_assert_int_eq(billing[1].net, 50000 + 2000 - 6250);
+    ck_assert_int_eq(billing[2].start_s, L(2026, 1, 1, 0, 0));
+    ck_assert_int_eq(billing[2].subsidy, 9375);
+    stop();
+}
+END_TEST
+
+START_TEST(test_cap_exhausted_pays_nothing_and_names_no_programme)
+{
+    /* Cap 1.875: the first flat interval takes it all, the next gets 0. */
+    start_with(edit(base_config, "mode = pro_rata\n", "mode = pro_rata\ncap_cny_per_year = 1.875\n"));
+    constant("c1", L(2025, 3, 1, 8, 0), L(2025, 3, 1, 8, 30), 40);
+    finish();
+    ck_assert_uint_eq(n_billing, 2);
+    ck_assert_int_eq(billing[0].subsidy, 18750);
+    ck_assert_int_eq(billing[1].subsidy, 0);
+    ck_assert_str_eq(billing[1].programme, "");
+    ck_assert_uint_eq(billing[1].n_lines, 0);
+    stop();
+}
+END_TEST
+
+START_TEST(test_tariff_version_change_mid_month)
+{
+    /* From 2025-06-15 (local) valley is 0.3 and demand 40 CNY/kW. The
+     * 2025-06-14 23:45 interval is priced under the old version (flat 0.5),
+     * 2025-06-15 00:00 under the new one (valley 0.3 -> 10 x 0.3 = 3.0000).
+     * The June demand row uses the version at the month's last interval:
+     * 40 kW x 40 = 1600.0000. */
+    char text[8192];
+    snprintf(text, sizeof text, "%s%s", base_config,
+             "[tariff tf @ 2025-06-15]\nutc_offset = +08:00\nprice.valley = 0.3\n"
+             "price.flat = 0.5\nprice.peak = 1.0\nsurcharge = 0.02\n"
+             "profile.base = 00:00 valley, 08:00 flat, 18:00 peak, 23:00 flat\n"
+             "months = jan-dec base\ndemand_basis = max_demand\ndemand.kw = 40\n");
+    start_with(text);
+    constant("c1", L(2025, 6, 14, 23, 45), L(2025, 6, 15, 0, 15), 40);
+    finish();
+    ck_assert_uint_eq(n_billing, 2);
+    ck_assert_int_eq(billing[0].energy, 50000);
+    ck_assert_int_eq(billing[1].price, 300000);
+    ck_assert_int_eq(billing[1].energy, 30000);
+    ck_assert_str_ne(billing[0].version, billing[1].version);
+    ck_assert_int_eq(strncmp(billing[1].version, "tf@2025-06-15#", 14), 0);
+    ck_assert_uint_eq(n_demand, 1);
+    ck_assert_int_eq(demand[0].charge, 16000000);
+    ck_assert_str_eq(demand[0].version, billing[1].version);
+    stop();
+}
+END_TEST
+
+START_TEST(test_inventory_change_crosses_eligibility_threshold)
+{
+    /* c3 has share 0.5 (eligible, >= 0.5) until 2025-06-15 local, then
+     * 0.25. pro_rata: 0.5 x 0.5 x 5.0000 = 1.2500, then nothing. */
+    start();
+    constant("c3", L(2025, 6, 14, 23, 45), L(2025, 6, 15, 0, 15), 40);
+    finish();
+    ck_assert_uint_eq(n_billing, 2);
+    ck_assert_int_eq(billing[0].share, 500000);
+    ck_assert_int_eq(billing[0].subsidy, 12500);
+    ck_assert_int_eq(billing[1].share, 250000);
+    ck_assert_int_eq(billing[1].subsidy, 0);
+    ck_assert_str_eq(billing[1].programme, "");
+    stop();
+}
+END_TEST
+
+START_TEST(test_pro_rata_and_all_or_nothing)
+{
+    /* 10 kWh valley = 2.5000. pro_rata 0.5 x 0.75 x 2.5 = 0.9375;
+     * all_or_nothing 0.5 x 2.5 = 1.2500. */
+    start();
+    constant("c1", L(2025, 3, 1, 0, 0), L(2025, 3, 1, 0, 15), 40);
+    finish();
+    ck_assert_int_eq(billing[0].subsidy, 9375);
+    stop();
+    start_with(edit(base_config, "mode = pro_rata", "mode = all_or_nothing"));
+    constant("c1", L(2025, 3, 1, 0, 0), L(2025, 3, 1, 0, 15), 40);
+    finish();
+    ck_assert_int_eq(billing[0].subsidy, 12500);
+    stop();
+}
+END_TEST
+
+START_TEST(test_two_programmes_stack_up_to_the_clamp)
+{
+    /* pa: 0.5 x 0.75 x 2.5 = 0.9375; pb (all_or_nothing 0.3): 0.75, but
+     * max_subsidy 0.5 x 2.5 = 1.25 leaves it 1.25 - 0.9375 = 0.3125. */
+    char text[8192];
+    snprintf(text, sizeof text, "%s%s", base_config,
+             "[programme pb]\nprovinces = p1\nfrom = 2025-01-01\nmin_domestic_share = 0\n"
+             "rate = 0.3\nbasis = energy\nmode = all_or_nothing\n");
+    start_with(text);
+    constant("c1", L(2025, 3, 1, 0, 0), L(2025, 3, 1, 0, 15), 40);
+    finish();
+    ck_assert_int_eq(billing[0].subsidy, 12500);
+    ck_assert_str_eq(billing[0].programme, "pa,pb");
+    ck_assert_uint_eq(billing[0].n_lines, 2);
+    ck_assert_int_eq(billing[0].lines[0].amount, 9375);
+    ck_assert_int_eq(billing[0].lines[1].amount, 3125);
+    ck_assert_int_eq(billing[0].net, 25000 + 2000 - 12500);
+    stop();
+}
+END_TEST
+
+START_TEST(test_rounding_ties_go_to_even)
+{
+    /* Valley 0.00005... is 0.000050 at scale 6: 1 kWh (4 kW for 15 min)
+     * costs 0.00005 -> 0.0000 (tie, even); 3 kWh 0.00015 -> 0.0002;
+     * 5 kWh 0.00025 -> 0.0002. Subsidy all_or_nothing 0.5 on 0.0002 =
+     * 0.0001 exactly. */
+    start_with(edit(edit(base_config, "price.valley = 0.25", "price.valley = 0.00005"),
+                    "mode = pro_rata", "mode = all_or_nothing"));
+    /* Hours apart, so the gaps between carry no energy. */
+    constant("c1", L(2025, 3, 1, 0, 0), L(2025, 3, 1, 0, 15), 4);
+    constant("c1", L(2025, 3, 1, 2, 0), L(2025, 3, 1, 2, 15), 12);
+    constant("c1", L(2025, 3, 1, 4, 0), L(2025, 3, 1, 4, 15), 20);
+    finish();
+    ck_assert_uint_eq(n_billing, 17);
+    ck_assert_int_eq(billing[0].kwh, 1000000);
+    ck_assert_int_eq(billing[0].energy, 0);
+    ck_assert_int_eq(billing[8].start_s, L(2025, 3, 1, 2, 0));
+    ck_assert_int_eq(billing[8].kwh, 3000000);
+    ck_assert_int_eq(billing[8].energy, 2);
+    ck_assert_int_eq(billing[16].kwh, 5000000);
+    ck_assert_int_eq(billing[16].energy, 2);
+    ck_assert_int_eq(billing[16].subsidy, 1);
+    stop();
+}
+END_TEST
+
+START_TEST(test_counter_reset_counts_the_new_reading)
+{
+    /* Readings 100 (00:00), 110 (00:10), 5 (00:20: a reset, delta 5), 15
+     * (00:30). [00:00,00:15): 10 + half of 5 = 12.5; [00:15,00:30): 2.5 +
+     * 10 = 12.5. Counters never add missing_s, even across 10 min. */
+    start();
+    push_kind("c1", "m", SAMPLE_COUNTER, L(2025, 3, 1, 0, 0), 100);
+    push_kind("c1", "m", SAMPLE_COUNTER, L(2025, 3, 1, 0, 10), 110);
+    push_kind("c1", "m", SAMPLE_COUNTER, L(2025, 3, 1, 0, 20), 5);
+    push_kind("c1", "m", SAMPLE_COUNTER, L(2025, 3, 1, 0, 30), 15);
+    finish();
+    ck_assert_uint_eq(n_billing, 2);
+    ck_assert_int_eq(billing[0].kwh, 12500000);
+    ck_assert_int_eq(billing[1].kwh, 12500000);
+    ck_assert_int_eq(billing[0].missing_s + billing[1].missing_s, 0);
+    stop();
+}
+END_TEST
+
+START_TEST(test_gap_longer_than_max_gap_is_missing)
+{
+    /* 40 kW at 00:00, 00:05, 00:20, 00:25: the 15 min gap is not
+     * integrated. [00:00,00:15): 40 x 5/60 = 3.333333 kWh, missing 600 s;
+     * [00:15,00:30): missing 300 s, then 3.333333. */
+    start();
+    push("c1", L(2025, 3, 1, 0, 0), 40);
+    push("c1", L(2025, 3, 1, 0, 5), 40);
+    push("c1", L(2025, 3, 1, 0, 20), 40);
+    push("c1", L(2025, 3, 1, 0, 25), 40);
+    finish();
+    ck_assert_uint_eq(n_billing, 2);
+    ck_assert_int_eq(billing[0].kwh, 3333333);
+    ck_assert_int_eq(billing[0].missing_s, 600);
+    ck_assert_int_eq(billing[1].kwh, 3333333);
+    ck_assert_int_eq(billing[1].missing_s, 300);
+    stop();
+}
+END_TEST
+
+START_TEST(test_interval_wholly_inside_a_gap_has_a_zero_row)
+{
+    /* Samples at 00:00 and 01:00: four rows, 0 kWh, 900 s missing each. */
+    start();
+    push("c1", L(2025, 3, 1, 0, 0), 40);
+    push("c1", L(2025, 3, 1, 1, 0), 40);
+    finish();
+    ck_assert_uint_eq(n_billing, 4);
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(billing[i].kwh, 0);
+        ck_assert_int_eq(billing[i].missing_s, 900);
+    }
+    stop();
+}
+END_TEST
+
+START_TEST(test_missing_seconds_sum_over_meters)
+{
+    /* Two meters, each with the 00:05-00:20 gap: 600 + 600 meter-seconds. */
+    start();
+    const int minutes[] = {0, 5, 20};
+    for (int i = 0; i < 3; i++) {
+        push_kind("c1", "a", SAMPLE_POWER, L(2025, 3, 1, 0, minutes[i]), 40);
+        push_kind("c1", "b", SAMPLE_POWER, L(2025, 3, 1, 0, minutes[i]), 40);
+    }
+    finish();
+    ck_assert_int_eq(billing[0].missing_s, 1200);
+    ck_assert_int_eq(billing[0].kwh, 6666667); /* 2 x 40 x 5/60 = 6.6666.. */
+    stop();
+}
+END_TEST
+
+START_TEST(test_duplicate_samples_are_ignored_and_first_value_wins)
+{
+    struct engine_stats st;
+    start();
+    constant("c1", L(2025, 3, 1, 0, 0), L(2025, 3, 1, 0, 15), 40);
+    push("c1", L(2025, 3, 1, 0, 5), 40);  /* a retry */
+    push("c1", L(2025, 3, 1, 0, 6), 400); /* a conflict: 40 stays */
+    finish();
+    engine_stats(eng, &st);
+    ck_assert_uint_eq(st.accepted, 16);
+    ck_assert_uint_eq(st.duplicates, 1);
+    ck_assert_uint_eq(st.conflicts, 1);
+    ck_assert_uint_eq(n_billing, 1);
+    ck_assert_int_eq(billing[0].kwh, 10000000);
+    stop();
+}
+END_TEST
+
+START_TEST(test_late_sample_adjusts_a_closed_interval)
+{
+    /* 40 kW every minute from 00:00 to 00:30 except 00:07; the 00:00
+     * interval closes when 00:15 arrives. Then 00:07 arrives with 100 kW:
+     * the 00:06-00:08 segment was 40 x 2/60 = 1.333333 kWh, now
+     * (40+100)/2 x 1/60 x 2 = 2.333333: +1.000000 kWh, +0.2500 energy,
+     * +0.0200 surcharge. The subsidy is the whole interval priced again,
+     * minus what was paid: 0.5 x 0.75 x 2.7500 = 1.03125 -> 1.0312 (tie,
+     * even), minus 0.9375: +0.0937. */
+    start();
+    for (int m = 0; m <= 30; m++)
+        if (m != 7)
+            push("c1", L(2025, 3, 1, 0, m), 40);
+    ck_assert_uint_eq(n_billing, 2);
+    ck_assert_int_eq(billing[0].kwh, 10000000);
+    push("c1", L(2025, 3, 1, 0, 7), 100);
+    ck_assert_uint_eq(n_billing, 3);
+    ck_assert_int_eq(billing[2].revision, 1);
+    ck_assert_int_eq(billing[2].start_s, L(2025, 3, 1, 0, 0));
+    ck_assert_int_eq(billing[2].kwh, 1000000);
+    ck_assert_int_eq(billing[2].energy, 2500);
+    ck_assert_int_eq(billing[2].surcharge, 200);
+    ck_assert_int_eq(billing[0].subsidy, 9375);
+    ck_assert_int_eq(billing[2].subsidy, 937);
+    ck_assert_int_eq(billing[2].net, 2500 + 200 - 937);
+    stop();
+}
+END_TEST
+
+START_TEST(test_sample_without_tariff_is_quarantined)
+{
+    start();
+    push("c1", L(2024, 12, 31, 23, 59), 40);
+    finish();
+    ck_assert_uint_eq(n_quarantined, 1);
+    ck_assert_str_eq(quarantined[0], "no tariff version in force");
+    ck_assert_uint_eq(n_billing, 0);
+    stop();
+}
+END_TEST
+
+START_TEST(test_silent_meter_closes_after_grace)
+{
+    /* Samples 00:00..00:07 arrive live; nothing closes until the meter has
+     * been silent for grace (2m), then the interval holding its last
+     * sample closes. */
+    start();
+    for (int m = 0; m <= 7; m++)
+        push("c1", L(2025, 3, 1, 0, m), 40);
+    int64_t last = L(2025, 3, 1, 0, 7) * NS;
+    engine_tick(eng, last + 119 * NS);
+    ck_assert_uint_eq(n_billing, 0);
+    engine_tick(eng, last + 120 * NS);
+    ck_assert_uint_eq(n_billing, 1);
+    ck_assert_int_eq(billing[0].kwh, 4666667); /* 40 x 7/60 */
+    ck_assert_uint_eq(n_demand, 0);            /* March has not ended */
+    stop();
+}
+END_TEST
+
+START_TEST(test_sample_older_than_late_window_is_quarantined)
+{
+    start();
+    for (int m = 0; m <= 30; m++)
+        push("c1", L(2025, 3, 1, 0, m), 40);
+    engine_tick(eng, (L(2025, 3, 1, 0, 30) + 7 * 3600) * NS);
+    push("c1", L(2025, 3, 1, 0, 2) + 30, 400);
+    ck_assert_uint_eq(n_quarantined, 1);
+    ck_assert_str_eq(quarantined[0], "interval closed more than late_window ago");
+    stop();
+}
+END_TEST
+
+START_TEST(test_demand_bases)
+{
+    /* 120 kW for 15 min in March: max_kw 120.
+     * capacity: 1000 kVA x 22.6 = 22600.0000
+     * contract 100 kW (1.05 x2): 100 + 2 x (120 - 105) = 130 kW x 30 = 3900
+     * max_demand: 120 x 30 = 3600. */
+    start();
+    constant("c1", L(2025, 3, 1, 0, 0), L(2025, 3, 1, 0, 15), 120);
+    finish();
+    ck_assert_int_eq(demand[0].max_kw, 120000000);
+    ck_assert_int_eq(demand[0].charge, 36000000);
+    stop();
+    start_with(edit(base_config, "demand_basis = max_demand\ndemand.kw = 30",
+                    "demand_basis = capacity\ndemand.kva = 22.6"));
+    constant("c1", L(2025, 3, 1, 0, 0), L(2025, 3, 1, 0, 15), 120);
+    finish();
+    ck_assert_int_eq(demand[0].billing_kw, 1000000000);
+    ck_assert_int_eq(demand[0].charge, 226000000);
+    stop();
+    start_with(edit(base_config, "demand_basis = max_demand", "demand_basis = contract"));
+    constant("c1", L(2025, 3, 1, 0, 0), L(2025, 3, 1, 0, 15), 120);
+    finish();
+    ck_assert_int_eq(demand[0].billing_kw, 130000000);
+    ck_assert_int_eq(demand[0].charge, 39000000);
+    stop();
+}
+END_TEST
+
+START_TEST(test_load_factor_rule_and_demand_tie)
+{
+    /* Load factor 0.02 kWh/kVA with 1000 kVA: 20 kWh a month or more pays
+     * 90%. Two intervals of 40 kW (10 kWh each): 20 kWh, max 40 kW at the
+     * earlier interval; 40 x 30 x 0.9 = 1080.0000. */
+    start_with(edit(base_config, "demand.kw = 30", "demand.kw = 30\nload_factor_rule = 0.02 0.9"));
+    constant("c1", L(2025, 3, 1, 0, 0), L(2025, 3, 1, 0, 30), 40);
+    finish();
+    ck_assert_int_eq(demand[0].max_kw, 40000000);
+    ck_assert_int_eq(demand[0].max_start_s, L(2025, 3, 1, 0, 0));
+    ck_assert_int_eq(demand[0].charge, 10800000);
+    stop();
+}
+END_TEST
+
+START_TEST(test_energy_and_demand_programme_pays_on_demand)
+{
+    /* basis energy+demand, pro_rata 0.5 x 0.75: demand 3600 -> 1350. */
+    start_with(edit(base_config, "basis = energy\n", "basis = energy+demand\n"));
+    constant("c1", L(2025, 3, 1, 0, 0), L(2025, 3, 1, 0, 15), 120);
+    finish();
+    ck_assert_int_eq(demand[0].subsidy, 13500000);
+    ck_assert_int_eq(demand[0].net, 36000000 - 13500000);
+    ck_assert_str_eq(demand[0].programme, "pa");
+    stop();
+}
+END_TEST
+
+/* Feeds the same stream in one engine, and in two with a snapshot
+ * between them: the rows must be identical. */
+static void stream(int from, int to)
+{
+    for (int m = from; m < to; m++) {
+        push("c1", L(2025, 3, 1, 0, 0) + m * 60, 40 + m % 7);
+        push_kind("c2", "ctr", SAMPLE_COUNTER, L(2025, 3, 1, 0, 0) + m * 60, 1000 + m * 3);
+        if (m % 45 == 20)
+            push("c1", L(2025, 3, 1, 0, 0) + (m - 17) * 60 + 30, 90); /* late */
+    }
+}
+
+START_TEST(test_snapshot_round_trip_gives_the_same_rows)
+{
+    start();
+    stream(0, 200);
+    finish();
+    struct kept_billing expect[512];
+    size_t n_expect = n_billing;
+    memcpy(expect, billing, sizeof billing);
+    ck_assert_uint_gt(n_expect, 20);
+    stop();
+
+    now_ns = 0;
+    start();
+    stream(0, 97);
+    size_t len;
+    void *bytes = engine_save(eng, &len);
+    engine_free(eng);
+    struct error err;
+    eng = engine_load(cfg, &sink, bytes, len, &err);
+    ck_assert_msg(eng != NULL, "load: %s", err.msg);
+    /* A second save of the loaded state is byte-identical. */
+    size_t len2;
+    void *bytes2 = engine_save(eng, &len2);
+    ck_assert_uint_eq(len, len2);
+    ck_assert_int_eq(memcmp(bytes, bytes2, len), 0);
+    free(bytes);
+    free(bytes2);
+    stream(97, 200);
+    finish();
+    ck_assert_uint_eq(n_billing, n_expect);
+    for (size_t i = 0; i < n_expect; i++) {
+        ck_assert_int_eq(billing[i].start_s, expect[i].start_s);
+        ck_assert_int_eq(billing[i].revision, expect[i].revision);
+        ck_assert_int_eq(billing[i].kwh, expect[i].kwh);
+        ck_assert_int_eq(billing[i].net, expect[i].net);
+    }
+    stop();
+}
+END_TEST
+
+START_TEST(test_snapshot_rejects_foreign_bytes)
+{
+    start();
+    struct error err;
+    ck_assert_ptr_null(engine_load(cfg, &sink, "garbage!", 8, &err));
+    ck_assert_str_eq(err.msg, "not an engine snapshot");
+    stream(0, 30);
+    size_t len;
+    unsigned char *bytes = engine_save(eng, &len);
+    ck_assert_ptr_null(engine_load(cfg, &sink, bytes, len - 3, &err));
+    ck_assert_str_eq(err.msg, "engine snapshot is truncated or corrupt");
+    free(bytes);
+    stop();
+}
+END_TEST
+
+START_TEST(test_meter_cannot_switch_kind)
+{
+    start();
+    push("c1", L(2025, 3, 1, 0, 0), 40);
+    struct engine_sample s = {"c1", "main", SAMPLE_COUNTER, L(2025, 3, 1, 0, 1) * NS, 5};
+    struct error err;
+    ck_assert(!engine_check(eng, &s, &err));
+    ck_assert_str_eq(err.msg, "meter \"main\" of cluster \"c1\" sends power (kw or w), not an "
+                              "energy counter");
+    s.cluster = "nope";
+    ck_assert(!engine_check(eng, &s, &err));
+    ck_assert_str_eq(err.msg, "unknown cluster \"nope\"");
+    stop();
+}
+END_TEST
+
+static Suite *engine_suite(void)
+{
+    Suite *s = suite_create("engine");
+    TCase *t = tcase_create("metering");
+    tcase_add_checked_fixture(t, setup, NULL);
+    tcase_add_test(t, test_segment_crossing_boundary_is_split_with_interpolated_power);
+    tcase_add_test(t, test_period_change_at_interval_boundary);
+    tcase_add_test(t, test_day_wraps_from_23_to_00);
+    tcase_add_test(t, test_month_follows_local_time_not_utc);
+    tcase_add_test(t, test_gap_longer_than_max_gap_is_missing);
+    tcase_add_test(t, test_interval_wholly_inside_a_gap_has_a_zero_row);
+    tcase_add_test(t, test_missing_seconds_sum_over_meters);
+    tcase_add_test(t, test_counter_reset_counts_the_new_reading);
+    tcase_add_test(t, test_duplicate_samples_are_ignored_and_first_value_wins);
+    tcase_add_test(t, test_meter_cannot_switch_kind);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("closing");
+    tcase_add_checked_fixture(t, setup, NULL);
+    tcase_add_test(t, test_late_sample_adjusts_a_closed_interval);
+    tcase_add_test(t, test_sample_without_tariff_is_quarantined);
+    tcase_add_test(t, test_silent_meter_closes_after_grace);
+    tcase_add_test(t, test_sample_older_than_late_window_is_quarantined);
+    tcase_add_test(t, test_snapshot_round_trip_gives_the_same_rows);
+    tcase_add_test(t, test_snapshot_rejects_foreign_bytes);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("pricing");
+    tcase_add_checked_fixture(t, setup, NULL);
+    tcase_add_test(t, test_yearly_cap_exhausted_inside_interval_and_reset_at_local_new_year);
+    tcase_add_test(t, test_cap_exhausted_pays_nothing_and_names_no_programme);
+    tcase_add_test(t, test_tariff_version_change_mid_month);
+    tcase_add_test(t, test_inventory_change_crosses_eligibility_threshold);
+    tcase_add_test(t, test_pro_rata_and_all_or_nothing);
+    tcase_add_test(t, test_two_programmes_stack_up_to_the_clamp);
+    tcase_add_test(t, test_rounding_ties_go_to_even);
+    tcase_add_test(t, test_demand_bases);
+    tcase_add_test(t, test_load_factor_rule_and_demand_tie);
+    tcase_add_test(t, test_energy_and_demand_programme_pays_on_demand);
+    suite_add_tcase(s, t);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(engine_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
