@@ -118,16 +118,15 @@ static bool on_point(void *ctx, const struct lp_point *p, struct lp_error *err)
         .ts_ns = p->ts_ns,
         .value = p->field == LP_FIELD_W || p->field == LP_FIELD_WH ? p->value / 1000 : p->value,
     };
+    /* Offline, the clock is the input: the newest timestamp read so far. */
+    if (s.ts_ns > o->now_ns)
+        o->now_ns = s.ts_ns;
     struct error e;
-    if (!engine_check(o->engine, &s, &e)) {
+    if (!engine_push(o->engine, &s, o->now_ns, &e)) {
         err->line = p->line;
         snprintf(err->msg, sizeof err->msg, "line %d: %.200s", p->line, e.msg);
         return false;
     }
-    /* Offline, the clock is the input: the newest timestamp read so far. */
-    if (s.ts_ns > o->now_ns)
-        o->now_ns = s.ts_ns;
-    engine_push(o->engine, &s, o->now_ns);
     return true;
 }
 

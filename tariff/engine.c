@@ -62,11 +62,14 @@ static struct meter_state *find_meter(const struct engine *e, const char *cluste
     if (!e->table_size)
         return NULL;
     size_t mask = e->table_size - 1;
-    for (size_t i = hash_key(cluster, meter) & mask;; i = (i + 1) & mask) {
-        size_t slot = e->table[i];
-        if (!slot)
+    uint64_t h = hash_key(cluster, meter);
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        const struct meter_slot *slot = &e->table[i];
+        if (!slot->index)
             return NULL;
-        struct meter_state *m = &e->meters[slot - 1];
+        if (slot->hash != h)
+            continue;
+        struct meter_state *m = &e->meters[slot->index - 1];
         if (strcmp(m->name, meter) == 0 && strcmp(m->cluster_id, cluster) == 0)
             return m;
     }
@@ -76,10 +79,11 @@ static void table_insert(struct engine *e, size_t index)
 {
     size_t mask = e->table_size - 1;
     const struct meter_state *m = &e->meters[index];
-    size_t i = hash_key(m->cluster_id, m->name) & mask;
-    while (e->table[i])
+    uint64_t h = hash_key(m->cluster_id, m->name);
+    size_t i = h & mask;
+    while (e->table[i].index)
         i = (i + 1) & mask;
-    e->table[i] = index + 1;
+    e->table[i] = (struct meter_slot){h, index + 1};
 }
 
 void engine_table_grow(struct engine *e)
@@ -520,8 +524,6 @@ static void queue_advance(struct engine *e, size_t ci, int64_t target, int64_t n
     if (!cs->cfg || target == NONE || (cs->closed_until_s != NONE && target <= cs->closed_until_s))
         return;
     int64_t from = cs->closed_until_s != NONE ? cs->closed_until_s : first_start(e, cs);
-    if (from >= target)
-        return;
     int32_t offset = cluster_offset_s(cs->cfg);
     int64_t month_end = NONE;
     for (int64_t s = from; s < target; s += e->interval_s) {
@@ -644,11 +646,11 @@ void engine_set_config(struct engine *e, const struct config *cfg)
 
 bool engine_check(const struct engine *e, const struct engine_sample *s, struct error *err)
 {
-    if (!config_find_cluster(e->cfg, s->cluster)) {
+    const struct meter_state *m = find_meter(e, s->cluster, s->meter);
+    if (!(m ? e->clusters[m->cluster].cfg : config_find_cluster(e->cfg, s->cluster))) {
         error_set(err, "unknown cluster \"%s\"", s->cluster);
         return false;
     }
-    const struct meter_state *m = find_meter(e, s->cluster, s->meter);
     if (m && m->counter != (s->kind == SAMPLE_COUNTER)) {
         error_set(err, "meter \"%s\" of cluster \"%s\" sends %s, not %s", s->meter, s->cluster,
                   m->counter ? "an energy counter (kwh or wh)" : "power (kw or w)",
@@ -665,46 +667,66 @@ static void quarantine(struct engine *e, const struct engine_sample *s, const ch
         e->sink.quarantine(e->sink.ctx, s, reason);
 }
 
-void engine_push(struct engine *e, const struct engine_sample *s, int64_t now_ns)
+/* Recounts the blockers of cs after its closed_until_s moved. */
+static void count_blockers(struct engine *e, struct cluster_state *cs)
 {
-    const struct cluster *c = config_find_cluster(e->cfg, s->cluster);
-    if (!c)
-        return; /* engine_check refused it */
+    cs->blockers = 0;
+    for (size_t i = 0; i < cs->n_meters; i++) {
+        const struct meter_state *m = &e->meters[cs->meters[i]];
+        if (!m->silent && m->last_ns != NONE && floor_boundary(e, m->last_ns) <= cs->closed_until_s)
+            cs->blockers++;
+    }
+    cs->blockers_valid = cs->closed_until_s != NONE;
+}
+
+bool engine_push(struct engine *e, const struct engine_sample *s, int64_t now_ns, struct error *err)
+{
+    /* engine_check's rules, with one lookup for both. */
+    struct meter_state *m = find_meter(e, s->cluster, s->meter);
+    const struct cluster *c =
+        m ? e->clusters[m->cluster].cfg : config_find_cluster(e->cfg, s->cluster);
+    if (!c || (m && m->counter != (s->kind == SAMPLE_COUNTER)))
+        return engine_check(e, s, err);
     int64_t ts_s = civil_floor_div(s->ts_ns, NS);
-    if (!tariff_version_at(c->site->tariff, ts_s)) {
+    if (ts_s < c->site->tariff->versions[0]->from_ts_s) {
         quarantine(e, s, "no tariff version in force");
-        return;
+        return true;
     }
     if (s->ts_ns > now_ns + e->cfg->daemon.max_future_s * NS) {
         quarantine(e, s, "timestamp more than max_future ahead of the clock");
-        return;
+        return true;
     }
-    struct meter_state *m = find_meter(e, s->cluster, s->meter);
-    if (!m)
+    bool new_meter = !m;
+    if (new_meter)
         m = engine_add_meter(e, s->cluster, s->meter, s->kind == SAMPLE_COUNTER);
     struct cluster_state *cs = &e->clusters[m->cluster];
     if (cs->frozen_until_s != NONE && ts_s < cs->frozen_until_s) {
         quarantine(e, s, "interval closed more than late_window ago");
-        return;
+        return true;
     }
     size_t at;
     switch (sample_buf_insert(&m->buf, (struct sample){s->ts_ns, s->value}, &at)) {
     case SAMPLE_DUPLICATE:
         e->stats.duplicates++;
-        return;
+        return true;
     case SAMPLE_CONFLICT:
         e->stats.conflicts++;
-        return;
+        return true;
     case SAMPLE_INSERTED:
         break;
     }
     e->stats.accepted++;
+    bool was_blocker = !m->silent && m->last_ns != NONE && cs->closed_until_s != NONE &&
+                       floor_boundary(e, m->last_ns) <= cs->closed_until_s;
+    bool recount = new_meter || m->silent || !cs->blockers_valid;
     if (m->first_ns == NONE || s->ts_ns < m->first_ns)
         m->first_ns = s->ts_ns;
     if (m->last_ns == NONE || s->ts_ns > m->last_ns)
         m->last_ns = s->ts_ns;
     m->last_arrival_ns = now_ns;
     m->silent = false;
+    if (!recount && was_blocker && floor_boundary(e, m->last_ns) > cs->closed_until_s)
+        recount = --cs->blockers == 0;
 
     /* The segments the sample changed: from its earlier to its later
      * neighbour. Closed, not final intervals among them are priced again. */
@@ -722,9 +744,13 @@ void engine_push(struct engine *e, const struct engine_sample *s, int64_t now_ns
                 add_item(e, st, m->cluster, 0);
         run_items(e);
     }
-    queue_advance(e, m->cluster, close_target(e, cs, false), now_ns);
-    run_items(e);
+    if (recount) {
+        queue_advance(e, m->cluster, close_target(e, cs, false), now_ns);
+        run_items(e);
+        count_blockers(e, cs);
+    }
     freeze(e, cs, now_ns);
+    return true;
 }
 
 static void close_all(struct engine *e, int64_t now_ns, bool all_silent)
@@ -755,8 +781,10 @@ static void close_all(struct engine *e, int64_t now_ns, bool all_silent)
         }
     }
     run_items(e);
-    for (size_t i = 0; i < e->n_clusters; i++)
+    for (size_t i = 0; i < e->n_clusters; i++) {
         freeze(e, &e->clusters[i], now_ns);
+        e->clusters[i].blockers_valid = false; /* silences changed */
+    }
 }
 
 void engine_tick(struct engine *e, int64_t now_ns)

@@ -123,8 +123,10 @@ void engine_set_config(struct engine *e, const struct config *cfg);
  * switch between power and counter. Changes nothing; err says why not. */
 bool engine_check(const struct engine *e, const struct engine_sample *s, struct error *err);
 
-/* Pushes one sample (engine_check must have passed). May emit rows. */
-void engine_push(struct engine *e, const struct engine_sample *s, int64_t now_ns);
+/* Pushes one sample. May emit rows. Returns false, changing nothing, for a
+ * sample engine_check refuses (err says why). */
+bool engine_push(struct engine *e, const struct engine_sample *s, int64_t now_ns,
+                 struct error *err);
 
 /* The wall clock moved: meters silent for grace stop holding intervals
  * open, months end, intervals become final. */

@@ -63,6 +63,11 @@ struct meter_state {
     int64_t last_arrival_ns;
 };
 
+struct meter_slot {
+    uint64_t hash;
+    size_t index; /* meter index + 1; 0: empty */
+};
+
 struct cluster_state {
     char *id;
     const struct cluster *cfg; /* NULL when the config no longer has it */
@@ -70,6 +75,11 @@ struct cluster_state {
     size_t n_meters, cap_meters;
     int64_t closed_until_s; /* NONE: nothing closed yet */
     int64_t frozen_until_s; /* NONE: nothing final yet */
+    /* Non-silent meters whose last sample is not past closed_until_s: only
+     * when the last of them moves on can the cluster close more, so most
+     * samples skip the scan over the cluster's meters. */
+    size_t blockers;
+    bool blockers_valid;
     struct close_mark *marks;
     size_t n_marks, cap_marks;
     struct closed_row *rows; /* sorted by start_s */
@@ -90,7 +100,7 @@ struct engine {
     int64_t interval_s;
     struct meter_state *meters;
     size_t n_meters, cap_meters;
-    size_t *table; /* open addressing: meter index + 1, 0 empty */
+    struct meter_slot *table; /* open addressing on (cluster, meter) */
     size_t table_size;
     struct cluster_state *clusters;
     size_t n_clusters, cap_clusters;

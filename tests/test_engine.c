@@ -145,7 +145,11 @@ static const char *edit(const char *text, const char *from, const char *to)
     char *buf = bufs[which ^= 1];
     const char *at = strstr(text, from);
     ck_assert_msg(at != NULL, "edit: \"%s\" not found", from);
-    snprintf(buf, sizeof bufs[0], "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
+    size_t head = (size_t)(at - text), tail = strlen(at + strlen(from));
+    ck_assert_uint_lt(head + strlen(to) + tail, sizeof bufs[0]);
+    memmove(buf, text, head); /* text may be the other buffer, never this one */
+    memcpy(buf + head, to, strlen(to));
+    memmove(buf + head + strlen(to), at + strlen(from), tail + 1);
     return buf;
 }
 
@@ -190,7 +194,7 @@ static void push_kind(const char *cluster, const char *meter, enum sample_kind k
     ck_assert_msg(engine_check(eng, &s, &err), "check: %s", err.msg);
     if (ts_s * NS > now_ns)
         now_ns = ts_s * NS;
-    engine_push(eng, &s, now_ns);
+    ck_assert(engine_push(eng, &s, now_ns, &err));
 }
 
 static void push(const char *cluster, int64_t ts_s, double kw)

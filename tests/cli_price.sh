@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# tariffd price end to end: the CSV files it writes equal hand-computed
+# ones (tests/data/price/*/, arithmetic in tests/data/price/README.md), and every
+# refusal says "line N: reason" and exits 2 without writing anything.
+# Usage: cli_price.sh TARIFFD SOURCE_ROOT
+set -uo pipefail
+tariffd=$1
+data=$2/tests/data/price
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+passed=0
+failed=0
+ok() { passed=$((passed + 1)); }
+fail() {
+    failed=$((failed + 1))
+    echo "FAIL $*"
+}
+
+for case in basic late; do
+    mkdir -p "$tmp/$case"
+    if ! "$tariffd" price -c "$data/tariffd.conf" --precision s --out "$tmp/$case" \
+        <"$data/$case.lp" >"$tmp/$case/stdout" 2>"$tmp/$case/stderr"; then
+        fail "$case: exit status $?: $(cat "$tmp/$case/stderr")"
+        continue
+    fi
+    for f in billing_rows demand_charges monthly_statements monthly_by_period; do
+        if diff -u "$data/$case/$f.csv" "$tmp/$case/$f.csv"; then ok; else fail "$case/$f.csv"; fi
+    done
+done
+
+# The same data in nanoseconds (the default precision) and in another
+# order of lines gives the same files: pushing as read, closing at the end.
+awk '{ $NF = $NF "000000000"; print }' "$data/basic.lp" | tac >"$tmp/basic-ns-reversed.lp"
+mkdir -p "$tmp/reversed"
+"$tariffd" price -c "$data/tariffd.conf" --out "$tmp/reversed" <"$tmp/basic-ns-reversed.lp" >/dev/null
+# Reversed input closes nothing early, so there are no adjustments: the
+# statements must be equal to the penny.
+if diff -u "$data/basic/monthly_statements.csv" "$tmp/reversed/monthly_statements.csv"; then
+    ok
+else
+    fail "reversed input: statements differ"
+fi
+
+# The printed table has the statement of each cluster.
+if grep -q "^2025-03-01  t1            c1 .* 1205.09$" "$tmp/basic/stdout"; then
+    ok
+else
+    fail "printed statement: $(cat "$tmp/basic/stdout")"
+fi
+
+# refuse NAME STATUS EXPECTED-STDERR INPUT [ARGS...]
+refuse() {
+    local name=$1 want_status=$2 want=$3 input=$4
+    shift 4
+    mkdir -p "$tmp/refused"
+    local err status
+    err=$(printf '%b' "$input" | "$tariffd" price -c "$data/tariffd.conf" --out "$tmp/refused" "$@" \
+        2>&1 >/dev/null)
+    status=$?
+    if [ "$status" -eq "$want_status" ] && [ "$err" = "$want" ] &&
+        [ -z "$(ls -A "$tmp/refused")" ]; then
+        ok
+    else
+        fail "$name: status $status (want $want_status), stderr: $err (want: $want)"
+    fi
+}
+
+refuse "unknown cluster" 2 'line 2: unknown cluster "zz"' \
+    'power,cluster=c1 kw=40 1740786300\npower,cluster=zz kw=40 1740786360\n' --precision s
+refuse "no timestamp" 2 'line 3: no timestamp (offline pricing needs one on every line)' \
+    '# comment\npower,cluster=c1 kw=40 1740786300\npower,cluster=c1 kw=40\n' --precision s
+refuse "meter switches kind" 2 \
+    'line 2: meter "main" of cluster "c1" sends power (kw or w), not an energy counter' \
+    'power,cluster=c1 kw=40 1740786300\npower,cluster=c1 kwh=40 1740786360\n' --precision s
+refuse "malformed number" 2 'line 2: invalid number "4x0" in field "kw"' \
+    'power,cluster=c1 kw=40 1740786300\npower,cluster=c1 kw=4x0 1740786360\n' --precision s
+refuse "bad precision" 2 'tariffd: unknown precision "h" (expected ns, us, ms or s)' \
+    'power,cluster=c1 kw=40 1740786300\n' --precision h
+
+# A config error: FILE:LINE and status 1.
+printf '[daemon]\ninterval = 7m\n' >"$tmp/bad.conf"
+err=$(printf '' | "$tariffd" price -c "$tmp/bad.conf" 2>&1 >/dev/null)
+status=$?
+if [ $status -eq 1 ] && [ "$err" = "$tmp/bad.conf:2: interval must be 5m, 10m, 15m, 30m or 60m, not \"7m\"" ]; then
+    ok
+else
+    fail "config error: status $status, $err"
+fi
+
+# An error far into a large input still names its absolute line (the
+# reader works in chunks).
+{
+    for i in $(seq 0 29999); do echo "power,cluster=c1 kw=40 $((1740786300 + i))"; done
+    echo "power,cluster=c1 kw=-1 1740900000"
+} >"$tmp/long.lp"
+err=$("$tariffd" price -c "$data/tariffd.conf" --precision s <"$tmp/long.lp" 2>&1 >/dev/null)
+if [ "$err" = 'line 30001: field "kw" is negative' ]; then ok; else fail "long input: $err"; fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
