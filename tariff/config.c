@@ -1656,6 +1656,24 @@ bool config_finish(struct config *cfg, struct errors *errs)
             resolve_programme(&b, &cfg->programmes[s->object]);
     }
 
+    /* A row records the programmes that paid on it in a fixed array. */
+    for (size_t i = 0; i < cfg->n_sites; i++) {
+        const char *province = cfg->sites[i].province;
+        bool seen = false;
+        for (size_t k = 0; k < i && province; k++)
+            seen |= cfg->sites[k].province && strcmp(cfg->sites[k].province, province) == 0;
+        if (seen)
+            continue;
+        size_t n = 0;
+        for (size_t k = 0; k < cfg->n_programmes && province; k++) {
+            const struct programme *p = &cfg->programmes[k];
+            for (size_t j = 0; j < p->n_provinces; j++)
+                if (strcmp(p->provinces[j], province) == 0 && ++n == PROGRAMMES_PER_PROVINCE + 1)
+                    ERR(&b, "%s:%d: more than %d programmes in province \"%s\"", p->loc.file,
+                        p->loc.line, PROGRAMMES_PER_PROVINCE, province);
+        }
+    }
+
     cfg->clusters_by_id = xcalloc(cfg->n_clusters, sizeof *cfg->clusters_by_id);
     for (size_t i = 0; i < cfg->n_clusters; i++)
         cfg->clusters_by_id[i] = &cfg->clusters[i];

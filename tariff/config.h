@@ -29,6 +29,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The most programmes that may cover one province (they can all pay on
+ * one row). */
+#define PROGRAMMES_PER_PROVINCE 8
+
 enum period {
     PERIOD_DEEP_VALLEY,
     PERIOD_VALLEY,

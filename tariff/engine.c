@@ -70,7 +70,7 @@ static struct meter_state *find_meter(const struct engine *e, const char *cluste
         if (slot->hash != h)
             continue;
         struct meter_state *m = &e->meters[slot->index - 1];
-        if (strcmp(m->name, meter) == 0 && strcmp(m->cluster_id, cluster) == 0)
+        if (strcmp(m->key, cluster) == 0 && strcmp(m->name, meter) == 0)
             return m;
     }
 }
@@ -79,7 +79,7 @@ static void table_insert(struct engine *e, size_t index)
 {
     size_t mask = e->table_size - 1;
     const struct meter_state *m = &e->meters[index];
-    uint64_t h = hash_key(m->cluster_id, m->name);
+    uint64_t h = hash_key(m->key, m->name);
     size_t i = h & mask;
     while (e->table[i].index)
         i = (i + 1) & mask;
@@ -123,8 +123,11 @@ struct meter_state *engine_add_meter(struct engine *e, const char *cluster, cons
     size_t index = e->n_meters++;
     struct meter_state *m = &e->meters[index];
     memset(m, 0, sizeof *m);
-    m->cluster_id = e->clusters[ci].id; /* stable: the string, not the array */
-    m->name = xstrdup(meter);
+    size_t cluster_len = strlen(cluster), meter_len = strlen(meter);
+    m->key = xrealloc(NULL, cluster_len + meter_len + 2);
+    memcpy(m->key, cluster, cluster_len + 1);
+    memcpy(m->key + cluster_len + 1, meter, meter_len + 1);
+    m->name = m->key + cluster_len + 1;
     m->cluster = ci;
     m->counter = counter;
     m->first_ns = NONE;
@@ -705,7 +708,17 @@ bool engine_push(struct engine *e, const struct engine_sample *s, int64_t now_ns
         return true;
     }
     size_t at;
-    switch (sample_buf_insert(&m->buf, (struct sample){s->ts_ns, s->value}, &at)) {
+    enum sample_insert inserted;
+    if (m->last_ns == NONE || s->ts_ns > m->last_ns) {
+        /* The usual case: the newest sample of its meter, known without
+         * reading the (cold) end of its buffer. */
+        sample_buf_append(&m->buf, (struct sample){s->ts_ns, s->value});
+        at = m->buf.n - 1;
+        inserted = SAMPLE_INSERTED;
+    } else {
+        inserted = sample_buf_insert(&m->buf, (struct sample){s->ts_ns, s->value}, &at);
+    }
+    switch (inserted) {
     case SAMPLE_DUPLICATE:
         e->stats.duplicates++;
         return true;
@@ -743,6 +756,11 @@ bool engine_push(struct engine *e, const struct engine_sample *s, int64_t now_ns
             if (covered(e, cs, st))
                 add_item(e, st, m->cluster, 0);
         run_items(e);
+        /* A late sample may give a month its first row after the month
+         * closed by the data: close it now, as its last interval did. */
+        for (size_t k = 0; k < cs->n_months; k++)
+            if (!cs->months[k].closed && cs->months[k].end_s <= cs->closed_until_s)
+                close_month_at(e, cs, cs->months[k].start_s);
     }
     if (recount) {
         queue_advance(e, m->cluster, close_target(e, cs, false), now_ns);
@@ -817,7 +835,7 @@ void engine_free(struct engine *e)
     if (!e)
         return;
     for (size_t i = 0; i < e->n_meters; i++) {
-        free(e->meters[i].name);
+        free(e->meters[i].key);
         sample_buf_free(&e->meters[i].buf);
     }
     free(e->meters);

@@ -53,8 +53,10 @@ struct close_mark {
 };
 
 struct meter_state {
-    const char *cluster_id; /* the cluster state's id; the hash key is (cluster_id, name) */
-    char *name;
+    /* The hash key, "CLUSTER\0METER\0" in one allocation so a lookup
+     * touches one string; name points at METER in it. */
+    char *key;
+    const char *name;
     size_t cluster;
     bool counter;
     bool silent;

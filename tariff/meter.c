@@ -36,6 +36,12 @@ static void make_room(struct sample_buf *b)
     b->cap = cap;
 }
 
+void sample_buf_append(struct sample_buf *b, struct sample s)
+{
+    make_room(b);
+    b->v[b->start + b->n++] = s;
+}
+
 enum sample_insert sample_buf_insert(struct sample_buf *b, struct sample s, size_t *index)
 {
     size_t i = sample_buf_lower_bound(b, s.ts_ns);

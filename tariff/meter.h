@@ -38,6 +38,9 @@ enum sample_insert {
  * whether it was new. *index receives its position (relative to start). */
 enum sample_insert sample_buf_insert(struct sample_buf *b, struct sample s, size_t *index);
 
+/* Appends s, which must be newer than every sample in b. */
+void sample_buf_append(struct sample_buf *b, struct sample s);
+
 /* Index (relative) of the first sample with ts >= ts_ns; n if none. */
 size_t sample_buf_lower_bound(const struct sample_buf *b, int64_t ts_ns);
 

@@ -16,7 +16,7 @@
 
 #include "config.h"
 
-#define PRICE_MAX_PAID 8 /* programmes paying on one row; config enforces */
+#define PRICE_MAX_PAID PROGRAMMES_PER_PROVINCE /* programmes paying on one row */
 
 struct cap_entry {
     char *tenant;

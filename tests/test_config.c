@@ -676,6 +676,22 @@ START_TEST(test_province_of_programme_must_have_a_site)
 }
 END_TEST
 
+START_TEST(test_more_programmes_in_a_province_than_a_row_records)
+{
+    char extra[4096] = "";
+    size_t n = 0;
+    for (int i = 2; i <= 9; i++)
+        n += (size_t)snprintf(extra + n, sizeof extra - n,
+                              "[programme p%d]\nprovinces = gansu\nfrom = 2025-01-01\n"
+                              "min_domestic_share = 0\nrate = 0.1\nbasis = energy\n"
+                              "mode = pro_rata\n",
+                              i);
+    /* p1 and p2..p9: the ninth starts at line 38 + 7 x 7. */
+    ck_assert_errors(base_with(0, NULL, extra),
+                     "t.conf:87: more than 8 programmes in province \"gansu\"");
+}
+END_TEST
+
 START_TEST(test_price_and_ratio_for_one_period)
 {
     ck_assert_errors(base_with(0, NULL, NULL), "");
@@ -1001,6 +1017,7 @@ static Suite *config_suite(void)
     tcase_add_test(mistakes, test_every_error_is_reported_at_once);
     tcase_add_test(mistakes, test_province_of_programme_must_have_a_site);
     tcase_add_test(mistakes, test_price_and_ratio_for_one_period);
+    tcase_add_test(mistakes, test_more_programmes_in_a_province_than_a_row_records);
     suite_add_tcase(s, mistakes);
 
     TCase *lookups = tcase_create("lookups");
