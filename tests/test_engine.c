@@ -17,7 +17,7 @@
 #include <string.h>
 
 #define TOKEN "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
-#define NS 1000000000LL
+#define NS    1000000000LL
 
 static const char base_config[] =
     "[daemon]\ninterval = 15m\nmax_gap = 5m\ngrace = 2m\nlate_window = 6h\nmax_subsidy = 0.5\n"
@@ -98,8 +98,7 @@ static void on_billing(void *ctx, const struct billing_row *r)
     snprintf(k->version, sizeof k->version, "%s", r->tariff_version);
     k->n_lines = r->n_lines;
     for (size_t i = 0; i < r->n_lines && i < 8; i++) {
-        snprintf(k->lines[i].programme, sizeof k->lines[i].programme, "%s",
-                 r->lines[i].programme);
+        snprintf(k->lines[i].programme, sizeof k->lines[i].programme, "%s", r->lines[i].programme);
         k->lines[i].amount = r->lines[i].amount_cny4;
     }
 }
@@ -180,8 +179,8 @@ static void stop(void)
 /* An instant in local time (+08:00). */
 static int64_t L(int y, int mo, int d, int hh, int mm)
 {
-    return civil_day_start_ts(civil_to_day((struct civil_date){y, mo, d}), 8 * 3600) +
-           hh * 3600 + mm * 60;
+    return civil_day_start_ts(civil_to_day((struct civil_date){y, mo, d}), 8 * 3600) + hh * 3600 +
+           mm * 60;
 }
 
 static int64_t now_ns;
@@ -326,7 +325,8 @@ END_TEST
 START_TEST(test_cap_exhausted_pays_nothing_and_names_no_programme)
 {
     /* Cap 1.875: the first flat interval takes it all, the next gets 0. */
-    start_with(edit(base_config, "mode = pro_rata\n", "mode = pro_rata\ncap_cny_per_year = 1.875\n"));
+    start_with(
+        edit(base_config, "mode = pro_rata\n", "mode = pro_rata\ncap_cny_per_year = 1.875\n"));
     constant("c1", L(2025, 3, 1, 8, 0), L(2025, 3, 1, 8, 30), 40);
     finish();
     ck_assert_uint_eq(n_billing, 2);
