@@ -1,0 +1,770 @@
+/*
+ * lineproto: the InfluxDB line protocol parser (see lineproto.h).
+ *
+ * Shape: lp_parse cuts the buffer into lines with memchr, then parse_line
+ * walks one line left to right, once, with a table of byte classes; the
+ * first error in a line (syntax first, then the rules for `power` that need
+ * the whole line, such as the missing cluster) stops the whole parse.
+ *
+ * Deliberate choices where InfluxDB's own implementations differ
+ * (docs/influx-protocol.md section 1.2):
+ * - A line always ends at "\n", even inside a quoted string: a raw newline
+ *   in a string field is "unterminated string". "\r" is only a line end
+ *   right before "\n" or at the end of the buffer.
+ * - Escapes follow the Go decoder and the server, not the docs' table of
+ *   doubled backslashes: in the measurement "\," and "\ ", in tag keys,
+ *   tag values and field keys also "\=", in string fields "\"" and "\\";
+ *   any other backslash is a literal character (so "\\" in a tag value
+ *   stays two backslashes, and "\n" in a string stays backslash and n).
+ * - Whitespace between the parts of a line is spaces only; a tab (like any
+ *   byte 0x00-0x1F or 0x7F) is an error outside string fields and comments.
+ * - Bytes >= 0x80 are accepted as they are; UTF-8 is not validated, so a
+ *   message may quote invalid UTF-8 and the HTTP layer must escape it.
+ * - Floats are exact: Clinger's fast path when the digits fit in 2^53 and
+ *   the power of ten in 10^22 (one IEEE operation on exact operands), and
+ *   strtod on a canonical, NUL-terminated copy for everything else (17
+ *   digit values, as Go's shortest formatting often gives, take that
+ *   path). Overflow ("1e999") is an error; underflow rounds to 0 or a
+ *   subnormal, as in strtod and Go.
+ * - On an error, stats count the lines up to the failing one, and
+ *   power_points includes a point the callback refused.
+ *
+ * Memory: none allocated. The unescaped cluster and meter live in struct
+ * parser on lp_parse's stack, so points are valid only during the callback.
+ */
+#include "daemon/lineproto.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TAG_MAX   256 /* bytes of an unescaped cluster or meter */
+#define QUOTE_MAX 64  /* bytes of a value quoted in a message */
+#define QUOTE_BUF (QUOTE_MAX + 6)
+
+/* Digits kept for strtod: more than the 767 significant digits a double's
+ * exact halfway point can need, so one sticky digit after them rounds
+ * correctly. */
+#define FLOAT_DIGITS_MAX 800
+
+/* Byte classes; a scan stops at a byte with any bit of its stop mask. */
+enum {
+    B_CTRL = 1,   /* 0x00-0x1F, 0x7F: never valid outside strings */
+    B_SPACE = 2,  /* ' ' */
+    B_COMMA = 4,  /* ',' */
+    B_EQUALS = 8, /* '=' */
+    B_BSLASH = 16 /* '\\' */
+};
+
+#define STOP_MEASUREMENT (B_CTRL | B_SPACE | B_COMMA | B_BSLASH)
+#define STOP_KEY         (B_CTRL | B_SPACE | B_COMMA | B_EQUALS | B_BSLASH)
+#define STOP_VALUE       (B_CTRL | B_SPACE | B_COMMA)
+#define STOP_TIMESTAMP   (B_CTRL | B_SPACE)
+#define ESC_MEASUREMENT  (B_SPACE | B_COMMA)
+#define ESC_KEY          (B_SPACE | B_COMMA | B_EQUALS)
+
+#define CTRL8(b)                                                                                   \
+    [b] = B_CTRL, [b + 1] = B_CTRL, [b + 2] = B_CTRL, [b + 3] = B_CTRL, [b + 4] = B_CTRL,          \
+    [b + 5] = B_CTRL, [b + 6] = B_CTRL, [b + 7] = B_CTRL
+
+static const unsigned char byte_class[256] = {
+    CTRL8(0x00),     CTRL8(0x08),     CTRL8(0x10),      CTRL8(0x18),       [0x7f] = B_CTRL,
+    [' '] = B_SPACE, [','] = B_COMMA, ['='] = B_EQUALS, ['\\'] = B_BSLASH,
+};
+
+static inline unsigned cls(char c)
+{
+    return byte_class[(unsigned char)c];
+}
+
+static inline bool is_digit(char c)
+{
+    return (unsigned char)(c - '0') < 10;
+}
+
+static const char *const field_names[] = {
+    [LP_FIELD_KW] = "kw",
+    [LP_FIELD_W] = "w",
+    [LP_FIELD_KWH] = "kwh",
+    [LP_FIELD_WH] = "wh",
+};
+
+struct parser {
+    int line;
+    const char *line_start; /* for columns in messages */
+    enum lp_precision precision;
+    lp_point_fn fn;
+    void *ctx;
+    struct lp_stats *stats;
+    struct lp_error *err;
+    char cluster[TAG_MAX + 1];
+    char meter[TAG_MAX + 1];
+};
+
+/* ---------------------------------------------------------------- */
+/* Messages                                                          */
+
+__attribute__((format(printf, 2, 3))) static bool fail(struct parser *ps, const char *fmt, ...)
+{
+    struct lp_error *err = ps->err;
+    int n = snprintf(err->msg, sizeof err->msg, "line %d: ", ps->line);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg + n, sizeof err->msg - (size_t)n, fmt, ap);
+    va_end(ap);
+    err->line = ps->line;
+    return false;
+}
+
+static bool fail_char(struct parser *ps, const char *at)
+{
+    return fail(ps, "invalid character 0x%02X at column %zu", (unsigned)(unsigned char)*at,
+                (size_t)(at - ps->line_start) + 1);
+}
+
+/* "expected X, found Y" where Y is the byte at p, or the end of the line;
+ * a control character there is reported as such instead. */
+__attribute__((format(printf, 4, 5))) static bool
+fail_expected(struct parser *ps, const char *p, const char *end, const char *fmt, ...)
+{
+    if (p < end && (cls(*p) & B_CTRL))
+        return fail_char(ps, p);
+    char what[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    if (p == end)
+        return fail(ps, "%s, found end of line", what);
+    /* The whole character, when it is UTF-8 (only after a string field). */
+    unsigned char b = (unsigned char)*p;
+    size_t n = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 1;
+    if (n > (size_t)(end - p))
+        n = (size_t)(end - p);
+    return fail(ps, "%s, found \"%.*s\"", what, (int)n, p);
+}
+
+/* s[0..n) in double quotes for a message: unescaped (the escapable byte
+ * classes are given, 0 for none), cut to QUOTE_MAX bytes at a UTF-8
+ * boundary, "..." marking the cut. */
+static const char *quote(char buf[QUOTE_BUF], const char *s, size_t n, unsigned escapable)
+{
+    size_t o = 0, i = 0;
+    buf[o++] = '"';
+    while (i < n && o < QUOTE_MAX + 1) {
+        char c = s[i++];
+        if (escapable && c == '\\' && i < n && (cls(s[i]) & escapable))
+            c = s[i++];
+        buf[o++] = c;
+    }
+    if (i < n) {
+        size_t lead = o;
+        while (lead > 1 && ((unsigned char)buf[lead - 1] & 0xC0) == 0x80)
+            lead--;
+        if (lead > 1 && (unsigned char)buf[lead - 1] >= 0xC0) {
+            unsigned char b = (unsigned char)buf[lead - 1];
+            size_t need = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : 2;
+            if (o - (lead - 1) < need)
+                o = lead - 1;
+        }
+        memcpy(buf + o, "...", 3);
+        o += 3;
+    }
+    buf[o++] = '"';
+    buf[o] = '\0';
+    return buf;
+}
+
+static const char *precision_name(enum lp_precision p)
+{
+    switch (p) {
+    case LP_PRECISION_US:
+        return "us";
+    case LP_PRECISION_MS:
+        return "ms";
+    case LP_PRECISION_S:
+        return "s";
+    case LP_PRECISION_M:
+        return "m";
+    case LP_PRECISION_H:
+        return "h";
+    default:
+        return "ns";
+    }
+}
+
+/* ---------------------------------------------------------------- */
+/* Tokens                                                            */
+
+/* Skips a token that ends at a byte of `stop`, where a backslash before a
+ * byte of `escapable` escapes it and any other backslash is literal. Sets
+ * *esc when an escape was seen (the unescaped text then differs). */
+static inline const char *scan(const char *p, const char *end, unsigned stop, unsigned escapable,
+                               bool *esc)
+{
+    while (p < end) {
+        unsigned c = cls(*p);
+        if (!(c & stop)) {
+            p++;
+            continue;
+        }
+        if (!(c & B_BSLASH))
+            break;
+        if (p + 1 < end && (cls(p[1]) & escapable)) {
+            *esc = true;
+            p += 2;
+        } else {
+            p++;
+        }
+    }
+    return p;
+}
+
+/* A tag value, unescaped into dst[0..TAG_MAX] and NUL-terminated. NULL
+ * when it is longer than TAG_MAX bytes. */
+static const char *scan_copy(const char *p, const char *end, char *dst)
+{
+    size_t n = 0;
+    while (p < end) {
+        char c = *p;
+        unsigned k = cls(c);
+        if (k & STOP_KEY) {
+            if (!(k & B_BSLASH))
+                break;
+            if (p + 1 < end && (cls(p[1]) & ESC_KEY))
+                c = *++p;
+        }
+        if (n == TAG_MAX)
+            return NULL;
+        dst[n++] = c;
+        p++;
+    }
+    dst[n] = '\0';
+    return p;
+}
+
+/* A string field after its opening quote; returns the byte after the
+ * closing quote, NULL when the line ends first. */
+static const char *scan_string(const char *p, const char *end)
+{
+    while (p < end) {
+        char c = *p++;
+        if (c == '"')
+            return p;
+        if (c == '\\' && p < end && (*p == '"' || *p == '\\'))
+            p++;
+    }
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- */
+/* Values                                                            */
+
+enum status { ST_OK, ST_SYNTAX, ST_RANGE };
+
+/* [-]digits as an unsigned magnitude; *neg tells the sign. */
+static enum status parse_digits(const char *s, const char *e, bool allow_minus, bool *neg,
+                                uint64_t *out)
+{
+    *neg = allow_minus && s < e && *s == '-';
+    if (*neg)
+        s++;
+    if (s == e)
+        return ST_SYNTAX;
+    uint64_t v = 0;
+    for (const char *p = s; p < e; p++) {
+        unsigned d = (unsigned)(unsigned char)*p - '0';
+        if (d > 9)
+            return ST_SYNTAX;
+        v = v * 10 + d; /* wraps only past 19 digits, checked below */
+    }
+    if (e - s > 19) {
+        v = 0;
+        for (; s < e; s++) {
+            unsigned d = (unsigned)(*s - '0');
+            if (v > UINT64_MAX / 10 || (v == UINT64_MAX / 10 && d > UINT64_MAX % 10))
+                return ST_RANGE;
+            v = v * 10 + d;
+        }
+    }
+    *out = v;
+    return ST_OK;
+}
+
+static enum status to_int64(bool neg, uint64_t u, int64_t *out)
+{
+    if (u > (uint64_t)INT64_MAX + neg)
+        return ST_RANGE;
+    *out = neg ? (u == 0 ? 0 : -(int64_t)(u - 1) - 1) : (int64_t)u;
+    return ST_OK;
+}
+
+/* [-]digits within int64. */
+static enum status parse_int64(const char *s, const char *e, int64_t *out)
+{
+    bool neg;
+    uint64_t u;
+    enum status st = parse_digits(s, e, true, &neg, &u);
+    return st == ST_OK ? to_int64(neg, u, out) : st;
+}
+
+static const double pow10_exact[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                     1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                     1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* The slow path: all significant digits of s (at most FLOAT_DIGITS_MAX,
+ * then a sticky 1 when a non-zero digit was cut) with a decimal exponent,
+ * in a form strtod reads the same in every locale: "[-]DDDDe[-]X". */
+static enum status parse_float_slow(const char *s, const char *e, bool neg, int64_t exp10,
+                                    double *out)
+{
+    char buf[FLOAT_DIGITS_MAX + 32];
+    size_t n = 0, sig = 0, frac = 0;
+    bool in_frac = false, sticky = false;
+    if (neg)
+        buf[n++] = '-';
+    size_t d0 = n;
+    for (const char *p = s + neg; p < e && *p != 'e' && *p != 'E'; p++) {
+        if (*p == '.') {
+            in_frac = true;
+            continue;
+        }
+        frac += in_frac;
+        if (sig == 0 && *p == '0')
+            continue;
+        sig++;
+        if (n - d0 < FLOAT_DIGITS_MAX)
+            buf[n++] = *p;
+        else if (*p != '0')
+            sticky = true;
+    }
+    if (sticky)
+        buf[n++] = '1';
+    /* value = 0.DIGITS * 10^point, and point beyond +-1000 is inf or 0. */
+    int64_t point = (int64_t)sig + exp10 - (int64_t)frac;
+    if (point > 1000)
+        point = 1000;
+    if (point < -1000)
+        point = -1000;
+    snprintf(buf + n, sizeof buf - n, "e%lld", (long long)(point - (int64_t)(n - d0)));
+    double v = strtod(buf, NULL);
+    if (isinf(v))
+        return ST_RANGE;
+    *out = v;
+    return ST_OK;
+}
+
+/* floatfield = [ "-" ] ( digits [ "." [digits] [exp] ] | digits exp |
+ * "." digits [exp] ), correctly rounded. */
+static enum status parse_float(const char *s, const char *e, double *out)
+{
+    const char *p = s;
+    bool neg = p < e && *p == '-';
+    p += neg;
+    uint64_t m = 0;    /* the first 19 significant digits */
+    int nd = 0;        /* digits in m */
+    int64_t dexp = 0;  /* value = m * 10^(dexp + exponent) */
+    bool cut = false;  /* a non-zero digit did not fit in m */
+    size_t digits = 0; /* in the mantissa, both sides of the point */
+    for (; p < e && is_digit(*p); p++, digits++) {
+        if (nd < 19) {
+            m = m * 10 + (unsigned)(*p - '0');
+            nd += m != 0;
+        } else {
+            dexp++;
+            cut |= *p != '0';
+        }
+    }
+    if (p < e && *p == '.') {
+        for (p++; p < e && is_digit(*p); p++, digits++) {
+            if (nd < 19) {
+                m = m * 10 + (unsigned)(*p - '0');
+                nd += m != 0;
+                dexp--;
+            } else {
+                cut |= *p != '0';
+            }
+        }
+    }
+    if (digits == 0)
+        return ST_SYNTAX;
+    int64_t xexp = 0;
+    if (p < e && (*p == 'e' || *p == 'E')) {
+        p++;
+        bool xneg = false;
+        if (p < e && (*p == '-' || *p == '+'))
+            xneg = *p++ == '-';
+        const char *x0 = p;
+        for (; p < e && is_digit(*p); p++)
+            if (xexp < 1000000000000000LL)
+                xexp = xexp * 10 + (*p - '0');
+        if (p == x0)
+            return ST_SYNTAX;
+        if (xneg)
+            xexp = -xexp;
+    }
+    if (p != e)
+        return ST_SYNTAX;
+    if (m == 0) {
+        *out = neg ? -0.0 : 0.0;
+        return ST_OK;
+    }
+    /* Clinger's fast path: m and 10^|e| are exact doubles, so one IEEE
+     * multiplication or division rounds correctly. */
+    int64_t e10 = dexp + xexp;
+    if (!cut && m <= (UINT64_C(1) << 53) && e10 >= -22 && e10 <= 22) {
+        double v = (double)m;
+        v = e10 < 0 ? v / pow10_exact[-e10] : v * pow10_exact[e10];
+        *out = neg ? -v : v;
+        return ST_OK;
+    }
+    return parse_float_slow(s, e, neg, xexp, out);
+}
+
+static bool is_bool(const char *s, size_t n)
+{
+    static const char *const words[] = {"t", "T", "true",  "True",  "TRUE",
+                                        "f", "F", "false", "False", "FALSE"};
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+        if (strlen(words[i]) == n && memcmp(words[i], s, n) == 0)
+            return true;
+    return false;
+}
+
+/* ---------------------------------------------------------------- */
+/* Lines                                                             */
+
+static int energy_field(const char *k, size_t n)
+{
+    switch (n) {
+    case 1:
+        return k[0] == 'w' ? LP_FIELD_W : -1;
+    case 2:
+        if (k[0] == 'k' && k[1] == 'w')
+            return LP_FIELD_KW;
+        if (k[0] == 'w' && k[1] == 'h')
+            return LP_FIELD_WH;
+        return -1;
+    case 3:
+        return memcmp(k, "kwh", 3) == 0 ? LP_FIELD_KWH : -1;
+    default:
+        return -1;
+    }
+}
+
+static bool check_comment(struct parser *ps, const char *p, const char *end)
+{
+    for (; p < end; p++)
+        if ((cls(*p) & B_CTRL) && *p != '\t')
+            return fail_char(ps, p);
+    return true;
+}
+
+/* One field value at p (after "="); sets *after. For an energy field
+ * (f >= 0) also *value. */
+static bool parse_field_value(struct parser *ps, const char *k0, size_t kn, int f, const char *p,
+                              const char *end, const char **after, double *value)
+{
+    char qk[QUOTE_BUF], qv[QUOTE_BUF];
+    if (p < end && *p == '"') {
+        p = scan_string(p + 1, end);
+        if (!p)
+            return fail(ps, "unterminated string in field %s", quote(qk, k0, kn, ESC_KEY));
+        if (f >= 0)
+            return fail(ps, "field \"%s\" is not a number", field_names[f]);
+        *after = p;
+        return true;
+    }
+    const char *v0 = p;
+    while (p < end && !(cls(*p) & STOP_VALUE))
+        p++;
+    *after = p;
+    size_t vn = (size_t)(p - v0);
+    if (vn == 0)
+        return fail_expected(ps, p, end, "expected value for field %s", quote(qk, k0, kn, ESC_KEY));
+    char c0 = *v0, last = p[-1];
+    double v = 0;
+    enum status st;
+    if (c0 == 't' || c0 == 'T' || c0 == 'f' || c0 == 'F') {
+        if (!is_bool(v0, vn))
+            return fail(ps, "invalid value %s in field %s", quote(qv, v0, vn, 0),
+                        quote(qk, k0, kn, ESC_KEY));
+        if (f >= 0)
+            return fail(ps, "field \"%s\" is not a number", field_names[f]);
+        return true;
+    }
+    if (!is_digit(c0) && c0 != '-' && c0 != '.')
+        return fail(ps, "invalid value %s in field %s", quote(qv, v0, vn, 0),
+                    quote(qk, k0, kn, ESC_KEY));
+    if (last == 'i') {
+        int64_t i;
+        st = parse_int64(v0, p - 1, &i);
+        if (st == ST_RANGE)
+            return fail(ps, "integer %s out of range in field %s", quote(qv, v0, vn, 0),
+                        quote(qk, k0, kn, ESC_KEY));
+        v = (double)i;
+    } else if (last == 'u') {
+        bool neg;
+        uint64_t u;
+        st = parse_digits(v0, p - 1, false, &neg, &u);
+        if (st == ST_RANGE)
+            return fail(ps, "unsigned integer %s out of range in field %s", quote(qv, v0, vn, 0),
+                        quote(qk, k0, kn, ESC_KEY));
+        v = (double)u;
+    } else {
+        st = parse_float(v0, p, &v);
+        if (st == ST_RANGE) {
+            if (f >= 0)
+                return fail(ps, "field \"%s\" is not finite", field_names[f]);
+            return fail(ps, "number %s out of range in field %s", quote(qv, v0, vn, 0),
+                        quote(qk, k0, kn, ESC_KEY));
+        }
+    }
+    if (st != ST_OK)
+        return fail(ps, "invalid number %s in field %s", quote(qv, v0, vn, 0),
+                    quote(qk, k0, kn, ESC_KEY));
+    if (f >= 0) {
+        if (v < 0)
+            return fail(ps, "field \"%s\" is negative", field_names[f]);
+        *value = v + 0.0; /* -0 becomes 0 */
+    }
+    return true;
+}
+
+static bool parse_timestamp(struct parser *ps, const char *p, const char *end, int64_t *ts_ns)
+{
+    char q[QUOTE_BUF];
+    const char *t0 = p;
+    /* The common case in one pass: up to 19 digits, then space or end. */
+    bool neg = *p == '-';
+    p += neg;
+    const char *d0 = p;
+    uint64_t u = 0;
+    for (unsigned d; p < end && (d = (unsigned)(unsigned char)*p - '0') <= 9; p++)
+        u = u * 10 + d;
+    int64_t ts = 0;
+    enum status st;
+    if (p == d0 || (p < end && *p != ' ')) {
+        while (p < end && !(cls(*p) & STOP_TIMESTAMP))
+            p++;
+        if (p < end && (cls(*p) & B_CTRL))
+            return fail_char(ps, p);
+        st = ST_SYNTAX;
+    } else {
+        st = p - d0 > 19 ? parse_int64(t0, p, &ts) : to_int64(neg, u, &ts);
+    }
+    size_t tn = (size_t)(p - t0);
+    if (st == ST_SYNTAX)
+        return fail(ps, "timestamp %s is not an integer", quote(q, t0, tn, 0));
+    if (st == ST_RANGE || __builtin_mul_overflow(ts, (int64_t)ps->precision, ts_ns))
+        return fail(ps, "timestamp %s out of range for precision \"%s\"", quote(q, t0, tn, 0),
+                    precision_name(ps->precision));
+    while (p < end && *p == ' ')
+        p++;
+    if (p < end) {
+        for (const char *c = p; c < end; c++)
+            if (cls(*c) & B_CTRL)
+                return fail_char(ps, c);
+        return fail(ps, "unexpected text %s after timestamp", quote(q, p, (size_t)(end - p), 0));
+    }
+    return true;
+}
+
+/* One line without its line end. */
+static bool parse_line(struct parser *ps, const char *p, const char *end)
+{
+    char qk[QUOTE_BUF];
+    ps->line_start = p;
+    while (p < end && *p == ' ')
+        p++;
+    if (p == end)
+        return true;
+    if (*p == '#')
+        return check_comment(ps, p + 1, end);
+
+    const char *m0 = p;
+    bool esc = false;
+    p = scan(p, end, STOP_MEASUREMENT, ESC_MEASUREMENT, &esc);
+    if (p == m0)
+        return fail_expected(ps, p, end, "expected measurement");
+    bool power = !esc && p - m0 == 5 && memcmp(m0, "power", 5) == 0;
+
+    bool have_cluster = false, have_meter = false;
+    const char *k0 = NULL;
+    size_t kn = 0;
+    while (p < end && *p == ',') {
+        k0 = ++p;
+        esc = false;
+        p = scan(p, end, STOP_KEY, ESC_KEY, &esc);
+        kn = (size_t)(p - k0);
+        if (kn == 0)
+            return fail_expected(ps, p, end, "expected tag key after \",\"");
+        if (p == end || *p != '=')
+            return fail_expected(ps, p, end, "expected \"=\" after tag key %s",
+                                 quote(qk, k0, kn, ESC_KEY));
+        const char *v0 = ++p;
+        char *dst = NULL;
+        if (power && !esc && kn == 7 && memcmp(k0, "cluster", 7) == 0) {
+            if (have_cluster)
+                return fail(ps, "tag \"cluster\" given twice");
+            have_cluster = true;
+            dst = ps->cluster;
+        } else if (power && !esc && kn == 5 && memcmp(k0, "meter", 5) == 0) {
+            if (have_meter)
+                return fail(ps, "tag \"meter\" given twice");
+            have_meter = true;
+            dst = ps->meter;
+        }
+        if (dst) {
+            p = scan_copy(p, end, dst);
+            if (!p)
+                return fail(ps, "tag %s is longer than %d bytes", quote(qk, k0, kn, ESC_KEY),
+                            TAG_MAX);
+        } else {
+            bool vesc = false;
+            p = scan(p, end, STOP_KEY, ESC_KEY, &vesc);
+        }
+        if (p == v0)
+            return fail_expected(ps, p, end, "expected value for tag %s",
+                                 quote(qk, k0, kn, ESC_KEY));
+    }
+    if (p == end)
+        return fail(ps, "missing fields");
+    if (*p != ' ') /* '=' after a tag value, or a control character */
+        return fail_expected(ps, p, end, "expected \",\" or \" \" after value of tag %s",
+                             quote(qk, k0, kn, ESC_KEY));
+    while (p < end && *p == ' ')
+        p++;
+    if (p == end)
+        return fail(ps, "missing fields");
+
+    int field = -1;
+    double value = 0;
+    for (;;) {
+        k0 = p;
+        esc = false;
+        p = scan(p, end, STOP_KEY, ESC_KEY, &esc);
+        kn = (size_t)(p - k0);
+        if (kn == 0)
+            return fail_expected(ps, p, end, "expected field key");
+        if (p == end || *p != '=')
+            return fail_expected(ps, p, end, "expected \"=\" after field key %s",
+                                 quote(qk, k0, kn, ESC_KEY));
+        p++;
+        int f = power && !esc ? energy_field(k0, kn) : -1;
+        if (f >= 0 && field == f)
+            return fail(ps, "field \"%s\" given twice", field_names[f]);
+        if (f >= 0 && field >= 0)
+            return fail(ps, "fields \"%s\" and \"%s\" both given; send one", field_names[field],
+                        field_names[f]);
+        if (!parse_field_value(ps, k0, kn, f, p, end, &p, &value))
+            return false;
+        if (f >= 0)
+            field = f;
+        if (p == end || *p == ' ')
+            break;
+        if (*p != ',')
+            return fail_expected(ps, p, end, "expected \",\" or \" \" after value of field %s",
+                                 quote(qk, k0, kn, ESC_KEY));
+        p++;
+    }
+
+    while (p < end && *p == ' ')
+        p++;
+    bool has_ts = p < end;
+    int64_t ts_ns = 0;
+    if (has_ts && !parse_timestamp(ps, p, end, &ts_ns))
+        return false;
+
+    if (!power) {
+        ps->stats->other_points++;
+        return true;
+    }
+    if (!have_cluster)
+        return fail(ps, "missing tag \"cluster\"");
+    if (field < 0)
+        return fail(ps, "no field kw, w, kwh or wh");
+    struct lp_point pt = {
+        .line = ps->line,
+        .cluster = ps->cluster,
+        .meter = have_meter ? ps->meter : "main",
+        .field = (enum lp_field)field,
+        .value = value,
+        .has_ts = has_ts,
+        .ts_ns = ts_ns,
+    };
+    ps->stats->power_points++;
+    if (!ps->fn)
+        return true;
+    ps->err->msg[0] = '\0';
+    if (ps->fn(ps->ctx, &pt, ps->err))
+        return true;
+    if (ps->err->msg[0] == '\0')
+        return fail(ps, "point rejected");
+    if (ps->err->line == 0)
+        ps->err->line = ps->line;
+    return false;
+}
+
+bool lp_parse(const char *buf, size_t len, enum lp_precision precision, lp_point_fn fn, void *ctx,
+              struct lp_stats *stats, struct lp_error *err)
+{
+    struct lp_stats own_stats;
+    struct lp_error own_err;
+    struct parser ps;
+    ps.line = 0;
+    ps.precision = precision;
+    ps.fn = fn;
+    ps.ctx = ctx;
+    ps.stats = stats ? stats : &own_stats;
+    ps.err = err ? err : &own_err;
+    *ps.stats = (struct lp_stats){0};
+    ps.err->line = 0;
+    ps.err->msg[0] = '\0';
+    if (len == 0)
+        return true;
+
+    const char *p = buf, *bufend = buf + len;
+    while (p < bufend) {
+        const char *nl = memchr(p, '\n', (size_t)(bufend - p));
+        const char *end = nl ? nl : bufend;
+        if (end > p && end[-1] == '\r')
+            end--;
+        if (ps.line == INT_MAX)
+            return fail(&ps, "too many lines");
+        ps.line++;
+        ps.stats->lines++;
+        if (!parse_line(&ps, p, end))
+            return false;
+        p = nl ? nl + 1 : bufend;
+    }
+    return true;
+}
+
+bool lp_parse_precision(const char *s, bool v1, enum lp_precision *out)
+{
+    static const struct {
+        const char *name;
+        bool v1_only;
+        enum lp_precision precision;
+    } names[] = {
+        {"ns", false, LP_PRECISION_NS}, {"us", false, LP_PRECISION_US},
+        {"ms", false, LP_PRECISION_MS}, {"s", false, LP_PRECISION_S},
+        {"n", true, LP_PRECISION_NS},   {"u", true, LP_PRECISION_US},
+        {"m", true, LP_PRECISION_M},    {"h", true, LP_PRECISION_H},
+    };
+    if (!s || !*s) {
+        *out = LP_PRECISION_NS;
+        return true;
+    }
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if ((v1 || !names[i].v1_only) && strcmp(s, names[i].name) == 0) {
+            *out = names[i].precision;
+            return true;
+        }
+    }
+    return false;
+}

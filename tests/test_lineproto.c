@@ -1,0 +1,1201 @@
+/*
+ * Unit tests for the line protocol parser: every rule with its exact
+ * message and line number, every field type and precision, and vectors
+ * from InfluxDB's documentation and from influxdata/line-protocol's
+ * decoder tests (adapted where we deliberately differ, see lineproto.c).
+ */
+#include "daemon/lineproto.h"
+
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_POINTS 16
+
+/* What the callback saw, copied: the strings die with the callback. */
+struct recorded {
+    int n;
+    int reject_at; /* 1-based point the callback rejects, 0 for none */
+    bool reject_silently;
+    struct lp_point points[MAX_POINTS];
+    char cluster[MAX_POINTS][300];
+    char meter[MAX_POINTS][300];
+};
+
+static struct recorded rec;
+static struct lp_stats stats;
+static struct lp_error lerr;
+
+static bool record(void *ctx, const struct lp_point *p, struct lp_error *err)
+{
+    struct recorded *r = ctx;
+    if (r->n + 1 == r->reject_at) {
+        if (!r->reject_silently) {
+            snprintf(err->msg, sizeof err->msg, "line %d: unknown cluster \"%s\"", p->line,
+                     p->cluster);
+            err->line = p->line;
+        }
+        return false;
+    }
+    ck_assert_int_lt(r->n, MAX_POINTS);
+    r->points[r->n] = *p;
+    snprintf(r->cluster[r->n], sizeof r->cluster[0], "%s", p->cluster);
+    snprintf(r->meter[r->n], sizeof r->meter[0], "%s", p->meter);
+    r->n++;
+    return true;
+}
+
+static bool run_len(const char *text, size_t len, enum lp_precision precision)
+{
+    int reject_at = rec.reject_at;
+    bool silently = rec.reject_silently;
+    memset(&rec, 0, sizeof rec);
+    rec.reject_at = reject_at;
+    rec.reject_silently = silently;
+    memset(&lerr, 0x55, sizeof lerr); /* the parser must reset it */
+    bool ok = lp_parse(text, len, precision, record, &rec, &stats, &lerr);
+    if (ok) {
+        ck_assert_int_eq(lerr.line, 0);
+        ck_assert_str_eq(lerr.msg, "");
+    } else {
+        char prefix[32];
+        snprintf(prefix, sizeof prefix, "line %d: ", lerr.line);
+        ck_assert_msg(strncmp(lerr.msg, prefix, strlen(prefix)) == 0,
+                      "message \"%s\" does not start with \"%s\"", lerr.msg, prefix);
+        ck_assert_uint_lt(strlen(lerr.msg), sizeof lerr.msg);
+    }
+    return ok;
+}
+
+/* The message of parsing text ("" when it parses). */
+static const char *error_in(const char *text, enum lp_precision precision)
+{
+    return run_len(text, strlen(text), precision) ? "" : lerr.msg;
+}
+
+static const char *error_of(const char *text)
+{
+    return error_in(text, LP_PRECISION_NS);
+}
+
+#define ck_assert_error(text, expected) ck_assert_str_eq(error_of(text), expected)
+
+static void parse_ok_in(const char *text, enum lp_precision precision)
+{
+    ck_assert_msg(run_len(text, strlen(text), precision), "\"%s\": unexpected error: %s", text,
+                  lerr.msg);
+}
+
+static void parse_ok(const char *text)
+{
+    parse_ok_in(text, LP_PRECISION_NS);
+}
+
+/* The value of kw in "power,cluster=c kw=<value>". */
+static double kw_of(const char *value)
+{
+    char line[1200];
+    snprintf(line, sizeof line, "power,cluster=c kw=%s", value);
+    parse_ok(line);
+    ck_assert_int_eq(rec.n, 1);
+    return rec.points[0].value;
+}
+
+/* ---------------------------------------------------------------- */
+/* Points                                                            */
+
+START_TEST(test_typical_line_gives_one_point)
+{
+    parse_ok("power,cluster=qy-a01,meter=pdu-3 kw=1234.5 1764547200000000000\n");
+    ck_assert_int_eq(rec.n, 1);
+    const struct lp_point *p = &rec.points[0];
+    ck_assert_int_eq(p->line, 1);
+    ck_assert_str_eq(rec.cluster[0], "qy-a01");
+    ck_assert_str_eq(rec.meter[0], "pdu-3");
+    ck_assert_int_eq(p->field, LP_FIELD_KW);
+    ck_assert_double_eq(p->value, 1234.5);
+    ck_assert(p->has_ts);
+    ck_assert_int_eq(p->ts_ns, 1764547200000000000LL);
+    ck_assert_uint_eq(stats.lines, 1);
+    ck_assert_uint_eq(stats.power_points, 1);
+    ck_assert_uint_eq(stats.other_points, 0);
+}
+END_TEST
+
+START_TEST(test_meter_defaults_to_main)
+{
+    parse_ok("power,cluster=c kw=1");
+    ck_assert_str_eq(rec.meter[0], "main");
+}
+END_TEST
+
+START_TEST(test_each_energy_field_is_recognised)
+{
+    parse_ok("power,cluster=c w=1500\npower,cluster=c kwh=10.25\npower,cluster=c wh=7");
+    ck_assert_int_eq(rec.n, 3);
+    ck_assert_int_eq(rec.points[0].field, LP_FIELD_W);
+    ck_assert_double_eq(rec.points[0].value, 1500);
+    ck_assert_int_eq(rec.points[1].field, LP_FIELD_KWH);
+    ck_assert_double_eq(rec.points[1].value, 10.25);
+    ck_assert_int_eq(rec.points[2].field, LP_FIELD_WH);
+    ck_assert_int_eq(rec.points[2].line, 3);
+}
+END_TEST
+
+START_TEST(test_line_without_timestamp_has_none)
+{
+    parse_ok("power,cluster=c kw=1");
+    ck_assert(!rec.points[0].has_ts);
+    ck_assert_int_eq(rec.points[0].ts_ns, 0);
+}
+END_TEST
+
+START_TEST(test_tag_order_does_not_matter)
+{
+    parse_ok("power,meter=m1,cluster=c1 kw=1");
+    ck_assert_str_eq(rec.cluster[0], "c1");
+    ck_assert_str_eq(rec.meter[0], "m1");
+}
+END_TEST
+
+START_TEST(test_other_tags_and_fields_are_parsed_then_ignored)
+{
+    parse_ok("power,host=h1,cluster=c,rack=r9 temp=20.5,kw=3,status=\"ok\",up=true,n=3i,u=4u,"
+             "v=-1.5e-3 1");
+    ck_assert_int_eq(rec.n, 1);
+    ck_assert_str_eq(rec.cluster[0], "c");
+    ck_assert_str_eq(rec.meter[0], "main");
+    ck_assert_double_eq(rec.points[0].value, 3);
+    ck_assert_int_eq(rec.points[0].ts_ns, 1);
+}
+END_TEST
+
+START_TEST(test_measurement_must_be_exactly_power)
+{
+    parse_ok("Power,cluster=c kw=1\npowers,cluster=c kw=1\npowe kw=1\n");
+    ck_assert_int_eq(rec.n, 0);
+    ck_assert_uint_eq(stats.other_points, 3);
+}
+END_TEST
+
+START_TEST(test_valid_line_of_another_measurement_is_counted)
+{
+    parse_ok("cpu,host=a usage_idle=99.5,usage_user=0.5 1\npower,cluster=c kw=1\n"
+             "mem free=1i,used=2u\n");
+    ck_assert_uint_eq(stats.lines, 3);
+    ck_assert_uint_eq(stats.other_points, 2);
+    ck_assert_uint_eq(stats.power_points, 1);
+    ck_assert_int_eq(rec.points[0].line, 2);
+}
+END_TEST
+
+START_TEST(test_malformed_line_of_another_measurement_is_an_error)
+{
+    ck_assert_error("power,cluster=c kw=1\ncpu usage=12x",
+                    "line 2: invalid number \"12x\" in field \"usage\"");
+    ck_assert_error("cpu,host= usage=1", "line 1: expected value for tag \"host\", found \" \"");
+    ck_assert_error("cpu usage=1 abc", "line 1: timestamp \"abc\" is not an integer");
+}
+END_TEST
+
+/* ---------------------------------------------------------------- */
+/* Escaping                                                          */
+
+START_TEST(test_escaped_comma_in_tag_value)
+{
+    parse_ok("power,cluster=a\\,b kw=1");
+    ck_assert_str_eq(rec.cluster[0], "a,b");
+}
+END_TEST
+
+START_TEST(test_escaped_space_and_equals_in_tag_value)
+{
+    parse_ok("power,cluster=hall\\ 2\\=b,meter=x\\ y kw=1");
+    ck_assert_str_eq(rec.cluster[0], "hall 2=b");
+    ck_assert_str_eq(rec.meter[0], "x y");
+}
+END_TEST
+
+START_TEST(test_other_backslashes_in_tag_value_are_literal)
+{
+    /* Like influxdata/line-protocol's decoder: "\\" is not an escape in
+     * tags, so both backslashes stay. */
+    parse_ok("power,cluster=a\\b\\\\c kw=1");
+    ck_assert_str_eq(rec.cluster[0], "a\\b\\\\c");
+}
+END_TEST
+
+START_TEST(test_backslash_before_an_escapable_byte_always_escapes_it)
+{
+    /* The second backslash escapes the space, so the tag value runs on
+     * into "kw" and the "=" after it is misplaced. */
+    ck_assert_error("power,cluster=c\\\\ kw=1",
+                    "line 1: expected \",\" or \" \" after value of tag \"cluster\", found \"=\"");
+    /* A backslash with nothing after it is literal. */
+    ck_assert_error("power,cluster=c kw=1,x\\",
+                    "line 1: expected \"=\" after field key \"x\\\", found end of line");
+}
+END_TEST
+
+START_TEST(test_quotes_in_tag_values_are_literal)
+{
+    parse_ok("power,cluster=\"a\",meter='m' kw=1");
+    ck_assert_str_eq(rec.cluster[0], "\"a\"");
+    ck_assert_str_eq(rec.meter[0], "'m'");
+}
+END_TEST
+
+START_TEST(test_escaped_measurement_is_not_power)
+{
+    parse_ok("pow\\,er,cluster=c kw=1\npower\\ x,cluster=c kw=1\npow\\er,cluster=c kw=1");
+    ck_assert_int_eq(rec.n, 0);
+    ck_assert_uint_eq(stats.other_points, 3);
+}
+END_TEST
+
+START_TEST(test_equals_sign_in_measurement_is_literal)
+{
+    parse_ok("a=b,t=v f=1");
+    ck_assert_uint_eq(stats.other_points, 1);
+}
+END_TEST
+
+START_TEST(test_escaped_tag_key_is_not_cluster)
+{
+    ck_assert_error("power,clus\\=ter=c kw=1", "line 1: missing tag \"cluster\"");
+    ck_assert_error("power,cluster\\ =c kw=1", "line 1: missing tag \"cluster\"");
+}
+END_TEST
+
+START_TEST(test_escaped_field_keys)
+{
+    parse_ok("power,cluster=c k\\ w=5,k\\=w=6,k\\,w=7,kw=1");
+    ck_assert_double_eq(rec.points[0].value, 1);
+}
+END_TEST
+
+START_TEST(test_escaped_quote_and_backslash_in_string_field)
+{
+    parse_ok("m s=\"a \\\"b\\\" \\\\\" 5");
+    ck_assert_uint_eq(stats.other_points, 1);
+    parse_ok("m s=\"ends in backslash\\\\\",t=1 5");
+    ck_assert_error("m s=\"a\\\" 5", "line 1: unterminated string in field \"s\"");
+}
+END_TEST
+
+START_TEST(test_other_backslashes_in_string_field_are_literal)
+{
+    parse_ok("m s=\"C:\\dir\\n\\t\" 1");
+    ck_assert_uint_eq(stats.other_points, 1);
+}
+END_TEST
+
+START_TEST(test_string_field_may_contain_any_byte_but_newline)
+{
+    static const char text[] = "m s=\"tab\there, comma, = and space\x01\x7f\r\" 1";
+    ck_assert(run_len(text, sizeof text - 1, LP_PRECISION_NS));
+    ck_assert_uint_eq(stats.other_points, 1);
+}
+END_TEST
+
+START_TEST(test_raw_newline_in_string_ends_the_line)
+{
+    /* A deliberate choice: the v2 Go decoder accepts it, we do not. */
+    ck_assert_error("m s=\"first\nsecond\" 1", "line 1: unterminated string in field \"s\"");
+}
+END_TEST
+
+START_TEST(test_utf8_is_accepted)
+{
+    parse_ok("power,cluster=青海-01,meter=电表 kw=1");
+    ck_assert_str_eq(rec.cluster[0], "青海-01");
+    ck_assert_str_eq(rec.meter[0], "电表");
+}
+END_TEST
+
+/* ---------------------------------------------------------------- */
+/* Field types                                                       */
+
+START_TEST(test_float_forms)
+{
+    ck_assert_double_eq(kw_of("1"), 1);
+    ck_assert_double_eq(kw_of("1.0"), 1);
+    ck_assert_double_eq(kw_of("1."), 1);
+    ck_assert_double_eq(kw_of(".5"), 0.5);
+    ck_assert_double_eq(kw_of("007.250"), 7.25);
+    ck_assert_double_eq(kw_of("1e3"), 1000);
+    ck_assert_double_eq(kw_of("1.5E+2"), 150);
+    ck_assert_double_eq(kw_of("2.e1"), 20);
+    ck_assert_double_eq(kw_of(".5e-1"), 0.05);
+    ck_assert_double_eq(kw_of("1.2e+78"), 1.2e78);
+    ck_assert_double_eq(kw_of("0.000000000000000000000000001"), 1e-27);
+    ck_assert_double_eq(kw_of("12345678901234567890123"), 12345678901234567890123.0);
+    ck_assert_double_eq(kw_of("1e-400"), 0); /* underflow rounds, as in strtod */
+    parse_ok("m x=-1.2e+78,y=-.5,z=-0");
+}
+END_TEST
+
+START_TEST(test_invalid_floats)
+{
+    ck_assert_error("m x=1e", "line 1: invalid number \"1e\" in field \"x\"");
+    ck_assert_error("m x=1e+", "line 1: invalid number \"1e+\" in field \"x\"");
+    ck_assert_error("m x=.", "line 1: invalid number \".\" in field \"x\"");
+    ck_assert_error("m x=-", "line 1: invalid number \"-\" in field \"x\"");
+    ck_assert_error("m x=.e5", "line 1: invalid number \".e5\" in field \"x\"");
+    ck_assert_error("m x=1.2.3", "line 1: invalid number \"1.2.3\" in field \"x\"");
+    ck_assert_error("m x=0x10", "line 1: invalid number \"0x10\" in field \"x\"");
+    ck_assert_error("m x=1_000", "line 1: invalid number \"1_000\" in field \"x\"");
+    ck_assert_error("m x=--1", "line 1: invalid number \"--1\" in field \"x\"");
+    ck_assert_error("m x=-inf", "line 1: invalid number \"-inf\" in field \"x\"");
+    ck_assert_error("m x=1\"", "line 1: invalid number \"1\"\" in field \"x\"");
+    ck_assert_error("m x=+1", "line 1: invalid value \"+1\" in field \"x\"");
+    ck_assert_error("m x=inf", "line 1: invalid value \"inf\" in field \"x\"");
+    ck_assert_error("m x=NaN", "line 1: invalid value \"NaN\" in field \"x\"");
+}
+END_TEST
+
+/* The fast path must give strtod's correctly rounded result. */
+START_TEST(test_floats_equal_strtod)
+{
+    static const char *const cases[] = {
+        "0.1",
+        "0.3",
+        "1234.5",
+        "9007199254740993",   /* 2^53 + 1: a tie, rounds to even */
+        "9007199254740992.5", /* 17 digits: slow path */
+        "123456789012345678", /* 18 digits, > 2^53 */
+        "1e22",               /* last exact power of ten */
+        "1e23",               /* not exact */
+        "4.9406564584124654e-324",
+        "2.2250738585072011e-308",
+        "1.7976931348623157e308",
+        "0.30000000000000004441",
+        "8.988465674311579e307",
+        "2."
+        "470328229206232720882843964341106861825299013071623822127928412503377536351043759326499181"
+        "8"
+        "0e-324",
+        "1000000000000000000000000000000000000000000000000000000000000000000000000000000000001",
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        double want = strtod(cases[i], NULL);
+        double got = kw_of(cases[i]);
+        ck_assert_msg(memcmp(&got, &want, sizeof got) == 0, "%s: got %.17g, want %.17g", cases[i],
+                      got, want);
+    }
+    /* Random mantissas, points and exponents. */
+    srand(12345);
+    for (int i = 0; i < 50000; i++) {
+        char s[64];
+        int n = 0, digits = 1 + rand() % 22, point = rand() % (digits + 1);
+        for (int d = 0; d < digits; d++) {
+            if (d == point && rand() % 2)
+                s[n++] = '.';
+            s[n++] = (char)('0' + rand() % 10);
+        }
+        if (rand() % 3 == 0)
+            n += snprintf(s + n, sizeof s - (size_t)n, "e%d", rand() % 80 - 40);
+        s[n] = '\0';
+        double want = strtod(s, NULL);
+        double got = kw_of(s);
+        ck_assert_msg(memcmp(&got, &want, sizeof got) == 0, "%s: got %.17g, want %.17g", s, got,
+                      want);
+    }
+}
+END_TEST
+
+START_TEST(test_very_long_float_is_exact)
+{
+    /* 1000 digits, more than the 800 kept for strtod. */
+    static char num[1100];
+    memset(num, '0', 1000);
+    num[0] = '1';
+    strcpy(num + 1000, "e-999");
+    ck_assert_double_eq(kw_of(num), 1.0);
+
+    /* 2^-1075 = 5^1075 * 10^-1075, half the smallest subnormal, is a tie
+     * that rounds to 0; a 1 in the 853rd digit, beyond those kept, must
+     * still round it up. */
+    static char digits[800];
+    int n = 1;
+    digits[0] = 1;
+    for (int i = 0; i < 1075; i++) {
+        int carry = 0;
+        for (int d = 0; d < n; d++) {
+            int v = digits[d] * 5 + carry;
+            digits[d] = (char)(v % 10);
+            carry = v / 10;
+        }
+        while (carry) {
+            digits[n++] = (char)(carry % 10);
+            carry /= 10;
+        }
+    }
+    static char tie[1100], above[1100];
+    for (int d = 0; d < n; d++)
+        tie[d] = above[d] = (char)('0' + digits[n - 1 - d]);
+    snprintf(tie + n, sizeof tie - (size_t)n, "e-1075");
+    memset(above + n, '0', 100);
+    snprintf(above + n + 100, sizeof above - (size_t)n - 100, "1e-1176");
+    ck_assert_int_eq(n, 752);
+    ck_assert_double_eq(kw_of(tie), 0);
+    ck_assert_double_eq(kw_of(above), strtod("4.9406564584124654e-324", NULL));
+    ck_assert_double_eq(strtod(above, NULL), strtod("4.9406564584124654e-324", NULL));
+}
+END_TEST
+
+START_TEST(test_integer_fields)
+{
+    parse_ok("m a=9223372036854775807i,b=-9223372036854775808i,c=0i,d=-0i");
+    ck_assert_double_eq(kw_of("12i"), 12);
+    ck_assert_double_eq(kw_of("-0i"), 0);
+    ck_assert_double_eq(kw_of("9223372036854775807i"), 9223372036854775807.0);
+}
+END_TEST
+
+START_TEST(test_integer_out_of_range)
+{
+    ck_assert_error("m x=99999999999999999999i",
+                    "line 1: integer \"99999999999999999999i\" out of range in field \"x\"");
+    ck_assert_error("m x=9223372036854775808i",
+                    "line 1: integer \"9223372036854775808i\" out of range in field \"x\"");
+    ck_assert_error("m x=-9223372036854775809i",
+                    "line 1: integer \"-9223372036854775809i\" out of range in field \"x\"");
+}
+END_TEST
+
+START_TEST(test_invalid_integers)
+{
+    ck_assert_error("m x=1.0i", "line 1: invalid number \"1.0i\" in field \"x\"");
+    ck_assert_error("m x=-i", "line 1: invalid number \"-i\" in field \"x\"");
+    ck_assert_error("m x=1ii", "line 1: invalid number \"1ii\" in field \"x\"");
+    ck_assert_error("m x=1e3i", "line 1: invalid number \"1e3i\" in field \"x\"");
+    ck_assert_error("m x=i", "line 1: invalid value \"i\" in field \"x\"");
+    ck_assert_error("m x=99999999999999999999x9i",
+                    "line 1: invalid number \"99999999999999999999x9i\" in field \"x\"");
+}
+END_TEST
+
+START_TEST(test_unsigned_fields)
+{
+    parse_ok("m a=18446744073709551615u,b=0u");
+    ck_assert_double_eq(kw_of("12u"), 12);
+    ck_assert_error("m x=18446744073709551616u",
+                    "line 1: unsigned integer \"18446744073709551616u\" out of range in field "
+                    "\"x\"");
+    ck_assert_error("m x=-1u", "line 1: invalid number \"-1u\" in field \"x\"");
+    ck_assert_error("m x=1.5u", "line 1: invalid number \"1.5u\" in field \"x\"");
+}
+END_TEST
+
+START_TEST(test_booleans)
+{
+    parse_ok("m a=t,b=T,c=true,d=True,e=TRUE,f=f,g=F,h=false,i=False,j=FALSE");
+    ck_assert_uint_eq(stats.other_points, 1);
+    ck_assert_error("m x=tru", "line 1: invalid value \"tru\" in field \"x\"");
+    ck_assert_error("m x=TRue", "line 1: invalid value \"TRue\" in field \"x\"");
+    ck_assert_error("m x=yes", "line 1: invalid value \"yes\" in field \"x\"");
+}
+END_TEST
+
+START_TEST(test_unquoted_string_is_an_error)
+{
+    ck_assert_error("m x=abc", "line 1: invalid value \"abc\" in field \"x\"");
+}
+END_TEST
+
+START_TEST(test_float_overflow_in_other_field_is_an_error)
+{
+    ck_assert_error("m x=1e999", "line 1: number \"1e999\" out of range in field \"x\"");
+    ck_assert_error("m x=-1e999", "line 1: number \"-1e999\" out of range in field \"x\"");
+    parse_ok("m x=1e-999");
+}
+END_TEST
+
+/* ---------------------------------------------------------------- */
+/* The rules for `power`                                             */
+
+START_TEST(test_missing_cluster)
+{
+    ck_assert_error("power,meter=m kw=1", "line 1: missing tag \"cluster\"");
+    ck_assert_error("power kw=1", "line 1: missing tag \"cluster\"");
+}
+END_TEST
+
+START_TEST(test_empty_tag_value_is_an_error)
+{
+    ck_assert_error("power,cluster= kw=1",
+                    "line 1: expected value for tag \"cluster\", found \" \"");
+    ck_assert_error("power,cluster=,meter=m kw=1",
+                    "line 1: expected value for tag \"cluster\", found \",\"");
+    ck_assert_error("power,cluster=c,meter= kw=1",
+                    "line 1: expected value for tag \"meter\", found \" \"");
+    ck_assert_error("power,cluster=",
+                    "line 1: expected value for tag \"cluster\", found end of line");
+}
+END_TEST
+
+START_TEST(test_no_energy_field)
+{
+    ck_assert_error("power,cluster=c temp=1", "line 1: no field kw, w, kwh or wh");
+    ck_assert_error("power,cluster=c KW=1", "line 1: no field kw, w, kwh or wh");
+}
+END_TEST
+
+START_TEST(test_two_energy_fields)
+{
+    ck_assert_error("power,cluster=c kw=1,kwh=2",
+                    "line 1: fields \"kw\" and \"kwh\" both given; send one");
+    ck_assert_error("power,cluster=c wh=1,x=0,w=2",
+                    "line 1: fields \"wh\" and \"w\" both given; send one");
+    ck_assert_error("power,cluster=c kw=1,kw=2", "line 1: field \"kw\" given twice");
+}
+END_TEST
+
+START_TEST(test_energy_field_must_be_a_number)
+{
+    ck_assert_error("power,cluster=c kw=\"1\"", "line 1: field \"kw\" is not a number");
+    ck_assert_error("power,cluster=c kwh=true", "line 1: field \"kwh\" is not a number");
+    ck_assert_error("power,cluster=c w=F", "line 1: field \"w\" is not a number");
+}
+END_TEST
+
+START_TEST(test_negative_energy_value)
+{
+    ck_assert_error("power,cluster=c kw=-1", "line 1: field \"kw\" is negative");
+    ck_assert_error("power,cluster=c wh=-5i", "line 1: field \"wh\" is negative");
+    ck_assert_error("power,cluster=c w=-1e-300", "line 1: field \"w\" is negative");
+    double zero = kw_of("-0");
+    ck_assert_double_eq(zero, 0);
+    ck_assert(!signbit(zero));
+    ck_assert(!signbit(kw_of("-0.0e5")));
+}
+END_TEST
+
+START_TEST(test_non_finite_energy_value)
+{
+    ck_assert_error("power,cluster=c kw=1e999", "line 1: field \"kw\" is not finite");
+    ck_assert_error("power,cluster=c kwh=-1e999", "line 1: field \"kwh\" is not finite");
+    ck_assert_error("power,cluster=c kw=179769313486231580793728971405303415079934132710037826936"
+                    "173778980444968292764750946649017977587207096330286416692887910946555547851"
+                    "940402630657488671505820681908902000708383676273854845817711531764475730270"
+                    "069855571366959622842914819860834936475292719074168444365510704342711559699"
+                    "508093042880177904174497792",
+                    "line 1: field \"kw\" is not finite");
+}
+END_TEST
+
+START_TEST(test_duplicate_cluster_or_meter_tag)
+{
+    ck_assert_error("power,cluster=a,cluster=b kw=1", "line 1: tag \"cluster\" given twice");
+    ck_assert_error("power,cluster=a,meter=x,meter=x kw=1", "line 1: tag \"meter\" given twice");
+    /* Only those two are checked; other duplicates are ignored like the
+     * tags themselves. */
+    parse_ok("power,cluster=a,host=1,host=2 kw=1");
+}
+END_TEST
+
+START_TEST(test_cluster_longer_than_256_bytes)
+{
+    char line[1200];
+    int n = snprintf(line, sizeof line, "power,cluster=");
+    memset(line + n, 'c', 256);
+    snprintf(line + n + 256, sizeof line - (size_t)n - 256, " kw=1");
+    parse_ok(line);
+    ck_assert_uint_eq(strlen(rec.cluster[0]), 256);
+
+    snprintf(line + n + 256, sizeof line - (size_t)n - 256, "c kw=1");
+    ck_assert_error(line, "line 1: tag \"cluster\" is longer than 256 bytes");
+
+    n = snprintf(line, sizeof line, "power,cluster=c,meter=");
+    memset(line + n, 'm', 300);
+    snprintf(line + n + 300, sizeof line - (size_t)n - 300, " kw=1");
+    ck_assert_error(line, "line 1: tag \"meter\" is longer than 256 bytes");
+}
+END_TEST
+
+START_TEST(test_tag_length_counts_unescaped_bytes)
+{
+    char line[1200];
+    int n = snprintf(line, sizeof line, "power,cluster=");
+    for (int i = 0; i < 256; i++)
+        n += snprintf(line + n, sizeof line - (size_t)n, "\\,");
+    snprintf(line + n, sizeof line - (size_t)n, " kw=1");
+    parse_ok(line);
+    ck_assert_uint_eq(strlen(rec.cluster[0]), 256);
+    ck_assert_int_eq(rec.cluster[0][255], ',');
+}
+END_TEST
+
+START_TEST(test_long_values_of_other_tags_are_fine)
+{
+    static char line[5000];
+    int n = snprintf(line, sizeof line, "power,description=");
+    memset(line + n, 'd', 4000);
+    snprintf(line + n + 4000, sizeof line - (size_t)n - 4000, ",cluster=c kw=1");
+    parse_ok(line);
+    ck_assert_int_eq(rec.n, 1);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- */
+/* Syntax errors                                                     */
+
+START_TEST(test_syntax_errors_in_measurement_and_tags)
+{
+    ck_assert_error(",cluster=c kw=1", "line 1: expected measurement, found \",\"");
+    ck_assert_error("power", "line 1: missing fields");
+    ck_assert_error("power,cluster=c", "line 1: missing fields");
+    ck_assert_error("power,cluster=c   ", "line 1: missing fields");
+    ck_assert_error("power,,cluster=c kw=1", "line 1: expected tag key after \",\", found \",\"");
+    ck_assert_error("power, cluster=c kw=1", "line 1: expected tag key after \",\", found \" \"");
+    ck_assert_error("power,cluster=c, kw=1", "line 1: expected tag key after \",\", found \" \"");
+    ck_assert_error("power,cluster=c,", "line 1: expected tag key after \",\", found end of line");
+    ck_assert_error("power,=c kw=1", "line 1: expected tag key after \",\", found \"=\"");
+    ck_assert_error("power,cluster kw=1",
+                    "line 1: expected \"=\" after tag key \"cluster\", found \" \"");
+    ck_assert_error("power,cluster,meter=m kw=1",
+                    "line 1: expected \"=\" after tag key \"cluster\", found \",\"");
+    ck_assert_error("power,cluster=a=b kw=1",
+                    "line 1: expected \",\" or \" \" after value of tag \"cluster\", found \"=\"");
+}
+END_TEST
+
+START_TEST(test_equals_after_tag_value_is_an_error)
+{
+    /* "\," continues the value, so "=" then ends it. */
+    ck_assert_error("power,meter=m\\,cluster=c kw=1",
+                    "line 1: expected \",\" or \" \" after value of tag \"meter\", found \"=\"");
+}
+END_TEST
+
+START_TEST(test_syntax_errors_in_fields)
+{
+    ck_assert_error("power,cluster=c ,kw=1", "line 1: expected field key, found \",\"");
+    ck_assert_error("power,cluster=c =1", "line 1: expected field key, found \"=\"");
+    ck_assert_error("power,cluster=c kw=1,", "line 1: expected field key, found end of line");
+    ck_assert_error("power,cluster=c kw=1, w=2", "line 1: expected field key, found \" \"");
+    ck_assert_error("power,cluster=c kw",
+                    "line 1: expected \"=\" after field key \"kw\", found end of line");
+    ck_assert_error("power,cluster=c kw 1",
+                    "line 1: expected \"=\" after field key \"kw\", found \" \"");
+    ck_assert_error("power,cluster=c kw,w=1",
+                    "line 1: expected \"=\" after field key \"kw\", found \",\"");
+    ck_assert_error("power,cluster=c kw=",
+                    "line 1: expected value for field \"kw\", found end of line");
+    ck_assert_error("power,cluster=c kw= 1",
+                    "line 1: expected value for field \"kw\", found \" \"");
+    ck_assert_error("power,cluster=c x=,kw=1",
+                    "line 1: expected value for field \"x\", found \",\"");
+    ck_assert_error("power,cluster=c kw=12x", "line 1: invalid number \"12x\" in field \"kw\"");
+    ck_assert_error("power,cluster=c s=\"x\"y,kw=1",
+                    "line 1: expected \",\" or \" \" after value of field \"s\", found \"y\"");
+    ck_assert_error("power,cluster=c s=\"abc", "line 1: unterminated string in field \"s\"");
+    ck_assert_error("m s=\"x\"é",
+                    "line 1: expected \",\" or \" \" after value of field \"s\", found \"é\"");
+}
+END_TEST
+
+START_TEST(test_syntax_errors_in_timestamp)
+{
+    ck_assert_error("power,cluster=c kw=1 abc", "line 1: timestamp \"abc\" is not an integer");
+    ck_assert_error("power,cluster=c kw=1 12a", "line 1: timestamp \"12a\" is not an integer");
+    ck_assert_error("power,cluster=c kw=1 1.5", "line 1: timestamp \"1.5\" is not an integer");
+    ck_assert_error("power,cluster=c kw=1 -", "line 1: timestamp \"-\" is not an integer");
+    ck_assert_error("power,cluster=c kw=1 +5", "line 1: timestamp \"+5\" is not an integer");
+    ck_assert_error("power,cluster=c kw=1 1 2", "line 1: unexpected text \"2\" after timestamp");
+    ck_assert_error("power,cluster=c kw=1 1  x y ",
+                    "line 1: unexpected text \"x y \" after timestamp");
+}
+END_TEST
+
+START_TEST(test_control_characters_are_errors)
+{
+    ck_assert_error("power,cluster=c\tkw=1", "line 1: invalid character 0x09 at column 16");
+    ck_assert_error("\tpower,cluster=c kw=1", "line 1: invalid character 0x09 at column 1");
+    ck_assert_error("power,cluster=c kw=1\t", "line 1: invalid character 0x09 at column 21");
+    ck_assert_error("power,cluster=c kw=1 5\t", "line 1: invalid character 0x09 at column 23");
+    ck_assert_error("power,cluster=c kw=1 5 \x0b", "line 1: invalid character 0x0B at column 24");
+    ck_assert_error("power,clu\x7fster=c kw=1", "line 1: invalid character 0x7F at column 10");
+    ck_assert_error("power,cluster=c k\x01w=1", "line 1: invalid character 0x01 at column 18");
+    ck_assert_error("pow\x1b"
+                    "er,cluster=c kw=1",
+                    "line 1: invalid character 0x1B at column 4");
+    ck_assert_error("power,cluster=c\x02,meter=m kw=1",
+                    "line 1: invalid character 0x02 at column 16");
+    ck_assert_error("# fine\n#\x01 comment", "line 2: invalid character 0x01 at column 2");
+    static const char nul[] = "power,cluster=c\0 kw=1";
+    ck_assert(!run_len(nul, sizeof nul - 1, LP_PRECISION_NS));
+    ck_assert_str_eq(lerr.msg, "line 1: invalid character 0x00 at column 16");
+}
+END_TEST
+
+START_TEST(test_long_values_are_cut_in_messages)
+{
+    static char line[600];
+    int n = snprintf(line, sizeof line, "m ");
+    memset(line + n, 'k', 300);
+    snprintf(line + n + 300, sizeof line - (size_t)n - 300, "=");
+    memset(line + n + 301, '9', 200);
+    strcpy(line + n + 501, "x");
+    const char *msg = error_of(line);
+    char want[256];
+    snprintf(want, sizeof want, "line 1: invalid number \"%.64s...\" in field \"%.64s...\"",
+             line + n + 301, line + n);
+    ck_assert_str_eq(msg, want);
+}
+END_TEST
+
+START_TEST(test_message_cut_keeps_utf8_whole)
+{
+    /* The token is "1", k times "a", then 3-byte characters: 64 bytes are
+     * kept, less the part of a character that does not fit. */
+    static const struct {
+        int k;
+        const char *kept_tail;
+    } cases[] = {{60, "电"}, {61, ""}, {62, ""}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char line[300], as[100], want[300];
+        memset(as, 'a', (size_t)cases[i].k);
+        as[cases[i].k] = '\0';
+        snprintf(line, sizeof line, "m x=1%s电电电", as);
+        snprintf(want, sizeof want, "line 1: invalid number \"1%s%s...\" in field \"x\"", as,
+                 cases[i].kept_tail);
+        ck_assert_str_eq(error_of(line), want);
+    }
+}
+END_TEST
+
+START_TEST(test_escaped_key_is_unescaped_in_messages)
+{
+    ck_assert_error("m my\\ field=abc", "line 1: invalid value \"abc\" in field \"my field\"");
+}
+END_TEST
+
+/* ---------------------------------------------------------------- */
+/* Timestamps and precision                                          */
+
+START_TEST(test_every_precision_scales_the_timestamp)
+{
+    static const struct {
+        enum lp_precision precision;
+        int64_t ns;
+    } cases[] = {
+        {LP_PRECISION_NS, 7},           {LP_PRECISION_US, 7000},
+        {LP_PRECISION_MS, 7000000},     {LP_PRECISION_S, 7000000000},
+        {LP_PRECISION_M, 420000000000}, {LP_PRECISION_H, 25200000000000},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        parse_ok_in("power,cluster=c kw=1 7\npower,cluster=c kw=1 -7", cases[i].precision);
+        ck_assert_int_eq(rec.points[0].ts_ns, cases[i].ns);
+        ck_assert_int_eq(rec.points[1].ts_ns, -cases[i].ns);
+    }
+}
+END_TEST
+
+START_TEST(test_timestamp_overflow_for_each_precision)
+{
+    static const struct {
+        enum lp_precision precision;
+        const char *max, *over, *min, *under, *name;
+    } cases[] = {
+        /* INT64_MAX = 9223372036854775807, INT64_MIN = -9223372036854775808 */
+        {LP_PRECISION_NS, "9223372036854775807", "9223372036854775808", "-9223372036854775808",
+         "-9223372036854775809", "ns"},
+        /* 9223372036854775 * 1000 = 9223372036854775000 */
+        {LP_PRECISION_US, "9223372036854775", "9223372036854776", "-9223372036854775",
+         "-9223372036854776", "us"},
+        {LP_PRECISION_MS, "9223372036854", "9223372036855", "-9223372036854", "-9223372036855",
+         "ms"},
+        {LP_PRECISION_S, "9223372036", "9223372037", "-9223372036", "-9223372037", "s"},
+        /* 153722867 * 60e9 = 9223372020000000000 */
+        {LP_PRECISION_M, "153722867", "153722868", "-153722867", "-153722868", "m"},
+        /* 2562047 * 3600e9 = 9223369200000000000 */
+        {LP_PRECISION_H, "2562047", "2562048", "-2562047", "-2562048", "h"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char line[200], want[200];
+        snprintf(line, sizeof line, "power,cluster=c kw=1 %s\npower,cluster=c kw=1 %s",
+                 cases[i].max, cases[i].min);
+        parse_ok_in(line, cases[i].precision);
+        ck_assert_int_eq(rec.n, 2);
+        snprintf(line, sizeof line, "power,cluster=c kw=1 %s", cases[i].over);
+        snprintf(want, sizeof want, "line 1: timestamp \"%s\" out of range for precision \"%s\"",
+                 cases[i].over, cases[i].name);
+        ck_assert_str_eq(error_in(line, cases[i].precision), want);
+        snprintf(line, sizeof line, "power,cluster=c kw=1 %s", cases[i].under);
+        snprintf(want, sizeof want, "line 1: timestamp \"%s\" out of range for precision \"%s\"",
+                 cases[i].under, cases[i].name);
+        ck_assert_str_eq(error_in(line, cases[i].precision), want);
+    }
+    ck_assert_str_eq(error_of("power,cluster=c kw=1 99999999999999999999999"),
+                     "line 1: timestamp \"99999999999999999999999\" out of range for precision "
+                     "\"ns\"");
+}
+END_TEST
+
+START_TEST(test_lp_parse_precision)
+{
+    enum lp_precision p;
+    static const struct {
+        const char *s;
+        enum lp_precision want;
+        bool v2;
+    } ok[] = {
+        {"", LP_PRECISION_NS, true},   {"ns", LP_PRECISION_NS, true}, {"us", LP_PRECISION_US, true},
+        {"ms", LP_PRECISION_MS, true}, {"s", LP_PRECISION_S, true},   {"n", LP_PRECISION_NS, false},
+        {"u", LP_PRECISION_US, false}, {"m", LP_PRECISION_M, false},  {"h", LP_PRECISION_H, false},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        p = 0;
+        ck_assert_msg(lp_parse_precision(ok[i].s, true, &p), "v1 \"%s\"", ok[i].s);
+        ck_assert_int_eq(p, ok[i].want);
+        p = 0;
+        ck_assert_int_eq(lp_parse_precision(ok[i].s, false, &p), ok[i].v2);
+        if (ok[i].v2)
+            ck_assert_int_eq(p, ok[i].want);
+    }
+    ck_assert(lp_parse_precision(NULL, false, &p));
+    ck_assert_int_eq(p, LP_PRECISION_NS);
+    static const char *const bad[] = {"NS", "sec", "µs", "mu", " s", "s ", "d", "nss"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert_msg(!lp_parse_precision(bad[i], true, &p), "v1 \"%s\"", bad[i]);
+        ck_assert_msg(!lp_parse_precision(bad[i], false, &p), "v2 \"%s\"", bad[i]);
+    }
+}
+END_TEST
+
+/* ---------------------------------------------------------------- */
+/* Lines                                                             */
+
+START_TEST(test_crlf_line_ends)
+{
+    parse_ok("power,cluster=a kw=1 5\r\n# note\r\n\r\npower,cluster=b kw=2\r\n");
+    ck_assert_int_eq(rec.n, 2);
+    ck_assert_str_eq(rec.cluster[1], "b");
+    ck_assert_int_eq(rec.points[1].line, 4);
+    ck_assert_uint_eq(stats.lines, 4);
+}
+END_TEST
+
+START_TEST(test_final_cr_without_newline)
+{
+    parse_ok("power,cluster=a kw=1\r");
+    ck_assert_int_eq(rec.n, 1);
+}
+END_TEST
+
+START_TEST(test_lone_cr_is_an_error)
+{
+    ck_assert_error("power,cluster=a kw=1\rpower,cluster=b kw=2",
+                    "line 1: invalid character 0x0D at column 21");
+    ck_assert_error("power,cluster=a kw=1\r\r\n", "line 1: invalid character 0x0D at column 21");
+}
+END_TEST
+
+START_TEST(test_comment_and_blank_lines_keep_line_numbers)
+{
+    parse_ok("# header, with = and \"quotes\"\n\n   \npower,cluster=a kw=1\n  # indented\n");
+    ck_assert_int_eq(rec.points[0].line, 4);
+    ck_assert_uint_eq(stats.lines, 5);
+    ck_assert_error("# one\n\npower,cluster=a kw=1\n  \npower kw=1\n",
+                    "line 5: missing tag \"cluster\"");
+}
+END_TEST
+
+START_TEST(test_comment_may_contain_tab)
+{
+    parse_ok("#\tpower\tcomment\n");
+    ck_assert_uint_eq(stats.lines, 1);
+}
+END_TEST
+
+START_TEST(test_measurement_cannot_start_with_hash)
+{
+    parse_ok("#power,cluster=a kw=1\n");
+    ck_assert_int_eq(rec.n, 0);
+    ck_assert_uint_eq(stats.other_points, 0);
+    /* Escaped, "\#" is a literal backslash and "#": a measurement. */
+    parse_ok("\\#power,cluster=a kw=1\n");
+    ck_assert_uint_eq(stats.other_points, 1);
+}
+END_TEST
+
+START_TEST(test_leading_and_trailing_spaces)
+{
+    parse_ok("   power,cluster=a    kw=1    5   \n  power,cluster=b kw=2  \n");
+    ck_assert_int_eq(rec.n, 2);
+    ck_assert_int_eq(rec.points[0].ts_ns, 5);
+    ck_assert(!rec.points[1].has_ts);
+}
+END_TEST
+
+START_TEST(test_buffer_without_final_newline)
+{
+    parse_ok("cpu x=1\npower,cluster=a kw=1 9");
+    ck_assert_int_eq(rec.n, 1);
+    ck_assert_int_eq(rec.points[0].line, 2);
+    ck_assert_int_eq(rec.points[0].ts_ns, 9);
+    ck_assert_uint_eq(stats.lines, 2);
+}
+END_TEST
+
+START_TEST(test_buffer_is_not_read_past_its_length)
+{
+    /* The byte after len is not part of the line (and not NUL). */
+    static const char text[] = "power,cluster=a kw=12X";
+    ck_assert(run_len(text, sizeof text - 2, LP_PRECISION_NS));
+    ck_assert_double_eq(rec.points[0].value, 12);
+}
+END_TEST
+
+START_TEST(test_empty_buffer)
+{
+    parse_ok("");
+    ck_assert_uint_eq(stats.lines, 0);
+    ck_assert(lp_parse(NULL, 0, LP_PRECISION_NS, record, &rec, &stats, &lerr));
+    parse_ok("\n");
+    ck_assert_uint_eq(stats.lines, 1);
+}
+END_TEST
+
+START_TEST(test_callback_false_stops_the_parse)
+{
+    rec.reject_at = 2;
+    const char *msg =
+        error_of("power,cluster=a kw=1\npower,cluster=zz kw=2\npower,cluster=b kw=3\n");
+    rec.reject_at = 0;
+    ck_assert_str_eq(msg, "line 2: unknown cluster \"zz\"");
+    ck_assert_int_eq(lerr.line, 2);
+    ck_assert_int_eq(rec.n, 1);
+    ck_assert_uint_eq(stats.lines, 2);
+}
+END_TEST
+
+START_TEST(test_callback_false_without_message)
+{
+    rec.reject_at = 1;
+    rec.reject_silently = true;
+    const char *msg = error_of("\npower,cluster=a kw=1\n");
+    rec.reject_at = 0;
+    rec.reject_silently = false;
+    ck_assert_str_eq(msg, "line 2: point rejected");
+    ck_assert_int_eq(lerr.line, 2);
+}
+END_TEST
+
+START_TEST(test_lines_after_the_first_error_are_not_reported)
+{
+    ck_assert_error("power,cluster=a kw=1\npower,cluster=b kw=x\npower,cluster=c kw=3\nbad",
+                    "line 2: invalid value \"x\" in field \"kw\"");
+    ck_assert_int_eq(rec.n, 1);
+    ck_assert_str_eq(rec.cluster[0], "a");
+    ck_assert_uint_eq(stats.lines, 2);
+}
+END_TEST
+
+START_TEST(test_null_stats_error_and_callback_are_allowed)
+{
+    static const char text[] = "power,cluster=a kw=1\n";
+    ck_assert(lp_parse(text, sizeof text - 1, LP_PRECISION_NS, NULL, NULL, NULL, NULL));
+    ck_assert(!lp_parse("x", 1, LP_PRECISION_NS, NULL, NULL, NULL, NULL));
+}
+END_TEST
+
+/* ---------------------------------------------------------------- */
+/* Vectors from InfluxDB's documentation (docs-v2, line-protocol.md)  */
+/* and influxdata/line-protocol's decoder_test.go                     */
+
+START_TEST(test_influxdb_documentation_examples)
+{
+    static const char doc[] =
+        "myMeasurement,tag1=value1,tag2=value2 fieldKey=\"fieldValue\" 1556813561098000000\n"
+        "measurementName fieldKey=\"field string value\" 1556813561098000000\n"
+        "myMeasurement fieldKey=1.0\n"
+        "myMeasurement fieldKey=1\n"
+        "myMeasurement fieldKey=-1.234456e+78\n"
+        "myMeasurement fieldKey=1i\n"
+        "myMeasurement fieldKey=12485903i\n"
+        "myMeasurement fieldKey=-12485903i\n"
+        "myMeasurement fieldKey=1u\n"
+        "myMeasurement fieldKey=12485903u\n"
+        "myMeasurement fieldKey=\"this is a string\"\n"
+        "myMeasurement fieldKey=true\n"
+        "myMeasurement fieldKey=false\n"
+        "myMeasurement fieldKey=t\n"
+        "myMeasurement fieldKey=f\n"
+        "myMeasurement fieldKey=TRUE\n"
+        "myMeasurement fieldKey=FALSE\n"
+        "myMeasurementName fieldKey=\"fieldValue\" 1556813561098000000\n"
+        "# Measurement name with spaces\n"
+        "my\\ Measurement fieldKey=\"string value\"\n"
+        "# Double quotes in a string field value\n"
+        "myMeasurement fieldKey=\"\\\"string\\\" within a string\"\n"
+        "# Tag keys and values with spaces\n"
+        "myMeasurement,tag\\ Key1=tag\\ Value1,tag\\ Key2=tag\\ Value2 fieldKey=100\n"
+        "# Emojis\n"
+        "myMeasurement,tagKey=🍭 fieldKey=\"Launch 🚀\" 1556813561098000000\n"
+        "# This is a comment\n"
+        "myMeasurement fieldKey=\"string value\" 1556813561098000000\n"
+        "home,room=Living\\ Room temp=21.1,hum=35.9,co=0i 1641024000\n";
+    parse_ok(doc);
+    ck_assert_uint_eq(stats.lines, 29);
+    ck_assert_uint_eq(stats.other_points, 24);
+    /* Quoted booleans are strings, so they are no number for kw. */
+    ck_assert_error("power,cluster=c kw=\"true\"", "line 1: field \"kw\" is not a number");
+}
+END_TEST
+
+START_TEST(test_line_protocol_decoder_vectors)
+{
+    /* all-fields-present-no-escapes */
+    parse_ok("\n   # comment\n somename,tag1=val1,tag2=val2  floatfield=1,strfield=\"hello\","
+             "intfield=-1i,uintfield=1u,boolfield=true  1602841605822791506\n");
+    ck_assert_uint_eq(stats.other_points, 1);
+    /* escaped-values, without the raw newline in the string */
+    parse_ok(" comma\\,1,equals\\==e\\,x,two=val2 field\\=x=\"fir\\\"\\n,st\\\\\"  "
+             "1602841605822791506\n");
+    /* multiple-entries-with-error#1: we stop at the first error */
+    ck_assert_error("\nm1 value=12.0\nm2 value=2a.0\nm3 value=32.0\n",
+                    "line 3: invalid number \"2a.0\" in field \"value\"");
+    /* multiple-entries-with-error#2 */
+    ck_assert_error("\nm1 value=12.0\nm2\nm3 value=32.0\n", "line 3: missing fields");
+    /* missing-quotes */
+    ck_assert_error("TestBucket FieldOné=Happy,FieldTwo=sad",
+                    "line 1: invalid value \"Happy\" in field \"FieldOné\"");
+    /* trailing-comma-after-measurement */
+    ck_assert_error("TestBuckét, FieldOne=Happy\nnext x=1",
+                    "line 1: expected tag key after \",\", found \" \"");
+    /* missing-comma-after-field */
+    ck_assert_error("TestBuckét TagOné=\"Happy\" FieldOne=123.45",
+                    "line 1: timestamp \"FieldOne=123.45\" is not an integer");
+    /* field-with-space-and-no-timestamp, missing timestamp */
+    parse_ok("9 f=-7 \nb f=1\nb f=1\n");
+    /* carriage-returns, carriage-return-in-comment */
+    parse_ok("# foo\r\nm x=1\r\n\r\n");
+    ck_assert_error("# foo\rxxx\nm x=1\r\n\r\n", "line 1: invalid character 0x0D at column 6");
+    /* out-of-range-value */
+    ck_assert_error("mmmé é=1e9999999999999",
+                    "line 1: number \"1e9999999999999\" out of range in field \"é\"");
+    /* backslash-escapes-in-tags */
+    parse_ok("m,s=\\t\\r\\n\\v x=1");
+    /* non-printable-ASCII-in-tag-key, -tag-value, -field-key */
+    ck_assert_error("m,foo\x03=bar x=1", "line 1: invalid character 0x03 at column 6");
+    ck_assert_error("m,foo=bar\x02 x=1", "line 1: invalid character 0x02 at column 10");
+    ck_assert_error("m foo\x01=bar", "line 1: invalid character 0x01 at column 6");
+}
+END_TEST
+
+static Suite *lineproto_suite(void)
+{
+    Suite *s = suite_create("lineproto");
+
+    TCase *points = tcase_create("points");
+    tcase_add_test(points, test_typical_line_gives_one_point);
+    tcase_add_test(points, test_meter_defaults_to_main);
+    tcase_add_test(points, test_each_energy_field_is_recognised);
+    tcase_add_test(points, test_line_without_timestamp_has_none);
+    tcase_add_test(points, test_tag_order_does_not_matter);
+    tcase_add_test(points, test_other_tags_and_fields_are_parsed_then_ignored);
+    tcase_add_test(points, test_measurement_must_be_exactly_power);
+    tcase_add_test(points, test_valid_line_of_another_measurement_is_counted);
+    tcase_add_test(points, test_malformed_line_of_another_measurement_is_an_error);
+    suite_add_tcase(s, points);
+
+    TCase *escaping = tcase_create("escaping");
+    tcase_add_test(escaping, test_escaped_comma_in_tag_value);
+    tcase_add_test(escaping, test_escaped_space_and_equals_in_tag_value);
+    tcase_add_test(escaping, test_other_backslashes_in_tag_value_are_literal);
+    tcase_add_test(escaping, test_backslash_before_an_escapable_byte_always_escapes_it);
+    tcase_add_test(escaping, test_quotes_in_tag_values_are_literal);
+    tcase_add_test(escaping, test_escaped_measurement_is_not_power);
+    tcase_add_test(escaping, test_equals_sign_in_measurement_is_literal);
+    tcase_add_test(escaping, test_escaped_tag_key_is_not_cluster);
+    tcase_add_test(escaping, test_escaped_field_keys);
+    tcase_add_test(escaping, test_escaped_quote_and_backslash_in_string_field);
+    tcase_add_test(escaping, test_other_backslashes_in_string_field_are_literal);
+    tcase_add_test(escaping, test_string_field_may_contain_any_byte_but_newline);
+    tcase_add_test(escaping, test_raw_newline_in_string_ends_the_line);
+    tcase_add_test(escaping, test_utf8_is_accepted);
+    suite_add_tcase(s, escaping);
+
+    TCase *types = tcase_create("field types");
+    tcase_set_timeout(types, 30);
+    tcase_add_test(types, test_float_forms);
+    tcase_add_test(types, test_invalid_floats);
+    tcase_add_test(types, test_floats_equal_strtod);
+    tcase_add_test(types, test_very_long_float_is_exact);
+    tcase_add_test(types, test_integer_fields);
+    tcase_add_test(types, test_integer_out_of_range);
+    tcase_add_test(types, test_invalid_integers);
+    tcase_add_test(types, test_unsigned_fields);
+    tcase_add_test(types, test_booleans);
+    tcase_add_test(types, test_unquoted_string_is_an_error);
+    tcase_add_test(types, test_float_overflow_in_other_field_is_an_error);
+    suite_add_tcase(s, types);
+
+    TCase *power = tcase_create("power");
+    tcase_add_test(power, test_missing_cluster);
+    tcase_add_test(power, test_empty_tag_value_is_an_error);
+    tcase_add_test(power, test_no_energy_field);
+    tcase_add_test(power, test_two_energy_fields);
+    tcase_add_test(power, test_energy_field_must_be_a_number);
+    tcase_add_test(power, test_negative_energy_value);
+    tcase_add_test(power, test_non_finite_energy_value);
+    tcase_add_test(power, test_duplicate_cluster_or_meter_tag);
+    tcase_add_test(power, test_cluster_longer_than_256_bytes);
+    tcase_add_test(power, test_tag_length_counts_unescaped_bytes);
+    tcase_add_test(power, test_long_values_of_other_tags_are_fine);
+    suite_add_tcase(s, power);
+
+    TCase *syntax = tcase_create("syntax");
+    tcase_add_test(syntax, test_syntax_errors_in_measurement_and_tags);
+    tcase_add_test(syntax, test_equals_after_tag_value_is_an_error);
+    tcase_add_test(syntax, test_syntax_errors_in_fields);
+    tcase_add_test(syntax, test_syntax_errors_in_timestamp);
+    tcase_add_test(syntax, test_control_characters_are_errors);
+    tcase_add_test(syntax, test_long_values_are_cut_in_messages);
+    tcase_add_test(syntax, test_message_cut_keeps_utf8_whole);
+    tcase_add_test(syntax, test_escaped_key_is_unescaped_in_messages);
+    suite_add_tcase(s, syntax);
+
+    TCase *time = tcase_create("timestamps");
+    tcase_add_test(time, test_every_precision_scales_the_timestamp);
+    tcase_add_test(time, test_timestamp_overflow_for_each_precision);
+    tcase_add_test(time, test_lp_parse_precision);
+    suite_add_tcase(s, time);
+
+    TCase *lines = tcase_create("lines");
+    tcase_add_test(lines, test_crlf_line_ends);
+    tcase_add_test(lines, test_final_cr_without_newline);
+    tcase_add_test(lines, test_lone_cr_is_an_error);
+    tcase_add_test(lines, test_comment_and_blank_lines_keep_line_numbers);
+    tcase_add_test(lines, test_comment_may_contain_tab);
+    tcase_add_test(lines, test_measurement_cannot_start_with_hash);
+    tcase_add_test(lines, test_leading_and_trailing_spaces);
+    tcase_add_test(lines, test_buffer_without_final_newline);
+    tcase_add_test(lines, test_buffer_is_not_read_past_its_length);
+    tcase_add_test(lines, test_empty_buffer);
+    tcase_add_test(lines, test_callback_false_stops_the_parse);
+    tcase_add_test(lines, test_callback_false_without_message);
+    tcase_add_test(lines, test_lines_after_the_first_error_are_not_reported);
+    tcase_add_test(lines, test_null_stats_error_and_callback_are_allowed);
+    suite_add_tcase(s, lines);
+
+    TCase *vectors = tcase_create("vectors");
+    tcase_add_test(vectors, test_influxdb_documentation_examples);
+    tcase_add_test(vectors, test_line_protocol_decoder_vectors);
+    suite_add_tcase(s, vectors);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(lineproto_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
