@@ -45,15 +45,30 @@ const char *engine_intern(struct engine *e, const char *name)
     return e->names[e->n_names++] = xstrdup(name);
 }
 
+/* Eight bytes at a time: this runs once per sample. */
+static uint64_t hash_mix(uint64_t h, uint64_t v)
+{
+    h = (h ^ v) * 0x9E3779B97F4A7C15ULL;
+    return h ^ (h >> 29);
+}
+
+static uint64_t hash_str(uint64_t h, const char *s)
+{
+    size_t n = strlen(s);
+    h = hash_mix(h, n);
+    for (; n >= 8; n -= 8, s += 8) {
+        uint64_t v;
+        memcpy(&v, s, 8);
+        h = hash_mix(h, v);
+    }
+    uint64_t tail = 0;
+    memcpy(&tail, s, n);
+    return hash_mix(h, tail);
+}
+
 static uint64_t hash_key(const char *cluster, const char *meter)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (const char *p = cluster; *p; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-    h = (h ^ 0xff) * 1099511628211ULL;
-    for (const char *p = meter; *p; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-    return h;
+    return hash_str(hash_str(0x243F6A8885A308D3ULL, cluster), meter);
 }
 
 static struct meter_state *find_meter(const struct engine *e, const char *cluster,
@@ -67,10 +82,11 @@ static struct meter_state *find_meter(const struct engine *e, const char *cluste
         const struct meter_slot *slot = &e->table[i];
         if (!slot->index)
             return NULL;
-        if (slot->hash != h)
+        if (slot->tag != (uint32_t)(h >> 32))
             continue;
         struct meter_state *m = &e->meters[slot->index - 1];
-        if (strcmp(m->key, cluster) == 0 && strcmp(m->name, meter) == 0)
+        const char *key = meter_key(m);
+        if (strcmp(key, cluster) == 0 && strcmp(key + m->name_offset, meter) == 0)
             return m;
     }
 }
@@ -79,11 +95,11 @@ static void table_insert(struct engine *e, size_t index)
 {
     size_t mask = e->table_size - 1;
     const struct meter_state *m = &e->meters[index];
-    uint64_t h = hash_key(m->key, m->name);
+    uint64_t h = hash_key(meter_key(m), meter_name(m));
     size_t i = h & mask;
     while (e->table[i].index)
         i = (i + 1) & mask;
-    e->table[i] = (struct meter_slot){h, index + 1};
+    e->table[i] = (struct meter_slot){(uint32_t)(h >> 32), (uint32_t)(index + 1)};
 }
 
 void engine_table_grow(struct engine *e)
@@ -109,6 +125,7 @@ size_t engine_cluster_index(struct engine *e, const char *id)
     memset(cs, 0, sizeof *cs);
     cs->id = xstrdup(id);
     cs->cfg = config_find_cluster(e->cfg, id);
+    cs->tariff_from_s = cs->cfg ? cs->cfg->site->tariff->versions[0]->from_ts_s : INT64_MAX;
     cs->closed_until_s = NONE;
     cs->frozen_until_s = NONE;
     return e->n_clusters++;
@@ -124,10 +141,12 @@ struct meter_state *engine_add_meter(struct engine *e, const char *cluster, cons
     struct meter_state *m = &e->meters[index];
     memset(m, 0, sizeof *m);
     size_t cluster_len = strlen(cluster), meter_len = strlen(meter);
-    m->key = xrealloc(NULL, cluster_len + meter_len + 2);
-    memcpy(m->key, cluster, cluster_len + 1);
-    memcpy(m->key + cluster_len + 1, meter, meter_len + 1);
-    m->name = m->key + cluster_len + 1;
+    char *key = m->key_small;
+    if (cluster_len + meter_len + 2 > sizeof m->key_small)
+        key = m->key_heap = xrealloc(NULL, cluster_len + meter_len + 2);
+    memcpy(key, cluster, cluster_len + 1);
+    memcpy(key + cluster_len + 1, meter, meter_len + 1);
+    m->name_offset = (uint16_t)(cluster_len + 1);
     m->cluster = ci;
     m->counter = counter;
     m->first_ns = NONE;
@@ -643,8 +662,11 @@ struct engine *engine_new(const struct config *cfg, const struct engine_sink *si
 void engine_set_config(struct engine *e, const struct config *cfg)
 {
     e->cfg = cfg;
-    for (size_t i = 0; i < e->n_clusters; i++)
-        e->clusters[i].cfg = config_find_cluster(cfg, e->clusters[i].id);
+    for (size_t i = 0; i < e->n_clusters; i++) {
+        struct cluster_state *cs = &e->clusters[i];
+        cs->cfg = config_find_cluster(cfg, cs->id);
+        cs->tariff_from_s = cs->cfg ? cs->cfg->site->tariff->versions[0]->from_ts_s : INT64_MAX;
+    }
 }
 
 bool engine_check(const struct engine *e, const struct engine_sample *s, struct error *err)
@@ -690,8 +712,9 @@ bool engine_push(struct engine *e, const struct engine_sample *s, int64_t now_ns
         m ? e->clusters[m->cluster].cfg : config_find_cluster(e->cfg, s->cluster);
     if (!c || (m && m->counter != (s->kind == SAMPLE_COUNTER)))
         return engine_check(e, s, err);
-    int64_t ts_s = civil_floor_div(s->ts_ns, NS);
-    if (ts_s < c->site->tariff->versions[0]->from_ts_s) {
+    int64_t tariff_from_s =
+        m ? e->clusters[m->cluster].tariff_from_s : c->site->tariff->versions[0]->from_ts_s;
+    if (s->ts_ns < tariff_from_s * NS) {
         quarantine(e, s, "no tariff version in force");
         return true;
     }
@@ -703,7 +726,7 @@ bool engine_push(struct engine *e, const struct engine_sample *s, int64_t now_ns
     if (new_meter)
         m = engine_add_meter(e, s->cluster, s->meter, s->kind == SAMPLE_COUNTER);
     struct cluster_state *cs = &e->clusters[m->cluster];
-    if (cs->frozen_until_s != NONE && ts_s < cs->frozen_until_s) {
+    if (cs->frozen_until_s != NONE && s->ts_ns < cs->frozen_until_s * NS) {
         quarantine(e, s, "interval closed more than late_window ago");
         return true;
     }
@@ -729,8 +752,12 @@ bool engine_push(struct engine *e, const struct engine_sample *s, int64_t now_ns
         break;
     }
     e->stats.accepted++;
-    bool was_blocker = !m->silent && m->last_ns != NONE && cs->closed_until_s != NONE &&
-                       floor_boundary(e, m->last_ns) <= cs->closed_until_s;
+    /* Whether a meter's last sample is past closed_until_s's next interval,
+     * without dividing: floor(last) <= closed_until <=> last < open_from. */
+    int64_t open_from_ns =
+        cs->closed_until_s == NONE ? INT64_MIN : (cs->closed_until_s + e->interval_s) * NS;
+    bool was_blocker =
+        !m->silent && m->last_ns != NONE && cs->closed_until_s != NONE && m->last_ns < open_from_ns;
     bool recount = new_meter || m->silent || !cs->blockers_valid;
     if (m->first_ns == NONE || s->ts_ns < m->first_ns)
         m->first_ns = s->ts_ns;
@@ -738,13 +765,13 @@ bool engine_push(struct engine *e, const struct engine_sample *s, int64_t now_ns
         m->last_ns = s->ts_ns;
     m->last_arrival_ns = now_ns;
     m->silent = false;
-    if (!recount && was_blocker && floor_boundary(e, m->last_ns) > cs->closed_until_s)
+    if (!recount && was_blocker && m->last_ns >= open_from_ns)
         recount = --cs->blockers == 0;
 
     /* The segments the sample changed: from its earlier to its later
      * neighbour. Closed, not final intervals among them are priced again. */
-    if (cs->closed_until_s != NONE) {
-        int64_t lo_ns = at > 0 ? sample_buf_at(&m->buf, at - 1)->ts_ns : s->ts_ns;
+    int64_t lo_ns = at > 0 ? sample_buf_at(&m->buf, at - 1)->ts_ns : s->ts_ns;
+    if (cs->closed_until_s != NONE && lo_ns < cs->closed_until_s * NS) {
         int64_t hi_ns = at + 1 < m->buf.n ? sample_buf_at(&m->buf, at + 1)->ts_ns : s->ts_ns;
         int64_t from = floor_boundary(e, lo_ns);
         if (cs->frozen_until_s != NONE && from < cs->frozen_until_s)
@@ -835,7 +862,7 @@ void engine_free(struct engine *e)
     if (!e)
         return;
     for (size_t i = 0; i < e->n_meters; i++) {
-        free(e->meters[i].key);
+        free(e->meters[i].key_heap);
         sample_buf_free(&e->meters[i].buf);
     }
     free(e->meters);

@@ -127,7 +127,7 @@ void *engine_save(const struct engine *e, size_t *len)
     for (size_t i = 0; i < e->n_meters; i++) {
         const struct meter_state *m = &e->meters[i];
         put_u64(&w, m->cluster);
-        put_str(&w, m->name);
+        put_str(&w, meter_name(m));
         put_i64(&w, m->counter);
         put_i64(&w, m->silent);
         put_i64(&w, m->first_ns);
