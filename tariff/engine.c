@@ -732,7 +732,9 @@ bool engine_push(struct engine *e, const struct engine_sample *s, int64_t now_ns
     }
     size_t at;
     enum sample_insert inserted;
-    if (m->last_ns == NONE || s->ts_ns > m->last_ns) {
+    bool appended = m->last_ns == NONE || s->ts_ns > m->last_ns;
+    int64_t prev_last_ns = m->last_ns;
+    if (appended) {
         /* The usual case: the newest sample of its meter, known without
          * reading the (cold) end of its buffer. */
         sample_buf_append(&m->buf, (struct sample){s->ts_ns, s->value});
@@ -770,7 +772,11 @@ bool engine_push(struct engine *e, const struct engine_sample *s, int64_t now_ns
 
     /* The segments the sample changed: from its earlier to its later
      * neighbour. Closed, not final intervals among them are priced again. */
-    int64_t lo_ns = at > 0 ? sample_buf_at(&m->buf, at - 1)->ts_ns : s->ts_ns;
+    /* For an append the earlier neighbour is the previous last sample,
+     * known without reading the (cold) buffer. */
+    int64_t lo_ns = appended ? (prev_last_ns != NONE ? prev_last_ns : s->ts_ns)
+                    : at > 0 ? sample_buf_at(&m->buf, at - 1)->ts_ns
+                             : s->ts_ns;
     if (cs->closed_until_s != NONE && lo_ns < cs->closed_until_s * NS) {
         int64_t hi_ns = at + 1 < m->buf.n ? sample_buf_at(&m->buf, at + 1)->ts_ns : s->ts_ns;
         int64_t from = floor_boundary(e, lo_ns);
