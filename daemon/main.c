@@ -1,6 +1,7 @@
 /*
  * main: the command line (DESIGN.md section 7).
  *
+ *   tariffd [-c FILE]                  the daemon (daemon/server.c)
  *   tariffd --check-config [-c FILE]   validate, print a summary; exit 0 or 1
  *   tariffd price [-c FILE] [--precision ns|us|ms|s] [--out DIR] < telemetry.lp
  *   tariffd --version
@@ -11,6 +12,7 @@
 #include "build_config.h"
 #include "daemon/loader.h"
 #include "daemon/offline.h"
+#include "daemon/server.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -22,7 +24,8 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: tariffd --check-config [-c FILE]\n"
+            "usage: tariffd [-c FILE]                        run the daemon\n"
+            "       tariffd --check-config [-c FILE]\n"
             "       tariffd price [-c FILE] [--precision ns|us|ms|s] [--out DIR] < telemetry.lp\n"
             "       tariffd --version\n"
             "\n"
@@ -149,10 +152,17 @@ int main(int argc, char **argv)
     }
     if (pricing)
         return price(config_path, precision, out_dir);
-    if (!check) {
-        fprintf(stderr, "tariffd: this build only validates configurations; give --check-config\n");
-        usage(stderr);
-        return 2;
+    if (check)
+        return check_config(config_path);
+    struct errors errs = {0};
+    struct config *cfg = loader_load(config_path, &errs);
+    if (!cfg) {
+        print_errors(&errs);
+        errors_free(&errs);
+        return 1;
     }
-    return check_config(config_path);
+    errors_free(&errs);
+    int status = server_run(cfg, config_path);
+    config_free(cfg);
+    return status;
 }

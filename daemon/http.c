@@ -1,0 +1,407 @@
+/*
+ * http: the InfluxDB-compatible endpoints (DESIGN.md section 3).
+ *
+ *   POST /write?db=&precision=n|u|ms|s|m|h&u=&p=    v1 write
+ *   POST /api/v2/write?org=&bucket=&precision=ns|us|ms|s   v2 write
+ *   GET|HEAD /ping   204 with X-Influxdb-Version
+ *   GET /health      200 {"status":"pass",...}
+ *   GET|POST /query  200 {"results":[{"statement_id":0}]} (Telegraf's CREATE DATABASE)
+ *
+ * A write is authenticated (Token, Bearer, Basic password, or v1 p=),
+ * decompressed (gzip, bounded by max_body after decompression too),
+ * validated whole by ingest_parse, and only then accepted. Every error is
+ * JSON in the endpoint's own shape. Runs on the loop thread only.
+ */
+#include "daemon/server.h"
+
+#include "build_config.h"
+#include "daemon/log.h"
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <sys/queue.h>
+#include <zlib.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Appends s to out as the inside of a JSON string: escapes quotes,
+ * backslashes and control characters, and replaces bytes that are not
+ * UTF-8 with U+FFFD so the answer is always valid JSON. */
+static void json_string(struct evbuffer *out, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        unsigned char c = *p;
+        if (c == '"' || c == '\\') {
+            evbuffer_add_printf(out, "\\%c", c);
+            p++;
+        } else if (c < 0x20 || c == 0x7f) {
+            evbuffer_add_printf(out, "\\u%04x", c);
+            p++;
+        } else if (c < 0x80) {
+            evbuffer_add(out, p++, 1);
+        } else {
+            int n = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c <= 0xdf ? 2 : 0;
+            bool ok = n > 0;
+            for (int i = 1; i < n && ok; i++)
+                ok = (p[i] & 0xc0) == 0x80;
+            if (ok) {
+                evbuffer_add(out, p, (size_t)n);
+                p += n;
+            } else {
+                evbuffer_add(out, "\\ufffd", 6);
+                p++;
+            }
+        }
+    }
+}
+
+static void reply_json(struct evhttp_request *req, int status, const char *reason,
+                       struct evbuffer *body)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+    evhttp_send_reply(req, status, reason, body);
+    evbuffer_free(body);
+}
+
+static const char *reason_of(int status)
+{
+    switch (status) {
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 413:
+        return "Request Entity Too Large";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Error";
+    }
+}
+
+static const char *v2_code(int status)
+{
+    switch (status) {
+    case 400:
+        return "invalid";
+    case 401:
+        return "unauthorized";
+    case 403:
+        return "forbidden";
+    case 404:
+        return "not found";
+    case 405:
+        return "method not allowed";
+    case 413:
+        return "request too large";
+    case 503:
+        return "unavailable";
+    default:
+        return "internal error";
+    }
+}
+
+void http_error(struct evhttp_request *req, bool v2, int status, const char *msg, int retry_after_s)
+{
+    struct evbuffer *body = evbuffer_new();
+    if (v2) {
+        evbuffer_add_printf(body, "{\"code\":\"%s\",\"message\":\"", v2_code(status));
+        json_string(body, msg);
+        evbuffer_add(body, "\"}", 2);
+    } else {
+        evbuffer_add(body, "{\"error\":\"", 10);
+        json_string(body, msg);
+        evbuffer_add(body, "\"}", 2);
+    }
+    if (retry_after_s > 0) {
+        char v[16];
+        snprintf(v, sizeof v, "%d", retry_after_s);
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", v);
+    }
+    reply_json(req, status, reason_of(status), body);
+}
+
+static void add_version_headers(struct evhttp_request *req)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "X-Influxdb-Version", "tariffd-" TARIFFD_VERSION);
+    evhttp_add_header(h, "X-Influxdb-Build", "tariffd");
+}
+
+/* ------------------------------------------------------------------ */
+/* Authentication                                                      */
+
+/* The tenant whose token_sha256 matches token, comparing in constant time
+ * against every hash of every tenant (no early exit on a match). */
+static const struct tenant *tenant_of_token(const struct config *cfg, const char *token, size_t len)
+{
+    unsigned char digest[32];
+    unsigned int n = 0;
+    if (!EVP_Digest(token, len, digest, &n, EVP_sha256(), NULL))
+        return NULL;
+    const struct tenant *found = NULL;
+    for (size_t i = 0; i < cfg->n_tenants; i++)
+        for (size_t k = 0; k < cfg->tenants[i].n_tokens; k++)
+            if (CRYPTO_memcmp(digest, cfg->tenants[i].token_sha256[k], 32) == 0)
+                found = &cfg->tenants[i];
+    OPENSSL_cleanse(digest, sizeof digest);
+    return found;
+}
+
+static const struct tenant *authenticate(const struct config *cfg, struct evhttp_request *req,
+                                         const struct evkeyvalq *query, bool v2)
+{
+    const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    if (auth) {
+        if (strncmp(auth, "Token ", 6) == 0)
+            return tenant_of_token(cfg, auth + 6, strlen(auth + 6));
+        if (strncmp(auth, "Bearer ", 7) == 0)
+            return tenant_of_token(cfg, auth + 7, strlen(auth + 7));
+        if (strncmp(auth, "Basic ", 6) == 0) {
+            const char *b64 = auth + 6;
+            size_t len = strlen(b64);
+            if (len == 0 || len % 4 != 0 || len > 4096)
+                return NULL;
+            unsigned char decoded[3072 + 4];
+            int n = EVP_DecodeBlock(decoded, (const unsigned char *)b64, (int)len);
+            if (n < 0)
+                return NULL;
+            /* EVP_DecodeBlock counts padding as zero bytes. */
+            if (b64[len - 1] == '=')
+                n--;
+            if (b64[len - 2] == '=')
+                n--;
+            unsigned char *colon = memchr(decoded, ':', (size_t)n);
+            const struct tenant *t = colon ? tenant_of_token(cfg, (const char *)colon + 1,
+                                                             (size_t)(decoded + n - colon - 1))
+                                           : NULL;
+            OPENSSL_cleanse(decoded, sizeof decoded);
+            return t;
+        }
+        return NULL;
+    }
+    const char *p = v2 ? NULL : evhttp_find_header(query, "p");
+    return p ? tenant_of_token(cfg, p, strlen(p)) : NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Bodies                                                              */
+
+/* Inflates a gzip body into *out (malloc'd), refusing more than max bytes.
+ * Returns 0, 413 (too large) or 400 (not gzip). */
+static int gunzip(const unsigned char *in, size_t len, uint64_t max, char **out, size_t *out_len)
+{
+    z_stream z = {0};
+    if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK)
+        return 400;
+    size_t cap = len * 4 + 4096;
+    if (cap > max + 1)
+        cap = max + 1;
+    char *buf = malloc(cap);
+    if (!buf)
+        abort();
+    z.next_in = (unsigned char *)in;
+    z.avail_in = (uInt)len;
+    int rc = Z_OK;
+    size_t have = 0;
+    while (rc != Z_STREAM_END) {
+        if (have == cap) {
+            if (cap > max) {
+                rc = Z_BUF_ERROR;
+                break;
+            }
+            cap = cap * 2 > max + 1 ? max + 1 : cap * 2;
+            buf = realloc(buf, cap);
+            if (!buf)
+                abort();
+        }
+        z.next_out = (unsigned char *)buf + have;
+        z.avail_out = (uInt)(cap - have);
+        rc = inflate(&z, Z_NO_FLUSH);
+        have = cap - z.avail_out;
+        if (rc != Z_OK && rc != Z_STREAM_END)
+            break;
+        if (rc == Z_OK && z.avail_in == 0 && z.avail_out != 0) {
+            rc = Z_DATA_ERROR; /* truncated stream */
+            break;
+        }
+    }
+    inflateEnd(&z);
+    if (have > max) {
+        free(buf);
+        return 413;
+    }
+    if (rc != Z_STREAM_END) {
+        free(buf);
+        return 400;
+    }
+    *out = buf;
+    *out_len = have;
+    return 0;
+}
+
+static int64_t wall_clock_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void handle_write(struct server *s, struct evhttp_request *req, bool v2)
+{
+    const struct config *cfg = server_config(s);
+    struct evkeyvalq query;
+    TAILQ_INIT(&query);
+    const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+    if (q && evhttp_parse_query_str(q, &query) != 0) {
+        http_error(req, v2, 400, "malformed query string", 0);
+        return;
+    }
+    const struct tenant *tenant = authenticate(cfg, req, &query, v2);
+    if (!tenant) {
+        evhttp_clear_headers(&query);
+        http_error(req, v2, 401, "unauthorized access", 0);
+        return;
+    }
+    enum lp_precision precision;
+    const char *p = evhttp_find_header(&query, "precision");
+    if (!lp_parse_precision(p, !v2, &precision)) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "unknown precision \"%.32s\" (expected %s)", p,
+                 v2 ? "ns, us, ms or s" : "n, u, ms, s, m or h");
+        evhttp_clear_headers(&query);
+        http_error(req, v2, 400, msg, 0);
+        return;
+    }
+    evhttp_clear_headers(&query);
+    const char *refusal = server_refuses_writes(s);
+    if (refusal) {
+        http_error(req, v2, 503, refusal, 1);
+        return;
+    }
+
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    const unsigned char *raw = evbuffer_pullup(in, -1);
+    char *inflated = NULL;
+    const char *body = (const char *)raw;
+    const char *encoding =
+        evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Encoding");
+    if (encoding && strcmp(encoding, "gzip") == 0) {
+        int rc = gunzip(raw, len, cfg->daemon.max_body_bytes, &inflated, &len);
+        if (rc == 413) {
+            char msg[96];
+            snprintf(msg, sizeof msg, "request body larger than max_body (%llu bytes) after gzip",
+                     (unsigned long long)cfg->daemon.max_body_bytes);
+            http_error(req, v2, 413, msg, 0);
+            return;
+        }
+        if (rc) {
+            http_error(req, v2, 400, "request body is not valid gzip", 0);
+            return;
+        }
+        body = inflated;
+    } else if (encoding && strcmp(encoding, "identity") != 0) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "unsupported Content-Encoding \"%.32s\" (expected gzip)",
+                 encoding);
+        http_error(req, v2, 400, msg, 0);
+        return;
+    }
+
+    struct record_buf record = {0};
+    struct ingest_result res;
+    ingest_parse(cfg, server_engine(s), tenant, body ? body : "", len, precision, wall_clock_ns(),
+                 &record, &res);
+    free(inflated);
+    if (res.status != INGEST_OK) {
+        http_error(req, v2, res.status == INGEST_FORBIDDEN ? 403 : 400, res.msg, 0);
+        record_buf_free(&record);
+        return;
+    }
+    if (res.samples == 0) {
+        record_buf_free(&record);
+        evhttp_send_reply(req, 204, "No Content", NULL);
+        return;
+    }
+    server_accept(s, req, &record);
+    record_buf_free(&record);
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+    struct server *s = arg;
+    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+    if (!path || !*path)
+        path = "/";
+    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+    struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+    bool v2 = strncmp(path, "/api/", 5) == 0;
+    const char *allow = NULL;
+    if (strcmp(path, "/write") == 0 || strcmp(path, "/api/v2/write") == 0) {
+        if (cmd == EVHTTP_REQ_POST) {
+            handle_write(s, req, v2);
+            return;
+        }
+        allow = "POST";
+    } else if (strcmp(path, "/ping") == 0) {
+        if (cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD) {
+            add_version_headers(req);
+            evhttp_send_reply(req, 204, "No Content", NULL);
+            return;
+        }
+        allow = "GET, HEAD";
+    } else if (strcmp(path, "/health") == 0) {
+        if (cmd == EVHTTP_REQ_GET) {
+            struct evbuffer *b = evbuffer_new();
+            const char *refusal = server_refuses_writes(s);
+            evbuffer_add_printf(b,
+                                "{\"name\":\"tariffd\",\"message\":\"%s\",\"status\":\"pass\","
+                                "\"checks\":[],\"version\":\"%s\"}",
+                                refusal ? refusal : "ready for writes", TARIFFD_VERSION);
+            add_version_headers(req);
+            reply_json(req, 200, "OK", b);
+            return;
+        }
+        allow = "GET";
+    } else if (strcmp(path, "/query") == 0) {
+        if (cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_POST) {
+            struct evbuffer *b = evbuffer_new();
+            evbuffer_add_printf(b, "{\"results\":[{\"statement_id\":0}]}");
+            add_version_headers(req);
+            reply_json(req, 200, "OK", b);
+            return;
+        }
+        allow = "GET, POST";
+    } else {
+        char msg[160];
+        snprintf(msg, sizeof msg, "no such endpoint: %.100s", path);
+        http_error(req, v2, 404, msg, 0);
+        return;
+    }
+    evhttp_add_header(out, "Allow", allow);
+    char msg[96];
+    snprintf(msg, sizeof msg, "method not allowed on %s (allowed: %s)", path, allow);
+    http_error(req, v2, 405, msg, 0);
+}
+
+void http_install(struct server *s, struct evhttp *http)
+{
+    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                         EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+                                         EVHTTP_REQ_PATCH);
+    evhttp_set_gencb(http, on_request, s);
+}

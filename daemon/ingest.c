@@ -1,0 +1,273 @@
+#include "ingest.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void put(struct record_buf *b, const void *v, size_t n)
+{
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n)
+            cap *= 2;
+        unsigned char *p = realloc(b->p, cap);
+        if (!p)
+            abort();
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, v, n);
+    b->len += n;
+}
+
+static void put_str(struct record_buf *b, const char *s)
+{
+    size_t n = strlen(s);
+    uint16_t len = (uint16_t)n; /* the parser bounds cluster and meter to 256 bytes */
+    put(b, &len, sizeof len);
+    put(b, s, n);
+}
+
+void record_buf_free(struct record_buf *b)
+{
+    free(b->p);
+    memset(b, 0, sizeof *b);
+}
+
+/* Meters first seen in this batch, to refuse one that switches kind within
+ * it: open addressing on the hash of "cluster\0meter", keys are offsets into
+ * the record. */
+struct new_meter {
+    uint64_t hash;
+    size_t offset; /* of the cluster's u16 length in the record; 0: empty */
+    enum sample_kind kind;
+};
+
+struct parse_ctx {
+    const struct config *cfg;
+    const struct engine *engine;
+    const struct tenant *tenant;
+    struct record_buf *out;
+    struct ingest_result *res;
+    int64_t default_ts_ns;
+    uint32_t n;
+    struct new_meter *seen;
+    size_t seen_size, seen_used;
+};
+
+static uint64_t key_hash(const char *cluster, const char *meter)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const char *p = cluster; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    h = (h ^ 0xff) * 1099511628211ULL;
+    for (const char *p = meter; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    return h;
+}
+
+static bool same_key(const struct record_buf *b, size_t offset, const char *cluster,
+                     const char *meter)
+{
+    uint16_t len;
+    memcpy(&len, b->p + offset, sizeof len);
+    const char *c = (const char *)b->p + offset + 2;
+    if (len != strlen(cluster) || memcmp(c, cluster, len) != 0)
+        return false;
+    uint16_t mlen;
+    memcpy(&mlen, c + len, sizeof mlen);
+    return mlen == strlen(meter) && memcmp(c + len + 2, meter, mlen) == 0;
+}
+
+/* The kind a meter new to the engine already has in this batch, or -1;
+ * remembers it otherwise. */
+static int batch_kind(struct parse_ctx *c, const char *cluster, const char *meter,
+                      enum sample_kind kind, size_t offset)
+{
+    if (c->seen_used * 2 >= c->seen_size) {
+        size_t size = c->seen_size ? c->seen_size * 2 : 64;
+        struct new_meter *t = calloc(size, sizeof *t);
+        if (!t)
+            abort();
+        for (size_t i = 0; i < c->seen_size; i++) {
+            if (!c->seen[i].offset)
+                continue;
+            size_t j = c->seen[i].hash & (size - 1);
+            while (t[j].offset)
+                j = (j + 1) & (size - 1);
+            t[j] = c->seen[i];
+        }
+        free(c->seen);
+        c->seen = t;
+        c->seen_size = size;
+    }
+    uint64_t h = key_hash(cluster, meter);
+    size_t mask = c->seen_size - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        struct new_meter *m = &c->seen[i];
+        if (!m->offset) {
+            *m = (struct new_meter){h, offset, kind};
+            c->seen_used++;
+            return -1;
+        }
+        if (m->hash == h && same_key(c->out, m->offset, cluster, meter))
+            return (int)m->kind;
+    }
+}
+
+static bool on_point(void *ctx, const struct lp_point *p, struct lp_error *err)
+{
+    struct parse_ctx *c = ctx;
+    const struct cluster *cl = config_find_cluster(c->cfg, p->cluster);
+    if (!cl) {
+        c->res->status = INGEST_INVALID;
+        snprintf(err->msg, sizeof err->msg, "line %d: unknown cluster \"%.200s\"", p->line,
+                 p->cluster);
+        return false;
+    }
+    if (cl->tenant != c->tenant) {
+        c->res->status = INGEST_FORBIDDEN;
+        snprintf(err->msg, sizeof err->msg, "line %d: cluster \"%.200s\" belongs to another tenant",
+                 p->line, p->cluster);
+        return false;
+    }
+    enum sample_kind kind =
+        p->field == LP_FIELD_KW || p->field == LP_FIELD_W ? SAMPLE_POWER : SAMPLE_COUNTER;
+    struct engine_sample s = {
+        .cluster = p->cluster,
+        .meter = p->meter,
+        .kind = kind,
+        .ts_ns = p->has_ts ? p->ts_ns : c->default_ts_ns,
+        .value = p->field == LP_FIELD_W || p->field == LP_FIELD_WH ? p->value / 1000 : p->value,
+    };
+    struct error e;
+    if (!engine_check(c->engine, &s, &e)) {
+        c->res->status = INGEST_INVALID;
+        snprintf(err->msg, sizeof err->msg, "line %d: %.200s", p->line, e.msg);
+        return false;
+    }
+    size_t offset = c->out->len;
+    put_str(c->out, s.cluster);
+    put_str(c->out, s.meter);
+    int before = batch_kind(c, s.cluster, s.meter, kind, offset);
+    if (before >= 0 && before != (int)kind) {
+        c->res->status = INGEST_INVALID;
+        snprintf(err->msg, sizeof err->msg,
+                 "line %d: meter \"%.64s\" of cluster \"%.64s\" sends both power and an "
+                 "energy counter in this request",
+                 p->line, s.meter, s.cluster);
+        return false;
+    }
+    uint8_t k = (uint8_t)kind;
+    put(c->out, &k, 1);
+    put(c->out, &s.ts_ns, sizeof s.ts_ns);
+    put(c->out, &s.value, sizeof s.value);
+    c->n++;
+    return true;
+}
+
+void ingest_parse(const struct config *cfg, const struct engine *e, const struct tenant *t,
+                  const char *body, size_t len, enum lp_precision precision, int64_t now_ns,
+                  struct record_buf *out, struct ingest_result *res)
+{
+    memset(res, 0, sizeof *res);
+    out->len = 0;
+    put(out, &now_ns, sizeof now_ns);
+    uint32_t zero = 0;
+    put(out, &zero, sizeof zero);
+    struct parse_ctx c = {
+        .cfg = cfg,
+        .engine = e,
+        .tenant = t,
+        .out = out,
+        .res = res,
+        .default_ts_ns = now_ns - now_ns % (int64_t)precision,
+    };
+    struct lp_stats stats = {0};
+    struct lp_error err = {0};
+    if (!lp_parse(body, len, precision, on_point, &c, &stats, &err)) {
+        if (res->status == INGEST_OK)
+            res->status = INGEST_INVALID;
+        snprintf(res->msg, sizeof res->msg, "%s", err.msg);
+    } else {
+        memcpy(out->p + sizeof now_ns, &c.n, sizeof c.n);
+        res->samples = c.n;
+        res->other_lines = stats.other_points;
+    }
+    free(c.seen);
+}
+
+/* A reader over a payload that refuses to run past its end. */
+struct reader {
+    const unsigned char *p, *end;
+    bool ok;
+};
+
+static void get(struct reader *r, void *v, size_t n)
+{
+    if (!r->ok || (size_t)(r->end - r->p) < n) {
+        r->ok = false;
+        memset(v, 0, n);
+        return;
+    }
+    memcpy(v, r->p, n);
+    r->p += n;
+}
+
+static void get_str(struct reader *r, char *buf, size_t size)
+{
+    uint16_t len;
+    get(r, &len, sizeof len);
+    if (len >= size) {
+        r->ok = false;
+        buf[0] = '\0';
+        return;
+    }
+    get(r, buf, len);
+    buf[r->ok ? len : 0] = '\0';
+}
+
+bool ingest_apply(struct engine *e, const void *payload, size_t len, struct error *err)
+{
+    struct reader r = {payload, (const unsigned char *)payload + len, true};
+    int64_t now_ns;
+    uint32_t n;
+    get(&r, &now_ns, sizeof now_ns);
+    get(&r, &n, sizeof n);
+    char cluster[512], meter[512];
+    for (uint32_t i = 0; i < n && r.ok; i++) {
+        struct engine_sample s = {.cluster = cluster, .meter = meter};
+        uint8_t kind;
+        get_str(&r, cluster, sizeof cluster);
+        get_str(&r, meter, sizeof meter);
+        get(&r, &kind, 1);
+        get(&r, &s.ts_ns, sizeof s.ts_ns);
+        get(&r, &s.value, sizeof s.value);
+        s.kind = kind == SAMPLE_COUNTER ? SAMPLE_COUNTER : SAMPLE_POWER;
+        if (r.ok && !engine_push(e, &s, now_ns, err))
+            return false;
+    }
+    if (!r.ok || r.p != r.end) {
+        error_set(err, "a samples record of %zu bytes does not decode", len);
+        return false;
+    }
+    return true;
+}
+
+void ingest_encode_tick(int64_t now_ns, struct record_buf *out)
+{
+    out->len = 0;
+    put(out, &now_ns, sizeof now_ns);
+}
+
+bool ingest_apply_tick(struct engine *e, const void *payload, size_t len, struct error *err)
+{
+    int64_t now_ns;
+    if (len != sizeof now_ns) {
+        error_set(err, "a tick record of %zu bytes does not decode", len);
+        return false;
+    }
+    memcpy(&now_ns, payload, sizeof now_ns);
+    engine_tick(e, now_ns);
+    return true;
+}

@@ -1,0 +1,66 @@
+/*
+ * ingest: a write request's body becomes one journal record, and a journal
+ * record becomes engine pushes — the same code live and in replay, so a
+ * replay pushes exactly what the live daemon pushed.
+ *
+ * ingest_parse validates the whole body before anything is accepted (a
+ * request is atomic): every line parses, every cluster exists and belongs
+ * to the authenticated tenant, no meter switches between power and counter
+ * (against the engine and within the batch). The first offending line
+ * decides the status. On success the record holds every `power` sample,
+ * with timestamps (a line without one takes the time of receipt, truncated
+ * to the precision) and values in kW or kWh.
+ *
+ * Record payload (host byte order, read back on the same machine):
+ *   i64 now_ns, u32 n, then n x {u16 len, cluster, u16 len, meter, u8 kind,
+ *   i64 ts_ns, f64 value}.
+ */
+#ifndef DAEMON_INGEST_H
+#define DAEMON_INGEST_H
+
+#include "daemon/lineproto.h"
+#include "tariff/config.h"
+#include "tariff/engine.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum ingest_status {
+    INGEST_OK,
+    INGEST_INVALID,   /* 400 */
+    INGEST_FORBIDDEN, /* 403 */
+};
+
+/* Journal record types. */
+enum { RECORD_SAMPLES = 1, RECORD_TICK = 2 };
+
+struct record_buf {
+    unsigned char *p;
+    size_t len, cap;
+};
+
+struct ingest_result {
+    enum ingest_status status;
+    char msg[256];      /* "line N: reason" when not OK */
+    size_t samples;     /* power samples in the record */
+    size_t other_lines; /* points of other measurements, ignored */
+};
+
+/* Parses body for tenant t into out (cleared first). */
+void ingest_parse(const struct config *cfg, const struct engine *e, const struct tenant *t,
+                  const char *body, size_t len, enum lp_precision precision, int64_t now_ns,
+                  struct record_buf *out, struct ingest_result *res);
+
+/* Pushes every sample of a RECORD_SAMPLES payload. False (err set) only
+ * for a payload it cannot decode or a sample the engine refuses, which a
+ * record made by ingest_parse never has under the config it was checked
+ * against. */
+bool ingest_apply(struct engine *e, const void *payload, size_t len, struct error *err);
+
+/* A RECORD_TICK payload, and its application. */
+void ingest_encode_tick(int64_t now_ns, struct record_buf *out);
+bool ingest_apply_tick(struct engine *e, const void *payload, size_t len, struct error *err);
+
+void record_buf_free(struct record_buf *b);
+
+#endif

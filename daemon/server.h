@@ -1,0 +1,55 @@
+/*
+ * server: the daemon (DESIGN.md sections 3, 4 and 6).
+ *
+ * One libevent loop thread owns the config, the engine and every HTTP
+ * request; one worker thread owns the journal and the row files. The loop
+ * validates a write, applies it to the engine (which may close intervals),
+ * and hands the worker a job: the journal record plus the rows it
+ * produced. The worker appends a group of records, fsyncs once for all of
+ * them (group commit), writes their rows to the row files, and wakes the
+ * loop, which then answers 204 to every request of the group. Rows thus
+ * reach the files only once what produced them is durable, and a replay of
+ * the journal after the last checkpoint produces exactly the rows the
+ * files are missing.
+ *
+ * Wall-clock decisions are records too (a tick a second), so a replay
+ * closes what the live daemon closed. A checkpoint (engine snapshot plus
+ * row-file sizes) is written by the worker every minute; the journal
+ * before it is deleted.
+ */
+#ifndef DAEMON_SERVER_H
+#define DAEMON_SERVER_H
+
+#include "daemon/ingest.h"
+#include "tariff/config.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct server;
+struct evhttp_request;
+
+/* Runs the daemon until SIGTERM or SIGINT; returns the exit status. */
+int server_run(struct config *cfg, const char *config_path);
+
+/* For http.c: the loop-side state a request handler needs. */
+const struct config *server_config(const struct server *s);
+const struct engine *server_engine(const struct server *s);
+
+/* Why a write cannot be taken now (NULL when it can): shutting down, the
+ * journal backlog over max_backlog, the disk nearly full. */
+const char *server_refuses_writes(const struct server *s);
+
+/* Applies a validated record and answers req (204) once it is durable. */
+void server_accept(struct server *s, struct evhttp_request *req, struct record_buf *record);
+
+/* Installs the HTTP routes on the server's evhttp (http.c). */
+struct evhttp;
+void http_install(struct server *s, struct evhttp *http);
+
+/* Sends a JSON error in the style of the endpoint (v1 {"error":...}, v2
+ * {"code":...,"message":...}); retry_after_s > 0 adds Retry-After. */
+void http_error(struct evhttp_request *req, bool v2, int status, const char *msg,
+                int retry_after_s);
+
+#endif

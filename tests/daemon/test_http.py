@@ -1,0 +1,181 @@
+"""The daemon over real HTTP: every endpoint and status code, every auth
+form, gzip (and a gzip bomb), body limits, malformed lines with their exact
+messages, cross-tenant writes, atomic batches, duplicates, out-of-order
+batches and late samples (adjustment rows in rows.csv).
+
+usage: test_http.py TARIFFD   (prints "N passed, N failed")"""
+import gzip
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Daemon, read_csv  # noqa: E402
+
+passed = failed = 0
+
+
+def check(ok, what):
+    global passed, failed
+    if ok:
+        passed += 1
+    else:
+        failed += 1
+        print("FAIL", what)
+
+
+def expect(resp, status, body=None, what=""):
+    s, data, headers = resp
+    ok = s == status and (body is None or json.loads(data) == body)
+    if s >= 400 and s != 413:
+        ok = ok and headers.get("Content-Type") == "application/json"
+    check(ok, f"{what}: got {s} {data[:200]!r}, want {status} {body}")
+
+
+T0 = 1740758400  # 2025-03-01 00:00 local (+08:00)
+
+
+def lines(cluster, start, minutes, kw=40, meter="main", field="kw"):
+    return "".join(f"power,cluster={cluster},meter={meter} {field}={kw} {start + 60 * m}\n"
+                   for m in range(minutes))
+
+
+def wait_rows(d, pred, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        rows = read_csv(os.path.join(d.dir, "state", "rows.csv"))
+        if pred(rows):
+            return rows
+        time.sleep(0.1)
+    return read_csv(os.path.join(d.dir, "state", "rows.csv"))
+
+
+d = Daemon(sys.argv[1]).start()
+try:
+    # Endpoints.
+    s, data, h = d.request("GET", "/ping")
+    check(s == 204 and h.get("X-Influxdb-Version", "").startswith("tariffd-"), "ping")
+    s, data, h = d.request("HEAD", "/ping")
+    check(s == 204, "ping HEAD")
+    s, data, h = d.request("GET", "/health")
+    check(s == 200 and json.loads(data)["status"] == "pass" and
+          h["Content-Type"] == "application/json", f"health {s} {data!r}")
+    for method in ("GET", "POST"):
+        s, data, h = d.request(method, "/query?q=CREATE+DATABASE+%22telegraf%22")
+        check(s == 200 and json.loads(data) == {"results": [{"statement_id": 0}]}, "query")
+    expect(d.request("GET", "/nope"), 404, {"error": "no such endpoint: /nope"}, "404 v1")
+    expect(d.request("GET", "/api/v2/nope"), 404,
+           {"code": "not found", "message": "no such endpoint: /api/v2/nope"}, "404 v2")
+    s, data, h = d.request("GET", "/api/v2/write")
+    check(s == 405 and h.get("Allow") == "POST" and json.loads(data)["code"] == "method not allowed",
+          f"405 {s} {data!r}")
+    s, data, h = d.request("DELETE", "/ping")
+    check(s == 405 and h.get("Allow") == "GET, HEAD", f"405 ping {s}")
+    # Over IPv6 too.
+    try:
+        s, _, _ = d.request("GET", "/ping", host="::1")
+        check(s == 204, "ping over IPv6")
+    except OSError as e:
+        print("note: no IPv6 loopback here:", e)
+
+    # Auth.
+    one = f"power,cluster=c1 kw=40 {T0 + 3600}\n"
+    expect(d.write(one, auth="none"), 401, {"code": "unauthorized", "message": "unauthorized access"},
+           "no token v2")
+    expect(d.write(one, auth="none", v2=False), 401, {"error": "unauthorized access"}, "no token v1")
+    expect(d.write(one, tenant="wrong"), 401, None, "wrong token")
+    for auth in ("token", "bearer", "basic"):
+        expect(d.write(one, auth=auth), 204, None, f"auth {auth}")
+    expect(d.write(one, auth="query", v2=False), 204, None, "v1 p=")
+    expect(d.write(one, auth="query", v2=True), 401, None, "p= is v1 only")
+
+    # Cross-tenant, and the first offending line decides.
+    expect(d.write(one, tenant="t2"), 403,
+           {"code": "forbidden", "message": 'line 1: cluster "c1" belongs to another tenant'}, "403")
+    expect(d.write(f"power,cluster=zz kw=1 {T0}\n" + one, tenant="t2"), 400,
+           {"code": "invalid", "message": 'line 1: unknown cluster "zz"'}, "400 before 403")
+    expect(d.write(one, tenant="t2", v2=False), 403,
+           {"error": 'line 1: cluster "c1" belongs to another tenant'}, "403 v1")
+
+    # Malformed lines, each with its message.
+    bad = [
+        (f"power,cluster=c1 kw=4x0 {T0}", 'line 1: invalid number "4x0" in field "kw"'),
+        (f"power kw=40 {T0}", 'line 1: missing tag "cluster"'),
+        (f"power,cluster=c1 kw=1,kwh=2 {T0}", 'line 1: fields "kw" and "kwh" both given; send one'),
+        (f"power,cluster=c1 kw=-1 {T0}", 'line 1: field "kw" is negative'),
+        (f"power,cluster=c1 kw=\"x\" {T0}", 'line 1: field "kw" is not a number'),
+        (f"power,cluster=c1 other=1 {T0}", "line 1: no field kw, w, kwh or wh"),
+        (f"power,cluster=c1 kw=1 12x", 'line 1: timestamp "12x" is not an integer'),
+        (f"power,cluster=c1 kw=1 99999999999", 'line 1: timestamp "99999999999" out of range for precision "s"'),
+        (f"power,cluster= kw=1 {T0}", 'line 1: expected value for tag "cluster", found " "'),
+        (f"\n# comment\npower,cluster=c1 kw=1 {T0}\npower,cluster=c1 kw {T0}",
+         'line 4: expected "=" after field key "kw", found " "'),
+    ]
+    for body, msg in bad:
+        expect(d.write(body + "\n"), 400, {"code": "invalid", "message": msg}, f"bad line {body!r}")
+    expect(d.write(one, v2=False, precision="x"), 400,
+           {"error": 'unknown precision "x" (expected n, u, ms, s, m or h)'}, "bad precision v1")
+    expect(d.write(one, precision="h"), 400,
+           {"code": "invalid", "message": 'unknown precision "h" (expected ns, us, ms or s)'},
+           "v2 has no h")
+    expect(d.write(f"power,cluster=c1 kw=40 {(T0 + 7200) // 60}\n", v2=False, precision="m"), 204,
+           None, "v1 precision m")
+    expect(d.write(f"power,cluster=c1,meter=ctr kw=1 {T0 + 60}\npower,cluster=c1,meter=ctr kwh=1 {T0 + 120}\n"),
+           400, {"code": "invalid", "message":
+                 'line 2: meter "ctr" of cluster "c1" sends both power and an energy counter in this request'},
+           "kind switch in a batch")
+
+    # Bodies: empty, comments, other measurements, unknown parameters, gzip, chunked.
+    expect(d.write(""), 204, None, "empty body")
+    expect(d.write("# only a comment\n\n"), 204, None, "comments only")
+    expect(d.write(f"cpu,host=a usage=1 {T0}\n"), 204, None, "other measurement")
+    expect(d.write(one, extra_query="&rp=autogen&consistency=any"), 204, None, "unknown params")
+    expect(d.write(one, gzip=True), 204, None, "gzip")
+    expect(d.write(one, chunked=True), 204, None, "chunked")
+    bomb = gzip.compress(b"#" * (8 << 20))
+    s, data, h = d.request("POST", "/api/v2/write?precision=s", bomb,
+                           {"Authorization": "Token t1-secret", "Content-Encoding": "gzip"})
+    check(s == 413 and json.loads(data)["code"] == "request too large", f"gzip bomb {s} {data!r}")
+    # Larger than max_body: libevent answers 413 from the headers alone.
+    import socket
+    with socket.create_connection(("127.0.0.1", d.port), timeout=10) as sock:
+        sock.sendall(b"POST /api/v2/write?precision=s HTTP/1.1\r\nHost: x\r\n"
+                     b"Authorization: Token t1-secret\r\nContent-Length: 2097152\r\n\r\n")
+        status_line = sock.recv(4096).split(b"\r\n")[0]
+    check(status_line.startswith(b"HTTP/1.1 413"), f"body over max_body {status_line!r}")
+    s, data, h = d.request("POST", "/api/v2/write?precision=s", b"not gzip",
+                           {"Authorization": "Token t1-secret", "Content-Encoding": "gzip"})
+    check(s == 400 and json.loads(data)["message"] == "request body is not valid gzip", "bad gzip")
+
+    # Atomic: a batch whose last line is bad changes nothing. c2's samples
+    # for 00:00-00:14 are refused, then 00:15-00:31 accepted: no row for 00:00.
+    expect(d.write(lines("c2", T0, 15) + f"power,cluster=c2 kw=bad {T0 + 900}\n"), 400, None,
+           "partial batch refused")
+    # Duplicates: the same batch twice; out of order: reversed.
+    batch = lines("c2", T0 + 900, 17)
+    expect(d.write(batch), 204, None, "batch")
+    expect(d.write(batch), 204, None, "retry of the batch")
+    expect(d.write("".join(reversed(batch.splitlines(True)))), 204, None, "reversed batch")
+    rows = wait_rows(d, lambda rs: any(r["cluster"] == "c2" and r["interval_start"] == "2025-02-28T16:30:00Z" for r in rs))
+    c2 = {(r["interval_start"], r["revision"]): r for r in rows if r["cluster"] == "c2"}
+    check(("2025-02-28T16:00:00Z", "0") not in c2, f"refused batch left a row: {sorted(c2)}")
+    first = c2.get(("2025-02-28T16:15:00Z", "0"))
+    check(first is not None and first["kwh"] == "10.000000" and first["energy_charge"] == "2.5000",
+          f"c2 00:15 row {first}")
+    # A late sample in the closed 00:15 interval: an adjustment.
+    expect(d.write(f"power,cluster=c2 kw=100 {T0 + 900 + 450}\n"), 204, None, "late sample")
+    rows = wait_rows(d, lambda rs: any(r["cluster"] == "c2" and r["revision"] == "1" for r in rs))
+    adj = [r for r in rows if r["cluster"] == "c2" and r["revision"] == "1"]
+    # 00:07:00 and 00:08:00 at 40 kW, 00:07:30 now 100: +2 x (40+100)/2 x 0.5/60 - 40 x 1/60 = +0.5 kWh
+    check(len(adj) == 1 and adj[0]["kind"] == "adjustment" and adj[0]["kwh"] == "0.500000" and
+          adj[0]["energy_charge"] == "0.1250", f"adjustment {adj}")
+    check(d.alive(), "daemon survived the bad input")
+    check(d.stop() == 0, "SIGTERM exits 0")
+    log = d.read_log()
+    check("<5>ready" in log and "<5>stopped" in log, f"log lines: {log[-500:]}")
+    check("t1-secret" not in log and "t2-secret" not in log, "no token in the log")
+finally:
+    d.cleanup()
+print(f"{passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
