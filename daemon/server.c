@@ -419,9 +419,11 @@ static bool recover(struct server *s, struct error *err)
     s->journal = journal_open(dir, SEGMENT_BYTES, &cut_at, err);
     if (!s->journal)
         return false;
-    if (cut_at != UINT64_MAX)
-        log_msg(LOG_WARNING, "journal: cut a torn or corrupt tail at offset %llu",
-                (unsigned long long)cut_at);
+    if (cut_at != JOURNAL_NOTHING_CUT) {
+        char where[512];
+        journal_describe_lsn(s->journal, cut_at, where, sizeof where);
+        log_msg(LOG_WARNING, "journal: cut a torn or corrupt tail at %s", where);
+    }
 
     bool found = false;
     uint64_t lsn = 0;
@@ -449,6 +451,13 @@ static bool recover(struct server *s, struct error *err)
     s->sink = rowsink_open(dir, found ? sizes : NULL, err);
     if (!s->sink)
         return false;
+    if (found && lsn < journal_start(s->journal)) {
+        error_set(err,
+                  "the checkpoint starts at journal offset %llu but the journal starts at %llu: "
+                  "journal segments are missing",
+                  (unsigned long long)lsn, (unsigned long long)journal_start(s->journal));
+        return false;
+    }
     s->replaying = true;
     struct replay_ctx r = {.s = s};
     if (!journal_replay(s->journal, found ? lsn : 0, replay_record, &r, err)) {

@@ -184,7 +184,8 @@ static bool covered(const struct engine *e, const struct cluster_state *cs, int6
     int64_t a = start_s * NS, b = (start_s + e->interval_s) * NS;
     for (size_t i = 0; i < cs->n_meters; i++) {
         const struct meter_state *m = &e->meters[cs->meters[i]];
-        if (m->first_ns < b && m->last_ns > a)
+        /* A span of one instant overlaps nothing (DESIGN.md 4). */
+        if (m->first_ns < m->last_ns && m->first_ns < b && m->last_ns > a)
             return true;
     }
     return false;
@@ -204,7 +205,10 @@ static void integrate(const struct engine *e, const struct cluster_state *cs, in
     }
     /* Half-even to 6 decimals: llrint rounds ties to even in the default
      * rounding mode. */
-    *kwh_micro = llrint(kwh * 1e6);
+    /* Many meters at their limits could still add up past int64: such an
+     * interval is nonsense either way, so saturate rather than wrap. */
+    double micro = kwh * 1e6;
+    *kwh_micro = micro >= 9e18 ? (int64_t)9e18 : micro <= -9e18 ? -(int64_t)9e18 : llrint(micro);
     *missing_s = decimal_div_half_even(missing_ns, NS);
 }
 
@@ -421,6 +425,15 @@ static void price_interval(struct engine *e, struct cluster_state *cs, int64_t s
         price_month(e, cs, ms);
 }
 
+/* An interval's average kW from its kWh (both scale 6), saturating. */
+static int64_t kw_of(int64_t kwh_micro, int64_t per_hour)
+{
+    int64_t kw;
+    if (__builtin_mul_overflow(kwh_micro, per_hour, &kw))
+        return kwh_micro < 0 ? INT64_MIN : INT64_MAX;
+    return kw;
+}
+
 /* The month's largest interval average and the interval it is in; ties go
  * to the earlier interval. */
 static void month_max(const struct engine *e, const struct cluster_state *cs,
@@ -433,7 +446,7 @@ static void month_max(const struct engine *e, const struct cluster_state *cs,
         const struct closed_row *r = &cs->rows[i];
         if (r->start_s < ms->start_s || r->start_s >= ms->end_s || r->revision < 0)
             continue;
-        int64_t kw = r->kwh_micro * per_hour;
+        int64_t kw = kw_of(r->kwh_micro, per_hour);
         if (*start_s == NONE || kw > *kw_micro || (kw == *kw_micro && r->start_s < *start_s)) {
             *kw_micro = kw;
             *start_s = r->start_s;
@@ -547,20 +560,17 @@ static void queue_advance(struct engine *e, size_t ci, int64_t target, int64_t n
         return;
     int64_t from = cs->closed_until_s != NONE ? cs->closed_until_s : first_start(e, cs);
     int32_t offset = cluster_offset_s(cs->cfg);
-    int64_t month_end = NONE;
     for (int64_t s = from; s < target; s += e->interval_s) {
-        if (covered(e, cs, s))
+        /* A month has ended once a later interval closes: the first
+         * interval of the next month closes it, right after the month's
+         * last interval (DESIGN.md 5). */
+        if (civil_local_second_of_day(s, offset) == 0 &&
+            civil_from_day(civil_local_day(s, offset)).day == 1)
+            add_item(e, s - e->interval_s, ci, 1);
+        if (covered(e, cs, s)) {
+            month_for(e, cs, s); /* so a month whose rows come at once exists to close */
             add_item(e, s, ci, 0);
-        /* A month whose last interval closes here closes after it. */
-        if (s + e->interval_s >= month_end) {
-            struct civil_date d = civil_from_day(civil_local_day(s, offset));
-            d.day = 1;
-            d.month = d.month == 12 ? 1 : d.month + 1;
-            d.year += d.month == 1;
-            month_end = civil_day_start_ts(civil_to_day(d), offset);
         }
-        if (s + e->interval_s == month_end)
-            add_item(e, s, ci, 1);
     }
     cs->closed_until_s = target;
     PUSH(cs->marks, cs->n_marks, cs->cap_marks);
@@ -621,7 +631,7 @@ static void freeze(struct engine *e, struct cluster_state *cs, int64_t now_ns)
     for (; r < cs->n_rows && cs->rows[r].start_s + e->interval_s <= cs->frozen_until_s; r++) {
         const struct closed_row *row = &cs->rows[r];
         struct month_state *ms = find_month(cs, row->start_s);
-        int64_t kw = row->kwh_micro * per_hour;
+        int64_t kw = kw_of(row->kwh_micro, per_hour);
         if (ms && (ms->frozen_max_start_s == NONE || kw > ms->frozen_max_kw_micro)) {
             ms->frozen_max_kw_micro = kw;
             ms->frozen_max_start_s = row->start_s;
@@ -671,6 +681,15 @@ void engine_set_config(struct engine *e, const struct config *cfg)
 
 bool engine_check(const struct engine *e, const struct engine_sample *s, struct error *err)
 {
+    /* Bounds that keep every interval's kWh x 1e6 and kW x 1e6 well inside
+     * int64, far beyond any real meter: 1 TW of power, 1e15 kWh on a
+     * counter. */
+    double limit = s->kind == SAMPLE_COUNTER ? 1e15 : 1e9;
+    if (!(s->value >= 0 && s->value <= limit)) {
+        error_set(err, "value %g is out of range (%s at most %g)", s->value,
+                  s->kind == SAMPLE_COUNTER ? "a counter reads" : "power is", limit);
+        return false;
+    }
     const struct meter_state *m = find_meter(e, s->cluster, s->meter);
     if (!(m ? e->clusters[m->cluster].cfg : config_find_cluster(e->cfg, s->cluster))) {
         error_set(err, "unknown cluster \"%s\"", s->cluster);
@@ -710,30 +729,53 @@ bool engine_push(struct engine *e, const struct engine_sample *s, int64_t now_ns
     struct meter_state *m = find_meter(e, s->cluster, s->meter);
     const struct cluster *c =
         m ? e->clusters[m->cluster].cfg : config_find_cluster(e->cfg, s->cluster);
-    if (!c || (m && m->counter != (s->kind == SAMPLE_COUNTER)))
-        return engine_check(e, s, err);
+    if ((!c || (m && m->counter != (s->kind == SAMPLE_COUNTER)) || !(s->value <= 1e9) ||
+         s->value < 0) &&
+        !engine_check(e, s, err))
+        return false;
     int64_t tariff_from_s =
         m ? e->clusters[m->cluster].tariff_from_s : c->site->tariff->versions[0]->from_ts_s;
     if (s->ts_ns < tariff_from_s * NS) {
         quarantine(e, s, "no tariff version in force");
         return true;
     }
-    if (s->ts_ns > now_ns + e->cfg->daemon.max_future_s * NS) {
+    int64_t max_future_ns = e->cfg->daemon.max_future_s * NS;
+    if (now_ns < INT64_MAX - max_future_ns && s->ts_ns > now_ns + max_future_ns) {
         quarantine(e, s, "timestamp more than max_future ahead of the clock");
+        return true;
+    }
+    /* Final intervals as of now, before deciding whether this one is late
+     * (the cluster may have had no push for a while), and before a meter
+     * is created for a sample that is refused. */
+    size_t ci = m ? m->cluster : engine_cluster_index(e, s->cluster);
+    freeze(e, &e->clusters[ci], now_ns);
+    if (e->clusters[ci].frozen_until_s != NONE && s->ts_ns < e->clusters[ci].frozen_until_s * NS) {
+        quarantine(e, s, "interval closed more than late_window ago");
         return true;
     }
     bool new_meter = !m;
     if (new_meter)
         m = engine_add_meter(e, s->cluster, s->meter, s->kind == SAMPLE_COUNTER);
     struct cluster_state *cs = &e->clusters[m->cluster];
-    if (cs->frozen_until_s != NONE && s->ts_ns < cs->frozen_until_s * NS) {
-        quarantine(e, s, "interval closed more than late_window ago");
-        return true;
-    }
     size_t at;
     enum sample_insert inserted;
     bool appended = m->last_ns == NONE || s->ts_ns > m->last_ns;
     int64_t prev_last_ns = m->last_ns;
+    if (!appended && cs->frozen_until_s != NONE) {
+        /* Between two samples whose segment reaches into a final interval
+         * (and carries energy there): the change could not be billed. */
+        size_t i = sample_buf_lower_bound(&m->buf, s->ts_ns);
+        if (i > 0 && i < m->buf.n) {
+            const struct sample *before = sample_buf_at(&m->buf, i - 1);
+            const struct sample *after = sample_buf_at(&m->buf, i);
+            bool integrated =
+                m->counter || after->ts_ns - before->ts_ns <= e->cfg->daemon.max_gap_s * NS;
+            if (integrated && after->ts_ns != s->ts_ns && before->ts_ns < cs->frozen_until_s * NS) {
+                quarantine(e, s, "interval closed more than late_window ago");
+                return true;
+            }
+        }
+    }
     if (appended) {
         /* The usual case: the newest sample of its meter, known without
          * reading the (cold) end of its buffer. */
@@ -792,7 +834,7 @@ bool engine_push(struct engine *e, const struct engine_sample *s, int64_t now_ns
         /* A late sample may give a month its first row after the month
          * closed by the data: close it now, as its last interval did. */
         for (size_t k = 0; k < cs->n_months; k++)
-            if (!cs->months[k].closed && cs->months[k].end_s <= cs->closed_until_s)
+            if (!cs->months[k].closed && cs->months[k].end_s < cs->closed_until_s)
                 close_month_at(e, cs, cs->months[k].start_s);
     }
     if (recount) {
@@ -800,7 +842,6 @@ bool engine_push(struct engine *e, const struct engine_sample *s, int64_t now_ns
         run_items(e);
         count_blockers(e, cs);
     }
-    freeze(e, cs, now_ns);
     return true;
 }
 
@@ -816,7 +857,7 @@ static void close_all(struct engine *e, int64_t now_ns, bool all_silent)
             continue;
         bool active = false;
         for (size_t k = 0; k < cs->n_meters && !all_silent; k++)
-            active |= !e->meters[cs->meters[k]].silent;
+            active |= !e->meters[cs->meters[k]].silent && e->meters[cs->meters[k]].last_ns != NONE;
         if (active)
             continue;
         for (size_t k = 0; k < cs->n_months; k++) {

@@ -65,6 +65,20 @@ void sample_buf_drop_front(struct sample_buf *b, size_t k)
     b->n -= k;
     if (b->n == 0)
         b->start = 0;
+    /* A meter that went quiet gives its memory back; one in steady state
+     * (n about constant, cap at most 2n) never comes here. */
+    if (b->cap > 8 && b->n < b->cap / 4) {
+        memmove(b->v, b->v + b->start, b->n * sizeof *b->v);
+        b->start = 0;
+        size_t cap = b->cap / 2;
+        while (cap > 8 && b->n < cap / 4)
+            cap /= 2;
+        struct sample *v = realloc(b->v, cap * sizeof *v);
+        if (v) {
+            b->v = v;
+            b->cap = cap;
+        }
+    }
 }
 
 void sample_buf_free(struct sample_buf *b)

@@ -59,7 +59,8 @@ static int order(const void *a, const void *b)
 
 void statements_sort(struct statements *s)
 {
-    qsort(s->v, s->n, sizeof *s->v, order);
+    if (s->n > 1)
+        qsort(s->v, s->n, sizeof *s->v, order);
 }
 
 int64_t statement_round_fen(int64_t cny4)

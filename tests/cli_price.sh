@@ -28,13 +28,12 @@ for case in basic late; do
     done
 done
 
-# The same data in nanoseconds (the default precision) and in another
-# order of lines gives the same files: pushing as read, closing at the end.
+# The same data in nanoseconds (the default precision) and in reverse order
+# gives the same statements: reversed, the intervals close early and later
+# samples arrive as adjustments, whose revisions add up to the same money.
 awk '{ $NF = $NF "000000000"; print }' "$data/basic.lp" | tac >"$tmp/basic-ns-reversed.lp"
 mkdir -p "$tmp/reversed"
 "$tariffd" price -c "$data/tariffd.conf" --out "$tmp/reversed" <"$tmp/basic-ns-reversed.lp" >/dev/null
-# Reversed input closes nothing early, so there are no adjustments: the
-# statements must be equal to the penny.
 if diff -u "$data/basic/monthly_statements.csv" "$tmp/reversed/monthly_statements.csv"; then
     ok
 else

@@ -750,6 +750,133 @@ START_TEST(test_meter_cannot_switch_kind)
 }
 END_TEST
 
+/* Found by review: each was a bug. */
+
+START_TEST(test_month_whose_rows_all_come_at_the_end_still_closes)
+{
+    /* Meter a runs 00:00-01:00, meter b only 00:00-00:01: nothing closes
+     * before the end of input; March must still get its demand row.
+     * 00:00 row: a 10 kWh + b 10 x 1/60 = 10.166667 -> 40.666668 kW x 30. */
+    start();
+    for (int m = 0; m <= 60; m++) {
+        push_kind("c1", "a", SAMPLE_POWER, L(2025, 3, 1, 0, m), 40);
+        if (m <= 1)
+            push_kind("c1", "b", SAMPLE_POWER, L(2025, 3, 1, 0, m), 10);
+    }
+    finish();
+    ck_assert_uint_eq(n_demand, 1);
+    ck_assert_int_eq(demand[0].max_kw, 40666668);
+    ck_assert_int_eq(demand[0].charge, 12200000);
+    stop();
+}
+END_TEST
+
+START_TEST(test_meter_with_a_single_sample_makes_no_row)
+{
+    /* a covers 00:00-00:10; b has one sample at 00:20: an instant, no row
+     * for 00:15. */
+    start();
+    for (int m = 0; m <= 10; m += 5)
+        push_kind("c1", "a", SAMPLE_POWER, L(2025, 3, 1, 0, m), 40);
+    push_kind("c1", "b", SAMPLE_POWER, L(2025, 3, 1, 0, 20), 40);
+    finish();
+    ck_assert_uint_eq(n_billing, 1);
+    ck_assert_int_eq(billing[0].start_s, L(2025, 3, 1, 0, 0));
+    stop();
+}
+END_TEST
+
+START_TEST(test_month_closes_only_once_a_later_interval_closed)
+{
+    /* 40 kW from Mar 31 23:30 to 23:50, silent past grace (tick at
+     * 23:52:30 closes the 23:45 interval), then 100 kW 23:53-23:59 and 40 kW
+     * from Apr 1 00:00. March's row waits for April's first interval:
+     * 23:45 = 40 x 5/60 + (gap) + ... its final value, one row only. */
+    start();
+    for (int m = 30; m <= 50; m++)
+        push("c1", L(2025, 3, 31, 23, m), 40);
+    engine_tick(eng, (L(2025, 3, 31, 23, 52) + 30) * NS);
+    ck_assert_uint_eq(n_demand, 0);
+    for (int m = 53; m <= 59; m++)
+        push("c1", L(2025, 3, 31, 23, m), 100);
+    ck_assert_uint_eq(n_demand, 0);
+    for (int m = 0; m <= 16; m++)
+        push("c1", L(2025, 4, 1, 0, m), 40);
+    ck_assert_uint_eq(n_demand, 1);
+    ck_assert_int_eq(demand[0].month_day, civil_to_day((struct civil_date){2025, 3, 1}));
+    ck_assert_int_eq(demand[0].revision, 0);
+    stop();
+}
+END_TEST
+
+START_TEST(test_late_window_counts_from_now_for_a_quiet_cluster)
+{
+    /* c1's 00:00 interval closes at 00:15; c2 moves the clock to 07:31; a
+     * c1 sample for 00:07 is then older than late_window: quarantined. */
+    start();
+    for (int m = 0; m <= 30; m++)
+        if (m != 7)
+            push("c1", L(2025, 3, 1, 0, m), 40);
+    push("c2", L(2025, 3, 1, 7, 31), 40);
+    push("c1", L(2025, 3, 1, 0, 7), 100);
+    ck_assert_uint_eq(n_quarantined, 1);
+    ck_assert_str_eq(quarantined[0], "interval closed more than late_window ago");
+    stop();
+}
+END_TEST
+
+START_TEST(test_refused_first_sample_leaves_no_meter_behind)
+{
+    /* Meter b's first sample is too late and quarantined; it must not
+     * become a meter that is never silent and keeps March open. */
+    start();
+    for (int m = 0; m <= 30; m++)
+        push_kind("c1", "a", SAMPLE_POWER, L(2025, 3, 1, 0, m), 40);
+    engine_tick(eng, (L(2025, 3, 1, 0, 30) + 7 * 3600) * NS);
+    now_ns = (L(2025, 3, 1, 0, 30) + 7 * 3600) * NS;
+    push_kind("c1", "b", SAMPLE_POWER, L(2025, 3, 1, 0, 5), 40);
+    ck_assert_uint_eq(n_quarantined, 1);
+    engine_tick(eng, (L(2025, 4, 1, 0, 10)) * NS);
+    ck_assert_uint_eq(n_demand, 1);
+    stop();
+}
+END_TEST
+
+START_TEST(test_absurd_values_are_refused)
+{
+    start();
+    struct engine_sample s = {"c1", "main", SAMPLE_POWER, L(2025, 3, 1, 0, 0) * NS, 1e14};
+    struct error err;
+    ck_assert(!engine_check(eng, &s, &err));
+    ck_assert_str_eq(err.msg, "value 1e+14 is out of range (power is at most 1e+09)");
+    ck_assert(!engine_push(eng, &s, s.ts_ns, &err));
+    s.kind = SAMPLE_COUNTER;
+    s.value = 5e12; /* a large counter reading is fine */
+    ck_assert(engine_push(eng, &s, s.ts_ns, &err));
+    stop();
+}
+END_TEST
+
+START_TEST(test_insert_reaching_into_a_final_interval_is_quarantined)
+{
+    /* 40 kW at 00:00..00:16 every 4 min, then 06:20 far ahead: the 00:00
+     * interval is final 6 h after it closed. A 100 kW sample at 00:15 sits
+     * between 00:12 (final) and 00:16 and would change the final
+     * interval: quarantined, nothing adjusted. */
+    start();
+    for (int m = 0; m <= 16; m += 4)
+        push("c1", L(2025, 3, 1, 0, m), 40);
+    now_ns = L(2025, 3, 1, 6, 20) * NS;
+    engine_tick(eng, now_ns); /* silent: closes 00:00 and 00:15 */
+    size_t before = n_billing;
+    now_ns = L(2025, 3, 1, 6, 30) * NS;
+    push("c1", L(2025, 3, 1, 0, 15), 100);
+    ck_assert_uint_eq(n_quarantined, 1);
+    ck_assert_uint_eq(n_billing, before);
+    stop();
+}
+END_TEST
+
 static Suite *engine_suite(void)
 {
     Suite *s = suite_create("engine");
@@ -789,6 +916,17 @@ static Suite *engine_suite(void)
     tcase_add_test(t, test_demand_bases);
     tcase_add_test(t, test_load_factor_rule_and_demand_tie);
     tcase_add_test(t, test_energy_and_demand_programme_pays_on_demand);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("review");
+    tcase_add_checked_fixture(t, setup, NULL);
+    tcase_add_test(t, test_month_whose_rows_all_come_at_the_end_still_closes);
+    tcase_add_test(t, test_meter_with_a_single_sample_makes_no_row);
+    tcase_add_test(t, test_month_closes_only_once_a_later_interval_closed);
+    tcase_add_test(t, test_late_window_counts_from_now_for_a_quiet_cluster);
+    tcase_add_test(t, test_refused_first_sample_leaves_no_meter_behind);
+    tcase_add_test(t, test_absurd_values_are_refused);
+    tcase_add_test(t, test_insert_reaching_into_a_final_interval_is_quarantined);
     suite_add_tcase(s, t);
     return s;
 }
