@@ -115,11 +115,33 @@ void engine_table_grow(struct engine *e)
         table_insert(e, i);
 }
 
+static void cluster_table_insert(struct engine *e, size_t index)
+{
+    size_t mask = e->cluster_table_size - 1;
+    size_t i = hash_str(0x13198A2E03707344ULL, e->clusters[index].id) & mask;
+    while (e->cluster_table[i])
+        i = (i + 1) & mask;
+    e->cluster_table[i] = (uint32_t)(index + 1);
+}
+
 size_t engine_cluster_index(struct engine *e, const char *id)
 {
-    for (size_t i = 0; i < e->n_clusters; i++)
-        if (strcmp(e->clusters[i].id, id) == 0)
-            return i;
+    if (e->cluster_table_size) {
+        size_t mask = e->cluster_table_size - 1;
+        for (size_t i = hash_str(0x13198A2E03707344ULL, id) & mask; e->cluster_table[i];
+             i = (i + 1) & mask)
+            if (strcmp(e->clusters[e->cluster_table[i] - 1].id, id) == 0)
+                return e->cluster_table[i] - 1;
+    }
+    if ((e->n_clusters + 1) * 2 > e->cluster_table_size) {
+        free(e->cluster_table);
+        e->cluster_table_size = e->cluster_table_size ? e->cluster_table_size * 2 : 256;
+        e->cluster_table = calloc(e->cluster_table_size, sizeof *e->cluster_table);
+        if (!e->cluster_table)
+            abort();
+        for (size_t i = 0; i < e->n_clusters; i++)
+            cluster_table_insert(e, i);
+    }
     PUSH(e->clusters, e->n_clusters, e->cap_clusters);
     struct cluster_state *cs = &e->clusters[e->n_clusters];
     memset(cs, 0, sizeof *cs);
@@ -128,6 +150,7 @@ size_t engine_cluster_index(struct engine *e, const char *id)
     cs->tariff_from_s = cs->cfg ? cs->cfg->site->tariff->versions[0]->from_ts_s : INT64_MAX;
     cs->closed_until_s = NONE;
     cs->frozen_until_s = NONE;
+    cluster_table_insert(e, e->n_clusters);
     return e->n_clusters++;
 }
 
@@ -923,6 +946,7 @@ void engine_free(struct engine *e)
         free(cs->months);
     }
     free(e->clusters);
+    free(e->cluster_table);
     caps_free(&e->caps);
     for (size_t i = 0; i < e->n_names; i++)
         free(e->names[i]);

@@ -119,6 +119,8 @@ struct engine {
     size_t table_size;
     struct cluster_state *clusters;
     size_t n_clusters, cap_clusters;
+    uint32_t *cluster_table; /* open addressing on the id: index + 1, 0 empty */
+    size_t cluster_table_size;
     struct caps caps;
     char **names; /* interned programme names */
     size_t n_names, cap_names;
