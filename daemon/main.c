@@ -36,23 +36,24 @@ static void usage(FILE *out)
             "      --version       print the version and exit\n");
 }
 
-static void print_errors(const struct errors *errs)
+/* The config at path, or NULL after printing every mistake. */
+static struct config *load(const char *path)
 {
-    for (size_t i = 0; i < errs->n; i++)
-        fprintf(stderr, "%s\n", errs->msgs[i]);
-    if (errs->dropped)
-        fprintf(stderr, "(and %zu more errors)\n", errs->dropped);
+    struct errors errs = {0};
+    struct config *cfg = loader_load(path, &errs);
+    for (size_t i = 0; i < errs.n; i++)
+        fprintf(stderr, "%s\n", errs.msgs[i]);
+    if (errs.dropped)
+        fprintf(stderr, "(and %zu more errors)\n", errs.dropped);
+    errors_free(&errs);
+    return cfg;
 }
 
 static int check_config(const char *path)
 {
-    struct errors errs = {0};
-    struct config *cfg = loader_load(path, &errs);
-    if (!cfg) {
-        print_errors(&errs);
-        errors_free(&errs);
+    struct config *cfg = load(path);
+    if (!cfg)
         return 1;
-    }
     printf("%s: configuration ok (%zu file%s)\n", path, cfg->n_files, cfg->n_files == 1 ? "" : "s");
     printf("  tenants     %zu\n", cfg->n_tenants);
     printf("  chips       %zu\n", cfg->n_chips);
@@ -65,7 +66,6 @@ static int check_config(const char *path)
         for (size_t j = 0; j < cfg->tariffs[i].n_versions; j++)
             printf("  tariff version %s\n", cfg->tariffs[i].versions[j]->label);
     config_free(cfg);
-    errors_free(&errs);
     return 0;
 }
 
@@ -77,16 +77,11 @@ static int price(const char *config_path, const char *precision, const char *out
                 precision);
         return 2;
     }
-    struct errors errs = {0};
-    struct config *cfg = loader_load(config_path, &errs);
-    if (!cfg) {
-        print_errors(&errs);
-        errors_free(&errs);
+    struct config *cfg = load(config_path);
+    if (!cfg)
         return 1;
-    }
     int status = offline_price(cfg, stdin, &opt);
     config_free(cfg);
-    errors_free(&errs);
     return status;
 }
 
@@ -154,14 +149,9 @@ int main(int argc, char **argv)
         return price(config_path, precision, out_dir);
     if (check)
         return check_config(config_path);
-    struct errors errs = {0};
-    struct config *cfg = loader_load(config_path, &errs);
-    if (!cfg) {
-        print_errors(&errs);
-        errors_free(&errs);
+    struct config *cfg = load(config_path);
+    if (!cfg)
         return 1;
-    }
-    errors_free(&errs);
     int status = server_run(cfg, config_path);
     config_free(cfg);
     return status;

@@ -422,7 +422,7 @@ static bool list_segments(struct journal *j, struct error *err)
         j->segs[j->n_segs++] = (struct segment){start, (uint64_t)st.st_size};
     }
     closedir(d);
-    if (ok)
+    if (ok && j->n_segs > 0)
         qsort(j->segs, j->n_segs, sizeof *j->segs, compare_segments);
     return ok;
 }

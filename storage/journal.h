@@ -78,6 +78,9 @@ struct journal;
  * caller logs it with journal_describe_lsn. segment_bytes > 0. */
 struct journal *journal_open(const char *dir, uint64_t segment_bytes, uint64_t *cut_at,
                              struct error *err);
+
+/* Closes the files and releases the lock; syncs nothing (call journal_sync
+ * first if it matters). NULL is a no-op. */
 void journal_close(struct journal *j);
 
 /* Appends one record (type 1..255, payload up to JOURNAL_MAX_PAYLOAD) with
