@@ -368,10 +368,12 @@ static void on_request(struct evhttp_request *req, void *arg)
         if (cmd == EVHTTP_REQ_GET) {
             struct evbuffer *b = evbuffer_new();
             const char *refusal = server_refuses_writes(s);
+            const char *degraded = server_degraded(s);
+            const char *why = refusal ? refusal : degraded ? degraded : "ready for writes";
             evbuffer_add_printf(b,
-                                "{\"name\":\"tariffd\",\"message\":\"%s\",\"status\":\"pass\","
+                                "{\"name\":\"tariffd\",\"message\":\"%s\",\"status\":\"%s\","
                                 "\"checks\":[],\"version\":\"%s\"}",
-                                refusal ? refusal : "ready for writes", TARIFFD_VERSION);
+                                why, refusal || degraded ? "warn" : "pass", TARIFFD_VERSION);
             add_version_headers(req);
             reply_json(req, 200, "OK", b);
             return;

@@ -1,5 +1,7 @@
 #include "ingest.h"
 
+#include "storage/pg.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -269,5 +271,41 @@ bool ingest_apply_tick(struct engine *e, const void *payload, size_t len, struct
     }
     memcpy(&now_ns, payload, sizeof now_ns);
     engine_tick(e, now_ns);
+    return true;
+}
+
+void ingest_encode_caps(const struct pg_cap *caps, size_t n, struct record_buf *out)
+{
+    out->len = 0;
+    uint32_t count = (uint32_t)n;
+    put(out, &count, sizeof count);
+    for (size_t i = 0; i < n; i++) {
+        put_str(out, caps[i].tenant);
+        put_str(out, caps[i].programme);
+        put(out, &caps[i].year, sizeof caps[i].year);
+        put(out, &caps[i].consumed_cny4, sizeof caps[i].consumed_cny4);
+    }
+}
+
+bool ingest_apply_caps(struct engine *e, const void *payload, size_t len, struct error *err)
+{
+    struct reader r = {payload, (const unsigned char *)payload + len, true};
+    uint32_t n;
+    get(&r, &n, sizeof n);
+    char tenant[512], programme[512];
+    for (uint32_t i = 0; i < n && r.ok; i++) {
+        int32_t year;
+        int64_t consumed;
+        get_str(&r, tenant, sizeof tenant);
+        get_str(&r, programme, sizeof programme);
+        get(&r, &year, sizeof year);
+        get(&r, &consumed, sizeof consumed);
+        if (r.ok)
+            engine_set_cap_consumed(e, tenant, programme, year, consumed);
+    }
+    if (!r.ok || r.p != r.end) {
+        error_set(err, "a caps record of %zu bytes does not decode", len);
+        return false;
+    }
     return true;
 }

@@ -32,7 +32,7 @@ enum ingest_status {
 };
 
 /* Journal record types. */
-enum { RECORD_SAMPLES = 1, RECORD_TICK = 2 };
+enum { RECORD_SAMPLES = 1, RECORD_TICK = 2, RECORD_CAPS = 3 };
 
 struct record_buf {
     unsigned char *p;
@@ -60,6 +60,11 @@ bool ingest_apply(struct engine *e, const void *payload, size_t len, struct erro
 /* A RECORD_TICK payload, and its application. */
 void ingest_encode_tick(int64_t now_ns, struct record_buf *out);
 bool ingest_apply_tick(struct engine *e, const void *payload, size_t len, struct error *err);
+
+/* A RECORD_CAPS payload: the yearly caps read back from the ledger. */
+struct pg_cap;
+void ingest_encode_caps(const struct pg_cap *caps, size_t n, struct record_buf *out);
+bool ingest_apply_caps(struct engine *e, const void *payload, size_t len, struct error *err);
 
 void record_buf_free(struct record_buf *b);
 

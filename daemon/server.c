@@ -1,9 +1,9 @@
 #include "daemon/server.h"
 
 #include "daemon/log.h"
-#include "storage/csv.h"
 #include "storage/journal.h"
-#include "storage/rowsink.h"
+#include "storage/ledger_rows.h"
+#include "storage/pg.h"
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -25,21 +25,16 @@
 #define CHECKPOINT_EVERY_S     60
 #define CHECKPOINT_EVERY_BYTES (256ull << 20)
 
-/* Bytes of CSV lines for each row file. */
-struct rows {
-    char *p[ROWSINK_FILES];
-    size_t len[ROWSINK_FILES], cap[ROWSINK_FILES];
-};
-
 enum job_kind { JOB_RECORD, JOB_CHECKPOINT };
 
 struct job {
     enum job_kind kind;
     uint64_t seq;
     uint8_t type;        /* JOB_RECORD: the record type */
+    uint64_t seq_lsn;    /* JOB_CHECKPOINT: the journal offset it covers */
     unsigned char *data; /* JOB_RECORD: the payload; JOB_CHECKPOINT: the snapshot */
     size_t len;
-    struct rows rows; /* JOB_RECORD: rows its application produced */
+    struct ledger_rows rows; /* JOB_RECORD: rows its application produced */
     struct job *next;
 };
 
@@ -57,9 +52,10 @@ struct server {
     struct event_base *base;
     struct evhttp *http;
     struct engine *engine;
-    struct rows rows; /* produced by the engine since the last job */
-    bool replaying;   /* rows go straight to the sink */
-    struct rowsink *sink;
+    struct ledger_rows rows; /* produced by the engine since the last job */
+    bool replaying;          /* rows go straight to the ledger writer */
+    struct pg_writer *pg;
+    bool caps_pending; /* started empty: yearly caps come from the ledger first */
     struct journal *journal;
     uint64_t next_seq;
     struct waiter *waiters, **waiters_tail;
@@ -77,6 +73,11 @@ struct server {
     uint64_t journal_bytes;
     bool worker_failed;
     struct event *wake;
+
+    /* The worker's own. */
+    uint64_t rows_seq;         /* the last record whose rows went to the writer */
+    struct job *checkpoint;    /* waiting for the ledger to commit its rows */
+    uint64_t checkpoint_needs; /* ... up to this record */
 };
 
 const struct config *server_config(const struct server *s)
@@ -89,70 +90,42 @@ const struct engine *server_engine(const struct server *s)
     return s->engine;
 }
 
+static void pg_changed(void *arg);
+
 /* ------------------------------------------------------------------ */
 /* Rows out of the engine                                              */
 
-static void rows_add(struct rows *r, int file, const char *bytes, size_t len)
+static void replayed_rows(struct server *s)
 {
-    if (r->len[file] + len > r->cap[file]) {
-        size_t cap = r->cap[file] ? r->cap[file] : 4096;
-        while (cap < r->len[file] + len)
-            cap *= 2;
-        r->p[file] = realloc(r->p[file], cap);
-        if (!r->p[file])
-            abort();
-        r->cap[file] = cap;
-    }
-    memcpy(r->p[file] + r->len[file], bytes, len);
-    r->len[file] += len;
-}
-
-static void rows_free(struct rows *r)
-{
-    for (int i = 0; i < ROWSINK_FILES; i++)
-        free(r->p[i]);
-    memset(r, 0, sizeof *r);
-}
-
-static void write_rows_now(struct server *s, struct rows *r)
-{
-    struct error err;
-    for (int i = 0; i < ROWSINK_FILES; i++)
-        if (r->len[i] && !rowsink_write(s->sink, i, r->p[i], r->len[i], &err)) {
-            log_msg(LOG_ERR, "row files: %s; stopping so a restart replays the journal", err.msg);
-            exit(1);
-        }
-    for (int i = 0; i < ROWSINK_FILES; i++)
-        r->len[i] = 0;
-}
-
-static void emit(struct server *s, int file, const char *line, size_t len)
-{
-    rows_add(&s->rows, file, line, len);
-    if (s->replaying)
-        write_rows_now(s, &s->rows);
+    /* Rows of a replay belong to records already durable. */
+    if (s->rows.n)
+        pg_submit(s->pg, ++s->next_seq, &s->rows);
 }
 
 static void on_billing(void *ctx, const struct billing_row *row)
 {
-    char line[CSV_LINE_MAX];
-    emit(ctx, ROWSINK_ROWS, line, csv_billing_row(row, line));
+    struct server *s = ctx;
+    ledger_add_billing(&s->rows, row);
+    if (s->replaying)
+        replayed_rows(s);
 }
 
 static void on_demand(void *ctx, const struct demand_row *row)
 {
-    char line[CSV_LINE_MAX];
-    emit(ctx, ROWSINK_DEMAND, line, csv_demand_row(row, line));
+    struct server *s = ctx;
+    ledger_add_demand(&s->rows, row);
+    if (s->replaying)
+        replayed_rows(s);
 }
 
 static void on_quarantine(void *ctx, const struct engine_sample *smp, const char *reason)
 {
     struct server *s = ctx;
-    char line[CSV_LINE_MAX];
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    emit(s, ROWSINK_QUARANTINE, line,
-         rowsink_quarantine_line(smp, reason, (int64_t)ts.tv_sec * 1000000000, line));
+    ledger_add_quarantine(&s->rows, smp, reason, (int64_t)ts.tv_sec * 1000000000);
+    if (s->replaying)
+        replayed_rows(s);
 }
 
 /* ------------------------------------------------------------------ */
@@ -167,30 +140,39 @@ static void worker_fail(struct server *s, const char *what, const struct error *
     exit(1);
 }
 
-static void write_checkpoint(struct server *s, struct job *j)
+static void free_job(struct job *j)
 {
+    free(j->data);
+    ledger_rows_free(&j->rows);
+    free(j);
+}
+
+/* Writes the waiting checkpoint once the ledger has every row it covers:
+ * only then may the journal before it go. */
+static void try_checkpoint(struct server *s)
+{
+    struct job *j = s->checkpoint;
+    if (!j)
+        return;
+    struct pg_status st;
+    pg_status(s->pg, &st);
+    if (st.committed < s->checkpoint_needs)
+        return;
     struct error err;
     if (!journal_sync(s->journal, &err))
         worker_fail(s, "journal", &err);
-    if (!rowsink_sync(s->sink, &err))
-        worker_fail(s, "row files", &err);
-    /* The payload: the row files' sizes, then the engine snapshot. */
-    uint64_t sizes[ROWSINK_FILES];
-    rowsink_sizes(s->sink, sizes);
-    size_t len = sizeof sizes + j->len;
-    unsigned char *payload = malloc(len);
-    if (!payload)
-        abort();
-    memcpy(payload, sizes, sizeof sizes);
-    memcpy(payload + sizeof sizes, j->data, j->len);
-    uint64_t lsn = journal_end(s->journal);
-    if (!journal_write_checkpoint(s->cfg->daemon.state_dir, lsn, payload, len, &err))
+    uint64_t lsn = j->seq_lsn;
+    if (!journal_write_checkpoint(s->cfg->daemon.state_dir, lsn, j->data, j->len, &err))
         worker_fail(s, "checkpoint", &err);
-    free(payload);
     if (!journal_trim(s->journal, lsn, &err))
         log_msg(LOG_WARNING, "journal: %s", err.msg);
     log_msg(LOG_INFO, "checkpoint at journal offset %llu (%zu bytes of engine state)",
             (unsigned long long)lsn, j->len);
+    s->checkpoint = NULL;
+    free_job(j);
+    pthread_mutex_lock(&s->lock);
+    s->journal_bytes = journal_bytes(s->journal);
+    pthread_mutex_unlock(&s->lock);
 }
 
 static void *worker_main(void *arg)
@@ -198,13 +180,20 @@ static void *worker_main(void *arg)
     struct server *s = arg;
     for (;;) {
         pthread_mutex_lock(&s->lock);
-        while (!s->jobs && !s->worker_stop)
-            pthread_cond_wait(&s->cond, &s->lock);
+        if (!s->jobs && !s->worker_stop) {
+            /* Woken by a job, or by the ledger writer after a commit (a
+             * waiting checkpoint may now be written). */
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += 1;
+            pthread_cond_timedwait(&s->cond, &s->lock, &until);
+        }
         struct job *batch = s->jobs;
         s->jobs = NULL;
         s->jobs_tail = &s->jobs;
         bool stop = s->worker_stop;
         pthread_mutex_unlock(&s->lock);
+        try_checkpoint(s);
         if (!batch && stop)
             return NULL;
 
@@ -221,13 +210,23 @@ static void *worker_main(void *arg)
             if (last && s->cfg->daemon.durability == DURABILITY_FSYNC &&
                 !journal_sync(s->journal, &err))
                 worker_fail(s, "journal", &err);
+            /* Durable now: their rows may go to the ledger. */
             for (struct job *k = group; k != j; k = k->next)
-                write_rows_now(s, &k->rows);
+                if (k->rows.n) {
+                    pg_submit(s->pg, k->seq, &k->rows);
+                    s->rows_seq = k->seq;
+                }
             uint64_t done = last ? last->seq : 0;
+            struct job *next_batch = j;
             if (j && j->kind == JOB_CHECKPOINT) {
-                write_checkpoint(s, j);
+                /* It waits for the ledger; a newer one replaces it. */
+                if (s->checkpoint)
+                    free_job(s->checkpoint);
+                s->checkpoint = j;
+                s->checkpoint_needs = s->rows_seq;
+                j->seq_lsn = journal_end(s->journal);
                 done = j->seq;
-                j = j->next;
+                next_batch = j->next;
             }
             pthread_mutex_lock(&s->lock);
             if (done > s->durable_seq)
@@ -237,11 +236,11 @@ static void *worker_main(void *arg)
             event_active(s->wake, 0, 0);
             while (batch != j) {
                 struct job *next = batch->next;
-                free(batch->data);
-                rows_free(&batch->rows);
-                free(batch);
+                free_job(batch);
                 batch = next;
             }
+            batch = next_batch;
+            try_checkpoint(s);
         }
     }
 }
@@ -311,11 +310,46 @@ void server_accept(struct server *s, struct evhttp_request *req, struct record_b
     s->waiters_tail = &w->next;
 }
 
+/* From the ledger writer's thread: its status changed. */
+static void pg_changed(void *arg)
+{
+    struct server *s = arg;
+    pthread_mutex_lock(&s->lock);
+    pthread_cond_signal(&s->cond); /* a checkpoint may be waiting for a commit */
+    pthread_mutex_unlock(&s->lock);
+    event_active(s->wake, 0, 0);
+}
+
+/* The caps read back from the ledger become a journal record, so a replay
+ * starts from them too. */
+static void apply_recovered_caps(struct server *s)
+{
+    struct pg_status st;
+    pg_status(s->pg, &st);
+    if (!s->caps_pending || !st.caps_ready)
+        return;
+    size_t n;
+    struct pg_cap *caps = pg_take_caps(s->pg, &n);
+    struct record_buf r = {0};
+    ingest_encode_caps(caps, n, &r);
+    struct error err;
+    if (!ingest_apply_caps(s->engine, r.p, r.len, &err))
+        log_msg(LOG_ERR, "caps: %s", err.msg);
+    submit_record(s, RECORD_CAPS, &r);
+    record_buf_free(&r);
+    free(caps);
+    s->caps_pending = false;
+    log_msg(LOG_NOTICE, "yearly caps recovered from the ledger; taking writes");
+}
+
 static void on_wake(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     struct server *s = arg;
+    if (!s->wake)
+        return;
+    apply_recovered_caps(s);
     pthread_mutex_lock(&s->lock);
     uint64_t durable = s->durable_seq;
     pthread_mutex_unlock(&s->lock);
@@ -331,19 +365,34 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
         event_base_loopexit(s->base, NULL);
 }
 
+const char *server_degraded(const struct server *s)
+{
+    struct pg_status st;
+    pg_status(s->pg, &st);
+    if (!st.connected && !st.standby)
+        return "PostgreSQL unreachable: rows wait in the journal";
+    return NULL;
+}
+
 const char *server_refuses_writes(const struct server *s)
 {
     if (s->stopping)
         return "shutting down";
+    struct pg_status st;
+    pg_status(s->pg, &st);
+    if (st.standby)
+        return "standby: another tariffd writes this schema";
+    if (s->caps_pending)
+        return "recovering the yearly caps from PostgreSQL; retry later";
     struct server *m = (struct server *)s;
     pthread_mutex_lock(&m->lock);
     uint64_t backlog = s->journal_bytes;
     pthread_mutex_unlock(&m->lock);
     if (backlog > s->cfg->daemon.max_backlog_bytes)
         return "journal backlog over max_backlog; retry later";
-    struct statvfs st;
-    if (statvfs(s->cfg->daemon.state_dir, &st) == 0 &&
-        (uint64_t)st.f_bavail * st.f_frsize < 2 * s->cfg->daemon.max_body_bytes + (64u << 20))
+    struct statvfs fs;
+    if (statvfs(s->cfg->daemon.state_dir, &fs) == 0 &&
+        (uint64_t)fs.f_bavail * fs.f_frsize < 2 * s->cfg->daemon.max_body_bytes + (64u << 20))
         return "disk of state_dir nearly full; retry later";
     return NULL;
 }
@@ -402,6 +451,7 @@ static bool replay_record(void *ctx, uint8_t type, const void *payload, size_t l
     struct replay_ctx *r = ctx;
     bool ok = type == RECORD_SAMPLES ? ingest_apply(r->s->engine, payload, len, &r->err)
               : type == RECORD_TICK  ? ingest_apply_tick(r->s->engine, payload, len, &r->err)
+              : type == RECORD_CAPS  ? ingest_apply_caps(r->s->engine, payload, len, &r->err)
                                      : (error_set(&r->err, "unknown record type %d", type), false);
     r->records++;
     r->failed = !ok;
@@ -432,25 +482,18 @@ static bool recover(struct server *s, struct error *err)
     if (!journal_read_checkpoint(dir, &found, &lsn, &payload, &len, err) && found)
         return false;
     struct engine_sink sink = {s, on_billing, on_demand, on_quarantine};
-    uint64_t sizes[ROWSINK_FILES];
     if (found) {
-        if (len < sizeof sizes) {
-            error_set(err, "checkpoint in %s is too short", dir);
-            free(payload);
-            return false;
-        }
-        memcpy(sizes, payload, sizeof sizes);
-        s->engine = engine_load(s->cfg, &sink, (unsigned char *)payload + sizeof sizes,
-                                len - sizeof sizes, err);
+        s->engine = engine_load(s->cfg, &sink, payload, len, err);
         free(payload);
         if (!s->engine)
             return false;
     } else {
         s->engine = engine_new(s->cfg, &sink);
     }
-    s->sink = rowsink_open(dir, found ? sizes : NULL, err);
-    if (!s->sink)
-        return false;
+    /* Started on an empty state_dir: what the yearly caps have consumed is
+     * in the ledger, and no write is taken before it is read back. */
+    s->caps_pending = !found && journal_bytes(s->journal) == 0;
+    s->pg = pg_start(s->cfg, s->caps_pending, pg_changed, s);
     if (found && lsn < journal_start(s->journal)) {
         error_set(err,
                   "the checkpoint starts at journal offset %llu but the journal starts at %llu: "
@@ -466,6 +509,7 @@ static bool recover(struct server *s, struct error *err)
         return false;
     }
     s->replaying = false;
+    replayed_rows(s);
     log_msg(LOG_INFO, "recovered: checkpoint %s, %llu journal records replayed",
             found ? "loaded" : "none", (unsigned long long)r.records);
     s->journal_bytes = journal_bytes(s->journal);
@@ -540,6 +584,10 @@ int server_run(struct config *cfg, const char *config_path)
     pthread_cond_signal(&s->cond);
     pthread_mutex_unlock(&s->lock);
     pthread_join(s->worker, NULL);
+    /* Rows not yet in the ledger stay in the journal for the next start. */
+    pg_stop(s->pg, 5000);
+    if (s->checkpoint)
+        free_job(s->checkpoint);
     event_free(tick);
     event_free(term);
     event_free(intr);
@@ -547,9 +595,8 @@ int server_run(struct config *cfg, const char *config_path)
     evhttp_free(s->http);
     event_base_free(s->base);
     engine_free(s->engine);
-    rowsink_close(s->sink);
     journal_close(s->journal);
-    rows_free(&s->rows);
+    ledger_rows_free(&s->rows);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->cond);
     free(s);

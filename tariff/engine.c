@@ -927,6 +927,12 @@ void engine_stats(const struct engine *e, struct engine_stats *out)
         out->samples_kept += e->meters[i].buf.n;
 }
 
+void engine_set_cap_consumed(struct engine *e, const char *tenant, const char *programme,
+                             int32_t year, int64_t consumed_cny4)
+{
+    *caps_consumed(&e->caps, tenant, programme, year) = consumed_cny4;
+}
+
 void engine_free(struct engine *e)
 {
     if (!e)

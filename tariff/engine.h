@@ -138,6 +138,12 @@ void engine_finish(struct engine *e, int64_t now_ns);
 
 void engine_stats(const struct engine *e, struct engine_stats *out);
 
+/* Sets what a tenant's programme has consumed of its cap in a local year:
+ * for a daemon started without a checkpoint, which recovers the caps from
+ * the ledger's subsidy_lines. */
+void engine_set_cap_consumed(struct engine *e, const char *tenant, const char *programme,
+                             int32_t year, int64_t consumed_cny4);
+
 /* The whole state as bytes (malloc'd, *len set), and back. engine_load
  * fails (NULL, err set) on bytes it did not write. */
 void *engine_save(const struct engine *e, size_t *len);

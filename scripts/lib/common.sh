@@ -4,7 +4,7 @@
 # What building, testing and the demo need from Debian 12.
 TARIFFD_PACKAGES=(
     gcc libc6-dev pkg-config meson ninja-build python3 clang-format
-    libinih-dev check libssl-dev libevent-dev zlib1g-dev
+    libinih-dev check libssl-dev libevent-dev zlib1g-dev libpq-dev
     postgresql
 )
 

@@ -9,11 +9,35 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOKENS = {"t1": "t1-secret", "t2": "t2-secret"}
+
+# The columns of `tariffd price`'s CSV files, as the ledger holds them.
+TS = "to_char({0} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS {0}"
+QUERIES = {
+    "billing_rows": "SELECT id, tenant, cluster, site, province, " + TS.format("interval_start") + ", "
+                    + TS.format("interval_end") + ", month, kind, revision, period, kwh, price, "
+                    "surcharge_rate, energy_charge, surcharge, subsidy, net, domestic_share, "
+                    "programme, tariff_version, missing_s FROM {schema}.billing_rows ORDER BY id",
+    "demand_charges": "SELECT id, tenant, cluster, site, province, month, basis, max_kw, "
+                      + TS.format("max_interval_start") + ", billing_kw, charge, subsidy, net, "
+                      "programme, tariff_version, kind, revision FROM {schema}.demand_charges ORDER BY id",
+}
+
+
+def need_postgres():
+    if not os.environ.get("PGHOST"):
+        print("skipped: no PostgreSQL (PGHOST is unset; scripts/test starts one)")
+        sys.exit(77)
+
+
+def psql(db, sql, *args):
+    return subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db, *args, "-c", sql],
+                          check=True, capture_output=True, text=True).stdout
 
 
 def free_port():
@@ -23,17 +47,27 @@ def free_port():
 
 
 class Daemon:
-    def __init__(self, tariffd, state=None, port=None, extra=""):
+    def __init__(self, tariffd, state=None, port=None, extra="", db=None, schema="tariffd"):
+        need_postgres()
         self.tariffd = tariffd
         self.dir = state or tempfile.mkdtemp(prefix="tariffd-test-")
         self.port = port or free_port()
         self.proc = None
+        self.schema = schema
+        self.own_db = db is None
+        self.db = db or f"tariffd_test_{self.port}"
+        if self.own_db:
+            psql("postgres", f'DROP DATABASE IF EXISTS "{self.db}"')
+            psql("postgres", f'CREATE DATABASE "{self.db}"')
+        conninfo = (f"host={os.environ['PGHOST']} port={os.environ.get('PGPORT', '5432')} "
+                    f"user={os.environ.get('PGUSER', 'postgres')} dbname={self.db} connect_timeout=2")
         with open(os.path.join(HERE, "daemon.conf.in")) as f:
             text = f.read()
         text = (text.replace("@PORT@", str(self.port)).replace("@STATE@", self.dir + "/state")
                 .replace("@T1@", hashlib.sha256(b"t1-secret").hexdigest())
                 .replace("@T2@", hashlib.sha256(b"t2-secret").hexdigest()))
         text = text.replace("[daemon]\n", "[daemon]\n" + extra)
+        text += f"\n[postgres]\nconninfo = {conninfo}\nschema = {schema}\n"
         self.config = os.path.join(self.dir, "tariffd.conf")
         with open(self.config, "w") as f:
             f.write(text)
@@ -71,6 +105,19 @@ class Daemon:
         if self.proc and self.proc.poll() is None:
             self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
+        if self.own_db:
+            psql("postgres", f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')
+
+    def table(self, name):
+        """The ledger's rows as dicts of text, columns as in tariffd price's CSV."""
+        import csv
+        import io
+        sql = QUERIES.get(name, "SELECT * FROM {schema}." + name + " ORDER BY id").format(schema=self.schema)
+        try:
+            out = psql(self.db, f"COPY ({sql}) TO STDOUT WITH CSV HEADER")
+        except subprocess.CalledProcessError:
+            return []  # not migrated yet
+        return list(csv.DictReader(io.StringIO(out)))
 
     def request(self, method, path, body=None, headers=None, host="127.0.0.1", chunked=False):
         conn = http.client.HTTPConnection(host, self.port, timeout=30)

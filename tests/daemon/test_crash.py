@@ -3,8 +3,9 @@ once. A client streams a known data set in batches and retries each batch
 until it gets 204 (as Telegraf and the client libraries do); a killer
 thread SIGKILLs the daemon at random moments and restarts it on the same
 state_dir. At the end, for every (cluster, interval) the sums over
-revisions of kWh and money in rows.csv equal `tariffd price` on the same
-data, to the fen; and for every (cluster, month) the demand charges.
+revisions of kWh and money in the PostgreSQL ledger equal `tariffd price`
+on the same data, to the fen; and for every (cluster, month) the demand
+charges.
 
 usage: test_crash.py TARIFFD [KILLS] [SEED]   (prints "N passed, N failed")"""
 import os
@@ -47,15 +48,21 @@ done = threading.Event()
 restarts = 0
 
 
+killer_error = []
+
+
 def killer():
     global restarts
-    for _ in range(kills):
-        time.sleep(rng.uniform(0.05, 0.4))
-        if done.is_set():
-            return
-        d.kill()
-        d.start()
-        restarts += 1
+    try:
+        for _ in range(kills):
+            time.sleep(rng.uniform(0.05, 0.4))
+            if done.is_set():
+                return
+            d.kill()
+            d.start()
+            restarts += 1
+    except Exception as e:  # reported by the main thread
+        killer_error.append(repr(e))
 
 
 passed = failed = 0
@@ -74,8 +81,11 @@ try:
     thread = threading.Thread(target=killer)
     thread.start()
     retries = 0
+    deadline = time.time() + 120
     for b in batches:
         while True:
+            if killer_error or time.time() > deadline:
+                raise RuntimeError(f"stuck: {killer_error} {d.read_log()[-2000:]}")
             try:
                 status = d.write(b)[0]
             except OSError:
@@ -89,10 +99,9 @@ try:
     done.set()
     thread.join()
     # Meters fall silent (grace 1s): every interval and March close.
-    state = os.path.join(d.dir, "state")
     deadline = time.time() + 20
     while time.time() < deadline:
-        demand = read_csv(os.path.join(state, "demand.csv"))
+        demand = d.table("demand_charges")
         if len({r["cluster"] for r in demand}) == 2:
             break
         time.sleep(0.2)
@@ -109,8 +118,8 @@ try:
                                stdin=inp, stdout=subprocess.DEVNULL, check=True)
         want_rows = read_csv(os.path.join(out, "billing_rows.csv"))
         want_demand = read_csv(os.path.join(out, "demand_charges.csv"))
-    got_rows = read_csv(os.path.join(state, "rows.csv"))
-    got_demand = read_csv(os.path.join(state, "demand.csv"))
+    got_rows = d.table("billing_rows")
+    got_demand = d.table("demand_charges")
 
     def sums(rows, key, fields):
         total = defaultdict(lambda: defaultdict(Decimal))

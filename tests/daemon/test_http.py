@@ -11,7 +11,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Daemon, read_csv  # noqa: E402
+from harness import Daemon  # noqa: E402
 
 passed = failed = 0
 
@@ -44,11 +44,11 @@ def lines(cluster, start, minutes, kw=40, meter="main", field="kw"):
 def wait_rows(d, pred, timeout=10):
     deadline = time.time() + timeout
     while time.time() < deadline:
-        rows = read_csv(os.path.join(d.dir, "state", "rows.csv"))
+        rows = d.table("billing_rows")
         if pred(rows):
             return rows
         time.sleep(0.1)
-    return read_csv(os.path.join(d.dir, "state", "rows.csv"))
+    return d.table("billing_rows")
 
 
 d = Daemon(sys.argv[1]).start()

@@ -1,0 +1,192 @@
+#include "ledger_rows.h"
+
+#include "storage/csv.h"
+#include "tariff/civil.h"
+#include "tariff/decimal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NULL_LEN 0xffffffffu
+
+static void reserve(struct ledger_rows *r, size_t n)
+{
+    if (r->len + n <= r->cap)
+        return;
+    size_t cap = r->cap ? r->cap : 4096;
+    while (cap < r->len + n)
+        cap *= 2;
+    r->p = realloc(r->p, cap);
+    if (!r->p)
+        abort();
+    r->cap = cap;
+}
+
+static void begin(struct ledger_rows *r, enum ledger_kind kind, int n)
+{
+    reserve(r, 2);
+    r->p[r->len++] = (unsigned char)kind;
+    r->p[r->len++] = (unsigned char)n;
+    r->n++;
+}
+
+/* A value with its NUL, so the writer can hand libpq pointers into the
+ * buffer; NULL for SQL NULL. */
+static void value(struct ledger_rows *r, const char *s)
+{
+    uint32_t len = s ? (uint32_t)strlen(s) : NULL_LEN;
+    reserve(r, sizeof len + (s ? len + 1 : 0));
+    memcpy(r->p + r->len, &len, sizeof len);
+    r->len += sizeof len;
+    if (s) {
+        memcpy(r->p + r->len, s, len + 1);
+        r->len += len + 1;
+    }
+}
+
+static void number(struct ledger_rows *r, int64_t v, int scale)
+{
+    char buf[48];
+    decimal_format(v, scale, buf, sizeof buf);
+    value(r, buf);
+}
+
+static void timestamp(struct ledger_rows *r, int64_t ts_s)
+{
+    char buf[32];
+    csv_timestamp(ts_s, buf);
+    value(r, buf);
+}
+
+static void date(struct ledger_rows *r, int32_t day)
+{
+    char buf[16];
+    civil_format_date(day, buf, sizeof buf);
+    value(r, buf);
+}
+
+static void cluster_values(struct ledger_rows *r, const struct cluster *c)
+{
+    value(r, c->tenant->id);
+    value(r, c->id);
+    value(r, c->site->id);
+    value(r, c->site->province);
+}
+
+/* The subsidy lines as {names} and {amounts} array literals. */
+static void lines(struct ledger_rows *r, const struct paid_line *l, size_t n)
+{
+    char names[PRICE_MAX_PAID * 2 * 66 + 3] = "{", amounts[PRICE_MAX_PAID * 2 * 24 + 3] = "{";
+    size_t a = 1, b = 1;
+    for (size_t i = 0; i < n; i++) {
+        a += (size_t)snprintf(names + a, sizeof names - a, "%s%s", i ? "," : "", l[i].programme);
+        if (i)
+            amounts[b++] = ',';
+        b += (size_t)decimal_format(l[i].amount_cny4, 4, amounts + b, sizeof amounts - b);
+    }
+    snprintf(names + a, sizeof names - a, "}");
+    snprintf(amounts + b, sizeof amounts - b, "}");
+    value(r, names);
+    value(r, amounts);
+}
+
+void ledger_add_billing(struct ledger_rows *r, const struct billing_row *row)
+{
+    begin(r, LEDGER_BILLING, 24);
+    cluster_values(r, row->cluster);
+    timestamp(r, row->interval_start_s);
+    timestamp(r, row->interval_end_s);
+    date(r, row->month_day);
+    value(r, row->revision == 0 ? "interval" : "adjustment");
+    number(r, row->revision, 0);
+    value(r, period_name(row->period));
+    number(r, row->kwh_micro, 6);
+    number(r, row->price_micro_cny, 6);
+    number(r, row->surcharge_rate_micro_cny, 6);
+    number(r, row->energy_charge_cny4, 4);
+    number(r, row->surcharge_cny4, 4);
+    number(r, row->subsidy_cny4, 4);
+    number(r, row->net_cny4, 4);
+    number(r, row->domestic_share_micro, 6);
+    value(r, row->programme);
+    value(r, row->tariff_version);
+    number(r, row->missing_s, 0);
+    number(r, row->year, 0);
+    lines(r, row->lines, row->n_lines);
+}
+
+void ledger_add_demand(struct ledger_rows *r, const struct demand_row *row)
+{
+    begin(r, LEDGER_DEMAND, 19);
+    cluster_values(r, row->cluster);
+    date(r, row->month_day);
+    value(r, demand_basis_name(row->basis));
+    number(r, row->max_kw_micro, 6);
+    if (row->max_interval_start_s == INT64_MIN)
+        value(r, NULL);
+    else
+        timestamp(r, row->max_interval_start_s);
+    number(r, row->billing_kw_micro, 6);
+    number(r, row->charge_cny4, 4);
+    number(r, row->subsidy_cny4, 4);
+    number(r, row->net_cny4, 4);
+    value(r, row->programme);
+    value(r, row->tariff_version);
+    value(r, row->revision == 0 ? "month" : "adjustment");
+    number(r, row->revision, 0);
+    number(r, row->year, 0);
+    lines(r, row->lines, row->n_lines);
+}
+
+void ledger_add_quarantine(struct ledger_rows *r, const struct engine_sample *s, const char *reason,
+                           int64_t received_ns)
+{
+    begin(r, LEDGER_QUARANTINE, 6);
+    value(r, s->cluster);
+    value(r, s->meter);
+    number(r, s->ts_ns, 0);
+    char v[40];
+    snprintf(v, sizeof v, "%.17g", s->value);
+    value(r, v);
+    value(r, s->kind == SAMPLE_COUNTER ? "counter" : "power");
+    value(r, reason);
+    (void)received_ns; /* received_at defaults to now() at insert */
+}
+
+void ledger_append(struct ledger_rows *dst, const struct ledger_rows *src)
+{
+    reserve(dst, src->len);
+    memcpy(dst->p + dst->len, src->p, src->len);
+    dst->len += src->len;
+    dst->n += src->n;
+}
+
+bool ledger_next(const struct ledger_rows *r, size_t *offset, struct ledger_row *out)
+{
+    size_t o = *offset;
+    if (o + 2 > r->len)
+        return false;
+    out->kind = (enum ledger_kind)r->p[o];
+    out->n = r->p[o + 1];
+    o += 2;
+    for (int i = 0; i < out->n; i++) {
+        uint32_t len;
+        memcpy(&len, r->p + o, sizeof len);
+        o += sizeof len;
+        if (len == NULL_LEN) {
+            out->values[i] = NULL;
+        } else {
+            out->values[i] = (const char *)r->p + o;
+            o += len + 1;
+        }
+    }
+    *offset = o;
+    return true;
+}
+
+void ledger_rows_free(struct ledger_rows *r)
+{
+    free(r->p);
+    memset(r, 0, sizeof *r);
+}

@@ -1,0 +1,51 @@
+/*
+ * ledger_rows: closed rows as the text parameters of the ledger's INSERTs
+ * (DESIGN.md 5). Built on the loop thread from the engine's rows, which
+ * point into the engine and the config, and handed whole to the
+ * PostgreSQL writer thread, which owns them from then on.
+ *
+ * Each value is PostgreSQL's text form (timestamps in RFC 3339 UTC, exact
+ * decimals, NULL as a null pointer); the subsidy lines of a row travel as
+ * two array literals, programme names ({a,b}: names are plain identifiers)
+ * and amounts ({0.9375,0.3125}).
+ */
+#ifndef STORAGE_LEDGER_ROWS_H
+#define STORAGE_LEDGER_ROWS_H
+
+#include "tariff/engine.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum ledger_kind { LEDGER_BILLING, LEDGER_DEMAND, LEDGER_QUARANTINE };
+
+/* Parameters: billing 21 columns + year + programmes + amounts = 24;
+ * demand 16 + 3 = 19; quarantine 6. */
+#define LEDGER_MAX_VALUES 24
+
+struct ledger_rows {
+    unsigned char *p;
+    size_t len, cap;
+    size_t n;
+};
+
+struct ledger_row {
+    enum ledger_kind kind;
+    int n;
+    const char *values[LEDGER_MAX_VALUES]; /* NULL: SQL NULL */
+};
+
+void ledger_add_billing(struct ledger_rows *r, const struct billing_row *row);
+void ledger_add_demand(struct ledger_rows *r, const struct demand_row *row);
+void ledger_add_quarantine(struct ledger_rows *r, const struct engine_sample *s, const char *reason,
+                           int64_t received_ns);
+
+/* Appends every row of src to dst. */
+void ledger_append(struct ledger_rows *dst, const struct ledger_rows *src);
+
+/* The row at *offset (0 for the first), advancing *offset; false at the end. */
+bool ledger_next(const struct ledger_rows *r, size_t *offset, struct ledger_row *out);
+
+void ledger_rows_free(struct ledger_rows *r);
+
+#endif

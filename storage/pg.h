@@ -1,0 +1,66 @@
+/*
+ * pg: the PostgreSQL ledger writer (DESIGN.md 5 and 6).
+ *
+ * One thread of its own with a blocking libpq connection. A thread rather
+ * than non-blocking libpq on the event loop: the writer's life is a
+ * sequence of waits (connect, back off, wait for the advisory lock, run a
+ * pipelined transaction) that reads straight as blocking code, and the
+ * loop hands it finished rows and never waits for PostgreSQL.
+ *
+ * It connects (reconnecting with capped exponential backoff and jitter),
+ * takes the schema's writer advisory lock for its session (a second daemon
+ * waits as a standby), applies the embedded migrations under a migration
+ * lock, records every loaded tariff version and the programmes' caps, and
+ * then writes batches in submission order, one transaction each: every
+ * row an INSERT ... ON CONFLICT DO NOTHING (so a replay after a crash
+ * cannot double-bill) with its subsidy lines, then pg_notify with the
+ * largest id. A batch leaves the queue only after its COMMIT.
+ */
+#ifndef STORAGE_PG_H
+#define STORAGE_PG_H
+
+#include "storage/ledger_rows.h"
+#include "tariff/config.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct pg_writer;
+
+/* A cap consumption read back from subsidy_lines. */
+struct pg_cap {
+    char tenant[64];
+    char programme[64];
+    int32_t year;
+    int64_t consumed_cny4;
+};
+
+struct pg_status {
+    bool connected;     /* connected, lock held, schema migrated */
+    bool standby;       /* another daemon holds the schema's writer lock */
+    uint64_t committed; /* the last batch sequence committed */
+    uint64_t queued;    /* rows waiting */
+    bool caps_ready;    /* recover_caps was asked and the caps are read */
+    char last_error[256];
+};
+
+/* Starts the writer. wake(arg) is called from its thread whenever its
+ * status changes (a commit, a connection won or lost). With recover_caps,
+ * it reads the caps from subsidy_lines once connected (pg_take_caps). */
+struct pg_writer *pg_start(const struct config *cfg, bool recover_caps, void (*wake)(void *),
+                           void *arg);
+
+/* Hands over the rows of every record up to seq (takes ownership). */
+void pg_submit(struct pg_writer *w, uint64_t seq, struct ledger_rows *rows);
+
+void pg_status(struct pg_writer *w, struct pg_status *out);
+
+/* The caps read back (malloc'd array, caller frees); once. */
+struct pg_cap *pg_take_caps(struct pg_writer *w, size_t *n);
+
+/* Stops the thread: waits up to timeout_ms for the queue to be written,
+ * then gives up (what is left is in the journal and is written after the
+ * restart). */
+void pg_stop(struct pg_writer *w, int timeout_ms);
+
+#endif
