@@ -14,6 +14,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+/* The power of meter m of cluster c in round r, in kW: the same in every
+ * generator, so the peer and tariffd price the same data. */
+static double power_kw(long c, long m, long r)
+{
+    unsigned long long h = (unsigned long long)c * 0x9E3779B97F4A7C15ULL ^
+                           (unsigned long long)m * 0xC2B2AE3D27D4EB4FULL ^
+                           (unsigned long long)r * 0x165667B19E3779F9ULL;
+    h ^= h >> 29;
+    h *= 0xBF58476D1CE4E5B9ULL;
+    h ^= h >> 32;
+    return 500 + (double)(h % 100000) / 100.0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 6) {
@@ -27,12 +40,10 @@ int main(int argc, char **argv)
     int csv = argc > 7 && argv[7][0] == 'c';
     static char out[1 << 16];
     setvbuf(stdout, out, _IOFBF, sizeof out);
-    unsigned x = 12345;
     for (long r = 0; r < samples; r++)
         for (long c = 0; c < clusters; c++)
             for (long m = 0; m < meters; m++) {
-                x = x * 1103515245u + 12345u;
-                double kw = 500 + (double)((x >> 8) % 100000) / 100.0;
+                double kw = power_kw(c, m, r);
                 if (csv)
                     printf("%s%05ld,m%03ld,%lld,%.2f\n", prefix, c, m, start + r * step, kw);
                 else

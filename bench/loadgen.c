@@ -7,8 +7,8 @@
  * between them (so each meter's samples arrive in order). In each round
  * every meter reports once, timestamp START_S + 10 x round (precision s),
  * in POST /api/v2/write requests of LINES lines. Bodies are built before
- * the clock starts. Prints samples per second and the p50/p99 request
- * latency (time to the 204).
+ * the clock starts. Prints samples per second, the p50/p99 request
+ * latency (time to the 204) and the wall-clock time the first request went.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -98,6 +98,19 @@ static int by_value(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* The power of meter m of cluster c in round r, in kW: the same in every
+ * generator, so the peer and tariffd price the same data. */
+static double power_kw(long c, long m, long r)
+{
+    unsigned long long h = (unsigned long long)c * 0x9E3779B97F4A7C15ULL ^
+                           (unsigned long long)m * 0xC2B2AE3D27D4EB4FULL ^
+                           (unsigned long long)r * 0x165667B19E3779F9ULL;
+    h ^= h >> 29;
+    h *= 0xBF58476D1CE4E5B9ULL;
+    h ^= h >> 32;
+    return 500 + (double)(h % 100000) / 100.0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 9) {
@@ -111,7 +124,6 @@ int main(int argc, char **argv)
     long lines = atol(argv[7]);
     long long start = atoll(argv[8]);
     struct worker *w = calloc((size_t)threads, sizeof *w);
-    unsigned x = 1;
     for (int t = 0; t < threads; t++) {
         long c0 = clusters * t / threads, c1 = clusters * (t + 1) / threads;
         long per_round = (c1 - c0) * meters;
@@ -129,11 +141,11 @@ int main(int argc, char **argv)
                 char *body = malloc(cap);
                 size_t len = 0;
                 for (long k = 0; k < n; k++, i++) {
-                    x = x * 1103515245u + 12345u;
-                    len += (size_t)snprintf(
-                        body + len, cap - len,
-                        "power,cluster=bench-%05ld,meter=m%03ld kw=%.2f %lld\n", c0 + i / meters,
-                        i % meters, 500 + (double)((x >> 8) % 100000) / 100.0, start + round * 10);
+                    len += (size_t)snprintf(body + len, cap - len,
+                                            "power,cluster=bench-%05ld,meter=m%03ld kw=%.2f %lld\n",
+                                            c0 + i / meters, i % meters,
+                                            power_kw(c0 + i / meters, i % meters, round),
+                                            start + round * 10);
                 }
                 char *req = malloc(len + 512);
                 int h = snprintf(req, 512,
@@ -149,6 +161,8 @@ int main(int argc, char **argv)
         }
     }
     double t0 = now_s();
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
     pthread_t *tid = calloc((size_t)threads, sizeof *tid);
     for (int t = 0; t < threads; t++)
         pthread_create(&tid[t], NULL, run, &w[t]);
@@ -168,7 +182,8 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < w[t].n_reqs; i++)
             lat[k++] = w[t].latency_ms[i];
     qsort(lat, n_lat, sizeof *lat, by_value);
-    printf("samples %ld seconds %.3f rate %.0f requests %zu p50_ms %.2f p99_ms %.2f\n", samples,
-           elapsed, samples / elapsed, n_lat, lat[n_lat / 2], lat[n_lat * 99 / 100]);
+    printf("samples %ld seconds %.3f rate %.0f requests %zu p50_ms %.2f p99_ms %.2f started %.3f\n",
+           samples, elapsed, samples / elapsed, n_lat, lat[n_lat / 2], lat[n_lat * 99 / 100],
+           (double)wall.tv_sec + wall.tv_nsec / 1e9);
     return 0;
 }
