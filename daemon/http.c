@@ -16,6 +16,7 @@
 
 #include "build_config.h"
 #include "daemon/log.h"
+#include "daemon/metrics.h"
 
 #include <event2/buffer.h>
 #include <event2/http.h>
@@ -260,6 +261,20 @@ static int64_t wall_clock_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* A refused write: counted by status, answered in the endpoint's shape. */
+static void write_error(struct server *s, struct evhttp_request *req, bool v2, int status,
+                        const char *msg, int retry_after_s)
+{
+    struct metrics *m = server_metrics(s);
+    metrics_request(m, v2 ? ENDPOINT_WRITE_V2 : ENDPOINT_WRITE_V1, status);
+    int i = 0;
+    static const int codes[] = {200, 204, 400, 401, 403, 404, 405, 413, 503};
+    while (i < 9 && codes[i] != status)
+        i++;
+    m->samples_rejected[i]++;
+    http_error(req, v2, status, msg, retry_after_s);
+}
+
 static void handle_write(struct server *s, struct evhttp_request *req, bool v2)
 {
     const struct config *cfg = server_config(s);
@@ -267,13 +282,13 @@ static void handle_write(struct server *s, struct evhttp_request *req, bool v2)
     TAILQ_INIT(&query);
     const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
     if (q && evhttp_parse_query_str(q, &query) != 0) {
-        http_error(req, v2, 400, "malformed query string", 0);
+        write_error(s, req, v2, 400, "malformed query string", 0);
         return;
     }
     const struct tenant *tenant = authenticate(cfg, req, &query, v2);
     if (!tenant) {
         evhttp_clear_headers(&query);
-        http_error(req, v2, 401, "unauthorized access", 0);
+        write_error(s, req, v2, 401, "unauthorized access", 0);
         return;
     }
     enum lp_precision precision;
@@ -283,13 +298,13 @@ static void handle_write(struct server *s, struct evhttp_request *req, bool v2)
         snprintf(msg, sizeof msg, "unknown precision \"%.32s\" (expected %s)", p,
                  v2 ? "ns, us, ms or s" : "n, u, ms, s, m or h");
         evhttp_clear_headers(&query);
-        http_error(req, v2, 400, msg, 0);
+        write_error(s, req, v2, 400, msg, 0);
         return;
     }
     evhttp_clear_headers(&query);
     const char *refusal = server_refuses_writes(s);
     if (refusal) {
-        http_error(req, v2, 503, refusal, 1);
+        write_error(s, req, v2, 503, refusal, 1);
         return;
     }
 
@@ -306,11 +321,11 @@ static void handle_write(struct server *s, struct evhttp_request *req, bool v2)
             char msg[96];
             snprintf(msg, sizeof msg, "request body larger than max_body (%llu bytes) after gzip",
                      (unsigned long long)cfg->daemon.max_body_bytes);
-            http_error(req, v2, 413, msg, 0);
+            write_error(s, req, v2, 413, msg, 0);
             return;
         }
         if (rc) {
-            http_error(req, v2, 400, "request body is not valid gzip", 0);
+            write_error(s, req, v2, 400, "request body is not valid gzip", 0);
             return;
         }
         body = inflated;
@@ -318,7 +333,7 @@ static void handle_write(struct server *s, struct evhttp_request *req, bool v2)
         char msg[96];
         snprintf(msg, sizeof msg, "unsupported Content-Encoding \"%.32s\" (expected gzip)",
                  encoding);
-        http_error(req, v2, 400, msg, 0);
+        write_error(s, req, v2, 400, msg, 0);
         return;
     }
 
@@ -328,17 +343,46 @@ static void handle_write(struct server *s, struct evhttp_request *req, bool v2)
                  &record, &res);
     free(inflated);
     if (res.status != INGEST_OK) {
-        http_error(req, v2, res.status == INGEST_FORBIDDEN ? 403 : 400, res.msg, 0);
+        write_error(s, req, v2, res.status == INGEST_FORBIDDEN ? 403 : 400, res.msg, 0);
         record_buf_free(&record);
         return;
     }
     if (res.samples == 0) {
         record_buf_free(&record);
+        metrics_request(server_metrics(s), v2 ? ENDPOINT_WRITE_V2 : ENDPOINT_WRITE_V1, 204);
         evhttp_send_reply(req, 204, "No Content", NULL);
         return;
     }
-    server_accept(s, req, &record);
+    server_accept(s, req, v2, &record);
     record_buf_free(&record);
+}
+
+static enum metrics_endpoint endpoint_of(const char *path)
+{
+    static const char *const paths[] = {"/write",  "/api/v2/write", "/ping",
+                                        "/health", "/query",        "/metrics"};
+    for (int i = 0; i < ENDPOINT_OTHER; i++)
+        if (strcmp(path, paths[i]) == 0)
+            return (enum metrics_endpoint)i;
+    return ENDPOINT_OTHER;
+}
+
+/* /health: pass, warn (degraded: PostgreSQL down) or fail (writes are
+ * refused: standby, backlog, disk, caps recovery, shutting down). */
+static int health(struct server *s, struct evhttp_request *req)
+{
+    const char *refusal = server_refuses_writes(s);
+    const char *degraded = server_degraded(s);
+    const char *status = refusal ? "fail" : degraded ? "warn" : "pass";
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add_printf(b, "{\"name\":\"tariffd\",\"message\":\"");
+    json_string(b, refusal ? refusal : degraded ? degraded : "ready for writes");
+    evbuffer_add_printf(b, "\",\"status\":\"%s\",\"checks\":[],\"version\":\"%s\"}", status,
+                        TARIFFD_VERSION);
+    add_version_headers(req);
+    int code = refusal ? 503 : 200;
+    reply_json(req, code, code == 200 ? "OK" : "Service Unavailable", b);
+    return code;
 }
 
 static void on_request(struct evhttp_request *req, void *arg)
@@ -350,54 +394,72 @@ static void on_request(struct evhttp_request *req, void *arg)
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
     struct evkeyvalq *out = evhttp_request_get_output_headers(req);
     bool v2 = strncmp(path, "/api/", 5) == 0;
+    enum metrics_endpoint endpoint = endpoint_of(path);
+    struct metrics *m = server_metrics(s);
     const char *allow = NULL;
-    if (strcmp(path, "/write") == 0 || strcmp(path, "/api/v2/write") == 0) {
+    switch (endpoint) {
+    case ENDPOINT_WRITE_V1:
+    case ENDPOINT_WRITE_V2:
         if (cmd == EVHTTP_REQ_POST) {
-            handle_write(s, req, v2);
+            handle_write(s, req, v2); /* counts its own answer */
             return;
         }
         allow = "POST";
-    } else if (strcmp(path, "/ping") == 0) {
+        break;
+    case ENDPOINT_PING:
         if (cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD) {
             add_version_headers(req);
             evhttp_send_reply(req, 204, "No Content", NULL);
+            metrics_request(m, endpoint, 204);
             return;
         }
         allow = "GET, HEAD";
-    } else if (strcmp(path, "/health") == 0) {
+        break;
+    case ENDPOINT_HEALTH:
         if (cmd == EVHTTP_REQ_GET) {
-            struct evbuffer *b = evbuffer_new();
-            const char *refusal = server_refuses_writes(s);
-            const char *degraded = server_degraded(s);
-            const char *why = refusal ? refusal : degraded ? degraded : "ready for writes";
-            evbuffer_add_printf(b,
-                                "{\"name\":\"tariffd\",\"message\":\"%s\",\"status\":\"%s\","
-                                "\"checks\":[],\"version\":\"%s\"}",
-                                why, refusal || degraded ? "warn" : "pass", TARIFFD_VERSION);
-            add_version_headers(req);
-            reply_json(req, 200, "OK", b);
+            metrics_request(m, endpoint, health(s, req));
             return;
         }
         allow = "GET";
-    } else if (strcmp(path, "/query") == 0) {
+        break;
+    case ENDPOINT_QUERY:
         if (cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_POST) {
             struct evbuffer *b = evbuffer_new();
             evbuffer_add_printf(b, "{\"results\":[{\"statement_id\":0}]}");
             add_version_headers(req);
             reply_json(req, 200, "OK", b);
+            metrics_request(m, endpoint, 200);
             return;
         }
         allow = "GET, POST";
-    } else {
+        break;
+    case ENDPOINT_METRICS:
+        if (cmd == EVHTTP_REQ_GET) {
+            metrics_request(m, endpoint, 200); /* this scrape counts itself */
+            struct metrics_gauges g;
+            server_gauges(s, &g);
+            struct evbuffer *b = evbuffer_new();
+            metrics_expose(m, &g, b);
+            evhttp_add_header(out, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+            evhttp_send_reply(req, 200, "OK", b);
+            evbuffer_free(b);
+            return;
+        }
+        allow = "GET";
+        break;
+    default: {
         char msg[160];
         snprintf(msg, sizeof msg, "no such endpoint: %.100s", path);
         http_error(req, v2, 404, msg, 0);
+        metrics_request(m, endpoint, 404);
         return;
+    }
     }
     evhttp_add_header(out, "Allow", allow);
     char msg[96];
     snprintf(msg, sizeof msg, "method not allowed on %s (allowed: %s)", path, allow);
     http_error(req, v2, 405, msg, 0);
+    metrics_request(m, endpoint, 405);
 }
 
 void http_install(struct server *s, struct evhttp *http)

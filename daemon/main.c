@@ -152,7 +152,5 @@ int main(int argc, char **argv)
     struct config *cfg = load(config_path);
     if (!cfg)
         return 1;
-    int status = server_run(cfg, config_path);
-    config_free(cfg);
-    return status;
+    return server_run(cfg, config_path);
 }

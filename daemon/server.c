@@ -1,6 +1,8 @@
 #include "daemon/server.h"
 
+#include "daemon/loader.h"
 #include "daemon/log.h"
+#include "daemon/metrics.h"
 #include "storage/journal.h"
 #include "storage/ledger_rows.h"
 #include "storage/pg.h"
@@ -9,6 +11,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/thread.h>
+#include <systemd/sd-daemon.h>
 
 #include <errno.h>
 #include <pthread.h>
@@ -44,11 +47,17 @@ struct job {
 struct waiter {
     uint64_t seq;
     struct evhttp_request *req;
+    bool v2;
+    struct timespec started;
     struct waiter *next;
 };
 
 struct server {
-    struct config *cfg;
+    struct config *cfg; /* the loop's; replaced whole on reload */
+    const char *config_path;
+    char *state_dir; /* copies the worker reads: a reload cannot change them */
+    bool fsync_each_group;
+    struct metrics metrics;
     struct event_base *base;
     struct evhttp *http;
     struct engine *engine;
@@ -85,12 +94,45 @@ const struct config *server_config(const struct server *s)
     return s->cfg;
 }
 
+struct metrics *server_metrics(struct server *s)
+{
+    return &s->metrics;
+}
+
+void server_gauges(const struct server *s, struct metrics_gauges *g)
+{
+    struct engine_stats st;
+    engine_stats(s->engine, &st);
+    struct pg_status pg;
+    pg_status(s->pg, &pg);
+    struct server *m = (struct server *)s;
+    pthread_mutex_lock(&m->lock);
+    uint64_t journal = s->journal_bytes;
+    pthread_mutex_unlock(&m->lock);
+    *g = (struct metrics_gauges){
+        .samples_accepted = st.accepted,
+        .duplicates = st.duplicates,
+        .conflicts = st.conflicts,
+        .quarantined = st.quarantined,
+        .intervals_closed = st.billing_rows,
+        .adjustments = st.adjustment_rows,
+        .demand_rows = st.demand_rows,
+        .meters = st.meters,
+        .samples_kept = st.samples_kept,
+        .journal_bytes = journal,
+        .max_backlog_bytes = s->cfg->daemon.max_backlog_bytes,
+        .rows_queued = pg.queued,
+        .postgres_up = pg.connected,
+    };
+}
+
 const struct engine *server_engine(const struct server *s)
 {
     return s->engine;
 }
 
 static void pg_changed(void *arg);
+static void notify_status(struct server *s);
 
 /* ------------------------------------------------------------------ */
 /* Rows out of the engine                                              */
@@ -106,6 +148,7 @@ static void on_billing(void *ctx, const struct billing_row *row)
 {
     struct server *s = ctx;
     ledger_add_billing(&s->rows, row);
+    metrics_tenant(&s->metrics, row->cluster->tenant->id, row->kwh_micro, row->subsidy_cny4);
     if (s->replaying)
         replayed_rows(s);
 }
@@ -114,6 +157,7 @@ static void on_demand(void *ctx, const struct demand_row *row)
 {
     struct server *s = ctx;
     ledger_add_demand(&s->rows, row);
+    metrics_tenant(&s->metrics, row->cluster->tenant->id, 0, row->subsidy_cny4);
     if (s->replaying)
         replayed_rows(s);
 }
@@ -162,7 +206,7 @@ static void try_checkpoint(struct server *s)
     if (!journal_sync(s->journal, &err))
         worker_fail(s, "journal", &err);
     uint64_t lsn = j->seq_lsn;
-    if (!journal_write_checkpoint(s->cfg->daemon.state_dir, lsn, j->data, j->len, &err))
+    if (!journal_write_checkpoint(s->state_dir, lsn, j->data, j->len, &err))
         worker_fail(s, "checkpoint", &err);
     if (!journal_trim(s->journal, lsn, &err))
         log_msg(LOG_WARNING, "journal: %s", err.msg);
@@ -207,8 +251,7 @@ static void *worker_main(void *arg)
                     worker_fail(s, "journal", &err);
                 last = j;
             }
-            if (last && s->cfg->daemon.durability == DURABILITY_FSYNC &&
-                !journal_sync(s->journal, &err))
+            if (last && s->fsync_each_group && !journal_sync(s->journal, &err))
                 worker_fail(s, "journal", &err);
             /* Durable now: their rows may go to the ledger. */
             for (struct job *k = group; k != j; k = k->next)
@@ -292,7 +335,7 @@ static void submit_checkpoint(struct server *s)
 /* ------------------------------------------------------------------ */
 /* The loop side                                                       */
 
-void server_accept(struct server *s, struct evhttp_request *req, struct record_buf *record)
+void server_accept(struct server *s, struct evhttp_request *req, bool v2, struct record_buf *record)
 {
     struct error err;
     if (!ingest_apply(s->engine, record->p, record->len, &err)) {
@@ -306,6 +349,8 @@ void server_accept(struct server *s, struct evhttp_request *req, struct record_b
         abort();
     w->seq = seq;
     w->req = req;
+    w->v2 = v2;
+    clock_gettime(CLOCK_MONOTONIC, &w->started);
     *s->waiters_tail = w;
     s->waiters_tail = &w->next;
 }
@@ -358,6 +403,11 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
         s->waiters = w->next;
         if (!s->waiters)
             s->waiters_tail = &s->waiters;
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        metrics_write_latency(&s->metrics, (double)(now.tv_sec - w->started.tv_sec) +
+                                               (now.tv_nsec - w->started.tv_nsec) / 1e9);
+        metrics_request(&s->metrics, w->v2 ? ENDPOINT_WRITE_V2 : ENDPOINT_WRITE_V1, 204);
         evhttp_send_reply(w->req, 204, "No Content", NULL);
         free(w);
     }
@@ -420,6 +470,104 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     if (time(NULL) - s->last_checkpoint >= CHECKPOINT_EVERY_S ||
         s->bytes_since_checkpoint >= CHECKPOINT_EVERY_BYTES)
         submit_checkpoint(s);
+    notify_status(s);
+}
+
+/* STATUS= for systemctl status: rates, backlog, PostgreSQL. */
+static void notify_status(struct server *s)
+{
+    static uint64_t last_accepted;
+    static time_t last_at;
+    time_t now = time(NULL);
+    if (now - last_at < 5 && last_at)
+        return;
+    struct metrics_gauges g;
+    server_gauges(s, &g);
+    double rate =
+        last_at ? (double)(g.samples_accepted - last_accepted) / (double)(now - last_at) : 0;
+    last_accepted = g.samples_accepted;
+    last_at = now;
+    const char *degraded = server_degraded(s), *refusal = server_refuses_writes(s);
+    sd_notifyf(0, "STATUS=%.0f samples/s, %zu meters, journal %.1f MiB, %s%s%s", rate, g.meters,
+               (double)g.journal_bytes / 1048576,
+               g.postgres_up ? "PostgreSQL connected" : "PostgreSQL not connected",
+               refusal || degraded ? "; " : "",
+               refusal    ? refusal
+               : degraded ? degraded
+                          : "");
+}
+
+static void on_watchdog(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    /* From the loop itself: a wedged loop stops the pings. */
+    sd_notify(0, "WATCHDOG=1");
+}
+
+static void log_changes(const struct config *old, const struct config *new)
+{
+    for (size_t i = 0; i < new->n_tariffs; i++)
+        for (size_t j = 0; j < new->tariffs[i].n_versions; j++) {
+            const char *label = new->tariffs[i].versions[j]->label;
+            bool known = false;
+            for (size_t k = 0; k < old->n_tariffs && !known; k++)
+                for (size_t l = 0; l < old->tariffs[k].n_versions && !known; l++)
+                    known = strcmp(old->tariffs[k].versions[l]->label, label) == 0;
+            if (!known)
+                log_msg(LOG_NOTICE, "reload: tariff version %s added", label);
+        }
+    for (size_t i = 0; i < new->n_clusters; i++)
+        if (!config_find_cluster(old, new->clusters[i].id))
+            log_msg(LOG_NOTICE, "reload: cluster %s added", new->clusters[i].id);
+    for (size_t i = 0; i < old->n_clusters; i++)
+        if (!config_find_cluster(new, old->clusters[i].id))
+            log_msg(LOG_NOTICE, "reload: cluster %s removed", old->clusters[i].id);
+}
+
+/* SIGHUP: build the new config, then swap it in whole. Requests in flight
+ * hold nothing of the old one across an event, so it can go at once. */
+static void on_reload(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    struct server *s = arg;
+    struct timespec mono;
+    clock_gettime(CLOCK_MONOTONIC, &mono);
+    sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
+               (unsigned long long)mono.tv_sec * 1000000 + (unsigned long long)mono.tv_nsec / 1000);
+    struct errors errs = {0};
+    struct config *cfg = loader_load(s->config_path, &errs);
+    const char *refused = NULL;
+    if (cfg && cfg->daemon.interval_s != s->cfg->daemon.interval_s)
+        refused = "interval cannot change under billed data; restart with a fresh state_dir";
+    else if (cfg && strcmp(cfg->postgres.schema, s->cfg->postgres.schema) != 0)
+        refused = "[postgres] schema cannot change on reload; restart";
+    if (!cfg || refused) {
+        for (size_t i = 0; i < errs.n; i++)
+            log_msg(LOG_ERR, "reload: %s", errs.msgs[i]);
+        if (refused)
+            log_msg(LOG_ERR, "reload: %s", refused);
+        log_msg(LOG_ERR, "reload rejected; the configuration in force stays");
+        s->metrics.reloads_failed++;
+        config_free(cfg);
+    } else {
+        if (strcmp(cfg->daemon.state_dir, s->state_dir) != 0 ||
+            cfg->daemon.n_listen != s->cfg->daemon.n_listen ||
+            strcmp(cfg->postgres.conninfo, s->cfg->postgres.conninfo) != 0)
+            log_msg(LOG_WARNING, "reload: state_dir, listen and conninfo take effect at the "
+                                 "next restart");
+        log_changes(s->cfg, cfg);
+        engine_set_config(s->engine, cfg);
+        pg_reload(s->pg, cfg);
+        config_free(s->cfg);
+        s->cfg = cfg;
+        s->metrics.reloads_ok++;
+        log_msg(LOG_NOTICE, "reloaded %s", s->config_path);
+    }
+    errors_free(&errs);
+    sd_notify(0, "READY=1");
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -428,6 +576,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     struct server *s = arg;
     log_msg(LOG_NOTICE, "%s: no new writes; finishing those in flight",
             sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    sd_notify(0, "STOPPING=1");
     s->stopping = true;
     /* A last checkpoint makes the restart quick; open intervals stay open. */
     submit_checkpoint(s);
@@ -518,6 +667,23 @@ static bool recover(struct server *s, struct error *err)
 
 static bool listen_all(struct server *s, struct error *err)
 {
+    /* Socket activation: serve what systemd passed instead of listen. */
+    int n = sd_listen_fds(1);
+    if (n < 0) {
+        error_set(err, "sd_listen_fds: %s", strerror(-n));
+        return false;
+    }
+    for (int i = 0; i < n; i++) {
+        int fd = SD_LISTEN_FDS_START + i;
+        evutil_make_socket_nonblocking(fd);
+        if (!evhttp_accept_socket_with_handle(s->http, fd)) {
+            error_set(err, "could not serve inherited socket %d", fd);
+            return false;
+        }
+        log_msg(LOG_INFO, "serving inherited socket %d", fd);
+    }
+    if (n > 0)
+        return true;
     for (size_t i = 0; i < s->cfg->daemon.n_listen; i++) {
         char host[256];
         const char *a = s->cfg->daemon.listen[i];
@@ -538,11 +704,13 @@ static bool listen_all(struct server *s, struct error *err)
 
 int server_run(struct config *cfg, const char *config_path)
 {
-    (void)config_path;
     struct server *s = calloc(1, sizeof *s);
     if (!s)
         abort();
     s->cfg = cfg;
+    s->config_path = config_path;
+    s->state_dir = strdup(cfg->daemon.state_dir);
+    s->fsync_each_group = cfg->daemon.durability == DURABILITY_FSYNC;
     s->waiters_tail = &s->waiters;
     s->jobs_tail = &s->jobs;
     s->last_checkpoint = time(NULL);
@@ -565,17 +733,32 @@ int server_run(struct config *cfg, const char *config_path)
         return 1;
     }
     s->wake = event_new(s->base, -1, 0, on_wake, s);
-    struct timeval second = {1, 0};
+    /* The clock ticks a quarter of grace (100 ms to 1 s), so a silent meter
+     * is noticed soon after grace has passed. */
+    int64_t tick_ms = cfg->daemon.grace_s * 1000 / 4;
+    tick_ms = tick_ms < 100 ? 100 : tick_ms > 1000 ? 1000 : tick_ms;
+    struct timeval period = {(time_t)(tick_ms / 1000), (suseconds_t)(tick_ms % 1000 * 1000)};
     struct event *tick = event_new(s->base, -1, EV_PERSIST, on_tick, s);
-    event_add(tick, &second);
+    event_add(tick, &period);
     struct event *term = evsignal_new(s->base, SIGTERM, on_signal, s);
     struct event *intr = evsignal_new(s->base, SIGINT, on_signal, s);
+    struct event *hup = evsignal_new(s->base, SIGHUP, on_reload, s);
     event_add(term, NULL);
     event_add(intr, NULL);
+    event_add(hup, NULL);
+    struct event *watchdog = NULL;
+    uint64_t watchdog_usec = 0;
+    if (sd_watchdog_enabled(0, &watchdog_usec) > 0) {
+        struct timeval half = {(time_t)(watchdog_usec / 2000000),
+                               (suseconds_t)(watchdog_usec / 2 % 1000000)};
+        watchdog = event_new(s->base, -1, EV_PERSIST, on_watchdog, s);
+        event_add(watchdog, &half);
+    }
     pthread_create(&s->worker, NULL, worker_main, s);
     /* What the replay rebuilt becomes the new starting point. */
     submit_checkpoint(s);
     log_msg(LOG_NOTICE, "ready");
+    sd_notify(0, "READY=1\nSTATUS=started");
 
     event_base_dispatch(s->base);
 
@@ -591,6 +774,9 @@ int server_run(struct config *cfg, const char *config_path)
     event_free(tick);
     event_free(term);
     event_free(intr);
+    event_free(hup);
+    if (watchdog)
+        event_free(watchdog);
     event_free(s->wake);
     evhttp_free(s->http);
     event_base_free(s->base);
@@ -599,6 +785,8 @@ int server_run(struct config *cfg, const char *config_path)
     ledger_rows_free(&s->rows);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->cond);
+    config_free(s->cfg);
+    free(s->state_dir);
     free(s);
     log_msg(LOG_NOTICE, "stopped");
     return 0;

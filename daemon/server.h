@@ -29,7 +29,8 @@
 struct server;
 struct evhttp_request;
 
-/* Runs the daemon until SIGTERM or SIGINT; returns the exit status. */
+/* Runs the daemon until SIGTERM or SIGINT; returns the exit status. Takes
+ * ownership of cfg (a reload replaces it); config_path is read on SIGHUP. */
 int server_run(struct config *cfg, const char *config_path);
 
 /* For http.c: the loop-side state a request handler needs. */
@@ -44,7 +45,13 @@ const char *server_refuses_writes(const struct server *s);
 const char *server_degraded(const struct server *s);
 
 /* Applies a validated record and answers req (204) once it is durable. */
-void server_accept(struct server *s, struct evhttp_request *req, struct record_buf *record);
+void server_accept(struct server *s, struct evhttp_request *req, bool v2,
+                   struct record_buf *record);
+
+struct metrics;
+struct metrics_gauges;
+struct metrics *server_metrics(struct server *s);
+void server_gauges(const struct server *s, struct metrics_gauges *g);
 
 /* Installs the HTTP routes on the server's evhttp (http.c). */
 struct evhttp;

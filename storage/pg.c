@@ -41,6 +41,7 @@ struct pg_writer {
     struct cap_row *caps_cfg;
     size_t n_caps_cfg;
     bool recover_caps;
+    bool config_changed; /* a reload: record tariff versions and caps again */
     void (*wake)(void *);
     void *wake_arg;
 
@@ -71,7 +72,7 @@ static void set_status(struct pg_writer *w, bool connected, bool standby, const 
     w->status.connected = connected;
     w->status.standby = standby;
     if (error)
-        snprintf(w->status.last_error, sizeof w->status.last_error, "%s", error);
+        snprintf(w->status.last_error, sizeof w->status.last_error, "%.255s", error);
     pthread_mutex_unlock(&w->lock);
     if (changed)
         w->wake(w->wake_arg);
@@ -423,8 +424,12 @@ static bool get_ready(struct pg_writer *w, long *backoff_ms)
         if (nap(w, 1000))
             return false;
     }
-    if (!migrate(w, err, sizeof err) || !record_config(w, err, sizeof err) ||
-        !prepare(w, err, sizeof err) ||
+    pthread_mutex_lock(&w->lock); /* record_config reads what pg_reload swaps */
+    bool recorded = migrate(w, err, sizeof err) && record_config(w, err, sizeof err);
+    if (recorded)
+        w->config_changed = false;
+    pthread_mutex_unlock(&w->lock);
+    if (!recorded || !prepare(w, err, sizeof err) ||
         (w->recover_caps && !w->status.caps_ready && !read_caps(w, err, sizeof err))) {
         disconnect(w, err);
         return false;
@@ -456,8 +461,19 @@ static void *writer_main(void *arg)
             continue;
         }
         pthread_mutex_lock(&w->lock);
-        while (!w->head && !w->stop)
+        while (!w->head && !w->stop && !w->config_changed)
             pthread_cond_wait(&w->cond, &w->lock);
+        if (w->config_changed) {
+            char err[256];
+            /* Holding the lock keeps pg_reload from swapping the lists
+             * under record_config; it waits one short transaction. */
+            bool ok = record_config(w, err, sizeof err);
+            w->config_changed = !ok;
+            pthread_mutex_unlock(&w->lock);
+            if (!ok)
+                disconnect(w, err);
+            continue;
+        }
         struct batch *first = w->head, *last = first;
         size_t rows = first ? first->rows.n : 0;
         while (last && last->next && rows + last->next->rows.n <= BATCH_ROWS_MAX) {
@@ -495,18 +511,10 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-struct pg_writer *pg_start(const struct config *cfg, bool recover_caps, void (*wake)(void *),
-                           void *arg)
+/* What the writer records from the config (tariff versions, caps), copied
+ * so the thread never reads a config the loop may swap. */
+static void copy_config(struct pg_writer *w, const struct config *cfg)
 {
-    struct pg_writer *w = calloc(1, sizeof *w);
-    if (!w)
-        abort();
-    w->conninfo = dup(cfg->postgres.conninfo);
-    w->schema = dup(cfg->postgres.schema);
-    w->recover_caps = recover_caps;
-    w->wake = wake;
-    w->wake_arg = arg;
-    w->tail = &w->head;
     w->tariffs = calloc(cfg->n_tariff_versions + 1, sizeof *w->tariffs);
     for (size_t i = 0; i < cfg->n_tariffs; i++)
         for (size_t j = 0; j < cfg->tariffs[i].n_versions; j++) {
@@ -525,6 +533,56 @@ struct pg_writer *pg_start(const struct config *cfg, bool recover_caps, void (*w
         decimal_format(cfg->programmes[i].cap_cny4_per_year, 4, cap, sizeof cap);
         w->caps_cfg[w->n_caps_cfg++] = (struct cap_row){dup(cfg->programmes[i].id), dup(cap)};
     }
+}
+
+static void free_config_copy(struct pg_writer *w)
+{
+    for (size_t i = 0; i < w->n_tariffs; i++) {
+        free(w->tariffs[i].label);
+        free(w->tariffs[i].name);
+        free(w->tariffs[i].date);
+        free(w->tariffs[i].hash);
+        free(w->tariffs[i].text);
+    }
+    free(w->tariffs);
+    for (size_t i = 0; i < w->n_caps_cfg; i++) {
+        free(w->caps_cfg[i].programme);
+        free(w->caps_cfg[i].cap);
+    }
+    free(w->caps_cfg);
+    w->tariffs = NULL;
+    w->caps_cfg = NULL;
+    w->n_tariffs = w->n_caps_cfg = 0;
+}
+
+void pg_reload(struct pg_writer *w, const struct config *cfg)
+{
+    struct pg_writer fresh = {0};
+    copy_config(&fresh, cfg);
+    pthread_mutex_lock(&w->lock);
+    free_config_copy(w);
+    w->tariffs = fresh.tariffs;
+    w->n_tariffs = fresh.n_tariffs;
+    w->caps_cfg = fresh.caps_cfg;
+    w->n_caps_cfg = fresh.n_caps_cfg;
+    w->config_changed = true;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+struct pg_writer *pg_start(const struct config *cfg, bool recover_caps, void (*wake)(void *),
+                           void *arg)
+{
+    struct pg_writer *w = calloc(1, sizeof *w);
+    if (!w)
+        abort();
+    w->conninfo = dup(cfg->postgres.conninfo);
+    w->schema = dup(cfg->postgres.schema);
+    w->recover_caps = recover_caps;
+    w->wake = wake;
+    w->wake_arg = arg;
+    w->tail = &w->head;
+    copy_config(w, cfg);
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->cond, NULL);
     pthread_create(&w->thread, NULL, writer_main, w);
@@ -592,19 +650,7 @@ void pg_stop(struct pg_writer *w, int timeout_ms)
         ledger_rows_free(&b->rows);
         free(b);
     }
-    for (size_t i = 0; i < w->n_tariffs; i++) {
-        free(w->tariffs[i].label);
-        free(w->tariffs[i].name);
-        free(w->tariffs[i].date);
-        free(w->tariffs[i].hash);
-        free(w->tariffs[i].text);
-    }
-    free(w->tariffs);
-    for (size_t i = 0; i < w->n_caps_cfg; i++) {
-        free(w->caps_cfg[i].programme);
-        free(w->caps_cfg[i].cap);
-    }
-    free(w->caps_cfg);
+    free_config_copy(w);
     free(w->caps);
     free(w->conninfo);
     free(w->schema);

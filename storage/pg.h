@@ -50,6 +50,9 @@ struct pg_status {
 struct pg_writer *pg_start(const struct config *cfg, bool recover_caps, void (*wake)(void *),
                            void *arg);
 
+/* After a reload: records the new config's tariff versions and caps. */
+void pg_reload(struct pg_writer *w, const struct config *cfg);
+
 /* Hands over the rows of every record up to seq (takes ownership). */
 void pg_submit(struct pg_writer *w, uint64_t seq, struct ledger_rows *rows);
 

@@ -4,7 +4,7 @@
 # What building, testing and the demo need from Debian 12.
 TARIFFD_PACKAGES=(
     gcc libc6-dev pkg-config meson ninja-build python3 clang-format
-    libinih-dev check libssl-dev libevent-dev zlib1g-dev libpq-dev
+    libinih-dev check libssl-dev libevent-dev zlib1g-dev libpq-dev libsystemd-dev
     postgresql
 )
 
@@ -40,7 +40,11 @@ build_into() {
     if [ ! -f "$dir/build.ninja" ]; then
         meson setup "$dir" --werror "$@" >/dev/null
     fi
-    ninja -C "$dir" >/dev/null
+    local log
+    if ! log=$(ninja -C "$dir" 2>&1); then
+        printf '%s\n' "$log" >&2
+        return 1
+    fi
 }
 
 # A throwaway PostgreSQL cluster on a private socket directory and port,
@@ -68,6 +72,9 @@ start_postgres() {
         { cat "$PG_DIR/server.log" >&2; return 1; }
     export PGHOST=$PG_DIR PGPORT PGUSER=postgres
     PG_CTL=("${run[@]}" "$bindir/pg_ctl")
+    # For tests that stop and start the server (a PostgreSQL outage):
+    # "$TARIFFD_PG_CTL stop|start" does it with the same options.
+    export TARIFFD_PG_CTL="${run[*]} $bindir/pg_ctl -D $PG_DIR/data -l $PG_DIR/server.log -w -o '-k $PG_DIR -p $PGPORT -c listen_addresses= -c fsync=off'"
 }
 
 stop_postgres() {

@@ -209,7 +209,8 @@ try:
     check(s == 503 and h.get("Retry-After") == "1" and json.loads(data)["code"] == "unavailable",
           f"503 over max_backlog: {s} {data!r} {h}")
     s, data, h = d.request("GET", "/health")
-    check(s == 200 and "max_backlog" in json.loads(data)["message"], f"health says why: {data!r}")
+    check(s == 503 and json.loads(data)["status"] == "fail" and
+          "max_backlog" in json.loads(data)["message"], f"health says why: {s} {data!r}")
     d.stop()
 finally:
     d.cleanup()
