@@ -81,10 +81,25 @@ class Daemon:
                 raise RuntimeError(f"tariffd exited with {self.proc.returncode}: {self.read_log()}")
             try:
                 if self.request("GET", "/ping")[0] == 204:
-                    return self
+                    return self.wait_writable()
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError("tariffd did not answer /ping")
+
+    def wait_writable(self, timeout=15):
+        """Until /health stops saying "fail" (a first start reads the yearly
+        caps back from PostgreSQL before it takes writes)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                s, data, _ = self.request("GET", "/health")
+                health = json.loads(data)
+                if health["status"] != "fail" or "standby" in health["message"]:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        return self
 
     def read_log(self):
         with open(os.path.join(self.dir, "daemon.log"), "rb") as f:

@@ -1,0 +1,679 @@
+"""The PostgreSQL ledger of a running daemon (DESIGN.md 5 and 6), against
+`tariffd price` on the same data. Each scenario starts its own daemon(s)
+on its own database (the PostgreSQL of PGHOST):
+
+  offline     the ledger equals offline pricing: for every (cluster, interval)
+              the sums over revisions of kWh and money, for every (cluster,
+              month) the demand charge, monthly_statements, monthly_by_period
+  cap         a yearly cap shared by two clusters runs out mid-stream: the
+              tenant's total is the cap, and never went over it
+  outage      PostgreSQL stops mid-stream: writes still get 204, /health warns;
+              once it is back, nothing lost or duplicated
+  restart     rows unwritten (PostgreSQL down) across SIGTERM and kill -9
+  standby     two daemons on one schema: one writes, the other answers 503
+              "standby" and takes over when the first stops
+  notify      a consumer polling id > last sees every id once, in order;
+              LISTEN tariffd_billing gets committed max ids
+  late        a late sample makes an adjustment row; the views include it
+  capstate    a yearly cap across kill -9, and a daemon on a new empty
+              state_dir recovers it from subsidy_lines
+
+The outage and restart scenarios stop and start PostgreSQL with
+$TARIFFD_PG_CTL (scripts/lib/common.sh start_postgres); without it they
+are skipped. Every wait has a deadline; a failure prints the daemon's log
+tail.
+
+usage: test_ledger.py TARIFFD [SCENARIO...]   (prints "N passed, N failed")"""
+import csv
+import io
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections import defaultdict
+from decimal import Decimal
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import HERE, Daemon, need_postgres, psql, read_csv  # noqa: E402
+
+need_postgres()
+TARIFFD = sys.argv[1]
+ONLY = sys.argv[2:]
+PG_CTL = os.environ.get("TARIFFD_PG_CTL")
+MIGRATIONS = sorted(f for f in os.listdir(os.path.join(HERE, "..", "..", "storage", "sql"))
+                    if f.endswith(".sql"))
+
+T0 = 1740758400  # 2025-03-01 00:00 local (+08:00), valley until 08:00
+T_APR = T0 + 31 * 86400  # 2025-04-01 00:00 local
+
+passed = failed = 0
+daemons = []  # of the running scenario, for log tails and cleanup
+
+
+def log_tail(d, n=15):
+    try:
+        lines = d.read_log().splitlines()[-n:]
+    except OSError:
+        return "  (no log)"
+    return "\n".join("  | " + line for line in lines)
+
+
+def check(ok, what, d=None):
+    global passed, failed
+    if ok:
+        passed += 1
+    else:
+        failed += 1
+        print("FAIL", what)
+        for x in ([d] if d else []):
+            print(f"  daemon on port {x.port}, log tail:\n{log_tail(x)}")
+    return ok
+
+
+def wait_until(probe, timeout, what, d=None, every=0.2):
+    """Calls probe() until it returns (True, ...) or the deadline passes;
+    records one check. Returns the last detail."""
+    deadline = time.time() + timeout
+    while True:
+        ok, detail = probe()
+        if ok or time.time() > deadline:
+            break
+        time.sleep(every)
+    check(ok, f"{what}: not within {timeout}s: {detail}", d)
+    return ok, detail
+
+
+# ---------------------------------------------------------------- data
+
+def samples(i0, n, t0=T0, step=20):
+    """Two power meters on c1 (kW and W) and an energy counter on c2."""
+    out = []
+    for i in range(i0, i0 + n):
+        t = t0 + step * i
+        out.append(f"power,cluster=c1,meter=a kw={40 + (i * 7) % 23} {t}")
+        out.append(f"power,cluster=c1,meter=b w={15000 + (i * 131) % 9000} {t}")
+        out.append(f"power,cluster=c2,meter=ctr kwh={1000 + i * 0.21:.2f} {t}")
+    return out
+
+
+def batches(lines, size, rng, late=True):
+    """Batches of `size` lines; some reversed (out of order within a
+    batch), and with late=True some sent after the next three (late samples
+    into closed intervals: adjustment rows)."""
+    bs = [lines[k:k + size] for k in range(0, len(lines), size)]
+    bs = [list(reversed(b)) if rng.random() < 0.3 else b for b in bs]
+    if late:
+        for k in range(2, len(bs) - 3, 7):
+            bs[k], bs[k + 3] = bs[k + 3], bs[k]
+    return ["\n".join(b) + "\n" for b in bs]
+
+
+# ---------------------------------------------------------------- daemons
+
+def new_daemon(**kw):
+    d = Daemon(TARIFFD, **kw)
+    daemons.append(d)
+    return d
+
+
+def set_cap(d, cap):
+    """Gives programme pa a yearly cap (before start); keeps the config
+    without it as d.uncapped for offline totals."""
+    with open(d.config) as f:
+        text = f.read()
+    d.uncapped = d.config + ".uncapped"
+    with open(d.uncapped, "w") as f:
+        f.write(text)
+    assert "[programme pa]\n" in text
+    with open(d.config, "w") as f:
+        f.write(text.replace("[programme pa]\n", f"[programme pa]\ncap_cny_per_year = {cap}\n"))
+
+
+def health(d):
+    try:
+        s, data, _ = d.request("GET", "/health")
+        return json.loads(data) if s == 200 else {"status": f"HTTP {s}", "message": ""}
+    except (OSError, ValueError) as e:
+        return {"status": "unreachable", "message": repr(e)}
+
+
+def try_write(d, body):
+    try:
+        return d.write(body)
+    except OSError as e:
+        return None, repr(e).encode(), {}
+
+
+def send(d, body, what, timeout=15):
+    """Writes a batch, retrying on 503 (as Telegraf does) until the deadline."""
+    deadline = time.time() + timeout
+    while True:
+        s, data, _ = try_write(d, body)
+        if s == 204 or s not in (None, 503) or time.time() > deadline:
+            break
+        time.sleep(0.05)
+    return check(s == 204, f"{what}: got {s} {data[:200]!r}", d)
+
+
+def send_now(d, body, what, max_s=5):
+    """Writes a batch that must get 204 at once (no retry), within max_s."""
+    t = time.time()
+    s, data, _ = try_write(d, body)
+    took = time.time() - t
+    return check(s == 204 and took < max_s, f"{what}: got {s} {data[:200]!r} after {took:.2f}s", d)
+
+
+def writable(d, timeout=15):
+    """An empty write is refused (503) until the daemon takes writes: after
+    it read the yearly caps back on an empty state_dir."""
+    return wait_until(lambda: ((s := try_write(d, "")[0]) == 204, f"empty write got {s}; health {health(d)}"),
+                      timeout, "daemon takes writes", d, every=0.05)[0]
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+def pg_ctl(action):
+    r = subprocess.run(f"{PG_CTL} {action}", shell=True, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=60)
+    if r.returncode:
+        raise RuntimeError(f"pg_ctl {action}: {r.stderr}")
+
+
+def pg_up():
+    try:
+        psql("postgres", "SELECT 1")
+        return True
+    except subprocess.CalledProcessError:
+        return False
+
+
+def ensure_pg_up():
+    if PG_CTL and not pg_up():
+        pg_ctl("start")
+
+
+def query(db, sql):
+    """Rows of a query as dicts of text (NULL as an empty string)."""
+    out = psql(db, f"COPY ({sql}) TO STDOUT WITH CSV HEADER")
+    return list(csv.DictReader(io.StringIO(out)))
+
+
+def ledger(d):
+    return d.table("billing_rows"), d.table("demand_charges")
+
+
+def offline(config, text):
+    """tariffd price's four CSV files on the same data, in the same order."""
+    with tempfile.TemporaryDirectory() as out:
+        r = subprocess.run([TARIFFD, "price", "-c", config, "--precision", "s", "--out", out],
+                           input=text, text=True, capture_output=True, timeout=60)
+        if r.returncode:
+            raise RuntimeError(f"tariffd price exited {r.returncode}: {r.stderr[-500:]}")
+        return {n: read_csv(os.path.join(out, n + ".csv"))
+                for n in ("billing_rows", "demand_charges", "monthly_statements", "monthly_by_period")}
+
+
+# ---------------------------------------------------------------- comparing
+
+MONEY = ["kwh", "energy_charge", "surcharge", "subsidy", "net"]
+NO_SUBSIDY = ["kwh", "energy_charge", "surcharge"]
+
+
+def sums(rows, key, fields):
+    total = defaultdict(lambda: defaultdict(Decimal))
+    for r in rows:
+        for f in fields:
+            total[tuple(r[k] for k in key)][f] += Decimal(r[f])
+    return {k: dict(v) for k, v in total.items()}
+
+
+def differences(got, want, label):
+    out = []
+    for k in sorted(set(got) | set(want)):
+        if k not in got:
+            out.append(f"{label} {k}: missing in the ledger (offline {want[k]})")
+        elif k not in want:
+            out.append(f"{label} {k}: in the ledger {got[k]}, not offline")
+        elif got[k] != want[k]:
+            out.append(f"{label} {k}: ledger {got[k]} != offline {want[k]}")
+    return out
+
+
+def ledger_vs_offline(got_rows, got_demand, want, subsidy=True):
+    """Per (cluster, interval) and per (cluster, month), summed over
+    revisions; with subsidy=False (a cap shared by clusters) subsidy and
+    net are left out."""
+    fields = MONEY if subsidy else NO_SUBSIDY
+    dfields = ["charge", "subsidy", "net"] if subsidy else ["charge"]
+    key = ("cluster", "interval_start")
+    return (differences(sums(got_rows, key, fields), sums(want["billing_rows"], key, fields), "interval")
+            + differences(sums(got_demand, ("cluster", "month"), dfields),
+                          sums(want["demand_charges"], ("cluster", "month"), dfields), "demand"))
+
+
+def wait_ledger(d, want, timeout=20, subsidy=True, rows_filter=None):
+    """Waits until the ledger equals offline (every interval and month
+    closed and committed); one check. Returns the ledger."""
+    state = {}
+
+    def probe():
+        rows, demand = ledger(d)
+        if rows_filter:
+            rows, demand = [r for r in rows if rows_filter(r)], [r for r in demand if rows_filter(r)]
+        state["ledger"] = (rows, demand)
+        diff = ledger_vs_offline(rows, demand, want, subsidy)
+        return not diff, f"{len(diff)} differences, first: {diff[:3]}"
+    wait_until(probe, timeout, "ledger equals tariffd price", d)
+    return state["ledger"]
+
+
+def unique_keys(d, rows, demand):
+    keys = [(r["cluster"], r["interval_start"], r["revision"]) for r in rows]
+    dkeys = [(r["cluster"], r["month"], r["revision"]) for r in demand]
+    check(len(keys) == len(set(keys)) and len(dkeys) == len(set(dkeys)),
+          f"a (cluster, interval/month, revision) was written twice: {len(keys)} rows, "
+          f"{len(set(keys))} keys", d)
+
+
+def views_vs_offline(d, want):
+    got = query(d.db, f"SELECT * FROM {d.schema}.monthly_statements")
+    key = ("tenant", "cluster", "province", "month")
+    fields = ["kwh", "energy_charge", "surcharge", "demand_charge", "subsidy", "net"]
+    diff = differences(sums(got, key, fields), sums(want["monthly_statements"], key, fields), "statement")
+    check(len(got) == len(want["monthly_statements"]) and not diff,
+          f"monthly_statements differ from offline: {diff[:3]} ({len(got)} rows, "
+          f"{len(want['monthly_statements'])} offline)", d)
+    got = query(d.db, f"SELECT * FROM {d.schema}.monthly_by_period")
+    key = ("tenant", "cluster", "month", "period")
+    diff = differences(sums(got, key, ["kwh", "energy_charge"]),
+                       sums(want["monthly_by_period"], key, ["kwh", "energy_charge"]), "by period")
+    check(len(got) == len(want["monthly_by_period"]) and not diff,
+          f"monthly_by_period differs from offline: {diff[:3]}", d)
+    return got
+
+
+def subsidy_total(rows):
+    return sum((Decimal(r["subsidy"]) for r in rows), Decimal(0))
+
+
+# ---------------------------------------------------------------- scenarios
+
+def scenario_offline():
+    rng = random.Random(1)
+    # 07:00-10:00 local: valley, then flat from 08:00.
+    bs = batches(samples(0, 540, t0=T0 + 7 * 3600), 60, rng)
+    d = new_daemon().start()
+    writable(d)
+    for i, b in enumerate(bs):
+        send(d, b, f"batch {i}")
+        time.sleep(0.01)
+    want = offline(d.config, "".join(bs))
+    check(len({r["period"] for r in want["billing_rows"]}) == 2 and len(want["billing_rows"]) > 20,
+          "offline: two periods, more than 20 intervals")
+    rows, demand = wait_ledger(d, want)
+    check(any(r["kind"] == "adjustment" for r in rows), "late batches made adjustment rows", d)
+    unique_keys(d, rows, demand)
+    views_vs_offline(d, want)
+    check(d.stop() == 0, "SIGTERM exits 0", d)
+
+
+def scenario_cap():
+    rng = random.Random(2)
+    cap = Decimal("8.0000")
+    bs = batches(samples(0, 360, t0=T0 + 7 * 3600), 45, rng)  # 07:00-09:00 local
+    d = new_daemon()
+    set_cap(d, cap)
+    text = "".join(bs)
+    uncapped = subsidy_total(offline(d.uncapped, text)["billing_rows"])
+    want = offline(d.config, text)
+    check(uncapped > 2 * cap, f"the cap runs out mid-stream: {uncapped} uncapped")
+    offline_total = subsidy_total(want["billing_rows"]) + subsidy_total(want["demand_charges"])
+    check(offline_total == cap, f"offline total subsidy {offline_total} is the cap {cap}")
+    d.start()
+    writable(d)
+    for i, b in enumerate(bs):
+        send(d, b, f"batch {i}")
+        time.sleep(0.01)
+    rows, demand = wait_ledger(d, want, subsidy=False)
+    unique_keys(d, rows, demand)
+    total = subsidy_total(rows) + subsidy_total(demand)
+    check(total == cap, f"the tenant's subsidy for 2025 is {total}, the cap is {cap}", d)
+    paid = {c: subsidy_total([r for r in rows if r["cluster"] == c]) for c in ("c1", "c2")}
+    check(all(v > 0 for v in paid.values()), f"both clusters were paid before the cap ran out: {paid}", d)
+    lines = query(d.db, f"SELECT programme, tenant, year, amount FROM {d.schema}.subsidy_lines ORDER BY id")
+    running, top = Decimal(0), Decimal(0)
+    for line in lines:
+        running += Decimal(line["amount"])
+        top = max(top, running)
+    check(running == cap and top <= cap and {(x["programme"], x["tenant"], x["year"]) for x in lines}
+          == {("pa", "t1", "2025")}, f"subsidy_lines: total {running}, highest running total {top}", d)
+    byp = query(d.db, f"SELECT * FROM {d.schema}.subsidy_by_programme ORDER BY month")
+    check([(r["programme"], r["subsidy"], r["cap_remaining"]) for r in byp] == [("pa", "8.00", "0.00")],
+          f"subsidy_by_programme: {byp}", d)
+    check(d.stop() == 0, "SIGTERM exits 0", d)
+
+
+def scenario_outage():
+    if not PG_CTL:
+        print("note: outage skipped (TARIFFD_PG_CTL unset)")
+        return
+    rng = random.Random(3)
+    bs = batches(samples(0, 540), 45, rng)
+    parts = [bs[:12], bs[12:24], bs[24:]]
+    d = new_daemon().start()
+    writable(d)
+    for i, b in enumerate(parts[0]):
+        send_now(d, b, f"before the outage, batch {i}")
+    wait_until(lambda: (len(d.table("billing_rows")) > 0, "no row yet"), 10, "first rows committed", d)
+    pg_ctl("-m fast stop")
+    stopped = time.time()
+    for i, b in enumerate(parts[1]):
+        send_now(d, b, f"PostgreSQL down, batch {i}")
+        time.sleep(0.02)
+    wait_until(lambda: ((h := health(d))["status"] == "warn" and "PostgreSQL" in h["message"], h), 10,
+               "/health warns while PostgreSQL is down", d)
+    pg_ctl("start")
+    print(f"outage: PostgreSQL down {time.time() - stopped:.1f}s")
+    for i, b in enumerate(parts[2]):
+        send_now(d, b, f"after the outage, batch {i}")
+    want = offline(d.config, "".join(bs))
+    rows, demand = wait_ledger(d, want, timeout=40)
+    unique_keys(d, rows, demand)
+    views_vs_offline(d, want)
+    wait_until(lambda: ((h := health(d))["status"] == "pass", h), 10, "/health passes again", d)
+    log = d.read_log()
+    check("postgres: writing rows failed" in log or "postgres: cannot connect" in log,
+          "the outage is logged", d)
+    check(d.stop() == 0, "SIGTERM exits 0", d)
+
+
+def scenario_restart():
+    if not PG_CTL:
+        print("note: restart skipped (TARIFFD_PG_CTL unset)")
+        return
+    rng = random.Random(4)
+    bs = batches(samples(0, 540), 45, rng)
+    parts = [bs[:9], bs[9:18], bs[18:27], bs[27:]]
+    d = new_daemon().start()
+    writable(d)
+    for i, b in enumerate(parts[0]):
+        send_now(d, b, f"part 1, batch {i}")
+    wait_until(lambda: (len(d.table("billing_rows")) > 0, "no row yet"), 10, "first rows committed", d)
+    pg_ctl("-m fast stop")
+    for i, b in enumerate(parts[1]):
+        send_now(d, b, f"part 2 (PostgreSQL down), batch {i}")
+    t = time.time()
+    check(d.stop() == 0 and time.time() - t < 10,
+          f"SIGTERM with rows unwritten exits 0 ({time.time() - t:.1f}s)", d)
+    d.start()
+    for i, b in enumerate(parts[2]):
+        send_now(d, b, f"part 3 (after SIGTERM, PostgreSQL down), batch {i}")
+    d.kill()
+    d.start()
+    for i, b in enumerate(parts[3]):
+        send_now(d, b, f"part 4 (after kill -9, PostgreSQL down), batch {i}")
+    pg_ctl("start")
+    want = offline(d.config, "".join(bs))
+    rows, demand = wait_ledger(d, want, timeout=40)
+    unique_keys(d, rows, demand)
+    views_vs_offline(d, want)
+    check(d.read_log().count("<5>ready") == 3, "three starts, each ready", d)
+    check(d.stop() == 0, "SIGTERM exits 0", d)
+
+
+def scenario_standby():
+    db = f"tariffd_test_ledger_{os.getpid()}"
+    psql("postgres", f'DROP DATABASE IF EXISTS "{db}"')
+    psql("postgres", f'CREATE DATABASE "{db}"')
+    try:
+        ds = [new_daemon(db=db), new_daemon(db=db)]
+        errors = []
+
+        def start(x):
+            try:
+                x.start()
+            except Exception as e:  # reported below
+                errors.append(repr(e))
+        threads = [threading.Thread(target=start, args=(x,)) for x in ds]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(30)
+        if not check(not errors and all(x.alive() for x in ds), f"both daemons started: {errors}"):
+            return
+
+        def roles():
+            hs = [health(x) for x in ds]
+            ok = (sorted(h["status"] for h in hs) == ["pass", "warn"]
+                  and any("standby" in h["message"] for h in hs))
+            return ok, hs
+        ok, hs = wait_until(roles, 15, "one daemon writes, the other stands by", ds[0])
+        if not ok:
+            return
+        w, s = (ds[0], ds[1]) if hs[0]["status"] == "pass" else (ds[1], ds[0])
+        got = query(db, "SELECT name, count(*) AS n FROM tariffd.schema_migrations GROUP BY name ORDER BY name")
+        check([(r["name"], r["n"]) for r in got] == [(m, "1") for m in MIGRATIONS],
+              f"schema_migrations has each migration once: {got}, want {MIGRATIONS}")
+        applied = sum(x.read_log().count("applied migration") for x in ds)
+        check(applied == len(MIGRATIONS), f"{applied} migrations applied by the two daemons")
+        send_now(w, "\n".join(samples(0, 91)) + "\n", "the writer takes a write")
+        st, data, hdr = try_write(s, "\n".join(samples(180, 10)) + "\n")
+        msg = json.loads(data).get("message", "") if st == 503 else ""
+        check(st == 503 and "standby" in msg and hdr.get("Retry-After"),
+              f"the standby answers 503 standby with Retry-After: {st} {data!r} {hdr}", s)
+        wait_until(lambda: (len(query(db, "SELECT id FROM tariffd.billing_rows")) >= 4, "fewer than 4 rows"),
+                   10, "the writer's rows committed", w)
+        check(w.stop() == 0, "the writer exits 0 on SIGTERM", w)
+        t = time.time()
+        body = "\n".join(samples(180, 91)) + "\n"  # 01:00-01:30 local
+        while True:
+            st, data, _ = try_write(s, body)
+            if st != 503 or time.time() - t > 10:
+                break
+            time.sleep(0.05)
+        took = time.time() - t
+        check(st == 204, f"the standby takes over within 10s: {st} {data[:200]!r} after {took:.1f}s", s)
+        print(f"standby: took over {took:.1f}s after the writer stopped")
+        check(re.search(r"recovered \d+ yearly cap totals", s.read_log()) is not None,
+              "the standby read the caps back", s)
+        wait_until(lambda: (any(r["interval_start"] == "2025-02-28T17:00:00Z" for r in s.table("billing_rows")),
+                            "no 01:00 row"), 15, "the new writer's rows committed", s)
+        rows = s.table("billing_rows")
+        keys = [(r["cluster"], r["interval_start"], r["revision"]) for r in rows]
+        check(len(keys) == len(set(keys)), "no row twice", s)
+        check(s.stop() == 0, "SIGTERM exits 0", s)
+        for x in ds:
+            check("<3>" not in x.read_log(), "no error in the log", x)
+    finally:
+        for x in list(daemons):
+            x.cleanup()
+            daemons.remove(x)
+        psql("postgres", f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+def scenario_notify():
+    rng = random.Random(6)
+    bs = batches(samples(0, 270), 30, rng, late=False)
+    d = new_daemon().start()
+    writable(d)
+    listener = subprocess.Popen(["psql", "-X", "-d", d.db, "-c", "LISTEN tariffd_billing",
+                                 "-c", "SELECT pg_sleep(6)"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: (query(d.db, "SELECT count(*) AS n FROM pg_stat_activity WHERE "
+                                        "query = 'SELECT pg_sleep(6)'")[0]["n"] == "1", "not yet"),
+                   5, "the listener is listening", d, every=0.05)
+        seen, done, errors = [], threading.Event(), []
+
+        def consume():
+            last = 0
+            try:
+                while True:
+                    stop = done.is_set()  # one more read after the last commit
+                    out = psql(d.db, f"SELECT id FROM {d.schema}.billing_rows WHERE id > {last} ORDER BY id", "-At")
+                    ids = [int(x) for x in out.split()]
+                    seen.extend(ids)
+                    if ids:
+                        last = ids[-1]
+                    if stop:
+                        return
+                    time.sleep(0.01)
+            except Exception as e:  # reported below
+                errors.append(repr(e))
+        consumer = threading.Thread(target=consume)
+        consumer.start()
+        for i, b in enumerate(bs):
+            send(d, b, f"batch {i}")
+            time.sleep(0.03)
+        want = offline(d.config, "".join(bs))
+        rows, demand = wait_ledger(d, want)
+        complete_at = time.time()
+        done.set()
+        consumer.join(30)
+        check(not consumer.is_alive() and not errors, f"the consumer ran: {errors}", d)
+        ids = [int(r["id"]) for r in rows]
+        check(seen == sorted(set(seen)) and sorted(seen) == sorted(ids),
+              f"the consumer saw every id once and in order: {len(seen)} seen, {len(set(seen))} distinct, "
+              f"{len(ids)} rows, missed {sorted(set(ids) - set(seen))[:5]}", d)
+        try:
+            out, _ = listener.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            listener.kill()
+            out, _ = listener.communicate()
+        ended = time.time()
+        payloads = [int(p) for p in re.findall(r'Asynchronous notification "tariffd_billing" with payload "(\d+)"', out)]
+        check(payloads and all(p in set(ids) for p in payloads) and payloads == sorted(payloads),
+              f"every NOTIFY payload is a committed id, increasing: {payloads[:10]} (psql said {out[-300:]!r})", d)
+        if complete_at < ended - 0.5:
+            check(payloads and payloads[-1] == max(ids),
+                  f"the last NOTIFY names the largest id: {payloads[-1:]} vs {max(ids)}", d)
+        else:
+            print("note: the listener ended before the ledger was complete")
+        check(d.stop() == 0, "SIGTERM exits 0", d)
+    finally:
+        if listener.poll() is None:
+            listener.kill()
+            listener.wait()
+
+
+def scenario_late():
+    d = new_daemon().start()
+    writable(d)
+    first = "".join(f"power,cluster=c2 kw=40 {T0 + 60 * m}\n" for m in range(32))  # 00:00-00:31
+    late = f"power,cluster=c2 kw=100 {T0 + 900 + 450}\n"  # 00:22:30, in the closed 00:15 interval
+    send(d, first, "the first half hour")
+    wait_until(lambda: (len(d.table("demand_charges")) == 1, "no demand row"), 15,
+               "March closes once c2 is silent", d)
+    send(d, late, "the late sample")
+
+    def adjusted():
+        rows = d.table("billing_rows")
+        return any(r["revision"] == "1" for r in rows), rows
+    ok, rows = wait_until(adjusted, 10, "an adjustment row", d)
+    adj = [r for r in rows if r["revision"] == "1"]
+    # 00:22 and 00:23 at 40 kW, 00:22:30 now 100: +0.5 kWh at the valley price 0.25.
+    check(len(adj) == 1 and adj[0]["kind"] == "adjustment" and adj[0]["interval_start"] == "2025-02-28T16:15:00Z"
+          and adj[0]["kwh"] == "0.500000" and adj[0]["energy_charge"] == "0.1250", f"adjustment {adj}", d)
+    want = offline(d.config, first + late)
+    rows, demand = wait_ledger(d, want)
+    dadj = [r for r in demand if r["revision"] == "1"]
+    # 00:15-00:30 now 10.5 kWh: 42 kW, 2 kW more at 30 CNY/kW.
+    check(len(dadj) == 1 and dadj[0]["kind"] == "adjustment" and dadj[0]["max_kw"] == "42.000000"
+          and dadj[0]["charge"] == "60.0000", f"demand adjustment {dadj}", d)
+    stm = query(d.db, f"SELECT * FROM {d.schema}.monthly_statements")
+    kwh = sum((Decimal(r["kwh"]) for r in rows), Decimal(0))
+    # 31 minutes at 40 kW, and the late 0.5 kWh.
+    check(len(stm) == 1 and Decimal(stm[0]["kwh"]) == kwh == Decimal("21.166667"),
+          f"monthly_statements includes the adjustment: {stm}, rows sum to {kwh}", d)
+    views_vs_offline(d, want)
+    check(d.stop() == 0, "SIGTERM exits 0", d)
+
+
+def scenario_capstate():
+    rng = random.Random(8)
+    cap = Decimal("6.0000")
+    part1 = batches(samples(0, 90), 45, rng, late=False)  # 00:00-00:30 local
+    part2 = batches(samples(90, 90), 45, rng, late=False)  # 00:30-01:00
+    april = batches(samples(0, 90, t0=T_APR), 45, rng, late=False)
+    a = new_daemon()
+    set_cap(a, cap)
+    text = "".join(part1 + part2)
+    want = offline(a.config, text)
+    s1 = subsidy_total(offline(a.uncapped, "".join(part1))["billing_rows"])
+    sa = subsidy_total(offline(a.uncapped, text)["billing_rows"])
+    check(s1 < cap < sa, f"the cap {cap} runs out after the kill -9: {s1} before, {sa} in all")
+    a.start()
+    writable(a)
+    for i, b in enumerate(part1):
+        send(a, b, f"part 1, batch {i}")
+    a.kill()
+    a.start()
+    for i, b in enumerate(part2):
+        send(a, b, f"part 2 (after kill -9), batch {i}")
+    rows, demand = wait_ledger(a, want, subsidy=False)
+    total = subsidy_total(rows) + subsidy_total(demand)
+    check(total == cap, f"across kill -9: the tenant's subsidy is {total}, the cap {cap}", a)
+    check(a.stop() == 0, "SIGTERM exits 0", a)
+
+    b = new_daemon(db=a.db)  # a new, empty state_dir
+    set_cap(b, cap)
+    b.start()
+    writable(b)
+    log = b.read_log()
+    m = re.search(r"recovered (\d+) yearly cap totals", log)
+    check(m is not None and int(m.group(1)) >= 1, "the new daemon recovered the caps from subsidy_lines", b)
+    for i, x in enumerate(april):
+        send(b, x, f"April, batch {i}")
+    want_apr = offline(b.config, "".join(april))
+    check(subsidy_total(want_apr["billing_rows"]) > 0, "offline, April alone would be subsidised")
+    rows, demand = wait_ledger(b, want_apr, subsidy=False, rows_filter=lambda r: r["month"] == "2025-04-01")
+    check(rows and all(r["subsidy"] == "0.0000" and r["programme"] == "" for r in rows + demand),
+          f"nothing paid beyond the cap in April: {[r['subsidy'] for r in rows]}", b)
+    all_rows, all_demand = ledger(b)
+    total = subsidy_total(all_rows) + subsidy_total(all_demand)
+    check(total == cap, f"the tenant's subsidy for 2025 is {total}, the cap {cap}", b)
+    lines = query(b.db, f"SELECT sum(amount) AS s FROM {b.schema}.subsidy_lines WHERE year = 2025")
+    check(Decimal(lines[0]["s"]) == cap, f"subsidy_lines sum to {lines[0]['s']}", b)
+    byp = query(b.db, f"SELECT * FROM {b.schema}.subsidy_by_programme ORDER BY month")
+    check(byp and byp[-1]["cap_remaining"] == "0.00", f"subsidy_by_programme: {byp}", b)
+    check(b.stop() == 0, "SIGTERM exits 0", b)
+
+
+SCENARIOS = [("offline", scenario_offline), ("cap", scenario_cap), ("outage", scenario_outage),
+             ("restart", scenario_restart), ("standby", scenario_standby), ("notify", scenario_notify),
+             ("late", scenario_late), ("capstate", scenario_capstate)]
+
+start = time.time()
+for name, fn in SCENARIOS:
+    if ONLY and name not in ONLY:
+        continue
+    t = time.time()
+    try:
+        fn()
+    except Exception:
+        failed += 1
+        print(f"FAIL {name}: {traceback.format_exc()}")
+        for d in daemons:
+            print(f"  daemon on port {d.port}, log tail:\n{log_tail(d)}")
+    finally:
+        try:
+            ensure_pg_up()
+        except Exception as e:
+            print(f"FAIL could not start PostgreSQL again: {e}")
+            failed += 1
+        for d in daemons:
+            try:
+                d.cleanup()
+            except Exception as e:
+                print(f"note: cleanup: {e}")
+        daemons.clear()
+    print(f"{name}: {time.time() - t:.1f}s")
+print(f"total {time.time() - start:.1f}s")
+print(f"{passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
