@@ -118,6 +118,9 @@ void metrics_expose(const struct metrics *m, const struct metrics_gauges *g, str
     gauge(out, "tariffd_journal_backlog_limit_bytes", "max_backlog.", (double)g->max_backlog_bytes);
     gauge(out, "tariffd_ledger_rows_queued", "Rows waiting to be written to PostgreSQL.",
           (double)g->rows_queued);
+    counter(out, "tariffd_ledger_rows_written_total",
+            "Rows committed to PostgreSQL (a replay's rows the ledger already had included).",
+            g->rows_written);
     gauge(out, "tariffd_postgres_up", "1 when connected to PostgreSQL and writing the schema.",
           g->postgres_up);
     counter(out, "tariffd_reloads_ok_total", "Configuration reloads applied.", m->reloads_ok);

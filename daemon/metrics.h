@@ -52,7 +52,7 @@ struct metrics_gauges {
     uint64_t intervals_closed, adjustments, demand_rows;
     size_t meters, samples_kept;
     uint64_t journal_bytes, max_backlog_bytes;
-    uint64_t rows_queued, rows_committed_batches;
+    uint64_t rows_queued, rows_written;
     int postgres_up;
 };
 

@@ -122,6 +122,7 @@ void server_gauges(const struct server *s, struct metrics_gauges *g)
         .journal_bytes = journal,
         .max_backlog_bytes = s->cfg->daemon.max_backlog_bytes,
         .rows_queued = pg.queued,
+        .rows_written = pg.written,
         .postgres_up = pg.connected,
     };
 }

@@ -496,6 +496,7 @@ static void *writer_main(void *arg)
         if (!w->head)
             w->tail = &w->head;
         w->status.committed = last->seq;
+        w->status.written += rows;
         w->queued_rows -= rows;
         pthread_mutex_unlock(&w->lock);
         for (struct batch *b = first, *next; b != rest; b = next) {
