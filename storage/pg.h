@@ -40,6 +40,7 @@ struct pg_status {
     bool standby;       /* another daemon holds the schema's writer lock */
     uint64_t committed; /* the last batch sequence committed */
     uint64_t queued;    /* rows waiting */
+    uint64_t written;   /* rows committed since start (a replay's duplicates included) */
     bool caps_ready;    /* recover_caps was asked and the caps are read */
     char last_error[256];
 };
