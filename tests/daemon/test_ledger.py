@@ -54,6 +54,8 @@ T_APR = T0 + 31 * 86400  # 2025-04-01 00:00 local
 
 passed = failed = 0
 daemons = []  # of the running scenario, for log tails and cleanup
+tails_shown = []
+after = []  # run once the scenario's daemons are gone
 
 
 def log_tail(d, n=15):
@@ -71,8 +73,9 @@ def check(ok, what, d=None):
     else:
         failed += 1
         print("FAIL", what)
-        for x in ([d] if d else []):
-            print(f"  daemon on port {x.port}, log tail:\n{log_tail(x)}")
+        if d and d not in tails_shown:  # once per daemon and scenario
+            tails_shown.append(d)
+            print(f"  daemon on port {d.port}, log tail:\n{log_tail(d)}")
     return ok
 
 
@@ -136,9 +139,10 @@ def set_cap(d, cap):
 
 
 def health(d):
+    """/health's JSON, with its HTTP status as "http" (503 when it fails)."""
     try:
         s, data, _ = d.request("GET", "/health")
-        return json.loads(data) if s == 200 else {"status": f"HTTP {s}", "message": ""}
+        return dict(json.loads(data), http=s)
     except (OSError, ValueError) as e:
         return {"status": "unreachable", "message": repr(e)}
 
@@ -376,14 +380,16 @@ def scenario_outage():
     for i, b in enumerate(parts[1]):
         send_now(d, b, f"PostgreSQL down, batch {i}")
         time.sleep(0.02)
-    wait_until(lambda: ((h := health(d))["status"] == "warn" and "PostgreSQL" in h["message"], h), 10,
+    wait_until(lambda: ((h := health(d))["status"] == "warn" and h["http"] == 200
+                        and "PostgreSQL" in h["message"], h), 10,
                "/health warns while PostgreSQL is down", d)
+    time.sleep(max(0.0, stopped + 2 - time.time()))  # down for 2s at least: the writer backs off
     pg_ctl("start")
     print(f"outage: PostgreSQL down {time.time() - stopped:.1f}s")
     for i, b in enumerate(parts[2]):
         send_now(d, b, f"after the outage, batch {i}")
     want = offline(d.config, "".join(bs))
-    rows, demand = wait_ledger(d, want, timeout=40)
+    rows, demand = wait_ledger(d, want, timeout=25)
     unique_keys(d, rows, demand)
     views_vs_offline(d, want)
     wait_until(lambda: ((h := health(d))["status"] == "pass", h), 10, "/health passes again", d)
@@ -420,7 +426,7 @@ def scenario_restart():
         send_now(d, b, f"part 4 (after kill -9, PostgreSQL down), batch {i}")
     pg_ctl("start")
     want = offline(d.config, "".join(bs))
-    rows, demand = wait_ledger(d, want, timeout=40)
+    rows, demand = wait_ledger(d, want, timeout=25)
     unique_keys(d, rows, demand)
     views_vs_offline(d, want)
     check(d.read_log().count("<5>ready") == 3, "three starts, each ready", d)
@@ -431,70 +437,65 @@ def scenario_standby():
     db = f"tariffd_test_ledger_{os.getpid()}"
     psql("postgres", f'DROP DATABASE IF EXISTS "{db}"')
     psql("postgres", f'CREATE DATABASE "{db}"')
-    try:
-        ds = [new_daemon(db=db), new_daemon(db=db)]
-        errors = []
+    after.append(lambda: psql("postgres", f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+    ds = [new_daemon(db=db), new_daemon(db=db)]
+    errors = []
 
-        def start(x):
-            try:
-                x.start()
-            except Exception as e:  # reported below
-                errors.append(repr(e))
-        threads = [threading.Thread(target=start, args=(x,)) for x in ds]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join(30)
-        if not check(not errors and all(x.alive() for x in ds), f"both daemons started: {errors}"):
-            return
+    def start(x):
+        try:
+            x.start()
+        except Exception as e:  # reported below
+            errors.append(repr(e))
+    threads = [threading.Thread(target=start, args=(x,)) for x in ds]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(30)
+    if not check(not errors and all(x.alive() for x in ds), f"both daemons started: {errors}"):
+        return
 
-        def roles():
-            hs = [health(x) for x in ds]
-            ok = (sorted(h["status"] for h in hs) == ["pass", "warn"]
-                  and any("standby" in h["message"] for h in hs))
-            return ok, hs
-        ok, hs = wait_until(roles, 15, "one daemon writes, the other stands by", ds[0])
-        if not ok:
-            return
-        w, s = (ds[0], ds[1]) if hs[0]["status"] == "pass" else (ds[1], ds[0])
-        got = query(db, "SELECT name, count(*) AS n FROM tariffd.schema_migrations GROUP BY name ORDER BY name")
-        check([(r["name"], r["n"]) for r in got] == [(m, "1") for m in MIGRATIONS],
-              f"schema_migrations has each migration once: {got}, want {MIGRATIONS}")
-        applied = sum(x.read_log().count("applied migration") for x in ds)
-        check(applied == len(MIGRATIONS), f"{applied} migrations applied by the two daemons")
-        send_now(w, "\n".join(samples(0, 91)) + "\n", "the writer takes a write")
-        st, data, hdr = try_write(s, "\n".join(samples(180, 10)) + "\n")
-        msg = json.loads(data).get("message", "") if st == 503 else ""
-        check(st == 503 and "standby" in msg and hdr.get("Retry-After"),
-              f"the standby answers 503 standby with Retry-After: {st} {data!r} {hdr}", s)
-        wait_until(lambda: (len(query(db, "SELECT id FROM tariffd.billing_rows")) >= 4, "fewer than 4 rows"),
-                   10, "the writer's rows committed", w)
-        check(w.stop() == 0, "the writer exits 0 on SIGTERM", w)
-        t = time.time()
-        body = "\n".join(samples(180, 91)) + "\n"  # 01:00-01:30 local
-        while True:
-            st, data, _ = try_write(s, body)
-            if st != 503 or time.time() - t > 10:
-                break
-            time.sleep(0.05)
-        took = time.time() - t
-        check(st == 204, f"the standby takes over within 10s: {st} {data[:200]!r} after {took:.1f}s", s)
-        print(f"standby: took over {took:.1f}s after the writer stopped")
-        check(re.search(r"recovered \d+ yearly cap totals", s.read_log()) is not None,
-              "the standby read the caps back", s)
-        wait_until(lambda: (any(r["interval_start"] == "2025-02-28T17:00:00Z" for r in s.table("billing_rows")),
-                            "no 01:00 row"), 15, "the new writer's rows committed", s)
-        rows = s.table("billing_rows")
-        keys = [(r["cluster"], r["interval_start"], r["revision"]) for r in rows]
-        check(len(keys) == len(set(keys)), "no row twice", s)
-        check(s.stop() == 0, "SIGTERM exits 0", s)
-        for x in ds:
-            check("<3>" not in x.read_log(), "no error in the log", x)
-    finally:
-        for x in list(daemons):
-            x.cleanup()
-            daemons.remove(x)
-        psql("postgres", f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    def roles():
+        hs = [health(x) for x in ds]
+        ok = (sorted((h["status"], h["http"]) for h in hs) == [("fail", 503), ("pass", 200)]
+              and any("standby" in h["message"] for h in hs))
+        return ok, hs
+    ok, hs = wait_until(roles, 15, "one daemon writes, the other stands by", ds[0])
+    if not ok:
+        return
+    w, s = (ds[0], ds[1]) if hs[0]["status"] == "pass" else (ds[1], ds[0])
+    got = query(db, "SELECT name, count(*) AS n FROM tariffd.schema_migrations GROUP BY name ORDER BY name")
+    check([(r["name"], r["n"]) for r in got] == [(m, "1") for m in MIGRATIONS],
+          f"schema_migrations has each migration once: {got}, want {MIGRATIONS}")
+    applied = sum(x.read_log().count("applied migration") for x in ds)
+    check(applied == len(MIGRATIONS), f"{applied} migrations applied by the two daemons")
+    send_now(w, "\n".join(samples(0, 91)) + "\n", "the writer takes a write")
+    st, data, hdr = try_write(s, "\n".join(samples(180, 10)) + "\n")
+    msg = json.loads(data).get("message", "") if st == 503 else ""
+    check(st == 503 and "standby" in msg and hdr.get("Retry-After"),
+          f"the standby answers 503 standby with Retry-After: {st} {data!r} {hdr}", s)
+    wait_until(lambda: (len(query(db, "SELECT id FROM tariffd.billing_rows")) >= 4, "fewer than 4 rows"),
+               10, "the writer's rows committed", w)
+    check(w.stop() == 0, "the writer exits 0 on SIGTERM", w)
+    t = time.time()
+    body = "\n".join(samples(180, 91)) + "\n"  # 01:00-01:30 local
+    while True:
+        st, data, _ = try_write(s, body)
+        if st != 503 or time.time() - t > 10:
+            break
+        time.sleep(0.05)
+    took = time.time() - t
+    check(st == 204, f"the standby takes over within 10s: {st} {data[:200]!r} after {took:.1f}s", s)
+    print(f"standby: took over {took:.1f}s after the writer stopped")
+    check(re.search(r"recovered \d+ yearly cap totals", s.read_log()) is not None,
+          "the standby read the caps back", s)
+    wait_until(lambda: (any(r["interval_start"] == "2025-02-28T17:00:00Z" for r in s.table("billing_rows")),
+                        "no 01:00 row"), 15, "the new writer's rows committed", s)
+    rows = s.table("billing_rows")
+    keys = [(r["cluster"], r["interval_start"], r["revision"]) for r in rows]
+    check(len(keys) == len(set(keys)), "no row twice", s)
+    check(s.stop() == 0, "SIGTERM exits 0", s)
+    for x in ds:
+        check("<3>" not in x.read_log(), "no error in the log", x)
 
 
 def scenario_notify():
@@ -502,6 +503,8 @@ def scenario_notify():
     bs = batches(samples(0, 270), 30, rng, late=False)
     d = new_daemon().start()
     writable(d)
+    seen, done, errors = [], threading.Event(), []
+    listen_from = time.time()  # its pg_sleep(6) ends after listen_from + 6
     listener = subprocess.Popen(["psql", "-X", "-d", d.db, "-c", "LISTEN tariffd_billing",
                                  "-c", "SELECT pg_sleep(6)"],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -509,7 +512,6 @@ def scenario_notify():
         wait_until(lambda: (query(d.db, "SELECT count(*) AS n FROM pg_stat_activity WHERE "
                                         "query = 'SELECT pg_sleep(6)'")[0]["n"] == "1", "not yet"),
                    5, "the listener is listening", d, every=0.05)
-        seen, done, errors = [], threading.Event(), []
 
         def consume():
             last = 0
@@ -526,7 +528,7 @@ def scenario_notify():
                     time.sleep(0.01)
             except Exception as e:  # reported below
                 errors.append(repr(e))
-        consumer = threading.Thread(target=consume)
+        consumer = threading.Thread(target=consume, daemon=True)
         consumer.start()
         for i, b in enumerate(bs):
             send(d, b, f"batch {i}")
@@ -546,17 +548,18 @@ def scenario_notify():
         except subprocess.TimeoutExpired:
             listener.kill()
             out, _ = listener.communicate()
-        ended = time.time()
         payloads = [int(p) for p in re.findall(r'Asynchronous notification "tariffd_billing" with payload "(\d+)"', out)]
         check(payloads and all(p in set(ids) for p in payloads) and payloads == sorted(payloads),
               f"every NOTIFY payload is a committed id, increasing: {payloads[:10]} (psql said {out[-300:]!r})", d)
-        if complete_at < ended - 0.5:
+        print(f"notify: the consumer read {len(seen)} ids, the listener got {len(payloads)} notifications")
+        if complete_at < listen_from + 5.5:
             check(payloads and payloads[-1] == max(ids),
                   f"the last NOTIFY names the largest id: {payloads[-1:]} vs {max(ids)}", d)
         else:
             print("note: the listener ended before the ledger was complete")
         check(d.stop() == 0, "SIGTERM exits 0", d)
     finally:
+        done.set()
         if listener.poll() is None:
             listener.kill()
             listener.wait()
@@ -662,17 +665,30 @@ for name, fn in SCENARIOS:
         for d in daemons:
             print(f"  daemon on port {d.port}, log tail:\n{log_tail(d)}")
     finally:
+        tails_shown.clear()
         try:
             ensure_pg_up()
         except Exception as e:
             print(f"FAIL could not start PostgreSQL again: {e}")
             failed += 1
         for d in daemons:
+            try:  # a sanitizer build reports here (UBSan does not stop the daemon)
+                log = d.read_log()
+                check(not re.search(r"runtime error:|AddressSanitizer|LeakSanitizer", log),
+                      f"{name}: a sanitizer report in the log", d)
+            except OSError:
+                pass
             try:
                 d.cleanup()
             except Exception as e:
                 print(f"note: cleanup: {e}")
         daemons.clear()
+        for fn_after in after:
+            try:
+                fn_after()
+            except Exception as e:
+                print(f"note: cleanup: {e}")
+        after.clear()
     print(f"{name}: {time.time() - t:.1f}s")
 print(f"total {time.time() - start:.1f}s")
 print(f"{passed} passed, {failed} failed")
