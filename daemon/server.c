@@ -660,6 +660,9 @@ static bool recover(struct server *s, struct error *err)
     }
     s->replaying = false;
     replayed_rows(s);
+    /* The first checkpoint must wait for the replay's rows too (the worker
+     * starts after this, so no lock). */
+    s->rows_seq = s->next_seq;
     log_msg(LOG_INFO, "recovered: checkpoint %s, %llu journal records replayed",
             found ? "loaded" : "none", (unsigned long long)r.records);
     s->journal_bytes = journal_bytes(s->journal);
