@@ -388,12 +388,11 @@ static int health(struct server *s, struct evhttp_request *req)
 static void on_request(struct evhttp_request *req, void *arg)
 {
     struct server *s = arg;
-    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
-    if (!path || !*path)
-        path = "/";
+    const char *uri_path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+    const char *path = uri_path && *uri_path ? uri_path : "/";
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
     struct evkeyvalq *out = evhttp_request_get_output_headers(req);
-    bool v2 = strncmp(path, "/api/", 5) == 0;
+    bool v2 = uri_path && strncmp(uri_path, "/api/", 5) == 0;
     enum metrics_endpoint endpoint = endpoint_of(path);
     struct metrics *m = server_metrics(s);
     const char *allow = NULL;

@@ -52,6 +52,7 @@ struct parse_ctx {
     struct record_buf *out;
     struct ingest_result *res;
     int64_t default_ts_ns;
+    const struct cluster *last_cluster;
     uint32_t n;
     struct new_meter *seen;
     size_t seen_size, seen_used;
@@ -120,7 +121,11 @@ static int batch_kind(struct parse_ctx *c, const char *cluster, const char *mete
 static bool on_point(void *ctx, const struct lp_point *p, struct lp_error *err)
 {
     struct parse_ctx *c = ctx;
-    const struct cluster *cl = config_find_cluster(c->cfg, p->cluster);
+    /* Lines of a cluster usually come together: look it up once for them. */
+    const struct cluster *cl = c->last_cluster && strcmp(c->last_cluster->id, p->cluster) == 0
+                                   ? c->last_cluster
+                                   : config_find_cluster(c->cfg, p->cluster);
+    c->last_cluster = cl;
     if (!cl) {
         c->res->status = INGEST_INVALID;
         snprintf(err->msg, sizeof err->msg, "line %d: unknown cluster \"%.200s\"", p->line,
@@ -143,7 +148,8 @@ static bool on_point(void *ctx, const struct lp_point *p, struct lp_error *err)
         .value = p->field == LP_FIELD_W || p->field == LP_FIELD_WH ? p->value / 1000 : p->value,
     };
     struct error e;
-    if (!engine_check(c->engine, &s, &e)) {
+    enum engine_verdict verdict = engine_judge(c->engine, &s, &e);
+    if (verdict == ENGINE_REFUSED) {
         c->res->status = INGEST_INVALID;
         snprintf(err->msg, sizeof err->msg, "line %d: %.200s", p->line, e.msg);
         return false;
@@ -151,7 +157,9 @@ static bool on_point(void *ctx, const struct lp_point *p, struct lp_error *err)
     size_t offset = c->out->len;
     put_str(c->out, s.cluster);
     put_str(c->out, s.meter);
-    int before = batch_kind(c, s.cluster, s.meter, kind, offset);
+    /* A meter the engine knows has its kind; only new ones can disagree
+     * with themselves within the batch. */
+    int before = verdict == ENGINE_NEW_METER ? batch_kind(c, s.cluster, s.meter, kind, offset) : -1;
     if (before >= 0 && before != (int)kind) {
         c->res->status = INGEST_INVALID;
         snprintf(err->msg, sizeof err->msg,

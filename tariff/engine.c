@@ -702,7 +702,8 @@ void engine_set_config(struct engine *e, const struct config *cfg)
     }
 }
 
-bool engine_check(const struct engine *e, const struct engine_sample *s, struct error *err)
+enum engine_verdict engine_judge(const struct engine *e, const struct engine_sample *s,
+                                 struct error *err)
 {
     /* Bounds that keep every interval's kWh x 1e6 and kW x 1e6 well inside
      * int64, far beyond any real meter: 1 TW of power, 1e15 kWh on a
@@ -711,20 +712,25 @@ bool engine_check(const struct engine *e, const struct engine_sample *s, struct 
     if (!(s->value >= 0 && s->value <= limit)) {
         error_set(err, "value %g is out of range (%s at most %g)", s->value,
                   s->kind == SAMPLE_COUNTER ? "a counter reads" : "power is", limit);
-        return false;
+        return ENGINE_REFUSED;
     }
     const struct meter_state *m = find_meter(e, s->cluster, s->meter);
     if (!(m ? e->clusters[m->cluster].cfg : config_find_cluster(e->cfg, s->cluster))) {
         error_set(err, "unknown cluster \"%s\"", s->cluster);
-        return false;
+        return ENGINE_REFUSED;
     }
     if (m && m->counter != (s->kind == SAMPLE_COUNTER)) {
         error_set(err, "meter \"%s\" of cluster \"%s\" sends %s, not %s", s->meter, s->cluster,
                   m->counter ? "an energy counter (kwh or wh)" : "power (kw or w)",
                   m->counter ? "power" : "an energy counter");
-        return false;
+        return ENGINE_REFUSED;
     }
-    return true;
+    return m ? ENGINE_KNOWN_METER : ENGINE_NEW_METER;
+}
+
+bool engine_check(const struct engine *e, const struct engine_sample *s, struct error *err)
+{
+    return engine_judge(e, s, err) != ENGINE_REFUSED;
 }
 
 static void quarantine(struct engine *e, const struct engine_sample *s, const char *reason)

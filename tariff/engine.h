@@ -123,6 +123,12 @@ void engine_set_config(struct engine *e, const struct config *cfg);
  * switch between power and counter. Changes nothing; err says why not. */
 bool engine_check(const struct engine *e, const struct engine_sample *s, struct error *err);
 
+/* engine_check, telling also whether the meter is new (a batch checks
+ * that a new meter does not switch kind within itself). */
+enum engine_verdict { ENGINE_REFUSED, ENGINE_NEW_METER, ENGINE_KNOWN_METER };
+enum engine_verdict engine_judge(const struct engine *e, const struct engine_sample *s,
+                                 struct error *err);
+
 /* Pushes one sample. May emit rows. Returns false, changing nothing, for a
  * sample engine_check refuses (err says why). */
 bool engine_push(struct engine *e, const struct engine_sample *s, int64_t now_ns,
