@@ -11,21 +11,10 @@
  * wanders deterministically between 500 and 1500 kW. With "csv", the same
  * samples as CSV rows cluster,meter,ts_s,kw (for the PostgreSQL peer).
  */
+#include "power.h"
+
 #include <stdio.h>
 #include <stdlib.h>
-
-/* The power of meter m of cluster c in round r, in kW: the same in every
- * generator, so the peer and tariffd price the same data. */
-static double power_kw(long c, long m, long r)
-{
-    unsigned long long h = (unsigned long long)c * 0x9E3779B97F4A7C15ULL ^
-                           (unsigned long long)m * 0xC2B2AE3D27D4EB4FULL ^
-                           (unsigned long long)r * 0x165667B19E3779F9ULL;
-    h ^= h >> 29;
-    h *= 0xBF58476D1CE4E5B9ULL;
-    h ^= h >> 32;
-    return 500 + (double)(h % 100000) / 100.0;
-}
 
 int main(int argc, char **argv)
 {

@@ -10,10 +10,12 @@
  * the clock starts. Prints samples per second, the p50/p99 request
  * latency (time to the 204) and the wall-clock time the first request went.
  */
+#include "power.h"
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,19 +98,6 @@ static int by_value(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
-}
-
-/* The power of meter m of cluster c in round r, in kW: the same in every
- * generator, so the peer and tariffd price the same data. */
-static double power_kw(long c, long m, long r)
-{
-    unsigned long long h = (unsigned long long)c * 0x9E3779B97F4A7C15ULL ^
-                           (unsigned long long)m * 0xC2B2AE3D27D4EB4FULL ^
-                           (unsigned long long)r * 0x165667B19E3779F9ULL;
-    h ^= h >> 29;
-    h *= 0xBF58476D1CE4E5B9ULL;
-    h ^= h >> 32;
-    return 500 + (double)(h % 100000) / 100.0;
 }
 
 int main(int argc, char **argv)

@@ -13,7 +13,7 @@
  * lock, records every loaded tariff version and the programmes' caps, and
  * then writes batches in submission order, one transaction each: every
  * row an INSERT ... ON CONFLICT DO NOTHING (so a replay after a crash
- * cannot double-bill) with its subsidy lines, then pg_notify with the
+ * cannot bill twice) with its subsidy lines, then pg_notify with the
  * largest id. A batch leaves the queue only after its COMMIT.
  */
 #ifndef STORAGE_PG_H
