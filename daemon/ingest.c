@@ -254,8 +254,10 @@ bool ingest_apply(struct engine *e, const void *payload, size_t len, struct erro
         get(&r, &s.ts_ns, sizeof s.ts_ns);
         get(&r, &s.value, sizeof s.value);
         s.kind = kind == SAMPLE_COUNTER ? SAMPLE_COUNTER : SAMPLE_POWER;
+        /* A sample refused now (its cluster removed from the config since it
+         * was accepted) is quarantined with the reason, never lost. */
         if (r.ok && !engine_push(e, &s, now_ns, err))
-            return false;
+            engine_quarantine(e, &s, err->msg);
     }
     if (!r.ok || r.p != r.end) {
         error_set(err, "a samples record of %zu bytes does not decode", len);

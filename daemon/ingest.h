@@ -51,10 +51,9 @@ void ingest_parse(const struct config *cfg, const struct engine *e, const struct
                   const char *body, size_t len, enum lp_precision precision, int64_t now_ns,
                   struct record_buf *out, struct ingest_result *res);
 
-/* Pushes every sample of a RECORD_SAMPLES payload. False (err set) only
- * for a payload it cannot decode or a sample the engine refuses, which a
- * record made by ingest_parse never has under the config it was checked
- * against. */
+/* Pushes every sample of a RECORD_SAMPLES payload; one the engine now
+ * refuses (its cluster removed by a reload since) is quarantined. False
+ * (err set) only for a payload it cannot decode. */
 bool ingest_apply(struct engine *e, const void *payload, size_t len, struct error *err);
 
 /* A RECORD_TICK payload, and its application. */

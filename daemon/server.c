@@ -322,6 +322,8 @@ static uint64_t submit_record(struct server *s, uint8_t type, const struct recor
 
 static void submit_checkpoint(struct server *s)
 {
+    if (s->caps_pending)
+        return; /* a restart must still see that the caps are not read back */
     struct job *j = calloc(1, sizeof *j);
     if (!j)
         abort();
@@ -608,6 +610,24 @@ static bool replay_record(void *ctx, uint8_t type, const void *payload, size_t l
     return ok;
 }
 
+static bool note_caps(void *ctx, uint8_t type, const void *payload, size_t len, uint64_t lsn)
+{
+    (void)payload;
+    (void)len;
+    (void)lsn;
+    *(bool *)ctx |= type == RECORD_CAPS;
+    return true;
+}
+
+/* Whether the journal holds the caps read back from the ledger. */
+static bool journal_has_caps(struct journal *j)
+{
+    bool has = false;
+    struct error err;
+    journal_replay(j, 0, note_caps, &has, &err);
+    return has;
+}
+
 static bool recover(struct server *s, struct error *err)
 {
     const char *dir = s->cfg->daemon.state_dir;
@@ -640,9 +660,12 @@ static bool recover(struct server *s, struct error *err)
     } else {
         s->engine = engine_new(s->cfg, &sink);
     }
-    /* Started on an empty state_dir: what the yearly caps have consumed is
-     * in the ledger, and no write is taken before it is read back. */
-    s->caps_pending = !found && journal_bytes(s->journal) == 0;
+    /* Started without a checkpoint and without a caps record in the
+     * journal (an empty state_dir, or one whose first start never reached
+     * PostgreSQL): what the yearly caps have consumed is in the ledger, and
+     * no write is taken before it is read back. No checkpoint is written
+     * meanwhile, so a restart still knows. */
+    s->caps_pending = !found && !journal_has_caps(s->journal);
     s->pg = pg_start(s->cfg, s->caps_pending, pg_changed, s);
     if (found && lsn < journal_start(s->journal)) {
         error_set(err,
@@ -723,12 +746,15 @@ int server_run(struct config *cfg, const char *config_path)
     signal(SIGPIPE, SIG_IGN);
     evthread_use_pthreads();
 
+    /* The loop and its wake event first: the ledger writer, started by
+     * recover(), may report progress while the journal is still replaying. */
+    s->base = event_base_new();
+    s->wake = event_new(s->base, -1, 0, on_wake, s);
     struct error err;
     if (!recover(s, &err)) {
         log_msg(LOG_ERR, "%s", err.msg);
         return 1;
     }
-    s->base = event_base_new();
     s->http = evhttp_new(s->base);
     evhttp_set_max_body_size(s->http, (ev_ssize_t)cfg->daemon.max_body_bytes);
     http_install(s, s->http);
@@ -736,7 +762,6 @@ int server_run(struct config *cfg, const char *config_path)
         log_msg(LOG_ERR, "%s", err.msg);
         return 1;
     }
-    s->wake = event_new(s->base, -1, 0, on_wake, s);
     /* The clock ticks a quarter of grace (100 ms to 1 s), so a silent meter
      * is noticed soon after grace has passed. */
     int64_t tick_ms = cfg->daemon.grace_s * 1000 / 4;

@@ -41,7 +41,13 @@ struct pg_writer {
     struct cap_row *caps_cfg;
     size_t n_caps_cfg;
     bool recover_caps;
-    bool config_changed; /* a reload: record tariff versions and caps again */
+    /* A reload hands over a new copy under the lock; the writer adopts it
+     * and records it without holding the lock (it may wait on the server). */
+    bool config_changed;
+    struct tariff_row *new_tariffs;
+    size_t n_new_tariffs;
+    struct cap_row *new_caps;
+    size_t n_new_caps;
     void (*wake)(void *);
     void *wake_arg;
 
@@ -120,6 +126,8 @@ static bool exec_ok(struct pg_writer *w, const char *sql, int n, const char *con
 }
 
 /* The writer lock's key: one per schema. */
+static void adopt_config(struct pg_writer *w);
+
 static const char lock_sql[] =
     "SELECT pg_try_advisory_lock(hashtext('tariffd writer'), hashtext($1))";
 
@@ -273,7 +281,8 @@ static const char demand_sql[] =
 
 static const char quarantine_sql[] =
     "INSERT INTO quarantined_samples (cluster, meter, ts, ts_ns, value, kind, reason) "
-    "VALUES ($1, $2, to_timestamp($3::bigint / 1e9), $3, $4, $5, $6)";
+    "VALUES ($1, $2, to_timestamp($3::bigint / 1e9), $3, $4, $5, $6) "
+    "ON CONFLICT (cluster, meter, ts_ns, reason) DO NOTHING";
 
 static const char notify_sql[] =
     "SELECT pg_notify('tariffd_billing', coalesce((SELECT max(id) FROM billing_rows), 0)::text)";
@@ -424,12 +433,9 @@ static bool get_ready(struct pg_writer *w, long *backoff_ms)
         if (nap(w, 1000))
             return false;
     }
-    pthread_mutex_lock(&w->lock); /* record_config reads what pg_reload swaps */
-    bool recorded = migrate(w, err, sizeof err) && record_config(w, err, sizeof err);
-    if (recorded)
-        w->config_changed = false;
-    pthread_mutex_unlock(&w->lock);
-    if (!recorded || !prepare(w, err, sizeof err) ||
+    adopt_config(w);
+    if (!migrate(w, err, sizeof err) || !record_config(w, err, sizeof err) ||
+        !prepare(w, err, sizeof err) ||
         (w->recover_caps && !w->status.caps_ready && !read_caps(w, err, sizeof err))) {
         disconnect(w, err);
         return false;
@@ -447,9 +453,9 @@ static void *writer_main(void *arg)
     unsigned seed = (unsigned)time(NULL);
     for (;;) {
         pthread_mutex_lock(&w->lock);
-        bool stop = w->stop, empty = !w->head;
+        bool stop = w->stop;
         pthread_mutex_unlock(&w->lock);
-        if (stop && (empty || !w->conn))
+        if (stop) /* pg_stop gave the queue its time; the rest is in the journal */
             break;
         if (!w->conn) {
             if (get_ready(w, &backoff_ms))
@@ -464,14 +470,11 @@ static void *writer_main(void *arg)
         while (!w->head && !w->stop && !w->config_changed)
             pthread_cond_wait(&w->cond, &w->lock);
         if (w->config_changed) {
-            char err[256];
-            /* Holding the lock keeps pg_reload from swapping the lists
-             * under record_config; it waits one short transaction. */
-            bool ok = record_config(w, err, sizeof err);
-            w->config_changed = !ok;
             pthread_mutex_unlock(&w->lock);
-            if (!ok)
-                disconnect(w, err);
+            adopt_config(w);
+            char err[256];
+            if (!record_config(w, err, sizeof err))
+                disconnect(w, err); /* get_ready records it again */
             continue;
         }
         struct batch *first = w->head, *last = first;
@@ -561,14 +564,42 @@ void pg_reload(struct pg_writer *w, const struct config *cfg)
     struct pg_writer fresh = {0};
     copy_config(&fresh, cfg);
     pthread_mutex_lock(&w->lock);
+    struct pg_writer stale = {.tariffs = w->new_tariffs,
+                              .n_tariffs = w->n_new_tariffs,
+                              .caps_cfg = w->new_caps,
+                              .n_caps_cfg = w->n_new_caps};
+    w->new_tariffs = fresh.tariffs;
+    w->n_new_tariffs = fresh.n_tariffs;
+    w->new_caps = fresh.caps_cfg;
+    w->n_new_caps = fresh.n_caps_cfg;
+    w->config_changed = true;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+    free_config_copy(&stale); /* a reload not yet adopted */
+}
+
+/* The writer's side of a reload: adopt the new copy (writer-owned from
+ * then on). */
+static void adopt_config(struct pg_writer *w)
+{
+    pthread_mutex_lock(&w->lock);
+    bool changed = w->config_changed;
+    struct pg_writer fresh = {.tariffs = w->new_tariffs,
+                              .n_tariffs = w->n_new_tariffs,
+                              .caps_cfg = w->new_caps,
+                              .n_caps_cfg = w->n_new_caps};
+    w->new_tariffs = NULL;
+    w->new_caps = NULL;
+    w->n_new_tariffs = w->n_new_caps = 0;
+    w->config_changed = false;
+    pthread_mutex_unlock(&w->lock);
+    if (!changed)
+        return;
     free_config_copy(w);
     w->tariffs = fresh.tariffs;
     w->n_tariffs = fresh.n_tariffs;
     w->caps_cfg = fresh.caps_cfg;
     w->n_caps_cfg = fresh.n_caps_cfg;
-    w->config_changed = true;
-    pthread_cond_signal(&w->cond);
-    pthread_mutex_unlock(&w->lock);
 }
 
 struct pg_writer *pg_start(const struct config *cfg, bool recover_caps, void (*wake)(void *),
@@ -651,6 +682,8 @@ void pg_stop(struct pg_writer *w, int timeout_ms)
         ledger_rows_free(&b->rows);
         free(b);
     }
+    free_config_copy(w);
+    adopt_config(w); /* a reload never adopted: free it as the current copy */
     free_config_copy(w);
     free(w->caps);
     free(w->conninfo);

@@ -740,6 +740,11 @@ static void quarantine(struct engine *e, const struct engine_sample *s, const ch
         e->sink.quarantine(e->sink.ctx, s, reason);
 }
 
+void engine_quarantine(struct engine *e, const struct engine_sample *s, const char *reason)
+{
+    quarantine(e, s, reason);
+}
+
 /* Recounts the blockers of cs after its closed_until_s moved. */
 static void count_blockers(struct engine *e, struct cluster_state *cs)
 {

@@ -134,6 +134,10 @@ enum engine_verdict engine_judge(const struct engine *e, const struct engine_sam
 bool engine_push(struct engine *e, const struct engine_sample *s, int64_t now_ns,
                  struct error *err);
 
+/* Quarantines a sample the engine cannot take (e.g. replayed for a
+ * cluster a reload removed), so it is kept with its reason, not lost. */
+void engine_quarantine(struct engine *e, const struct engine_sample *s, const char *reason);
+
 /* The wall clock moved: meters silent for grace stop holding intervals
  * open, months end, intervals become final. */
 void engine_tick(struct engine *e, int64_t now_ns);

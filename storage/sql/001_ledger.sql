@@ -150,7 +150,9 @@ CREATE TABLE quarantined_samples (
     value       double precision,
     kind        text,
     reason      text NOT NULL,
-    received_at timestamptz NOT NULL DEFAULT now()
+    received_at timestamptz NOT NULL DEFAULT now(),
+    -- a replay after a crash quarantines the same sample again: once is enough
+    CONSTRAINT quarantined_samples_sample_key UNIQUE NULLS NOT DISTINCT (cluster, meter, ts_ns, reason)
 );
 
 COMMENT ON TABLE quarantined_samples IS 'samples that could not be billed, and why';

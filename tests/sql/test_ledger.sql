@@ -120,9 +120,10 @@ SELECT pg_temp.check(string_agg(conrelid::regclass || ' ' || pg_get_constraintde
                                 ORDER BY conrelid::regclass::text) =
     'billing_rows UNIQUE (cluster, interval_start, revision); '
     'demand_charges UNIQUE (cluster, month, revision); '
+    'quarantined_samples UNIQUE NULLS NOT DISTINCT (cluster, meter, ts_ns, reason); '
     'subsidy_lines UNIQUE (row_table, row_id, programme)',
     'unique keys (cluster, interval_start, revision), (cluster, month, revision), '
-    '(row_table, row_id, programme)')
+    '(cluster, meter, ts_ns, reason), (row_table, row_id, programme)')
 FROM pg_constraint
 WHERE contype = 'u' AND connamespace = 'tariffd'::regnamespace;
 
