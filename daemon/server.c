@@ -316,8 +316,9 @@ static uint64_t submit_record(struct server *s, uint8_t type, const struct recor
     j->rows = s->rows;
     memset(&s->rows, 0, sizeof s->rows);
     s->bytes_since_checkpoint += r->len;
+    uint64_t seq = j->seq; /* the worker owns (and may free) j once submitted */
     submit(s, j);
-    return j->seq;
+    return seq;
 }
 
 static void submit_checkpoint(struct server *s)
