@@ -58,6 +58,9 @@ struct server {
     char *state_dir; /* copies the worker reads: a reload cannot change them */
     bool fsync_each_group;
     struct metrics metrics;
+    char degraded[320];       /* server_degraded's message */
+    uint64_t status_accepted; /* samples accepted at the last STATUS= */
+    time_t status_at;
     struct event_base *base;
     struct evhttp *http;
     struct engine *engine;
@@ -80,7 +83,6 @@ struct server {
     bool worker_stop;
     uint64_t durable_seq;
     uint64_t journal_bytes;
-    bool worker_failed;
     struct event *wake;
 
     /* The worker's own. */
@@ -176,12 +178,9 @@ static void on_quarantine(void *ctx, const struct engine_sample *smp, const char
 /* ------------------------------------------------------------------ */
 /* The worker: journal appends, group fsync, row files, checkpoints   */
 
-static void worker_fail(struct server *s, const char *what, const struct error *err)
+static void worker_fail(const char *what, const struct error *err)
 {
     log_msg(LOG_ERR, "%s: %s; stopping so a restart replays the journal", what, err->msg);
-    pthread_mutex_lock(&s->lock);
-    s->worker_failed = true;
-    pthread_mutex_unlock(&s->lock);
     exit(1);
 }
 
@@ -205,10 +204,10 @@ static void try_checkpoint(struct server *s)
         return;
     struct error err;
     if (!journal_sync(s->journal, &err))
-        worker_fail(s, "journal", &err);
+        worker_fail("journal", &err);
     uint64_t lsn = j->seq_lsn;
     if (!journal_write_checkpoint(s->state_dir, lsn, j->data, j->len, &err))
-        worker_fail(s, "checkpoint", &err);
+        worker_fail("checkpoint", &err);
     if (!journal_trim(s->journal, lsn, &err))
         log_msg(LOG_WARNING, "journal: %s", err.msg);
     log_msg(LOG_INFO, "checkpoint at journal offset %llu (%zu bytes of engine state)",
@@ -249,11 +248,11 @@ static void *worker_main(void *arg)
             for (; j && j->kind == JOB_RECORD; j = j->next) {
                 uint64_t lsn;
                 if (!journal_append(s->journal, j->type, j->data, j->len, &lsn, &err))
-                    worker_fail(s, "journal", &err);
+                    worker_fail("journal", &err);
                 last = j;
             }
             if (last && s->fsync_each_group && !journal_sync(s->journal, &err))
-                worker_fail(s, "journal", &err);
+                worker_fail("journal", &err);
             /* Durable now: their rows may go to the ledger. */
             for (struct job *k = group; k != j; k = k->next)
                 if (k->rows.n) {
@@ -419,13 +418,16 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
         event_base_loopexit(s->base, NULL);
 }
 
-const char *server_degraded(const struct server *s)
+const char *server_degraded(struct server *s)
 {
     struct pg_status st;
     pg_status(s->pg, &st);
-    if (!st.connected && !st.standby)
-        return "PostgreSQL unreachable: rows wait in the journal";
-    return NULL;
+    if (st.connected || st.standby)
+        return NULL;
+    snprintf(s->degraded, sizeof s->degraded,
+             "PostgreSQL unreachable, rows wait in the journal%s%.256s",
+             st.last_error[0] ? ": " : "", st.last_error);
+    return s->degraded;
 }
 
 const char *server_refuses_writes(const struct server *s)
@@ -480,17 +482,16 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 /* STATUS= for systemctl status: rates, backlog, PostgreSQL. */
 static void notify_status(struct server *s)
 {
-    static uint64_t last_accepted;
-    static time_t last_at;
     time_t now = time(NULL);
-    if (now - last_at < 5 && last_at)
+    if (s->status_at && now - s->status_at < 5)
         return;
     struct metrics_gauges g;
     server_gauges(s, &g);
-    double rate =
-        last_at ? (double)(g.samples_accepted - last_accepted) / (double)(now - last_at) : 0;
-    last_accepted = g.samples_accepted;
-    last_at = now;
+    double rate = s->status_at ? (double)(g.samples_accepted - s->status_accepted) /
+                                     (double)(now - s->status_at)
+                               : 0;
+    s->status_accepted = g.samples_accepted;
+    s->status_at = now;
     const char *degraded = server_degraded(s), *refusal = server_refuses_writes(s);
     sd_notifyf(0, "STATUS=%.0f samples/s, %zu meters, journal %.1f MiB, %s%s%s", rate, g.meters,
                (double)g.journal_bytes / 1048576,

@@ -42,7 +42,7 @@ const struct engine *server_engine(const struct server *s);
 const char *server_refuses_writes(const struct server *s);
 
 /* Why the daemon is degraded but working (NULL when healthy). */
-const char *server_degraded(const struct server *s);
+const char *server_degraded(struct server *s);
 
 /* Applies a validated record and answers req (204) once it is durable. */
 void server_accept(struct server *s, struct evhttp_request *req, bool v2,

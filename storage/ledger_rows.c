@@ -154,14 +154,6 @@ void ledger_add_quarantine(struct ledger_rows *r, const struct engine_sample *s,
     (void)received_ns; /* received_at defaults to now() at insert */
 }
 
-void ledger_append(struct ledger_rows *dst, const struct ledger_rows *src)
-{
-    reserve(dst, src->len);
-    memcpy(dst->p + dst->len, src->p, src->len);
-    dst->len += src->len;
-    dst->n += src->n;
-}
-
 bool ledger_next(const struct ledger_rows *r, size_t *offset, struct ledger_row *out)
 {
     size_t o = *offset;

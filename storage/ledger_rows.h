@@ -40,9 +40,6 @@ void ledger_add_demand(struct ledger_rows *r, const struct demand_row *row);
 void ledger_add_quarantine(struct ledger_rows *r, const struct engine_sample *s, const char *reason,
                            int64_t received_ns);
 
-/* Appends every row of src to dst. */
-void ledger_append(struct ledger_rows *dst, const struct ledger_rows *src);
-
 /* The row at *offset (0 for the first), advancing *offset; false at the end. */
 bool ledger_next(const struct ledger_rows *r, size_t *offset, struct ledger_row *out);
 
