@@ -520,6 +520,25 @@ static bool dec_nonnegative(struct build *b, int scale, int64_t *out)
     return true;
 }
 
+/* A whole number >= 1 (a count of meters, connections). */
+static bool count(struct build *b, int64_t *out)
+{
+    int64_t v;
+    const char *s = b->e->value;
+    bool digits = *s != '\0' && strspn(s, "0123456789") == strlen(s);
+    if (!digits || !dec(b, 0, &v)) {
+        if (!digits)
+            bad_value(b, "is not a whole number");
+        return false;
+    }
+    if (v <= 0) {
+        bad_value(b, "must be greater than 0");
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
 static bool duration(struct build *b, int64_t *out)
 {
     const char *why;
@@ -725,6 +744,13 @@ static void daemon_key(struct build *b, void *obj)
             return;
         }
         d->max_subsidy_micro = v;
+    } else if (strcmp(k, "max_meters_per_tenant") == 0) {
+        count(b, &d->max_meters_per_tenant);
+    } else if (strcmp(k, "idle_timeout") == 0) {
+        if (duration(b, &d->idle_timeout_s) && d->idle_timeout_s == 0)
+            bad_value(b, "must be greater than 0");
+    } else if (strcmp(k, "max_connections") == 0) {
+        count(b, &d->max_connections);
     } else if (strcmp(k, "durability") == 0) {
         static const char *const words[] = {"fsync", "none"};
         int v;
@@ -822,6 +848,8 @@ static void tenant_key(struct build *b, void *obj)
     if (strcmp(b->e->key, "name") == 0) {
         free(t->name);
         t->name = xstrdup(b->e->value);
+    } else if (strcmp(b->e->key, "max_meters") == 0) {
+        count(b, &t->max_meters);
     } else if (strcmp(b->e->key, "token_sha256") == 0) {
         char *copy = xstrdup(b->e->value), *items[MAX_LIST];
         int n = split_list(copy, items, MAX_LIST);
@@ -1701,6 +1729,9 @@ struct config *config_new(void)
     d->max_body_bytes = 32ULL << 20;
     d->max_subsidy_micro = 500000;
     d->durability = DURABILITY_FSYNC;
+    d->max_meters_per_tenant = 100000;
+    d->idle_timeout_s = 60;
+    d->max_connections = 1000;
     cfg->postgres.conninfo = xstrdup("host=/run/postgresql dbname=tariffd user=tariffd");
     cfg->postgres.schema = xstrdup("tariffd");
     return cfg;
@@ -1842,4 +1873,9 @@ const struct programme *config_find_programme(const struct config *cfg, const ch
         if (strcmp(cfg->programmes[i].id, id) == 0)
             return &cfg->programmes[i];
     return NULL;
+}
+
+int64_t tenant_max_meters(const struct config *cfg, const struct tenant *t)
+{
+    return t->max_meters ? t->max_meters : cfg->daemon.max_meters_per_tenant;
 }

@@ -70,7 +70,10 @@ struct daemon_config {
     uint64_t max_body_bytes;
     int64_t max_subsidy_micro; /* fraction at scale 6: 0.5 is 500000 */
     enum durability durability;
-    char *include; /* as written; relative to the main file's directory */
+    int64_t max_meters_per_tenant; /* a tenant's max_meters overrides it */
+    int64_t idle_timeout_s;        /* idle or stalled connections are closed */
+    int64_t max_connections;       /* concurrent HTTP connections */
+    char *include;                 /* as written; relative to the main file's directory */
     struct source_loc include_loc;
 };
 
@@ -84,6 +87,7 @@ struct tenant {
     char *name; /* display name; defaults to id */
     uint8_t (*token_sha256)[32];
     size_t n_tokens;
+    int64_t max_meters; /* 0: [daemon] max_meters_per_tenant applies */
     struct source_loc loc;
 };
 
@@ -238,6 +242,10 @@ struct config *config_from_string(const char *file_name, const char *text, struc
 
 const struct cluster *config_find_cluster(const struct config *cfg, const char *id);
 const struct tenant *config_find_tenant(const struct config *cfg, const char *id);
+
+/* The most meters tenant t may have: its max_meters, or the daemon's
+ * max_meters_per_tenant. */
+int64_t tenant_max_meters(const struct config *cfg, const struct tenant *t);
 const struct tariff *config_find_tariff(const struct config *cfg, const char *name);
 const struct programme *config_find_programme(const struct config *cfg, const char *id);
 

@@ -141,6 +141,10 @@ START_TEST(test_base_config_is_valid)
     ck_assert_uint_eq(cfg->daemon.max_backlog_bytes, 1u << 30);
     ck_assert_int_eq(cfg->daemon.max_subsidy_micro, 500000);
     ck_assert_int_eq(cfg->daemon.durability, DURABILITY_FSYNC);
+    ck_assert_int_eq(cfg->daemon.max_meters_per_tenant, 100000);
+    ck_assert_int_eq(cfg->daemon.idle_timeout_s, 60);
+    ck_assert_int_eq(cfg->daemon.max_connections, 1000);
+    ck_assert_int_eq(tenant_max_meters(cfg, &cfg->tenants[0]), 100000);
     ck_assert_str_eq(cfg->postgres.schema, "tariffd");
     ck_assert_str_eq(cfg->tenants[0].name, "acme"); /* defaults to the id */
     ck_assert_int_eq(cfg->tenants[0].token_sha256[0][0], 0x9f);
@@ -163,6 +167,7 @@ START_TEST(test_daemon_keys_parse_units)
         base_with(2,
                   "interval = 5m\ngrace = 90s\nmax_gap = 1h\nlate_window = 7d\nmax_future = 0s\n"
                   "max_backlog = 512KiB\nmax_body = 2GiB\nmax_subsidy = 0.6\ndurability = none\n"
+                  "max_meters_per_tenant = 1000\nidle_timeout = 2m\nmax_connections = 50\n"
                   "listen = 127.0.0.1:8086, [::1]:9999",
                   NULL));
     ck_assert_int_eq(cfg->daemon.interval_s, 300);
@@ -176,6 +181,9 @@ START_TEST(test_daemon_keys_parse_units)
     ck_assert_int_eq(cfg->daemon.durability, DURABILITY_NONE);
     ck_assert_uint_eq(cfg->daemon.n_listen, 2);
     ck_assert_str_eq(cfg->daemon.listen[1], "[::1]:9999");
+    ck_assert_int_eq(cfg->daemon.max_meters_per_tenant, 1000);
+    ck_assert_int_eq(cfg->daemon.idle_timeout_s, 120);
+    ck_assert_int_eq(cfg->daemon.max_connections, 50);
     config_free(cfg);
 }
 END_TEST
@@ -436,6 +444,26 @@ START_TEST(test_bad_interval)
 {
     ck_assert_errors(base_with(2, "interval = 20m", NULL),
                      "t.conf:2: interval must be 5m, 10m, 15m, 30m or 60m, not \"20m\"");
+}
+END_TEST
+
+START_TEST(test_limits)
+{
+    ck_assert_errors(base_with(2, "max_meters_per_tenant = 0", NULL),
+                     "t.conf:2: max_meters_per_tenant \"0\" must be greater than 0");
+    ck_assert_errors(base_with(2, "max_meters_per_tenant = 1e3", NULL),
+                     "t.conf:2: max_meters_per_tenant \"1e3\" is not a whole number");
+    ck_assert_errors(base_with(2, "max_connections = -5", NULL),
+                     "t.conf:2: max_connections \"-5\" is not a whole number");
+    ck_assert_errors(base_with(2, "idle_timeout = 0s", NULL),
+                     "t.conf:2: idle_timeout \"0s\" must be greater than 0");
+    /* A tenant's max_meters overrides the daemon's. */
+    struct config *cfg = parse_ok(base_with(2, "max_meters_per_tenant = 500",
+                                            "[tenant other]\nmax_meters = 7\n"
+                                            "token_sha256 = " TOKEN));
+    ck_assert_int_eq(tenant_max_meters(cfg, config_find_tenant(cfg, "acme")), 500);
+    ck_assert_int_eq(tenant_max_meters(cfg, config_find_tenant(cfg, "other")), 7);
+    config_free(cfg);
 }
 END_TEST
 
@@ -1006,6 +1034,7 @@ static Suite *config_suite(void)
     tcase_add_test(mistakes, test_versions_share_one_offset);
     tcase_add_test(mistakes, test_bad_interval);
     tcase_add_test(mistakes, test_bad_duration_and_size);
+    tcase_add_test(mistakes, test_limits);
     tcase_add_test(mistakes, test_bad_number);
     tcase_add_test(mistakes, test_bad_enum_values);
     tcase_add_test(mistakes, test_demand_basis_needs_its_price);
