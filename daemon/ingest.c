@@ -56,6 +56,10 @@ struct parse_ctx {
     uint32_t n;
     struct new_meter *seen;
     size_t seen_size, seen_used;
+    /* The tenant's meters: what the engine has (read at the first new
+     * meter), plus those this request would create. */
+    int64_t meters, max_meters;
+    bool meters_known;
 };
 
 static uint64_t key_hash(const char *cluster, const char *meter)
@@ -160,6 +164,20 @@ static bool on_point(void *ctx, const struct lp_point *p, struct lp_error *err)
     /* A meter the engine knows has its kind; only new ones can disagree
      * with themselves within the batch. */
     int before = verdict == ENGINE_NEW_METER ? batch_kind(c, s.cluster, s.meter, kind, offset) : -1;
+    if (verdict == ENGINE_NEW_METER && before < 0) {
+        if (!c->meters_known) {
+            c->meters = (int64_t)engine_tenant_meters(c->engine, c->tenant);
+            c->meters_known = true;
+        }
+        if (++c->meters > c->max_meters) {
+            c->res->status = INGEST_INVALID;
+            snprintf(err->msg, sizeof err->msg,
+                     "line %d: meter \"%.40s\" of cluster \"%.40s\" would exceed the limit of "
+                     "%lld meters of tenant \"%.40s\" (max_meters)",
+                     p->line, s.meter, s.cluster, (long long)c->max_meters, c->tenant->id);
+            return false;
+        }
+    }
     if (before >= 0 && before != (int)kind) {
         c->res->status = INGEST_INVALID;
         snprintf(err->msg, sizeof err->msg,
@@ -192,6 +210,7 @@ void ingest_parse(const struct config *cfg, const struct engine *e, const struct
         .out = out,
         .res = res,
         .default_ts_ns = now_ns - now_ns % (int64_t)precision,
+        .max_meters = tenant_max_meters(cfg, t),
     };
     struct lp_stats stats = {0};
     struct lp_error err = {0};

@@ -111,6 +111,9 @@ void metrics_expose(const struct metrics *m, const struct metrics_gauges *g, str
             g->adjustments);
     counter(out, "tariffd_demand_rows_total", "Demand charge rows produced.", g->demand_rows);
     gauge(out, "tariffd_meters", "Meters known to the engine.", (double)g->meters);
+    gauge(out, "tariffd_connections", "HTTP connections open.", (double)g->connections);
+    gauge(out, "tariffd_connections_max", "max_connections: at it, new connections wait.",
+          (double)g->max_connections);
     gauge(out, "tariffd_samples_kept", "Samples held for open and adjustable intervals.",
           (double)g->samples_kept);
     gauge(out, "tariffd_journal_bytes", "Bytes in the journal (not yet covered by a checkpoint).",

@@ -54,6 +54,7 @@ struct metrics_gauges {
     uint64_t journal_bytes, max_backlog_bytes;
     uint64_t rows_queued, rows_written;
     int postgres_up;
+    size_t connections, max_connections;
 };
 
 void metrics_expose(const struct metrics *m, const struct metrics_gauges *g, struct evbuffer *out);

@@ -1,5 +1,6 @@
 #include "daemon/server.h"
 
+#include "daemon/connections.h"
 #include "daemon/loader.h"
 #include "daemon/log.h"
 #include "daemon/metrics.h"
@@ -20,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -63,6 +65,7 @@ struct server {
     time_t status_at;
     struct event_base *base;
     struct evhttp *http;
+    struct conns *conns;
     struct engine *engine;
     struct ledger_rows rows; /* produced by the engine since the last job */
     bool replaying;          /* rows go straight to the ledger writer */
@@ -126,6 +129,8 @@ void server_gauges(const struct server *s, struct metrics_gauges *g)
         .rows_queued = pg.queued,
         .rows_written = pg.written,
         .postgres_up = pg.connected,
+        .connections = conns_open(s->conns),
+        .max_connections = (size_t)s->cfg->daemon.max_connections,
     };
 }
 
@@ -566,6 +571,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
         log_changes(s->cfg, cfg);
         engine_set_config(s->engine, cfg);
         pg_reload(s->pg, cfg);
+        conns_set_limits(s->conns, cfg->daemon.max_connections, cfg->daemon.idle_timeout_s);
         config_free(s->cfg);
         s->cfg = cfg;
         s->metrics.reloads_ok++;
@@ -705,10 +711,12 @@ static bool listen_all(struct server *s, struct error *err)
     for (int i = 0; i < n; i++) {
         int fd = SD_LISTEN_FDS_START + i;
         evutil_make_socket_nonblocking(fd);
-        if (!evhttp_accept_socket_with_handle(s->http, fd)) {
+        struct evhttp_bound_socket *bound = evhttp_accept_socket_with_handle(s->http, fd);
+        if (!bound) {
             error_set(err, "could not serve inherited socket %d", fd);
             return false;
         }
+        conns_add_listener(s->conns, bound);
         log_msg(LOG_INFO, "serving inherited socket %d", fd);
     }
     if (n > 0)
@@ -722,13 +730,36 @@ static bool listen_all(struct server *s, struct error *err)
             snprintf(host, sizeof host, "%.*s", (int)(colon - a - 2), a + 1);
         else
             snprintf(host, sizeof host, "%.*s", (int)(colon - a), a);
-        if (!evhttp_bind_socket_with_handle(s->http, host, (ev_uint16_t)port)) {
+        struct evhttp_bound_socket *bound =
+            evhttp_bind_socket_with_handle(s->http, host, (ev_uint16_t)port);
+        if (!bound) {
             error_set(err, "could not listen on %s: %s", a, strerror(errno));
             return false;
         }
+        conns_add_listener(s->conns, bound);
         log_msg(LOG_INFO, "listening on %s", a);
     }
     return true;
+}
+
+/* Every connection is a descriptor: lift the soft limit to the hard one,
+ * and say so when max_connections cannot fit under it. */
+static void raise_fd_limit(int64_t max_connections)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    /* The journal, PostgreSQL, listeners and the rest need some too. */
+    if (rl.rlim_cur != RLIM_INFINITY && (uint64_t)max_connections + 64 > rl.rlim_cur)
+        log_msg(LOG_WARNING,
+                "max_connections %lld does not fit under the open-file limit %llu; raise "
+                "LimitNOFILE",
+                (long long)max_connections, (unsigned long long)rl.rlim_cur);
 }
 
 int server_run(struct config *cfg, const char *config_path)
@@ -759,6 +790,8 @@ int server_run(struct config *cfg, const char *config_path)
     }
     s->http = evhttp_new(s->base);
     evhttp_set_max_body_size(s->http, (ev_ssize_t)cfg->daemon.max_body_bytes);
+    s->conns = conns_new(s->base, s->http, cfg->daemon.max_connections, cfg->daemon.idle_timeout_s);
+    raise_fd_limit(cfg->daemon.max_connections);
     http_install(s, s->http);
     if (!listen_all(s, &err)) {
         log_msg(LOG_ERR, "%s", err.msg);
@@ -809,7 +842,8 @@ int server_run(struct config *cfg, const char *config_path)
     if (watchdog)
         event_free(watchdog);
     event_free(s->wake);
-    evhttp_free(s->http);
+    evhttp_free(s->http); /* closes the connections, so before conns_free */
+    conns_free(s->conns);
     event_base_free(s->base);
     engine_free(s->engine);
     journal_close(s->journal);

@@ -692,6 +692,17 @@ struct engine *engine_new(const struct config *cfg, const struct engine_sink *si
     return e;
 }
 
+size_t engine_tenant_meters(const struct engine *e, const struct tenant *t)
+{
+    /* A scan rather than a counter kept in step with meters, reloads and
+     * snapshots: it runs once per request that brings a new meter. */
+    size_t n = 0;
+    for (size_t i = 0; i < e->n_clusters; i++)
+        if (e->clusters[i].cfg && e->clusters[i].cfg->tenant == t)
+            n += e->clusters[i].n_meters;
+    return n;
+}
+
 void engine_set_config(struct engine *e, const struct config *cfg)
 {
     e->cfg = cfg;

@@ -148,6 +148,10 @@ void engine_finish(struct engine *e, int64_t now_ns);
 
 void engine_stats(const struct engine *e, struct engine_stats *out);
 
+/* How many meters the clusters of tenant t have (meters are never removed,
+ * so this only grows; it survives restarts with the meters themselves). */
+size_t engine_tenant_meters(const struct engine *e, const struct tenant *t);
+
 /* Sets what a tenant's programme has consumed of its cap in a local year:
  * for a daemon started without a checkpoint, which recovers the caps from
  * the ledger's subsidy_lines. */

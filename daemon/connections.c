@@ -1,0 +1,135 @@
+#include "daemon/connections.h"
+
+#include "daemon/log.h"
+
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/listener.h>
+
+#include <stdbool.h>
+#include <stdlib.h>
+
+#define LISTENERS_MAX 16
+
+struct conns {
+    struct event_base *base;
+    struct evhttp *http;
+    size_t max, open;
+    bool paused;
+    struct evconnlistener *listeners[LISTENERS_MAX];
+    size_t n_listeners;
+    /* Accepted, not yet given a close callback (see on_adopt). */
+    struct bufferevent **fresh;
+    size_t n_fresh, cap_fresh;
+    struct event *adopt;
+};
+
+static void set_paused(struct conns *c, bool paused)
+{
+    if (c->paused == paused)
+        return;
+    c->paused = paused;
+    for (size_t i = 0; i < c->n_listeners; i++)
+        if (paused)
+            evconnlistener_disable(c->listeners[i]);
+        else
+            evconnlistener_enable(c->listeners[i]);
+    if (paused)
+        log_msg(LOG_WARNING,
+                "%zu connections open (max_connections); not accepting more until "
+                "one closes",
+                c->open);
+    else
+        log_msg(LOG_NOTICE, "accepting connections again (%zu open)", c->open);
+}
+
+static void on_close(struct evhttp_connection *evcon, void *arg)
+{
+    (void)evcon;
+    struct conns *c = arg;
+    c->open--;
+    if (c->open < c->max)
+        set_paused(c, false);
+}
+
+/* evhttp creates the evhttp_connection right after the bufferevent and
+ * makes it the bufferevent's callback argument, before the loop runs
+ * again: only then can the close callback be set. */
+static void on_adopt(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct conns *c = arg;
+    for (size_t i = 0; i < c->n_fresh; i++) {
+        void *evcon = NULL;
+        bufferevent_getcb(c->fresh[i], NULL, NULL, NULL, &evcon);
+        if (evcon)
+            evhttp_connection_set_closecb(evcon, on_close, c);
+        else
+            c->open--; /* evhttp could not make the connection */
+    }
+    c->n_fresh = 0;
+}
+
+static struct bufferevent *on_accept(struct event_base *base, void *arg)
+{
+    struct conns *c = arg;
+    struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev)
+        return NULL;
+    if (c->n_fresh == c->cap_fresh) {
+        c->cap_fresh = c->cap_fresh ? c->cap_fresh * 2 : 16;
+        c->fresh = realloc(c->fresh, c->cap_fresh * sizeof *c->fresh);
+        if (!c->fresh)
+            abort();
+    }
+    c->fresh[c->n_fresh++] = bev;
+    event_active(c->adopt, 0, 0);
+    if (++c->open >= c->max)
+        set_paused(c, true);
+    return bev;
+}
+
+struct conns *conns_new(struct event_base *base, struct evhttp *http, int64_t max_connections,
+                        int64_t idle_timeout_s)
+{
+    struct conns *c = calloc(1, sizeof *c);
+    if (!c)
+        abort();
+    c->base = base;
+    c->http = http;
+    /* First in the loop's queue, before any I/O of the new connection. */
+    c->adopt = event_new(base, -1, 0, on_adopt, c);
+    evhttp_set_bevcb(http, on_accept, c);
+    evhttp_set_max_headers_size(http, HEADERS_MAX_BYTES);
+    conns_set_limits(c, max_connections, idle_timeout_s);
+    return c;
+}
+
+void conns_add_listener(struct conns *c, struct evhttp_bound_socket *bound)
+{
+    if (c->n_listeners < LISTENERS_MAX)
+        c->listeners[c->n_listeners++] = evhttp_bound_socket_get_listener(bound);
+}
+
+void conns_set_limits(struct conns *c, int64_t max_connections, int64_t idle_timeout_s)
+{
+    c->max = (size_t)max_connections;
+    evhttp_set_timeout(c->http, (int)idle_timeout_s);
+    set_paused(c, c->open >= c->max);
+}
+
+size_t conns_open(const struct conns *c)
+{
+    return c->open;
+}
+
+void conns_free(struct conns *c)
+{
+    if (!c)
+        return;
+    event_free(c->adopt);
+    free(c->fresh);
+    free(c);
+}
