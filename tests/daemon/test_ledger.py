@@ -17,6 +17,11 @@ on its own database (the PostgreSQL of PGHOST):
   late        a late sample makes an adjustment row; the views include it
   capstate    a yearly cap across kill -9, and a daemon on a new empty
               state_dir recovers it from subsidy_lines
+  poison      invalid UTF-8 in a meter (also of a sample that would be
+              quarantined), a surrogate, an overlong form, a field key, a
+              measurement: 400 naming line and column, nothing accepted;
+              both tenants' valid stream then billed exactly, /health pass,
+              also after a restart and a kill -9
 
 The outage and restart scenarios stop and start PostgreSQL with
 $TARIFFD_PG_CTL (scripts/lib/common.sh start_postgres); without it they
@@ -648,9 +653,68 @@ def scenario_capstate():
     check(b.stop() == 0, "SIGTERM exits 0", b)
 
 
+def scenario_poison():
+    """Poison pills: each is refused at the door with 400 naming the line and
+    column, nothing of it reaches the journal or PostgreSQL, and a valid
+    stream from both tenants afterwards is billed exactly, before and after
+    a restart and a kill -9."""
+    ahead = int(time.time()) + 30 * 86400  # would be quarantined (max_future)
+    poisons = [
+        (b"power,cluster=c1,meter=m\xff kw=1 %d\n" % ahead, "line 1: invalid UTF-8 at column 25",
+         "non-UTF-8 meter of a quarantined sample"),
+        (b"power,cluster=c1,meter=m\xed\xa0\x80 kw=1 %d\n" % T0, "line 1: invalid UTF-8 at column 25",
+         "encoded surrogate"),
+        (b"power,cluster=c1,meter=m\xc0\xaf kw=1 %d\n" % T0, "line 1: invalid UTF-8 at column 25",
+         "overlong form"),
+        (b"power,cluster=c1,meter=m\xf4\x90\x80\x80 kw=1 %d\n" % T0,
+         "line 1: invalid UTF-8 at column 25", "past U+10FFFF"),
+        (b"power,cluster=c1 kw=1,f\xffx=2 %d\n" % T0, "line 1: invalid UTF-8 at column 24",
+         "non-UTF-8 field key"),
+        (b"pow\xe9r,cluster=c1 kw=1 %d\n" % T0, "line 1: invalid UTF-8 at column 4",
+         "non-UTF-8 measurement"),
+        (b"power,cluster=c1 kw=1 %d\npower,cluster=c\xff1 kw=1 %d\n" % (T0, T0),
+         "line 2: invalid UTF-8 at column 16", "a good line, then a poisoned one"),
+    ]
+    rng = random.Random(9)
+    t1 = batches(samples(0, 180, t0=T0 + 7 * 3600), 45, rng)
+    t2 = ["".join(f"power,cluster=x1,meter=m{k} kw={30 + (i * 11 + k) % 17} {T0 + 7 * 3600 + 20 * i}\n"
+                  for i in range(j, j + 45) for k in range(2)) for j in range(0, 180, 45)]
+    d = new_daemon().start()
+    writable(d)
+    for body, message, what in poisons:
+        for v2 in (True, False):
+            s, data, _ = d.write(body, v2=v2)
+            got = json.loads(data).get("message" if v2 else "error") if s != 204 else None
+            check(s == 400 and got == message, f"{what} ({'v2' if v2 else 'v1'}): {s} {got!r}", d)
+    for i, (a, b) in enumerate(zip(t1, t2)):
+        send(d, a, f"t1 batch {i}")
+        check(d.write(b, tenant="t2")[0] == 204, f"t2 batch {i}", d)
+    want = offline(d.config, "".join(t1) + "".join(t2))
+    check({r["tenant"] for r in want["billing_rows"]} == {"t1", "t2"}, "both tenants billed offline")
+    rows, demand = wait_ledger(d, want)
+    wait_until(lambda: (health(d)["status"] == "pass", health(d)), 10, "/health pass", d)
+    quarantined = query(d.db, f"SELECT count(*) AS n FROM {d.schema}.quarantined_samples")
+    check(quarantined[0]["n"] == "0", f"nothing of the poisons quarantined: {quarantined}", d)
+    check(b"invalid byte sequence" not in d.read_log().encode(), "PostgreSQL never saw a poison", d)
+    for how in ("restart", "kill -9"):
+        if how == "restart":
+            check(d.stop() == 0, "SIGTERM exits 0", d)
+        else:
+            d.kill()
+        d.start()
+        writable(d)
+        s, data, _ = d.write(poisons[0][0])
+        check(s == 400, f"after a {how}: the poison is still refused: {s}", d)
+        again, again_demand = wait_ledger(d, want)
+        check(len(again) == len(rows) and len(again_demand) == len(demand),
+              f"after a {how}: the same rows, none twice", d)
+        wait_until(lambda: (health(d)["status"] == "pass", health(d)), 10, f"/health pass after a {how}", d)
+    check(d.stop() == 0, "SIGTERM exits 0", d)
+
+
 SCENARIOS = [("offline", scenario_offline), ("cap", scenario_cap), ("outage", scenario_outage),
              ("restart", scenario_restart), ("standby", scenario_standby), ("notify", scenario_notify),
-             ("late", scenario_late), ("capstate", scenario_capstate)]
+             ("late", scenario_late), ("capstate", scenario_capstate), ("poison", scenario_poison)]
 
 start = time.time()
 for name, fn in SCENARIOS:
