@@ -22,6 +22,9 @@ on its own database (the PostgreSQL of PGHOST):
               measurement: 400 naming line and column, nothing accepted;
               both tenants' valid stream then billed exactly, /health pass,
               also after a restart and a kill -9
+  oldjournal  a journal of an older version holding a non-UTF-8 meter:
+              the daemon replays it, that one row goes to dead_letters,
+              the rest is billed, /health fails until it is resolved
 
 The outage and restart scenarios stop and start PostgreSQL with
 $TARIFFD_PG_CTL (scripts/lib/common.sh start_postgres); without it they
@@ -712,9 +715,57 @@ def scenario_poison():
     check(d.stop() == 0, "SIGTERM exits 0", d)
 
 
+def journal_record(rtype, payload):
+    """A journal record as storage/journal.h lays it out (little-endian)."""
+    import struct
+    import zlib
+    return struct.pack("<IIB", len(payload), zlib.crc32(bytes([rtype]) + payload), rtype) + payload
+
+
+def samples_record(now_ns, samples_):
+    """A RECORD_SAMPLES payload (daemon/ingest.h): (cluster, meter, kind, ts_ns, value)."""
+    import struct
+    out = struct.pack("<qI", now_ns, len(samples_))
+    for cluster, meter, kind, ts_ns, value in samples_:
+        out += struct.pack("<H", len(cluster)) + cluster + struct.pack("<H", len(meter)) + meter
+        out += struct.pack("<Bqd", kind, ts_ns, value)
+    return out
+
+
+def scenario_oldjournal():
+    """A journal written by an older version, which took a non-UTF-8 meter
+    (of a sample it quarantined) before validation existed: the daemon
+    starts and replays it, PostgreSQL refuses that one row, it goes to
+    dead_letters, every other row is written, and /health fails naming the
+    SQLSTATE until an operator resolves it."""
+    d = new_daemon()
+    journal = os.path.join(d.dir, "state", "journal")
+    os.makedirs(journal)
+    now_ns = int(time.time()) * 10**9
+    good = [(b"c1", b"a", 0, (T0 + 7 * 3600 + 60 * i) * 10**9, 40.0 + i) for i in range(40)]
+    poison = [(b"c1", b"m\xff", 0, now_ns + 30 * 86400 * 10**9, 1.0)]
+    with open(os.path.join(journal, "0000000000000000.seg"), "wb") as f:
+        f.write(journal_record(1, samples_record(now_ns, good[:20] + poison + good[20:])))
+    d.start()
+    text = "".join(f"power,cluster=c1,meter=a kw={v} {ts // 10**9}\n" for _, _, _, ts, v in good)
+    want = offline(d.config, text)
+    wait_ledger(d, want)
+    dead = wait_until(lambda: (len(q := query(d.db, f"SELECT sqlstate, statement FROM {d.schema}.dead_letters"))
+                               == 1, q), 20, "the poisoned row in dead_letters", d)[1]
+    check(dead and dead[0]["sqlstate"] == "22021", f"refused with 22021: {dead}", d)
+    h = health(d)
+    check(h["status"] == "fail" and "22021" in h["message"], f"/health fails naming it: {h}", d)
+    s, _, _ = d.write(f"power,cluster=c1,meter=a kw=1 {T0 + 9 * 3600}\n")
+    check(s == 204, f"writes are still taken: {s}", d)
+    psql(d.db, f"UPDATE {d.schema}.dead_letters SET resolved_at = now()")
+    wait_until(lambda: ((h := health(d))["status"] == "pass", h), 30, "/health pass once resolved", d)
+    check(d.stop() == 0, "SIGTERM exits 0", d)
+
+
 SCENARIOS = [("offline", scenario_offline), ("cap", scenario_cap), ("outage", scenario_outage),
              ("restart", scenario_restart), ("standby", scenario_standby), ("notify", scenario_notify),
-             ("late", scenario_late), ("capstate", scenario_capstate), ("poison", scenario_poison)]
+             ("late", scenario_late), ("capstate", scenario_capstate), ("poison", scenario_poison),
+             ("oldjournal", scenario_oldjournal)]
 
 start = time.time()
 for name, fn in SCENARIOS:
