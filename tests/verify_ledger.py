@@ -1,5 +1,5 @@
 """Checks a directory of `tariffd price --out` CSV files against the money
-rules of DESIGN.md 5, recomputed independently with Python's Decimal:
+rules of docs/design.md section 5, recomputed independently with Python's Decimal:
 
 - every billing row of kind interval: energy_charge = round(kwh x price, 4),
   surcharge = round(kwh x surcharge_rate, 4), net = energy + surcharge -

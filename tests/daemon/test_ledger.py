@@ -1,4 +1,4 @@
-"""The PostgreSQL ledger of a running daemon (DESIGN.md 5 and 6), against
+"""The PostgreSQL ledger of a running daemon (docs/design.md sections 5 and 6), against
 `tariffd price` on the same data. Each scenario starts its own daemon(s)
 on its own database (the PostgreSQL of PGHOST):
 

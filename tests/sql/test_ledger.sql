@@ -48,7 +48,7 @@ LANGUAGE sql AS $$
 $$;
 
 ------------------------------------------------------------------------------
--- The shape: DESIGN.md 5's columns, types, keys.
+-- The shape: docs/design.md section 5's columns, types, keys.
 
 SELECT pg_temp.check(pg_temp.columns('billing_rows') =
     'id bigint not null, tenant text not null, cluster text not null, site text not null, '
