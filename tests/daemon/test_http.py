@@ -1,7 +1,7 @@
 """The daemon over real HTTP: every endpoint and status code, every auth
 form, gzip (and a gzip bomb), body limits, malformed lines with their exact
 messages, cross-tenant writes, atomic batches, duplicates, out-of-order
-batches and late samples (adjustment rows in rows.csv).
+batches and late samples (adjustment rows in the ledger).
 
 usage: test_http.py TARIFFD   (prints "N passed, N failed")"""
 import gzip
