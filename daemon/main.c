@@ -1,5 +1,5 @@
 /*
- * main: the command line (DESIGN.md section 7).
+ * main: the command line (docs/design.md section 7).
  *
  *   tariffd [-c FILE]                  the daemon (daemon/server.c)
  *   tariffd --check-config [-c FILE]   validate, print a summary; exit 0 or 1

@@ -1,9 +1,9 @@
 /*
- * offline: `tariffd price` (DESIGN.md 7). Reads line protocol from a
- * stream, pushes each point into the engine as it is read (no sorting, no
- * holding the input), closes everything at the end of input, prints the
- * monthly statements and, with an output directory, writes the ledger's
- * rows as CSV.
+ * offline: `tariffd price` (docs/design.md section 7). Reads line protocol
+ * from a stream, pushes each point into the engine as it is read (no sorting,
+ * no holding the input), closes everything at the end of input, prints the
+ * monthly statements and, with an output directory, writes the ledger's rows
+ * as CSV.
  */
 #ifndef DAEMON_OFFLINE_H
 #define DAEMON_OFFLINE_H

@@ -1,9 +1,12 @@
 /*
- * csv: billing rows, demand rows and statements as CSV, in the ledger's
- * column names and exact decimals (DESIGN.md 7): timestamps in RFC 3339
- * UTC, months as YYYY-MM-DD, numbers with the column's scale (never "-0"),
- * NULL as an empty field, quoting per RFC 4180. Used by `tariffd price` and
- * by the daemon's file sink.
+ * csv: billing rows and demand rows as CSV lines, in the ledger's column
+ * names and exact decimals (docs/design.md section 7): timestamps in RFC
+ * 3339 UTC, months as YYYY-MM-DD, numbers with the column's scale (never
+ * "-0"), NULL as an empty field, quoting per RFC 4180.
+ *
+ * Only `tariffd price --out` writes CSV files (daemon/offline.c, which also
+ * writes its statement files with csv_text); the daemon's ledger is in
+ * PostgreSQL, and takes only csv_timestamp from here (storage/ledger_rows.c).
  *
  * Each formatter writes one line, with its "\n", into a caller's buffer and
  * returns its length; CSV_LINE_MAX always suffices.

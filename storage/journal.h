@@ -1,7 +1,7 @@
 /*
  * journal: the append-only log of accepted requests, and the checkpoint that
- * says where replay starts (DESIGN.md 6). Plain POSIX file I/O; it knows
- * nothing of the engine, of libevent or of threads.
+ * says where replay starts (docs/design.md section 6). Plain POSIX file I/O;
+ * it knows nothing of the engine, of libevent or of threads.
  *
  * Layout. DIR/journal/ holds segment files named by the LSN (the byte
  * position in the journal as a whole) of their first byte, in 16 lower-case

@@ -1,7 +1,7 @@
 /*
  * ledger_rows: closed rows as the text parameters of the ledger's INSERTs
- * (DESIGN.md 5). Built on the loop thread from the engine's rows, which
- * point into the engine and the config, and handed whole to the
+ * (docs/design.md section 5). Built on the loop thread from the engine's
+ * rows, which point into the engine and the config, and handed whole to the
  * PostgreSQL writer thread, which owns them from then on.
  *
  * Each value is PostgreSQL's text form (timestamps in RFC 3339 UTC, exact

@@ -1,5 +1,5 @@
 /*
- * config: the configuration model (DESIGN.md section 2) and its parser.
+ * config: the configuration model (docs/design.md section 2) and its parser.
  *
  * The model is plain data: tenants, chips, sites, clusters, tariffs with
  * their dated versions, and subsidy programmes, with every reference
@@ -170,7 +170,7 @@ struct tariff_version {
     int64_t load_factor_micro_kwh_per_kva; /* threshold, kWh per kVA in a month */
     int64_t load_factor_fraction_micro;    /* 0.9 is 900000 */
     char *text;  /* the section as hashed: "key = value\n" per key, in file order */
-    char *label; /* NAME@YYYY-MM-DD#xxxxxxxx (DESIGN.md 5, tariff_version) */
+    char *label; /* NAME@YYYY-MM-DD#xxxxxxxx (docs/design.md section 5, tariff_version) */
     struct source_loc loc;
 };
 
@@ -222,7 +222,7 @@ struct config {
     struct config_raw *raw;
 };
 
-/* A new, empty config holding the defaults of DESIGN.md section 2. */
+/* A new, empty config holding the defaults of docs/design.md section 2. */
 struct config *config_new(void);
 
 /* Adds one file's text. file_name appears in error messages; is_main says

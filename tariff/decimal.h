@@ -5,7 +5,8 @@
  * scale 6, a charge in 1e-4 CNY is at scale 4). Parsing accepts exactly what
  * a person writes in a config or a tariff table ("0.7443", "-1", "12500") and
  * refuses anything it would have to round: rounding belongs to the pricing
- * rules, never to the parser. Rounding is half-even everywhere (DESIGN.md 5).
+ * rules, never to the parser. Rounding is half-even everywhere
+ * (docs/design.md section 5).
  *
  * Nothing here allocates.
  */

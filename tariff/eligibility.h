@@ -1,6 +1,6 @@
 /*
  * eligibility: a cluster's inventory, domestic share and subsidy
- * programmes at an instant (DESIGN.md sections 1 and 5).
+ * programmes at an instant (docs/design.md sections 1 and 5).
  *
  * Dates in a cluster's inventory and in programmes are local dates in the
  * utc_offset of the cluster's site tariff, taking effect at local midnight.

@@ -207,7 +207,7 @@ static bool covered(const struct engine *e, const struct cluster_state *cs, int6
     int64_t a = start_s * NS, b = (start_s + e->interval_s) * NS;
     for (size_t i = 0; i < cs->n_meters; i++) {
         const struct meter_state *m = &e->meters[cs->meters[i]];
-        /* A span of one instant overlaps nothing (DESIGN.md 4). */
+        /* A span of one instant overlaps nothing (docs/design.md section 4). */
         if (m->first_ns < m->last_ns && m->first_ns < b && m->last_ns > a)
             return true;
     }
@@ -586,7 +586,7 @@ static void queue_advance(struct engine *e, size_t ci, int64_t target, int64_t n
     for (int64_t s = from; s < target; s += e->interval_s) {
         /* A month has ended once a later interval closes: the first
          * interval of the next month closes it, right after the month's
-         * last interval (DESIGN.md 5). */
+         * last interval (docs/design.md section 5). */
         if (civil_local_second_of_day(s, offset) == 0 &&
             civil_from_day(civil_local_day(s, offset)).day == 1)
             add_item(e, s - e->interval_s, ci, 1);

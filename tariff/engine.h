@@ -1,5 +1,6 @@
 /*
- * engine: the incremental metering and pricing engine (DESIGN.md 4 and 5).
+ * engine: the incremental metering and pricing engine (docs/design.md
+ * sections 4 and 5).
  *
  * Samples are pushed one at a time in arrival order; rows come out through
  * the sink as intervals and months close. Time is always a parameter: every

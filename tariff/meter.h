@@ -1,6 +1,6 @@
 /*
  * meter: the samples of one meter and the energy they put in an interval
- * (DESIGN.md section 4).
+ * (docs/design.md section 4).
  *
  * Samples are kept sorted by timestamp in a growable array whose front is
  * consumed as samples age out (the array is compacted, never shrunk, so a

@@ -1,12 +1,13 @@
 /*
- * price: money for one billing row or one month's demand (DESIGN.md 5).
+ * price: money for one billing row or one month's demand (docs/design.md
+ * section 5).
  *
  * Everything is a scaled integer: kWh at scale 6 (kwh_micro), prices in CNY
  * at scale 6 (micro_cny), money in CNY at scale 4 (cny4, the ledger's
  * numeric(20,4)), fractions at scale 6. Every rounding is half-even and
- * happens exactly where DESIGN.md says: a charge is rounded once from the
- * exact product; each programme's subsidy is rounded, then cut to what is
- * left of its yearly cap and of max_subsidy x basis.
+ * happens exactly where docs/design.md section 5 says: a charge is rounded
+ * once from the exact product; each programme's subsidy is rounded, then
+ * cut to what is left of its yearly cap and of max_subsidy x basis.
  *
  * The yearly caps are a small ledger keyed by tenant, programme and local
  * year; it copies the names it is given, so it survives config reloads.
@@ -61,7 +62,7 @@ void price_release(const struct cluster *c, int32_t year, const struct subsidy *
                    struct caps *caps);
 
 /* The billing demand of a month under the version's demand_basis, and its
- * charge (DESIGN.md 5). */
+ * charge (docs/design.md section 5). */
 struct demand_charge {
     int64_t billing_kw_micro;
     int64_t charge_cny4;

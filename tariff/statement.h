@@ -1,9 +1,9 @@
 /*
- * statement: monthly statements summed from billing and demand rows, as
- * the ledger's views compute them (DESIGN.md 5): per tenant, cluster and
- * local month (monthly_statements) and per period (monthly_by_period), the
- * 4-decimal amounts summed first, rounded half-even to 0.01 CNY when shown
- * (statement_round_fen).
+ * statement: monthly statements summed from billing and demand rows, as the
+ * ledger's views compute them (docs/design.md section 5): per tenant, cluster
+ * and local month (monthly_statements) and per period (monthly_by_period),
+ * the 4-decimal amounts summed first, rounded half-even to 0.01 CNY when
+ * shown (statement_round_fen).
  *
  * Owns copies of the names it is given; statements_free releases them.
  */

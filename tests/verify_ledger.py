@@ -1,5 +1,5 @@
 """Checks a directory of `tariffd price --out` CSV files against the money
-rules of DESIGN.md 5, recomputed independently with Python's Decimal:
+rules of docs/design.md section 5, recomputed independently with Python's Decimal:
 
 - every billing row of kind interval: energy_charge = round(kwh x price, 4),
   surcharge = round(kwh x surcharge_rate, 4), net = energy + surcharge -
@@ -11,23 +11,16 @@ rules of DESIGN.md 5, recomputed independently with Python's Decimal:
 
 usage: verify_ledger.py DIR MAX_SUBSIDY   (prints "N passed, N failed")"""
 import csv
+import os
 import sys
 from collections import defaultdict
 from decimal import ROUND_HALF_EVEN, Decimal
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "daemon"))
+from checks import check, finish  # noqa: E402
+
 out, max_subsidy = sys.argv[1], Decimal(sys.argv[2])
 Q4, Q2 = Decimal("0.0001"), Decimal("0.01")
-passed = failed = 0
-
-
-def check(ok, what):
-    global passed, failed
-    if ok:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL", what)
-
 
 def rows(name):
     with open(f"{out}/{name}.csv", newline="") as f:
@@ -79,5 +72,4 @@ for r in rows("monthly_by_period"):
     p = by_period[(r["tenant"], r["cluster"], r["month"], r["period"])]
     check(D(r["kwh"]) == p["kwh"], f"by_period {r}: kwh")
     check(D(r["energy_charge"]) == p["energy_charge"].quantize(Q2, ROUND_HALF_EVEN), f"by_period {r}")
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+finish()

@@ -1,4 +1,4 @@
--- 001_ledger.sql: the billing ledger (DESIGN.md 5).
+-- 001_ledger.sql: the billing ledger (docs/design.md section 5).
 --
 -- tariffd applies this file once per schema, inside a transaction, after
 -- SET LOCAL search_path TO <schema> (storage/pg.c), so every name here is
@@ -12,7 +12,7 @@
 -- half-even to 0.01 CNY. The row tables are append-only: a late sample adds
 -- an adjustment row (revision 1, 2, ...) carrying the difference, so every
 -- total is a sum over revisions. The CHECKs below guard invariants of
--- DESIGN.md 5 that hold for adjustments too (they carry differences).
+-- docs/design.md section 5 that hold for adjustments too (they carry differences).
 
 -- Banker's rounding: v rounded to `places` decimals, a tie going to the even
 -- neighbour. round(numeric) rounds ties away from zero, so the tie is

@@ -9,9 +9,9 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
-import time
+
+from checks import Timeout, skip, wait_until
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOKENS = {"t1": "t1-secret", "t2": "t2-secret"}
@@ -31,8 +31,7 @@ QUERIES = {
 
 def need_postgres():
     if not os.environ.get("PGHOST"):
-        print("skipped: no PostgreSQL (PGHOST is unset; scripts/test starts one)")
-        sys.exit(77)
+        skip("no PostgreSQL (PGHOST is unset; scripts/test starts one)")
 
 
 def psql(db, sql, *args):
@@ -75,30 +74,33 @@ class Daemon:
     def start(self):
         self.log = open(os.path.join(self.dir, "daemon.log"), "ab")
         self.proc = subprocess.Popen([self.tariffd, "-c", self.config], stderr=self.log)
-        deadline = time.time() + 15
-        while time.time() < deadline:
+
+        def answers():
             if self.proc.poll() is not None:
                 raise RuntimeError(f"tariffd exited with {self.proc.returncode}: {self.read_log()}")
             try:
-                if self.request("GET", "/ping")[0] == 204:
-                    return self.wait_writable()
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("tariffd did not answer /ping")
+                return self.request("GET", "/ping")[0] == 204, "no 204"
+            except OSError as e:
+                return False, repr(e)
+        wait_until(answers, 15, "tariffd answers /ping")
+        return self.wait_writable()
 
     def wait_writable(self, timeout=15):
         """Until /health stops saying "fail" (a first start reads the yearly
-        caps back from PostgreSQL before it takes writes)."""
-        deadline = time.time() + timeout
-        while time.time() < deadline:
+        caps back from PostgreSQL before it takes writes), or says the daemon
+        stands by; raises Timeout with the last answer and the log tail when
+        it does neither in time."""
+        def writable():
             try:
                 s, data, _ = self.request("GET", "/health")
                 health = json.loads(data)
-                if health["status"] != "fail" or "standby" in health["message"]:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.05)
+            except (OSError, ValueError) as e:
+                return False, repr(e)
+            return health["status"] != "fail" or "standby" in health["message"], health
+        try:
+            wait_until(writable, timeout, "tariffd takes writes")
+        except Timeout as e:
+            raise Timeout(f"{e}\n{self.read_log()[-2000:]}") from None
         return self
 
     def read_log(self):

@@ -19,6 +19,7 @@ from collections import defaultdict
 from decimal import Decimal
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import check, expect_within, finish  # noqa: E402
 from harness import Daemon, read_csv  # noqa: E402
 
 tariffd = sys.argv[1]
@@ -55,6 +56,7 @@ def killer():
     global restarts
     try:
         for _ in range(kills):
+            # The moment of the kill is what is under test: a random one.
             time.sleep(rng.uniform(0.05, 0.4))
             if done.is_set():
                 return
@@ -65,16 +67,16 @@ def killer():
         killer_error.append(repr(e))
 
 
-passed = failed = 0
+def sums(rows, key, fields):
+    total = defaultdict(lambda: defaultdict(Decimal))
+    for r in rows:
+        for f in fields:
+            total[tuple(r[k] for k in key)][f] += Decimal(r[f])
+    return {k: dict(v) for k, v in total.items()}
 
 
-def check(ok, what):
-    global passed, failed
-    if ok:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL", what)
+MONEY = ["kwh", "energy_charge", "surcharge", "subsidy", "net"]
+DEMAND = ["charge", "subsidy", "net"]
 
 
 try:
@@ -94,19 +96,10 @@ try:
                 break
             check(status in (None, 503), f"unexpected status {status}")
             retries += 1
-            time.sleep(0.02)
-        time.sleep(rng.uniform(0, 0.08))
+            time.sleep(0.02)  # a retrying client pauses
+        time.sleep(rng.uniform(0, 0.08))  # the client's pace, not a wait
     done.set()
     thread.join()
-    # Meters fall silent (grace 1s): every interval and March close.
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        demand = d.table("demand_charges")
-        if len({r["cluster"] for r in demand}) == 2:
-            break
-        time.sleep(0.2)
-    time.sleep(1.5)
-    check(d.stop() == 0, "SIGTERM exits 0")
     print(f"{len(batches)} batches, {retries} retries, {restarts} kill -9 and restarts")
 
     with tempfile.TemporaryDirectory() as out:
@@ -118,26 +111,26 @@ try:
                                stdin=inp, stdout=subprocess.DEVNULL, check=True)
         want_rows = read_csv(os.path.join(out, "billing_rows.csv"))
         want_demand = read_csv(os.path.join(out, "demand_charges.csv"))
+    want = sums(want_rows, ("cluster", "interval_start"), MONEY)
+    want_d = sums(want_demand, ("cluster", "month"), DEMAND)
+
+    # Meters fall silent (grace 1s): every interval and March close, and
+    # their rows reach PostgreSQL.
+    def settled():
+        got = sums(d.table("billing_rows"), ("cluster", "interval_start"), MONEY)
+        got_d = sums(d.table("demand_charges"), ("cluster", "month"), DEMAND)
+        return got == want and got_d == want_d, (f"{len(got)} of {len(want)} intervals, "
+                                                 f"{len(got_d)} of {len(want_d)} months in the ledger")
+    expect_within(settled, 30, "every row committed", every=0.2)
+    check(d.stop() == 0, "SIGTERM exits 0")
     got_rows = d.table("billing_rows")
     got_demand = d.table("demand_charges")
-
-    def sums(rows, key, fields):
-        total = defaultdict(lambda: defaultdict(Decimal))
-        for r in rows:
-            for f in fields:
-                total[tuple(r[k] for k in key)][f] += Decimal(r[f])
-        return {k: dict(v) for k, v in total.items()}
-
-    money = ["kwh", "energy_charge", "surcharge", "subsidy", "net"]
-    got = sums(got_rows, ("cluster", "interval_start"), money)
-    want = sums(want_rows, ("cluster", "interval_start"), money)
+    got = sums(got_rows, ("cluster", "interval_start"), MONEY)
     check(len(want) > 20, f"offline priced {len(want)} intervals")
     check(set(got) == set(want), f"intervals differ: {sorted(set(got) ^ set(want))[:5]}")
     for k in sorted(set(got) & set(want)):
         check(got[k] == want[k], f"{k}: daemon {got[k]} != offline {want[k]}")
-    dm = ["charge", "subsidy", "net"]
-    check(sums(got_demand, ("cluster", "month"), dm) == sums(want_demand, ("cluster", "month"), dm),
-          "demand charges differ")
+    check(sums(got_demand, ("cluster", "month"), DEMAND) == want_d, "demand charges differ")
     # Each (cluster, interval, revision) appears once: nothing written twice.
     keys = [(r["cluster"], r["interval_start"], r["revision"]) for r in got_rows]
     check(len(keys) == len(set(keys)), "a row was written twice")
@@ -146,5 +139,4 @@ try:
 finally:
     done.set()
     d.cleanup()
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+finish()

@@ -1,4 +1,4 @@
-"""The PostgreSQL ledger of a running daemon (DESIGN.md 5 and 6), against
+"""The PostgreSQL ledger of a running daemon (docs/design.md sections 5 and 6), against
 `tariffd price` on the same data. Each scenario starts its own daemon(s)
 on its own database (the PostgreSQL of PGHOST):
 
@@ -27,9 +27,10 @@ on its own database (the PostgreSQL of PGHOST):
               the rest is billed, /health fails until it is resolved
 
 The outage and restart scenarios stop and start PostgreSQL with
-$TARIFFD_PG_CTL (scripts/lib/common.sh start_postgres); without it they
-are skipped. Every wait has a deadline; a failure prints the daemon's log
-tail.
+$TARIFFD_PG_CTL (scripts/lib/common.sh start_postgres): they are part of
+the test, so without PGHOST or TARIFFD_PG_CTL the test exits 77 (SKIP)
+rather than pass without them. Every wait has a deadline and fails loudly;
+a failure prints the daemon's log tail.
 
 usage: test_ledger.py TARIFFD [SCENARIO...]   (prints "N passed, N failed")"""
 import csv
@@ -48,19 +49,22 @@ from collections import defaultdict
 from decimal import Decimal
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import checks  # noqa: E402
 from harness import HERE, Daemon, need_postgres, psql, read_csv  # noqa: E402
 
 need_postgres()
 TARIFFD = sys.argv[1]
 ONLY = sys.argv[2:]
 PG_CTL = os.environ.get("TARIFFD_PG_CTL")
+if not PG_CTL and (not ONLY or {"outage", "restart"} & set(ONLY)):
+    checks.skip("TARIFFD_PG_CTL is unset: the outage and restart scenarios need to stop and "
+                "start PostgreSQL (scripts/test sets it)")
 MIGRATIONS = sorted(f for f in os.listdir(os.path.join(HERE, "..", "..", "storage", "sql"))
                     if f.endswith(".sql"))
 
 T0 = 1740758400  # 2025-03-01 00:00 local (+08:00), valley until 08:00
 T_APR = T0 + 31 * 86400  # 2025-04-01 00:00 local
 
-passed = failed = 0
 daemons = []  # of the running scenario, for log tails and cleanup
 tails_shown = []
 after = []  # run once the scenario's daemons are gone
@@ -74,30 +78,23 @@ def log_tail(d, n=15):
     return "\n".join("  | " + line for line in lines)
 
 
-def check(ok, what, d=None):
-    global passed, failed
-    if ok:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL", what)
-        if d and d not in tails_shown:  # once per daemon and scenario
+def tail_once(d):
+    """On a failure: d's log tail, once per daemon and scenario."""
+    def show():
+        if d and d not in tails_shown:
             tails_shown.append(d)
             print(f"  daemon on port {d.port}, log tail:\n{log_tail(d)}")
-    return ok
+    return show
+
+
+def check(ok, what, d=None):
+    return checks.check(ok, what, tail_once(d))
 
 
 def wait_until(probe, timeout, what, d=None, every=0.2):
     """Calls probe() until it returns (True, ...) or the deadline passes;
-    records one check. Returns the last detail."""
-    deadline = time.time() + timeout
-    while True:
-        ok, detail = probe()
-        if ok or time.time() > deadline:
-            break
-        time.sleep(every)
-    check(ok, f"{what}: not within {timeout}s: {detail}", d)
-    return ok, detail
+    records one check. Returns (ok, the last detail)."""
+    return checks.expect_within(probe, timeout, what, tail_once(d), every)
 
 
 # ---------------------------------------------------------------- data
@@ -372,9 +369,6 @@ def scenario_cap():
 
 
 def scenario_outage():
-    if not PG_CTL:
-        print("note: outage skipped (TARIFFD_PG_CTL unset)")
-        return
     rng = random.Random(3)
     bs = batches(samples(0, 540), 45, rng)
     parts = [bs[:12], bs[12:24], bs[24:]]
@@ -391,7 +385,10 @@ def scenario_outage():
     wait_until(lambda: ((h := health(d))["status"] == "warn" and h["http"] == 200
                         and "PostgreSQL" in h["message"], h), 10,
                "/health warns while PostgreSQL is down", d)
-    time.sleep(max(0.0, stopped + 2 - time.time()))  # down for 2s at least: the writer backs off
+    # The writer retries and fails again: it is backing off, as it should.
+    wait_until(lambda: ((n := d.read_log().count("postgres: cannot connect")) >= 2,
+                        f"{n} failed connection attempts"), 15,
+               "the writer retries while PostgreSQL is down", d)
     pg_ctl("start")
     print(f"outage: PostgreSQL down {time.time() - stopped:.1f}s")
     for i, b in enumerate(parts[2]):
@@ -408,9 +405,6 @@ def scenario_outage():
 
 
 def scenario_restart():
-    if not PG_CTL:
-        print("note: restart skipped (TARIFFD_PG_CTL unset)")
-        return
     rng = random.Random(4)
     bs = batches(samples(0, 540), 45, rng)
     parts = [bs[:9], bs[9:18], bs[18:27], bs[27:]]
@@ -512,13 +506,19 @@ def scenario_notify():
     d = new_daemon().start()
     writable(d)
     seen, done, errors = [], threading.Event(), []
-    listen_from = time.time()  # its pg_sleep(6) ends after listen_from + 6
-    listener = subprocess.Popen(["psql", "-X", "-d", d.db, "-c", "LISTEN tariffd_billing",
-                                 "-c", "SELECT pg_sleep(6)"],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # The listener LISTENs, then waits (at most a minute) until the test says
+    # the ledger is complete; psql prints the notifications it received when
+    # that wait ends.
+    psql(d.db, "CREATE TABLE public.listener_control AS SELECT false AS done")
+    wait_sql = ("DO $$ BEGIN FOR i IN 1..1200 LOOP EXIT WHEN (SELECT done FROM public.listener_control); "
+                "PERFORM pg_sleep(0.05); END LOOP; END $$")
+    listener = subprocess.Popen(["psql", "-X", "-d", d.db, "-c", "LISTEN tariffd_billing", "-c", wait_sql],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env=dict(os.environ, PGAPPNAME="tariffd-test-listener"))
     try:
-        wait_until(lambda: (query(d.db, "SELECT count(*) AS n FROM pg_stat_activity WHERE "
-                                        "query = 'SELECT pg_sleep(6)'")[0]["n"] == "1", "not yet"),
+        wait_until(lambda: (query(d.db, "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = "
+                                        "'tariffd-test-listener' AND query LIKE 'DO %'")[0]["n"] == "1",
+                            "not yet"),
                    5, "the listener is listening", d, every=0.05)
 
         def consume():
@@ -543,7 +543,7 @@ def scenario_notify():
             time.sleep(0.03)
         want = offline(d.config, "".join(bs))
         rows, demand = wait_ledger(d, want)
-        complete_at = time.time()
+        psql(d.db, "UPDATE public.listener_control SET done = true")
         done.set()
         consumer.join(30)
         check(not consumer.is_alive() and not errors, f"the consumer ran: {errors}", d)
@@ -560,11 +560,8 @@ def scenario_notify():
         check(payloads and all(p in set(ids) for p in payloads) and payloads == sorted(payloads),
               f"every NOTIFY payload is a committed id, increasing: {payloads[:10]} (psql said {out[-300:]!r})", d)
         print(f"notify: the consumer read {len(seen)} ids, the listener got {len(payloads)} notifications")
-        if complete_at < listen_from + 5.5:
-            check(payloads and payloads[-1] == max(ids),
-                  f"the last NOTIFY names the largest id: {payloads[-1:]} vs {max(ids)}", d)
-        else:
-            print("note: the listener ended before the ledger was complete")
+        check(payloads and payloads[-1] == max(ids),
+              f"the last NOTIFY names the largest id: {payloads[-1:]} vs {max(ids)}", d)
         check(d.stop() == 0, "SIGTERM exits 0", d)
     finally:
         done.set()
@@ -775,8 +772,7 @@ for name, fn in SCENARIOS:
     try:
         fn()
     except Exception:
-        failed += 1
-        print(f"FAIL {name}: {traceback.format_exc()}")
+        checks.fail(f"{name}: {traceback.format_exc()}")
         for d in daemons:
             print(f"  daemon on port {d.port}, log tail:\n{log_tail(d)}")
     finally:
@@ -784,27 +780,25 @@ for name, fn in SCENARIOS:
         try:
             ensure_pg_up()
         except Exception as e:
-            print(f"FAIL could not start PostgreSQL again: {e}")
-            failed += 1
+            checks.fail(f"could not start PostgreSQL again: {e}")
         for d in daemons:
             try:  # a sanitizer build reports here (UBSan does not stop the daemon)
                 log = d.read_log()
                 check(not re.search(r"runtime error:|AddressSanitizer|LeakSanitizer", log),
                       f"{name}: a sanitizer report in the log", d)
             except OSError:
-                pass
+                pass  # never started: no log, nothing to report
             try:
                 d.cleanup()
             except Exception as e:
-                print(f"note: cleanup: {e}")
+                checks.fail(f"{name}: cleanup: {e!r}")
         daemons.clear()
         for fn_after in after:
             try:
                 fn_after()
             except Exception as e:
-                print(f"note: cleanup: {e}")
+                checks.fail(f"{name}: cleanup: {e!r}")
         after.clear()
     print(f"{name}: {time.time() - t:.1f}s")
 print(f"total {time.time() - start:.1f}s")
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+checks.finish()

@@ -48,7 +48,7 @@ LANGUAGE sql AS $$
 $$;
 
 ------------------------------------------------------------------------------
--- The shape: DESIGN.md 5's columns, types, keys.
+-- The shape: docs/design.md section 5's columns, types, keys.
 
 SELECT pg_temp.check(pg_temp.columns('billing_rows') =
     'id bigint not null, tenant text not null, cluster text not null, site text not null, '
@@ -613,7 +613,8 @@ FROM (SELECT what, want, pg_temp.sqlstate_of(sql) AS s
       ) AS c(what, want, sql)) AS t;
 
 ------------------------------------------------------------------------------
--- Consuming the ledger incrementally (docs/ledger.md).
+-- Consuming the ledger incrementally (README.md, "Consuming the ledger
+-- incrementally").
 
 SELECT pg_temp.check(count(*) = 9 AND bool_and(id > prev), 'a consumer reading WHERE id > 0 '
                      'ORDER BY id LIMIT 1000 gets every row once, ids increasing')
@@ -632,7 +633,7 @@ FROM billing_rows
 WHERE cluster = 'qy-a01' AND interval_start = '2025-11-03T02:00Z';
 
 ------------------------------------------------------------------------------
--- The example queries of docs/ledger.md, verbatim.
+-- The example queries of README.md ("Example queries"), verbatim.
 
 -- What did ByteDance's Qingyang clusters cost in November 2025? qy-a01 and
 -- qy-a02 (gy-b01 is in Guizhou, qy-t01 is Tencent's): the statements summed.
@@ -681,8 +682,8 @@ WHERE programme = 'gansu-domestic-ai' AND tenant = 'bytedance' AND month = DATE 
 ) AS q;
 
 ------------------------------------------------------------------------------
--- Least-privilege roles: the grants of docs/ledger.md, with the scratch
--- role names of run.sh.
+-- Least-privilege roles: the grants of README.md ("Roles: least privilege"),
+-- with the scratch role names of run.sh.
 
 RESET ROLE;
 REVOKE ALL ON DATABASE :"DBNAME" FROM PUBLIC;
