@@ -11,28 +11,12 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Daemon  # noqa: E402
-
-passed = failed = 0
-
-
-def check(ok, what):
-    global passed, failed
-    if ok:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL", what)
+from checks import check, expect_within, finish  # noqa: E402
+from harness import Daemon, need_postgres  # noqa: E402
 
 
 def wait_until(cond, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    check(False, f"{what}: not within {timeout} s")
-    return False
+    return expect_within(cond, timeout, what)[0]
 
 
 T0 = 1740758400  # 2025-03-01 00:00 local (+08:00)
@@ -53,8 +37,6 @@ def metric(d, name):
 def test_meters(tariffd):
     d = Daemon(tariffd, extra="max_meters_per_tenant = 1000\nidle_timeout = 60s\n")
     # t2 has a limit of its own.
-    with open(d.config, "a") as f:
-        f.write("")
     text = open(d.config).read().replace("[tenant t2]\n", "[tenant t2]\nmax_meters = 5\n")
     open(d.config, "w").write(text)
     try:
@@ -136,8 +118,7 @@ def test_connections(tariffd):
             if i % 2:
                 c.sendall(b"POST /api/v2/write?bucket=b HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\npower")
             conns.append(c)
-        check(wait_until(lambda: metric(d, "tariffd_connections") >= 50, 5, "50 connections counted"),
-              "50 connections open")
+        wait_until(lambda: metric(d, "tariffd_connections") >= 50, 5, "50 connections counted")
         start = time.time()
         closed = 0
         for c in conns:
@@ -150,8 +131,8 @@ def test_connections(tariffd):
         took = time.time() - start
         check(closed == 50, f"{closed} of 50 slow connections closed by the daemon")
         check(took < 9, f"closed within idle_timeout and some slack ({took:.1f} s)")
-        check(wait_until(lambda: metric(d, "tariffd_connections") == 1, 5, "connections counted out"),
-              "the count goes back to 1 (the scrape itself)")
+        wait_until(lambda: metric(d, "tariffd_connections") == 1, 5,
+                   "the count goes back to 1 (the scrape itself)")
 
         # max_connections = 60: the 61st waits (not accepted) until one closes.
         conns = [socket.create_connection(("127.0.0.1", d.port), timeout=10) for _ in range(60)]
@@ -177,11 +158,11 @@ def test_connections(tariffd):
 
 
 def main():
+    need_postgres()
     tariffd = sys.argv[1]
     test_meters(tariffd)
     test_connections(tariffd)
-    print(f"{passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    finish()
 
 
 if __name__ == "__main__":
