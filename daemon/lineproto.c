@@ -1,16 +1,26 @@
 /*
  * lineproto: the InfluxDB line protocol parser (see lineproto.h).
  *
- * Shape: lp_parse cuts the buffer into lines with memchr, then parse_line
- * walks one line left to right, once, with a table of byte classes; the
- * first error in a line (syntax first, then the rules for `power` that need
- * the whole line, such as the missing cluster) stops the whole parse.
+ * Shape: one pass over the whole buffer finds the first byte that is not
+ * valid UTF-8 (if any); then lp_parse cuts the buffer into lines with
+ * memchr, and parse_line walks one line left to right, once, with a table
+ * of byte classes. A line is refused for its invalid UTF-8 before it is
+ * parsed, so the lines before it keep their say: their errors, and a point
+ * the callback refuses, come first. The first error in a line (syntax
+ * first, then the rules for `power` that need the whole line, such as the
+ * missing cluster) stops the whole parse.
  *
- * Deliberate choices where InfluxDB's own implementations differ
- * (docs/influx-protocol.md section 1.2):
- * - A line always ends at "\n", even inside a quoted string: a raw newline
- *   in a string field is "unterminated string". "\r" is only a line end
- *   right before "\n" or at the end of the buffer.
+ * Deliberate choices where InfluxDB's own implementations differ, or where
+ * the grammar leaves room (docs/influx-protocol.md section 1.2):
+ * - The body must be UTF-8 throughout (RFC 3629: no overlong forms, no
+ *   surrogates, nothing past U+10FFFF), comments and string fields
+ *   included; so every message, which quotes only parts of lines already
+ *   checked, is valid UTF-8 too.
+ * - A raw newline ("\n" or "\r\n") in a quoted string field belongs to the
+ *   value, as in InfluxDB 2, and the point goes on on the next line; line
+ *   numbers stay physical. Only a field value that starts with a quote is
+ *   a string: quotes elsewhere are literal. Outside strings, "\r" is only a
+ *   line end right before "\n" or at the end of the buffer.
  * - Escapes follow the Go decoder and the server, not the docs' table of
  *   doubled backslashes: in the measurement "\," and "\ ", in tag keys,
  *   tag values and field keys also "\=", in string fields "\"" and "\\";
@@ -18,25 +28,35 @@
  *   stays two backslashes, and "\n" in a string stays backslash and n).
  * - Whitespace between the parts of a line is spaces only; a tab (like any
  *   byte 0x00-0x1F or 0x7F) is an error outside string fields and comments.
- * - Bytes >= 0x80 are accepted as they are; UTF-8 is not validated, so a
- *   message may quote invalid UTF-8 and the HTTP layer must escape it.
+ * - A tag key given twice in a point is an error, for every measurement.
+ *   Keys are compared as written, which for these escapes is the same as
+ *   unescaped. The check runs once the tags of the point are read (so a
+ *   syntax error later among the tags is reported first): pairwise up to
+ *   TAGS_PAIRWISE tags, by sorting the keys beyond, never quadratic; a
+ *   point may have at most TAGS_MAX tags, so the keys fit in struct parser.
  * - Floats are exact: Clinger's fast path when the digits fit in 2^53 and
  *   the power of ten in 10^22 (one IEEE operation on exact operands), and
  *   strtod on a canonical, NUL-terminated copy for everything else (17
  *   digit values, as Go's shortest formatting often gives, take that
  *   path). Overflow ("1e999") is an error; underflow rounds to 0 or a
  *   subnormal, as in strtod and Go.
- * - On an error, stats count the lines up to the failing one, and
- *   power_points includes a point the callback refused.
+ * - Errors about a byte or a token name the physical line it is on; an
+ *   unterminated string names the line of its opening quote; errors about
+ *   the point as a whole (missing cluster, no energy field) and refusals
+ *   by the callback name the line where the point starts. On an error,
+ *   stats count the physical lines read up to where the parse stopped,
+ *   and power_points includes a point the callback refused.
  *
- * Memory: none allocated. The unescaped cluster and meter live in struct
- * parser on lp_parse's stack, so points are valid only during the callback.
+ * Memory: none allocated. The unescaped cluster and meter, and the tag
+ * keys of the point being read, live in struct parser on lp_parse's stack
+ * (about 25 KiB), so points are valid only during the callback.
  */
 #include "daemon/lineproto.h"
 
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +64,14 @@
 #define TAG_MAX   256 /* bytes of an unescaped cluster or meter */
 #define QUOTE_MAX 64  /* bytes of a value quoted in a message */
 #define QUOTE_BUF (QUOTE_MAX + 6)
+
+/* Tags of one point: up to TAGS_PAIRWISE, duplicates are looked for by
+ * comparing each key with those before it (at most 120 comparisons, less
+ * work than sorting); beyond, by sorting. TAGS_MAX bounds the keys kept;
+ * real points have a few dozen tags at most, and a line of a million tags
+ * is refused at the first one too many. */
+#define TAGS_PAIRWISE 16
+#define TAGS_MAX      1024
 
 /* Digits kept for strtod: more than the 767 significant digits a double's
  * exact halfway point can need, so one sticky digit after them rounds
@@ -92,9 +120,20 @@ static const char *const field_names[] = {
     [LP_FIELD_WH] = "wh",
 };
 
+struct tag_key {
+    const char *p; /* as written, escapes included */
+    size_t n;
+    uint64_t fp; /* of n and the first and last 8 bytes, for sorting */
+};
+
 struct parser {
-    int line;
-    const char *line_start; /* for columns in messages */
+    int line;               /* the physical line being read */
+    int point_line;         /* where the point being read starts */
+    const char *line_start; /* of the physical line, for columns in messages */
+    const char *line_end;   /* of the physical line, before its "\r\n" or "\n" */
+    const char *nl;         /* its "\n", NULL when it is the last line */
+    const char *bufend;
+    const char *bad_utf8; /* the first byte of invalid UTF-8, or bufend */
     enum lp_precision precision;
     lp_point_fn fn;
     void *ctx;
@@ -102,20 +141,40 @@ struct parser {
     struct lp_error *err;
     char cluster[TAG_MAX + 1];
     char meter[TAG_MAX + 1];
+    struct tag_key tags[TAGS_MAX];
 };
 
 /* ---------------------------------------------------------------- */
 /* Messages                                                          */
 
-__attribute__((format(printf, 2, 3))) static bool fail(struct parser *ps, const char *fmt, ...)
+__attribute__((format(printf, 3, 0))) static bool vfail_at(struct parser *ps, int line,
+                                                           const char *fmt, va_list ap)
 {
     struct lp_error *err = ps->err;
-    int n = snprintf(err->msg, sizeof err->msg, "line %d: ", ps->line);
+    int n = snprintf(err->msg, sizeof err->msg, "line %d: ", line);
+    vsnprintf(err->msg + n, sizeof err->msg - (size_t)n, fmt, ap);
+    err->line = line;
+    return false;
+}
+
+/* An error on the physical line being read. */
+__attribute__((format(printf, 2, 3))) static bool fail(struct parser *ps, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err->msg + n, sizeof err->msg - (size_t)n, fmt, ap);
+    vfail_at(ps, ps->line, fmt, ap);
     va_end(ap);
-    err->line = ps->line;
+    return false;
+}
+
+/* An error on an earlier line of the point being read. */
+__attribute__((format(printf, 3, 4))) static bool fail_at(struct parser *ps, int line,
+                                                          const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfail_at(ps, line, fmt, ap);
+    va_end(ap);
     return false;
 }
 
@@ -197,6 +256,118 @@ static const char *precision_name(enum lp_precision p)
 }
 
 /* ---------------------------------------------------------------- */
+/* UTF-8 and physical lines                                          */
+
+#define HIGH_BITS UINT64_C(0x8080808080808080)
+
+/* The offset in a word, read from memory, of its first byte with the high
+ * bit set; w is the word masked with HIGH_BITS, not 0. */
+static inline unsigned first_high_byte(uint64_t w)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    return (unsigned)__builtin_ctzll(w) / 8;
+#else
+    return (unsigned)__builtin_clzll(w) / 8;
+#endif
+}
+
+/* The length of the valid UTF-8 sequence at s[0..avail) that starts with
+ * a byte >= 0x80, or 0 when it is invalid: RFC 3629, so no overlong forms,
+ * no surrogates U+D800 to U+DFFF and nothing past U+10FFFF. Lead bytes C0,
+ * C1 (overlong) and F5-FF, and continuation bytes, cannot lead; after E0,
+ * F0 (overlong), ED (surrogates) and F4 (past U+10FFFF) the first
+ * continuation byte has a narrower range. The common cases (two and three
+ * bytes, as in Latin and Chinese text) come first and take few branches. */
+static inline size_t utf8_sequence(const unsigned char *s, size_t avail)
+{
+    unsigned b0 = s[0];
+    if (b0 - 0xC2u <= 0xDFu - 0xC2u)
+        return avail >= 2 && (s[1] & 0xC0) == 0x80 ? 2 : 0;
+    if ((b0 & 0xF0) == 0xE0) {
+        if (avail < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80)
+            return 0;
+        if ((b0 == 0xE0 && s[1] < 0xA0) || (b0 == 0xED && s[1] > 0x9F))
+            return 0;
+        return 3;
+    }
+    if (b0 - 0xF0u <= 0xF4u - 0xF0u) {
+        if (avail < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80)
+            return 0;
+        if ((b0 == 0xF0 && s[1] < 0x90) || (b0 == 0xF4 && s[1] > 0x8F))
+            return 0;
+        return 4;
+    }
+    return 0;
+}
+
+/* The first byte of buf[0..len) that does not begin a valid UTF-8
+ * sequence, or buf + len when there is none. For a sequence cut short, the
+ * byte is its lead byte. */
+static const char *utf8_invalid(const char *buf, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)buf, *end = s + len;
+    for (;;) {
+        /* Bodies are almost all ASCII, which 32 bytes at a time costs
+         * next to nothing; then 8 at a time to find the first byte with
+         * its high bit set. */
+        while (end - s >= 32) {
+            uint64_t a, b, c, d;
+            memcpy(&a, s, 8);
+            memcpy(&b, s + 8, 8);
+            memcpy(&c, s + 16, 8);
+            memcpy(&d, s + 24, 8);
+            if ((a | b | c | d) & HIGH_BITS)
+                break;
+            s += 32;
+        }
+        for (;;) {
+            if (end - s < 8) {
+                while (s < end && *s < 0x80)
+                    s++;
+                break;
+            }
+            uint64_t a;
+            memcpy(&a, s, 8);
+            if (a & HIGH_BITS) {
+                s += first_high_byte(a & HIGH_BITS);
+                break;
+            }
+            s += 8;
+        }
+        if (s == end)
+            return (const char *)s;
+        /* Non-ASCII text comes in runs (a word in Chinese, an emoji). */
+        do {
+            size_t n = utf8_sequence(s, (size_t)(end - s));
+            if (n == 0)
+                return (const char *)s;
+            s += n;
+        } while (s < end && *s >= 0x80);
+    }
+}
+
+/* Starts reading the physical line at p: finds where it ends, and refuses
+ * it when it holds the first invalid UTF-8 of the buffer, before anything
+ * else in it is looked at. */
+__attribute__((always_inline)) static inline bool enter_line(struct parser *ps, const char *p)
+{
+    if (ps->line == INT_MAX)
+        return fail(ps, "too many lines");
+    ps->line++;
+    ps->stats->lines++;
+    const char *nl = memchr(p, '\n', (size_t)(ps->bufend - p));
+    const char *end = nl ? nl : ps->bufend;
+    ps->line_start = p;
+    ps->nl = nl;
+    if (ps->bad_utf8 < end)
+        return fail(ps, "invalid UTF-8 at column %zu", (size_t)(ps->bad_utf8 - p) + 1);
+    if (end > p && end[-1] == '\r')
+        end--;
+    ps->line_end = end;
+    return true;
+}
+
+/* ---------------------------------------------------------------- */
 /* Tokens                                                            */
 
 /* Skips a token that ends at a byte of `stop`, where a backslash before a
@@ -246,17 +417,139 @@ static const char *scan_copy(const char *p, const char *end, char *dst)
     return p;
 }
 
-/* A string field after its opening quote; returns the byte after the
- * closing quote, NULL when the line ends first. */
-static const char *scan_string(const char *p, const char *end)
+/* A string field after its opening quote: sets *pp to the byte after the
+ * closing quote. A raw newline belongs to the string, as in InfluxDB 2, so
+ * the string may go on over the next lines, which are entered on the way
+ * (*end follows them). False with the error set when the buffer ends
+ * first or a line is refused. */
+static bool scan_string(struct parser *ps, const char **pp, const char **end, const char *k0,
+                        size_t kn)
 {
-    while (p < end) {
-        char c = *p++;
-        if (c == '"')
-            return p;
-        if (c == '\\' && p < end && (*p == '"' || *p == '\\'))
-            p++;
+    int open_line = ps->line;
+    const char *p = *pp, *e = *end;
+    for (;;) {
+        while (p < e) {
+            char c = *p++;
+            if (c == '"') {
+                *pp = p;
+                *end = e;
+                return true;
+            }
+            /* Before "\r\n", "\n" or the end of the buffer, a backslash
+             * escapes nothing and is literal. */
+            if (c == '\\' && p < e && (*p == '"' || *p == '\\'))
+                p++;
+        }
+        if (!ps->nl || ps->nl + 1 == ps->bufend) {
+            char qk[QUOTE_BUF];
+            return fail_at(ps, open_line, "unterminated string in field %s",
+                           quote(qk, k0, kn, ESC_KEY));
+        }
+        if (!enter_line(ps, ps->nl + 1))
+            return false;
+        p = ps->line_start;
+        e = ps->line_end;
     }
+}
+
+/* ---------------------------------------------------------------- */
+/* Duplicate tag keys                                                */
+
+/* Keys (never empty) that share a prefix, as host and hostname, or a
+ * length, as t1 and t2, mostly differ in length or last byte. */
+static inline bool same_key(const struct tag_key *a, const struct tag_key *b)
+{
+    return a->n == b->n && a->p[a->n - 1] == b->p[b->n - 1] && memcmp(a->p, b->p, a->n) == 0;
+}
+
+static inline uint64_t load_upto8(const char *p, size_t n)
+{
+    uint64_t w = 0;
+    memcpy(&w, p, n < 8 ? n : 8);
+    return w;
+}
+
+/* A fingerprint in O(1) whatever the length: sorting compares it first,
+ * and only keys alike in length and both ends fall back to memcmp (so
+ * keys made alike cost comparisons, never more of them). */
+static void fingerprint(struct tag_key *k)
+{
+    uint64_t h = load_upto8(k->p, k->n) * UINT64_C(0x9E3779B97F4A7C15);
+    if (k->n > 8)
+        h ^= load_upto8(k->p + k->n - 8, 8) * UINT64_C(0xC2B2AE3D27D4EB4F);
+    h ^= k->n;
+    k->fp = h ^ (h >> 29);
+}
+
+/* Any total order puts equal keys together: fingerprint, length, bytes,
+ * then place in the line. */
+static int key_cmp(const struct tag_key *a, const struct tag_key *b)
+{
+    if (a->fp != b->fp)
+        return a->fp < b->fp ? -1 : 1;
+    if (a->n != b->n)
+        return a->n < b->n ? -1 : 1;
+    int c = memcmp(a->p, b->p, a->n);
+    if (c != 0)
+        return c;
+    return a->p < b->p ? -1 : a->p > b->p;
+}
+
+static void sift_down(struct tag_key *t, size_t root, size_t n)
+{
+    for (size_t child; (child = 2 * root + 1) < n; root = child) {
+        if (child + 1 < n && key_cmp(&t[child], &t[child + 1]) < 0)
+            child++;
+        if (key_cmp(&t[root], &t[child]) >= 0)
+            return;
+        struct tag_key tmp = t[root];
+        t[root] = t[child];
+        t[child] = tmp;
+    }
+}
+
+/* Heapsort: in place and O(n log n) whatever the keys (qsort may
+ * allocate, and a hash table could be fed colliding keys). */
+static void sort_keys(struct tag_key *t, size_t n)
+{
+    for (size_t i = n / 2; i-- > 0;)
+        sift_down(t, i, n);
+    for (size_t i = n; i-- > 1;) {
+        struct tag_key tmp = t[0];
+        t[0] = t[i];
+        t[i] = tmp;
+        sift_down(t, 0, i);
+    }
+}
+
+/* duplicate_tag beyond TAGS_PAIRWISE keys: sorts t. Kept out of line so
+ * that the pairwise case, almost every point, stays small. */
+__attribute__((noinline)) static const struct tag_key *duplicate_tag_sorting(struct tag_key *t,
+                                                                             size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        fingerprint(&t[i]);
+    sort_keys(t, n);
+    /* Equal keys are now together, in line order: a key equal to the one
+     * before it is a second (or later) occurrence, and the earliest of
+     * those is the answer. */
+    const struct tag_key *first = NULL;
+    for (size_t i = 1; i < n; i++)
+        if (same_key(&t[i - 1], &t[i]) && (!first || t[i].p < first->p))
+            first = &t[i];
+    return first;
+}
+
+/* The second occurrence of the tag key, among t[0..n), whose second
+ * occurrence comes first in the line; NULL when every key is distinct. */
+static inline const struct tag_key *duplicate_tag(struct tag_key *t, size_t n)
+{
+    if (n > TAGS_PAIRWISE)
+        return duplicate_tag_sorting(t, n);
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = 0; j < i; j++)
+            if (same_key(&t[i], &t[j]))
+                return &t[i];
     return NULL;
 }
 
@@ -463,18 +756,20 @@ static bool check_comment(struct parser *ps, const char *p, const char *end)
     return true;
 }
 
-/* One field value at p (after "="); sets *after. For an energy field
- * (f >= 0) also *value. */
+/* One field value at p (after "="); sets *after, and *endp when a string
+ * went on over more lines. For an energy field (f >= 0) also *value. */
 static bool parse_field_value(struct parser *ps, const char *k0, size_t kn, int f, const char *p,
-                              const char *end, const char **after, double *value)
+                              const char **endp, const char **after, double *value)
 {
     char qk[QUOTE_BUF], qv[QUOTE_BUF];
+    const char *end = *endp;
     if (p < end && *p == '"') {
-        p = scan_string(p + 1, end);
-        if (!p)
-            return fail(ps, "unterminated string in field %s", quote(qk, k0, kn, ESC_KEY));
+        int line = ps->line; /* of the value, which may end on a later one */
+        p++;
+        if (!scan_string(ps, &p, endp, k0, kn))
+            return false;
         if (f >= 0)
-            return fail(ps, "field \"%s\" is not a number", field_names[f]);
+            return fail_at(ps, line, "field \"%s\" is not a number", field_names[f]);
         *after = p;
         return true;
     }
@@ -573,11 +868,13 @@ static bool parse_timestamp(struct parser *ps, const char *p, const char *end, i
     return true;
 }
 
-/* One line without its line end. */
-static bool parse_line(struct parser *ps, const char *p, const char *end)
+/* One line, from the physical line entered last; a string field may take
+ * it on over the next ones. */
+static bool parse_line(struct parser *ps)
 {
     char qk[QUOTE_BUF];
-    ps->line_start = p;
+    const char *p = ps->line_start, *end = ps->line_end;
+    ps->point_line = ps->line;
     while (p < end && *p == ' ')
         p++;
     if (p == end)
@@ -594,7 +891,7 @@ static bool parse_line(struct parser *ps, const char *p, const char *end)
 
     bool have_cluster = false, have_meter = false;
     const char *k0 = NULL;
-    size_t kn = 0;
+    size_t kn = 0, ntags = 0;
     while (p < end && *p == ',') {
         k0 = ++p;
         esc = false;
@@ -605,16 +902,17 @@ static bool parse_line(struct parser *ps, const char *p, const char *end)
         if (p == end || *p != '=')
             return fail_expected(ps, p, end, "expected \"=\" after tag key %s",
                                  quote(qk, k0, kn, ESC_KEY));
+        if (ntags == TAGS_MAX)
+            return fail(ps, "more than %d tags", TAGS_MAX);
+        ps->tags[ntags].p = k0; /* the fingerprint only if need be */
+        ps->tags[ntags++].n = kn;
         const char *v0 = ++p;
         char *dst = NULL;
+        /* A second one is refused below, as a duplicate tag key. */
         if (power && !esc && kn == 7 && memcmp(k0, "cluster", 7) == 0) {
-            if (have_cluster)
-                return fail(ps, "tag \"cluster\" given twice");
             have_cluster = true;
             dst = ps->cluster;
         } else if (power && !esc && kn == 5 && memcmp(k0, "meter", 5) == 0) {
-            if (have_meter)
-                return fail(ps, "tag \"meter\" given twice");
             have_meter = true;
             dst = ps->meter;
         }
@@ -630,6 +928,11 @@ static bool parse_line(struct parser *ps, const char *p, const char *end)
         if (p == v0)
             return fail_expected(ps, p, end, "expected value for tag %s",
                                  quote(qk, k0, kn, ESC_KEY));
+    }
+    if (ntags > 1) {
+        const struct tag_key *dup = duplicate_tag(ps->tags, ntags);
+        if (dup)
+            return fail(ps, "duplicate tag key %s", quote(qk, dup->p, dup->n, ESC_KEY));
     }
     if (p == end)
         return fail(ps, "missing fields");
@@ -660,7 +963,7 @@ static bool parse_line(struct parser *ps, const char *p, const char *end)
         if (f >= 0 && field >= 0)
             return fail(ps, "fields \"%s\" and \"%s\" both given; send one", field_names[field],
                         field_names[f]);
-        if (!parse_field_value(ps, k0, kn, f, p, end, &p, &value))
+        if (!parse_field_value(ps, k0, kn, f, p, &end, &p, &value))
             return false;
         if (f >= 0)
             field = f;
@@ -684,11 +987,11 @@ static bool parse_line(struct parser *ps, const char *p, const char *end)
         return true;
     }
     if (!have_cluster)
-        return fail(ps, "missing tag \"cluster\"");
+        return fail_at(ps, ps->point_line, "missing tag \"cluster\"");
     if (field < 0)
-        return fail(ps, "no field kw, w, kwh or wh");
+        return fail_at(ps, ps->point_line, "no field kw, w, kwh or wh");
     struct lp_point pt = {
-        .line = ps->line,
+        .line = ps->point_line,
         .cluster = ps->cluster,
         .meter = have_meter ? ps->meter : "main",
         .field = (enum lp_field)field,
@@ -703,9 +1006,9 @@ static bool parse_line(struct parser *ps, const char *p, const char *end)
     if (ps->fn(ps->ctx, &pt, ps->err))
         return true;
     if (ps->err->msg[0] == '\0')
-        return fail(ps, "point rejected");
+        return fail_at(ps, ps->point_line, "point rejected");
     if (ps->err->line == 0)
-        ps->err->line = ps->line;
+        ps->err->line = ps->point_line;
     return false;
 }
 
@@ -727,19 +1030,13 @@ bool lp_parse(const char *buf, size_t len, enum lp_precision precision, lp_point
     if (len == 0)
         return true;
 
-    const char *p = buf, *bufend = buf + len;
-    while (p < bufend) {
-        const char *nl = memchr(p, '\n', (size_t)(bufend - p));
-        const char *end = nl ? nl : bufend;
-        if (end > p && end[-1] == '\r')
-            end--;
-        if (ps.line == INT_MAX)
-            return fail(&ps, "too many lines");
-        ps.line++;
-        ps.stats->lines++;
-        if (!parse_line(&ps, p, end))
+    ps.bufend = buf + len;
+    ps.bad_utf8 = utf8_invalid(buf, len);
+    const char *p = buf;
+    while (p < ps.bufend) {
+        if (!enter_line(&ps, p) || !parse_line(&ps))
             return false;
-        p = nl ? nl + 1 : bufend;
+        p = ps.nl ? ps.nl + 1 : ps.bufend;
     }
     return true;
 }

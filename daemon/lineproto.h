@@ -9,9 +9,24 @@
  * never allocates: unescaped tag values are written to a scratch buffer in
  * the parser state, valid until the callback returns.
  *
+ * The body must be valid UTF-8 throughout, comments and string fields
+ * included; a line that is not is refused before it is parsed, so earlier
+ * lines (their errors, a point the callback refuses) still come first.
+ *
  * Errors stop the parse and say where and what, in PostgreSQL's style:
- * "line 3: field "kw" is not a number". Line numbers count every line of
- * the buffer from 1, blank and comment lines included.
+ * "line 3: field "kw" is not a number". Line numbers are physical: they
+ * count every "\n" of the buffer from 1, blank and comment lines included,
+ * and a newline inside a quoted string field, which belongs to the value
+ * (as in InfluxDB 2), so a point over three lines moves the count by three.
+ * The parser's own messages are valid UTF-8 (they quote only checked lines,
+ * cut at character boundaries).
+ *
+ * What the callback may rely on (the PostgreSQL writer does): cluster and
+ * meter are non-empty, at most 256 bytes, valid UTF-8, and hold no NUL nor
+ * any other byte 0x00-0x1F or 0x7F. That holds by construction: the whole
+ * line was checked for UTF-8 before its point is reported, control bytes
+ * are refused outside string fields, and unescaping only drops a backslash
+ * before an ASCII ",", " " or "=".
  */
 #ifndef DAEMON_LINEPROTO_H
 #define DAEMON_LINEPROTO_H
@@ -46,7 +61,7 @@ enum lp_field {
  * they point into the parser's scratch space or the input and are valid
  * only during the callback. */
 struct lp_point {
-    int line;            /* 1-based line number in the buffer */
+    int line;            /* 1-based physical line where the point starts */
     const char *cluster; /* tag `cluster` (required, non-empty) */
     const char *meter;   /* tag `meter`, or "main" when absent */
     enum lp_field field; /* exactly one of kw, w, kwh, wh */
@@ -55,6 +70,10 @@ struct lp_point {
     int64_t ts_ns; /* the timestamp times the precision; checked for overflow */
 };
 
+/* An error names the physical line of the byte or token at fault; an
+ * unterminated string, the line of its opening quote; a missing cluster or
+ * energy field, and a point the callback refused, the line where the point
+ * starts (lp_point.line). */
 struct lp_error {
     int line;
     char msg[256]; /* "line N: reason", ready to show to a client */
@@ -65,14 +84,15 @@ struct lp_error {
 typedef bool (*lp_point_fn)(void *ctx, const struct lp_point *p, struct lp_error *err);
 
 struct lp_stats {
-    size_t lines;        /* every line, including blank and comments */
+    size_t lines;        /* physical lines read, including blank and comments */
     size_t power_points; /* points passed to the callback */
     size_t other_points; /* valid points of other measurements, ignored */
 };
 
 /* Parses buf[0..len) (it need not end with a newline; "\r\n" and "\n" both
- * end lines). Returns true when every line was valid and every callback
- * returned true; otherwise false with *err set. */
+ * end lines, but for one inside a string field). Returns true when every
+ * line was valid and every callback returned true; otherwise false with
+ * *err set, and stats counting up to the line where the parse stopped. */
 bool lp_parse(const char *buf, size_t len, enum lp_precision precision, lp_point_fn fn, void *ctx,
               struct lp_stats *stats, struct lp_error *err);
 

@@ -12,6 +12,7 @@
 #include "daemon/lineproto.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,52 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
         }                                                                                          \
     } while (0)
 
+/* The offset of the first byte in s[0..n) that does not begin a valid
+ * UTF-8 character, or n. Written apart from the parser, from the code
+ * point ranges of RFC 3629, so a bug in the parser's own check shows. */
+static size_t first_invalid_utf8(const unsigned char *s, size_t n)
+{
+    size_t at = 0;
+    while (at < n) {
+        uint32_t cp;
+        size_t more;
+        if (s[at] < 0x80) {
+            at++;
+            continue;
+        } else if (s[at] >= 0xC0 && s[at] < 0xE0) {
+            cp = s[at] & 0x1Fu, more = 1;
+        } else if (s[at] >= 0xE0 && s[at] < 0xF0) {
+            cp = s[at] & 0x0Fu, more = 2;
+        } else if (s[at] >= 0xF0 && s[at] < 0xF8) {
+            cp = s[at] & 0x07u, more = 3;
+        } else {
+            return at;
+        }
+        if (n - at <= more)
+            return at;
+        for (size_t i = 1; i <= more; i++) {
+            if ((s[at + i] & 0xC0) != 0x80)
+                return at;
+            cp = cp << 6 | (s[at + i] & 0x3Fu);
+        }
+        uint32_t shortest = more == 1 ? 0x80 : more == 2 ? 0x800 : 0x10000;
+        if (cp < shortest || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return at;
+        at += more + 1;
+    }
+    return n;
+}
+
+/* Valid UTF-8 without control bytes, so no NUL within strlen's reach. */
+static bool clean_utf8(const char *str)
+{
+    size_t n = strlen(str);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)str[i] < 0x20 || str[i] == 0x7F)
+            return false;
+    return first_invalid_utf8((const unsigned char *)str, n) == n;
+}
+
 struct seen {
     size_t points;
     int last_line;
@@ -39,6 +86,9 @@ static bool on_point(void *ctx, const struct lp_point *p, struct lp_error *err)
     s->last_line = p->line;
     check(p->cluster != NULL && p->cluster[0] != '\0' && strlen(p->cluster) <= 256);
     check(p->meter != NULL && p->meter[0] != '\0' && strlen(p->meter) <= 256);
+    /* lineproto.h promises this; the PostgreSQL writer relies on it. */
+    check(clean_utf8(p->cluster));
+    check(clean_utf8(p->meter));
     check(p->field >= LP_FIELD_KW && p->field <= LP_FIELD_WH);
     check(isfinite(p->value) && p->value >= 0 && !signbit(p->value));
     check(p->has_ts || p->ts_ns == 0);
@@ -68,6 +118,25 @@ static void run(const char *buf, size_t size, enum lp_precision precision, size_
     check(stats.lines <= newlines + 1);
     check(stats.power_points + stats.other_points <= stats.lines);
     check(memchr(err.msg, '\0', sizeof err.msg) != NULL);
+    /* Invalid UTF-8 anywhere fails the parse; when that is the reason
+     * given, the line and column are those of its first byte. */
+    size_t bad = first_invalid_utf8((const unsigned char *)buf, size);
+    check(!ok || bad == size);
+    /* The reason follows the first ": " (a quoted token may repeat it). */
+    const char *reason = strstr(err.msg, ": ");
+    bool utf8_reason = reason && strncmp(reason + 2, "invalid UTF-8 ", 14) == 0;
+    if (!ok && utf8_reason) {
+        check(bad < size);
+        size_t line = 1, col0 = 0;
+        for (size_t i = 0; i < bad; i++)
+            if (buf[i] == '\n')
+                line++, col0 = i + 1;
+        char want[64];
+        snprintf(want, sizeof want, "line %zu: invalid UTF-8 at column %zu", line, bad - col0 + 1);
+        check(strcmp(err.msg, want) == 0);
+    }
+    if (!ok && bad == size)
+        check(!utf8_reason);
     if (ok) {
         check(err.line == 0 && err.msg[0] == '\0');
         check(reject_at == 0 || seen.points < reject_at);
@@ -75,7 +144,9 @@ static void run(const char *buf, size_t size, enum lp_precision precision, size_
     } else {
         char prefix[32];
         snprintf(prefix, sizeof prefix, "line %d: ", err.line);
-        check(err.line >= 1 && (size_t)err.line == stats.lines);
+        /* A point over several lines may be refused for its first. */
+        check(err.line >= 1 && (size_t)err.line <= stats.lines);
+        check(err.line > seen.last_line || (reject_at != 0 && seen.points == reject_at));
         check(strncmp(err.msg, prefix, strlen(prefix)) == 0);
         check(strlen(err.msg) > strlen(prefix));
     }

@@ -292,18 +292,11 @@ START_TEST(test_other_backslashes_in_string_field_are_literal)
 }
 END_TEST
 
-START_TEST(test_string_field_may_contain_any_byte_but_newline)
+START_TEST(test_string_field_may_contain_any_byte)
 {
-    static const char text[] = "m s=\"tab\there, comma, = and space\x01\x7f\r\" 1";
+    static const char text[] = "m s=\"tab\there, comma, = and space\x01\x7f\r\n\0\" 1";
     ck_assert(run_len(text, sizeof text - 1, LP_PRECISION_NS));
     ck_assert_uint_eq(stats.other_points, 1);
-}
-END_TEST
-
-START_TEST(test_raw_newline_in_string_ends_the_line)
-{
-    /* A deliberate choice: the v2 Go decoder accepts it, we do not. */
-    ck_assert_error("m s=\"first\nsecond\" 1", "line 1: unterminated string in field \"s\"");
 }
 END_TEST
 
@@ -589,11 +582,9 @@ END_TEST
 
 START_TEST(test_duplicate_cluster_or_meter_tag)
 {
-    ck_assert_error("power,cluster=a,cluster=b kw=1", "line 1: tag \"cluster\" given twice");
-    ck_assert_error("power,cluster=a,meter=x,meter=x kw=1", "line 1: tag \"meter\" given twice");
-    /* Only those two are checked; other duplicates are ignored like the
-     * tags themselves. */
-    parse_ok("power,cluster=a,host=1,host=2 kw=1");
+    ck_assert_error("power,cluster=a,cluster=b kw=1", "line 1: duplicate tag key \"cluster\"");
+    ck_assert_error("power,cluster=a,meter=x,meter=x kw=1", "line 1: duplicate tag key \"meter\"");
+    ck_assert_int_eq(rec.n, 0);
 }
 END_TEST
 
@@ -1054,9 +1045,16 @@ START_TEST(test_line_protocol_decoder_vectors)
     parse_ok("\n   # comment\n somename,tag1=val1,tag2=val2  floatfield=1,strfield=\"hello\","
              "intfield=-1i,uintfield=1u,boolfield=true  1602841605822791506\n");
     ck_assert_uint_eq(stats.other_points, 1);
-    /* escaped-values, without the raw newline in the string */
-    parse_ok(" comma\\,1,equals\\==e\\,x,two=val2 field\\=x=\"fir\\\"\\n,st\\\\\"  "
-             "1602841605822791506\n");
+    /* escaped-values: a raw newline in a string belongs to it */
+    parse_ok("\n comma\\,1,equals\\==e\\,x,two=val2 field\\=x=\"fir\\\"\n,st\\\\\"  "
+             "1602841605822791506\n\n # last comment\n");
+    ck_assert_uint_eq(stats.other_points, 1);
+    ck_assert_uint_eq(stats.lines, 5);
+    /* field-value-error-after-newline-in-string: lines are physical */
+    ck_assert_error("m f=\"hello\ngoodbye\nx\",gé=invalid",
+                    "line 3: invalid value \"invalid\" in field \"gé\"");
+    /* field-string-value-error-after-newline-in-string */
+    ck_assert_error("m f=\"a\nb\",g=\"c\nd", "line 2: unterminated string in field \"g\"");
     /* multiple-entries-with-error#1: we stop at the first error */
     ck_assert_error("\nm1 value=12.0\nm2 value=2a.0\nm3 value=32.0\n",
                     "line 3: invalid number \"2a.0\" in field \"value\"");
@@ -1088,6 +1086,430 @@ START_TEST(test_line_protocol_decoder_vectors)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- */
+/* UTF-8                                                             */
+
+START_TEST(test_invalid_utf8_in_meter_tag_value)
+{
+    ck_assert_error("power,cluster=c,meter=m\xff kw=1", "line 1: invalid UTF-8 at column 24");
+    ck_assert_int_eq(rec.n, 0);
+}
+END_TEST
+
+START_TEST(test_invalid_utf8_in_cluster_tag_value)
+{
+    ck_assert_error("power,cluster=qy\xfe kw=1", "line 1: invalid UTF-8 at column 17");
+    /* Latin-1, as a misconfigured client sends it. */
+    ck_assert_error("power,cluster=h\xe9tel kw=1", "line 1: invalid UTF-8 at column 16");
+}
+END_TEST
+
+START_TEST(test_invalid_utf8_in_keys_and_measurement)
+{
+    ck_assert_error("power,cluster=c k\x80w=1", "line 1: invalid UTF-8 at column 18");
+    ck_assert_error("pow\xe9r,cluster=c kw=1", "line 1: invalid UTF-8 at column 4");
+    ck_assert_error("power,clu\xf5ster=c kw=1", "line 1: invalid UTF-8 at column 10");
+    /* Other measurements too. */
+    ck_assert_error("cpu,host=h\xc3 usage=1", "line 1: invalid UTF-8 at column 11");
+}
+END_TEST
+
+START_TEST(test_invalid_utf8_in_comment)
+{
+    ck_assert_error("power,cluster=c kw=1\n# caf\xe9 au lait\n",
+                    "line 2: invalid UTF-8 at column 6");
+    ck_assert_int_eq(rec.n, 1);
+    ck_assert_uint_eq(stats.lines, 2);
+}
+END_TEST
+
+START_TEST(test_invalid_utf8_in_string_field)
+{
+    ck_assert_error("m s=\"na\xefve\" 1", "line 1: invalid UTF-8 at column 8");
+    /* On a later line of a string that spans lines. */
+    ck_assert_error("m s=\"ok\nbad\xff\" 1", "line 2: invalid UTF-8 at column 4");
+}
+END_TEST
+
+START_TEST(test_encoded_surrogate_is_invalid)
+{
+    ck_assert_error("m s=\"\xed\xa0\x80\"", "line 1: invalid UTF-8 at column 6");
+    ck_assert_error("m s=\"\xed\xbf\xbf\"", "line 1: invalid UTF-8 at column 6");
+}
+END_TEST
+
+START_TEST(test_overlong_forms_are_invalid)
+{
+    ck_assert_error("m s=\"\xc0\xaf\"", "line 1: invalid UTF-8 at column 6");
+    ck_assert_error("m s=\"\xc1\xbf\"", "line 1: invalid UTF-8 at column 6");
+    ck_assert_error("m s=\"\xe0\x80\xaf\"", "line 1: invalid UTF-8 at column 6");
+    ck_assert_error("m s=\"\xf0\x8f\xbf\xbf\"", "line 1: invalid UTF-8 at column 6");
+}
+END_TEST
+
+START_TEST(test_code_points_past_10ffff_are_invalid)
+{
+    ck_assert_error("m s=\"\xf4\x90\x80\x80\"", "line 1: invalid UTF-8 at column 6");
+    ck_assert_error("m s=\"\xf5\x80\x80\x80\"", "line 1: invalid UTF-8 at column 6");
+    ck_assert_error("m s=\"\xff\"", "line 1: invalid UTF-8 at column 6");
+}
+END_TEST
+
+START_TEST(test_stray_continuation_and_cut_sequences_are_invalid)
+{
+    /* The column is that of the lead byte of a cut sequence. */
+    ck_assert_error("m s=\"ab\x80\"", "line 1: invalid UTF-8 at column 8");
+    ck_assert_error("m s=\"\xe4\xb8\"", "line 1: invalid UTF-8 at column 6");
+    ck_assert_error("m s=\"\xe4\xb8\xad\xe4\" 1", "line 1: invalid UTF-8 at column 9");
+    /* Cut by the end of the buffer. */
+    ck_assert_error("power,cluster=c kw=1\nm s=\"\xe4\xb8", "line 2: invalid UTF-8 at column 6");
+    ck_assert_error("power,cluster=\xf0\x9f\x98", "line 1: invalid UTF-8 at column 15");
+    static const char text[] = "power,cluster=c kw=1 # \xe4\xb8\xad";
+    ck_assert(!run_len(text, sizeof text - 2, LP_PRECISION_NS));
+    ck_assert_str_eq(lerr.msg, "line 1: invalid UTF-8 at column 24");
+}
+END_TEST
+
+START_TEST(test_valid_multibyte_characters_are_accepted)
+{
+    parse_ok("power,cluster=中文-é,meter=😀 s=\"Launch 🚀, ü, 中\",kw=1");
+    ck_assert_str_eq(rec.cluster[0], "中文-é");
+    ck_assert_str_eq(rec.meter[0], "😀");
+    /* The first and last code point of each length, and around the
+     * surrogates: U+0080, U+07FF, U+0800, U+D7FF, U+E000, U+FFFF,
+     * U+10000, U+10FFFF. */
+    parse_ok("m s=\"\xc2\x80\xdf\xbf\xe0\xa0\x80\xed\x9f\xbf\xee\x80\x80\xef\xbf\xbf\xf0\x90\x80"
+             "\x80\xf4\x8f\xbf\xbf\"");
+    /* Long runs, crossing the 8 and 32 byte blocks of the fast path. */
+    parse_ok("power,cluster=a meter=1,kw=1\n"
+             "# 中文中文中文中文中文中文中文中文中文中文中文中文, and some ASCII after it: "
+             "0123456789abcdefghijklmnopqrstuvwxyz 😀😀😀😀😀😀😀😀😀\n");
+}
+END_TEST
+
+/* An independent decoder: the bits of each code point, then the rules.
+ * Returns the offset of the first character that breaks them, or n. */
+static size_t first_invalid_utf8(const unsigned char *s, size_t n)
+{
+    static const uint32_t shortest[] = {0, 0, 0x80, 0x800, 0x10000};
+    size_t at = 0;
+    while (at < n) {
+        size_t len;
+        uint32_t cp;
+        unsigned char b = s[at];
+        if (b < 0x80)
+            len = 1, cp = b;
+        else if ((b & 0xE0) == 0xC0)
+            len = 2, cp = b & 0x1Fu;
+        else if ((b & 0xF0) == 0xE0)
+            len = 3, cp = b & 0x0Fu;
+        else if ((b & 0xF8) == 0xF0)
+            len = 4, cp = b & 0x07u;
+        else
+            return at;
+        if (len > n - at)
+            return at;
+        for (size_t i = 1; i < len; i++) {
+            if ((s[at + i] & 0xC0) != 0x80)
+                return at;
+            cp = cp << 6 | (s[at + i] & 0x3Fu);
+        }
+        if (cp < shortest[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return at;
+        at += len;
+    }
+    return n;
+}
+
+/* seq[0..n) in a string field: no byte of it is a quote, a backslash or
+ * a newline, so only its UTF-8 can make the line fail. */
+static void check_sequence(const unsigned char *seq, size_t n)
+{
+    char line[16] = "m s=\"";
+    memcpy(line + 5, seq, n);
+    line[5 + n] = '"';
+    bool ok = run_len(line, 6 + n, LP_PRECISION_NS);
+    size_t bad = first_invalid_utf8(seq, n);
+    ck_assert_msg(ok == (bad == n), "%02X %02X %02X %02X (%zu bytes): %s", seq[0],
+                  n > 1 ? seq[1] : 0, n > 2 ? seq[2] : 0, n > 3 ? seq[3] : 0, n,
+                  ok ? "accepted" : lerr.msg);
+    if (!ok) {
+        char want[64];
+        snprintf(want, sizeof want, "line 1: invalid UTF-8 at column %zu", 6 + bad);
+        ck_assert_str_eq(lerr.msg, want);
+    }
+}
+
+START_TEST(test_utf8_validation_matches_a_reference_decoder)
+{
+    unsigned char seq[4];
+    /* Every two bytes, but for a quote, a backslash or a newline. */
+    for (unsigned a = 0; a <= 0xFF; a++) {
+        if (a == '"' || a == '\\' || a == '\n')
+            continue;
+        seq[0] = (unsigned char)a;
+        check_sequence(seq, 1);
+        for (unsigned b = 0; b <= 0xFF; b++) {
+            if (b == '"' || b == '\\' || b == '\n')
+                continue;
+            seq[1] = (unsigned char)b;
+            check_sequence(seq, 2);
+        }
+    }
+    /* Three and four bytes: the edges of every range. */
+    static const unsigned char edges[] = {0x00, 0x41, 0x7F, 0x80, 0x81, 0x8F, 0x90,
+                                          0x9F, 0xA0, 0xBE, 0xBF, 0xC0, 0xF4, 0xFF};
+    size_t ne = sizeof edges;
+    for (unsigned a = 0xE0; a <= 0xFF; a++) {
+        seq[0] = (unsigned char)a;
+        for (size_t i = 0; i < ne; i++) {
+            seq[1] = edges[i];
+            for (size_t j = 0; j < ne; j++) {
+                seq[2] = edges[j];
+                check_sequence(seq, 3);
+                for (size_t k = 0; k < ne; k++) {
+                    seq[3] = edges[k];
+                    check_sequence(seq, 4);
+                }
+            }
+        }
+    }
+}
+END_TEST
+
+START_TEST(test_refused_point_comes_before_invalid_utf8_on_a_later_line)
+{
+    rec.reject_at = 1;
+    const char *msg = error_of("power,cluster=zz kw=1\npower,cluster=c\xff kw=2\n");
+    rec.reject_at = 0;
+    ck_assert_str_eq(msg, "line 1: unknown cluster \"zz\"");
+    ck_assert_int_eq(lerr.line, 1);
+}
+END_TEST
+
+START_TEST(test_syntax_error_comes_before_invalid_utf8_on_a_later_line)
+{
+    ck_assert_error("power,cluster=a kw=1\npower,cluster=b kw=x\npower,cluster=\xff kw=3\n",
+                    "line 2: invalid value \"x\" in field \"kw\"");
+    ck_assert_int_eq(rec.n, 1);
+}
+END_TEST
+
+START_TEST(test_invalid_utf8_comes_before_other_errors_in_its_line)
+{
+    /* The line is refused before it is parsed. */
+    ck_assert_error("power,cluster=c kw=x \xff", "line 1: invalid UTF-8 at column 22");
+    ck_assert_error("power kw=1,\x01 \xff", "line 1: invalid UTF-8 at column 14");
+}
+END_TEST
+
+/* ---------------------------------------------------------------- */
+/* Duplicate tag keys                                                */
+
+/* "m" with n tags t0=v, t1=v, ... then extra, then " x=1". */
+static char *many_tags(int n, const char *extra)
+{
+    static char line[20000];
+    int o = snprintf(line, sizeof line, "m");
+    for (int i = 0; i < n; i++)
+        o += snprintf(line + o, sizeof line - (size_t)o, ",t%d=v", i);
+    snprintf(line + o, sizeof line - (size_t)o, "%s x=1", extra);
+    return line;
+}
+
+START_TEST(test_same_tag_key_twice_is_an_error)
+{
+    ck_assert_error("m,host=a,host=b x=1", "line 1: duplicate tag key \"host\"");
+    ck_assert_error("m,host=a,host=a x=1", "line 1: duplicate tag key \"host\"");
+    ck_assert_error("power,cluster=c,host=1,rack=2,host=2 kw=1",
+                    "line 1: duplicate tag key \"host\"");
+    ck_assert_error("power,cluster=c kw=1\ncpu,a=1,b=2,c=3,b=4 usage=1",
+                    "line 2: duplicate tag key \"b\"");
+}
+END_TEST
+
+START_TEST(test_keys_with_a_common_prefix_are_distinct)
+{
+    parse_ok("m,host=a,hostname=b,h=c,hos=d,Host=e x=1");
+    ck_assert_uint_eq(stats.other_points, 1);
+}
+END_TEST
+
+START_TEST(test_escaped_tag_key_twice_is_an_error)
+{
+    ck_assert_error("m,a\\ b=1,a\\ b=2 x=1", "line 1: duplicate tag key \"a b\"");
+    ck_assert_error("m,a\\=b=1,x=0,a\\=b=2 x=1", "line 1: duplicate tag key \"a=b\"");
+    /* Escapes are part of the key: these are all different. */
+    parse_ok("m,a\\ b=1,a\\,b=2,a\\=b=3,ab=4,a\\b=5,a\\\\b=6 x=1");
+    /* An escaped "cluster" is not the tag cluster, and not its duplicate. */
+    parse_ok("power,clus\\=ter=a,cluster=b kw=1");
+    ck_assert_str_eq(rec.cluster[0], "b");
+}
+END_TEST
+
+START_TEST(test_first_repeated_key_is_named)
+{
+    /* The key whose second occurrence comes first, pairwise... */
+    ck_assert_error("m,a=1,b=1,b=2,a=2 x=1", "line 1: duplicate tag key \"b\"");
+    /* ...and when there are too many tags to compare pairwise. */
+    char extra[64];
+    snprintf(extra, sizeof extra, ",t5=w,t2=w");
+    ck_assert_error(many_tags(20, extra), "line 1: duplicate tag key \"t5\"");
+    snprintf(extra, sizeof extra, ",t7=w,t7=y,t1=w");
+    ck_assert_error(many_tags(40, extra), "line 1: duplicate tag key \"t7\"");
+}
+END_TEST
+
+START_TEST(test_many_distinct_tags_are_accepted)
+{
+    parse_ok(many_tags(16, ""));
+    parse_ok(many_tags(17, ""));
+    parse_ok(many_tags(100, ""));
+    ck_assert_uint_eq(stats.other_points, 1);
+    parse_ok(many_tags(1024, ""));
+}
+END_TEST
+
+START_TEST(test_many_tags_with_a_duplicate_are_refused)
+{
+    ck_assert_error(many_tags(100, ",t42=w"), "line 1: duplicate tag key \"t42\"");
+    ck_assert_error(many_tags(100, ",t0=w"), "line 1: duplicate tag key \"t0\"");
+    ck_assert_error(many_tags(100, ",t99=w"), "line 1: duplicate tag key \"t99\"");
+    ck_assert_error(many_tags(16, ",t3=w"), "line 1: duplicate tag key \"t3\"");
+    ck_assert_error(many_tags(1023, ",t1000=w"), "line 1: duplicate tag key \"t1000\"");
+}
+END_TEST
+
+START_TEST(test_keys_alike_at_both_ends_are_told_apart)
+{
+    /* 40 keys of one length that differ only in the middle, where the
+     * sort's quick fingerprint does not look. */
+    static char line[4000];
+    int o = snprintf(line, sizeof line, "m");
+    for (int i = 0; i < 40; i++)
+        o += snprintf(line + o, sizeof line - (size_t)o, ",abcdefghij%02dklmnopqrst=v", i);
+    snprintf(line + o, sizeof line - (size_t)o, " x=1");
+    parse_ok(line);
+    snprintf(line + o, sizeof line - (size_t)o, ",abcdefghij17klmnopqrst=w x=1");
+    ck_assert_error(line, "line 1: duplicate tag key \"abcdefghij17klmnopqrst\"");
+}
+END_TEST
+
+START_TEST(test_more_than_1024_tags_are_refused)
+{
+    ck_assert_error(many_tags(1025, ""), "line 1: more than 1024 tags");
+
+    /* A 32 MiB line of a million tags is refused at the first one too
+     * many, without comparing keys. */
+    size_t cap = 40u << 20;
+    char *big = malloc(cap);
+    ck_assert_ptr_nonnull(big);
+    size_t o = (size_t)snprintf(big, cap, "m");
+    for (int i = 0; i < 1000000; i++)
+        o += (size_t)snprintf(big + o, cap - o, ",t%07d=vvvvvvvvvvvvvvvvvvvvvvvvv", i);
+    o += (size_t)snprintf(big + o, cap - o, " x=1");
+    ck_assert_uint_ge(o, 32u << 20);
+    ck_assert(!run_len(big, o, LP_PRECISION_NS));
+    ck_assert_str_eq(lerr.msg, "line 1: more than 1024 tags");
+    free(big);
+}
+END_TEST
+
+START_TEST(test_duplicate_is_checked_after_the_tags_are_read)
+{
+    /* A syntax error among the tags comes first... */
+    ck_assert_error("m,a=1,a=2,=x f=1", "line 1: expected tag key after \",\", found \"=\"");
+    /* ...but the duplicate comes before anything in the fields. */
+    ck_assert_error("m,a=1,a=2 f=x", "line 1: duplicate tag key \"a\"");
+    ck_assert_error("power,cluster=a,cluster=b", "line 1: duplicate tag key \"cluster\"");
+}
+END_TEST
+
+/* ---------------------------------------------------------------- */
+/* Newlines in string fields                                         */
+
+START_TEST(test_raw_newline_in_string_belongs_to_the_value)
+{
+    parse_ok("power,cluster=c s=\"a\nb\",kw=1 10");
+    ck_assert_int_eq(rec.n, 1);
+    ck_assert_int_eq(rec.points[0].line, 1);
+    ck_assert(rec.points[0].has_ts);
+    ck_assert_int_eq(rec.points[0].ts_ns, 10);
+    ck_assert_double_eq(rec.points[0].value, 1);
+    ck_assert_uint_eq(stats.lines, 2);
+}
+END_TEST
+
+START_TEST(test_line_numbers_stay_physical_after_a_string_over_lines)
+{
+    ck_assert_error("power,cluster=c s=\"a\nb\",kw=1 10\npower kw=1",
+                    "line 3: missing tag \"cluster\"");
+    ck_assert_int_eq(rec.n, 1);
+    /* A point over three lines moves the count by three. */
+    parse_ok("m s=\"a\nb\nc\" 1\npower,cluster=c kw=1\n");
+    ck_assert_int_eq(rec.points[0].line, 4);
+    ck_assert_uint_eq(stats.lines, 4);
+    /* Columns count from the start of the physical line. */
+    ck_assert_error("m s=\"a\nb\" \x01", "line 2: invalid character 0x01 at column 4");
+    ck_assert_error("m s=\"a\nb\",x=1 12a", "line 2: timestamp \"12a\" is not an integer");
+}
+END_TEST
+
+START_TEST(test_crlf_in_string_belongs_to_the_value)
+{
+    parse_ok("power,cluster=c s=\"a\r\nb\",kw=1 10\r\npower,cluster=d kw=2\r\n");
+    ck_assert_int_eq(rec.n, 2);
+    ck_assert_int_eq(rec.points[0].ts_ns, 10);
+    ck_assert_int_eq(rec.points[1].line, 3);
+    ck_assert_str_eq(rec.cluster[1], "d");
+    ck_assert_uint_eq(stats.lines, 3);
+}
+END_TEST
+
+START_TEST(test_unterminated_string_at_end_of_buffer)
+{
+    /* Named by the line of its opening quote. */
+    ck_assert_error("power,cluster=c kw=1\nm s=\"abc\ndef",
+                    "line 2: unterminated string in field \"s\"");
+    ck_assert_error("m s=\"abc\n", "line 1: unterminated string in field \"s\"");
+    ck_assert_error("m s=\"abc\r\n", "line 1: unterminated string in field \"s\"");
+    ck_assert_error("m s=\"abc\\\"\n\n", "line 1: unterminated string in field \"s\"");
+    ck_assert_int_eq(rec.n, 0);
+}
+END_TEST
+
+START_TEST(test_errors_about_the_point_name_its_first_line)
+{
+    ck_assert_error("power s=\"a\nb\",kw=1", "line 1: missing tag \"cluster\"");
+    ck_assert_error("\npower,cluster=c s=\"a\nb\"", "line 2: no field kw, w, kwh or wh");
+    /* The value that is no number starts on line 1. */
+    ck_assert_error("power,cluster=c kw=\"1\n2\"", "line 1: field \"kw\" is not a number");
+    rec.reject_at = 1;
+    const char *msg = error_of("power,cluster=zz s=\"a\nb\",kw=1\n");
+    rec.reject_at = 0;
+    ck_assert_str_eq(msg, "line 1: unknown cluster \"zz\"");
+    rec.reject_at = 1;
+    rec.reject_silently = true;
+    msg = error_of("# c\npower,cluster=c s=\"a\nb\",kw=1\n");
+    rec.reject_at = 0;
+    rec.reject_silently = false;
+    ck_assert_str_eq(msg, "line 2: point rejected");
+    ck_assert_uint_eq(stats.lines, 3);
+}
+END_TEST
+
+START_TEST(test_quotes_outside_field_values_are_literal)
+{
+    /* Only a field value that starts with a quote is a string. */
+    parse_ok("\"m\",t=\"v kw=1\npower,cluster=\"c kw=1\nm a\"b=1,c=\"d\"\n");
+    ck_assert_uint_eq(stats.lines, 3);
+    ck_assert_uint_eq(stats.other_points, 2);
+    ck_assert_str_eq(rec.cluster[0], "\"c");
+    ck_assert_error("m x=1\"\nb\" 1", "line 1: invalid number \"1\"\" in field \"x\"");
+    ck_assert_error("# \"\nm x=1\n# \"", "");
+}
+END_TEST
+
 static Suite *lineproto_suite(void)
 {
     Suite *s = suite_create("lineproto");
@@ -1116,8 +1538,7 @@ static Suite *lineproto_suite(void)
     tcase_add_test(escaping, test_escaped_field_keys);
     tcase_add_test(escaping, test_escaped_quote_and_backslash_in_string_field);
     tcase_add_test(escaping, test_other_backslashes_in_string_field_are_literal);
-    tcase_add_test(escaping, test_string_field_may_contain_any_byte_but_newline);
-    tcase_add_test(escaping, test_raw_newline_in_string_ends_the_line);
+    tcase_add_test(escaping, test_string_field_may_contain_any_byte);
     tcase_add_test(escaping, test_utf8_is_accepted);
     suite_add_tcase(s, escaping);
 
@@ -1183,6 +1604,46 @@ static Suite *lineproto_suite(void)
     tcase_add_test(lines, test_lines_after_the_first_error_are_not_reported);
     tcase_add_test(lines, test_null_stats_error_and_callback_are_allowed);
     suite_add_tcase(s, lines);
+
+    TCase *utf8 = tcase_create("utf-8");
+    tcase_set_timeout(utf8, 60);
+    tcase_add_test(utf8, test_invalid_utf8_in_meter_tag_value);
+    tcase_add_test(utf8, test_invalid_utf8_in_cluster_tag_value);
+    tcase_add_test(utf8, test_invalid_utf8_in_keys_and_measurement);
+    tcase_add_test(utf8, test_invalid_utf8_in_comment);
+    tcase_add_test(utf8, test_invalid_utf8_in_string_field);
+    tcase_add_test(utf8, test_encoded_surrogate_is_invalid);
+    tcase_add_test(utf8, test_overlong_forms_are_invalid);
+    tcase_add_test(utf8, test_code_points_past_10ffff_are_invalid);
+    tcase_add_test(utf8, test_stray_continuation_and_cut_sequences_are_invalid);
+    tcase_add_test(utf8, test_valid_multibyte_characters_are_accepted);
+    tcase_add_test(utf8, test_utf8_validation_matches_a_reference_decoder);
+    tcase_add_test(utf8, test_refused_point_comes_before_invalid_utf8_on_a_later_line);
+    tcase_add_test(utf8, test_syntax_error_comes_before_invalid_utf8_on_a_later_line);
+    tcase_add_test(utf8, test_invalid_utf8_comes_before_other_errors_in_its_line);
+    suite_add_tcase(s, utf8);
+
+    TCase *dup = tcase_create("duplicate tags");
+    tcase_set_timeout(dup, 60);
+    tcase_add_test(dup, test_same_tag_key_twice_is_an_error);
+    tcase_add_test(dup, test_keys_with_a_common_prefix_are_distinct);
+    tcase_add_test(dup, test_escaped_tag_key_twice_is_an_error);
+    tcase_add_test(dup, test_first_repeated_key_is_named);
+    tcase_add_test(dup, test_many_distinct_tags_are_accepted);
+    tcase_add_test(dup, test_many_tags_with_a_duplicate_are_refused);
+    tcase_add_test(dup, test_keys_alike_at_both_ends_are_told_apart);
+    tcase_add_test(dup, test_more_than_1024_tags_are_refused);
+    tcase_add_test(dup, test_duplicate_is_checked_after_the_tags_are_read);
+    suite_add_tcase(s, dup);
+
+    TCase *strings = tcase_create("newlines in strings");
+    tcase_add_test(strings, test_raw_newline_in_string_belongs_to_the_value);
+    tcase_add_test(strings, test_line_numbers_stay_physical_after_a_string_over_lines);
+    tcase_add_test(strings, test_crlf_in_string_belongs_to_the_value);
+    tcase_add_test(strings, test_unterminated_string_at_end_of_buffer);
+    tcase_add_test(strings, test_errors_about_the_point_name_its_first_line);
+    tcase_add_test(strings, test_quotes_outside_field_values_are_literal);
+    suite_add_tcase(s, strings);
 
     TCase *vectors = tcase_create("vectors");
     tcase_add_test(vectors, test_influxdb_documentation_examples);
