@@ -686,9 +686,10 @@ def scenario_poison():
             s, data, _ = d.write(body, v2=v2)
             got = json.loads(data).get("message" if v2 else "error") if s != 204 else None
             check(s == 400 and got == message, f"{what} ({'v2' if v2 else 'v1'}): {s} {got!r}", d)
-    for i, (a, b) in enumerate(zip(t1, t2)):
+    for i, a in enumerate(t1):
         send(d, a, f"t1 batch {i}")
-        check(d.write(b, tenant="t2")[0] == 204, f"t2 batch {i}", d)
+        if i < len(t2):
+            check(d.write(t2[i], tenant="t2")[0] == 204, f"t2 batch {i}", d)
     want = offline(d.config, "".join(t1) + "".join(t2))
     check({r["tenant"] for r in want["billing_rows"]} == {"t1", "t2"}, "both tenants billed offline")
     rows, demand = wait_ledger(d, want)
