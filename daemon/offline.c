@@ -1,6 +1,7 @@
 #include "offline.h"
 
 #include "storage/csv.h"
+#include "tariff/alloc.h"
 #include "tariff/civil.h"
 #include "tariff/decimal.h"
 #include "tariff/engine.h"
@@ -57,12 +58,7 @@ static void keep_row(struct offline *o, struct row_file *f, int64_t when, const 
 {
     if (!f->tmp)
         return;
-    if (f->n == f->cap) {
-        f->cap = f->cap ? f->cap * 2 : 1024;
-        f->keys = realloc(f->keys, f->cap * sizeof *f->keys);
-        if (!f->keys)
-            abort();
-    }
+    ARRAY_RESERVE_ONE(f->keys, f->n, f->cap);
     long offset = ftell(f->tmp);
     if (offset < 0 || fwrite(line, 1, len, f->tmp) != len)
         o->io_error = true;
@@ -253,10 +249,8 @@ static int rank_order(const void *a, const void *b, void *ctx)
 int offline_price(const struct config *cfg, FILE *in, const struct offline_options *opt)
 {
     struct offline o = {.cfg = cfg, .write_rows = opt->out_dir != NULL, .now_ns = INT64_MIN};
-    o.cluster_rank = calloc(cfg->n_clusters + 1, sizeof *o.cluster_rank);
-    size_t *by_id = calloc(cfg->n_clusters + 1, sizeof *by_id);
-    if (!o.cluster_rank || !by_id)
-        abort();
+    o.cluster_rank = xcalloc(cfg->n_clusters, sizeof *o.cluster_rank);
+    size_t *by_id = xcalloc(cfg->n_clusters, sizeof *by_id);
     for (size_t i = 0; i < cfg->n_clusters; i++)
         by_id[i] = i;
     qsort_r(by_id, cfg->n_clusters, sizeof *by_id, rank_order, (void *)cfg);
@@ -276,9 +270,7 @@ int offline_price(const struct config *cfg, FILE *in, const struct offline_optio
 
     /* Read in large chunks; parse every complete line, carry the rest. */
     size_t cap = 1 << 20, have = 0;
-    char *buf = malloc(cap);
-    if (!buf)
-        abort();
+    char *buf = xmalloc(cap);
     int status = 0;
     o.line_base = 1;
     for (;;) {
@@ -293,9 +285,7 @@ int offline_price(const struct config *cfg, FILE *in, const struct offline_optio
                 if (have < cap)
                     continue;
                 cap *= 2; /* a line longer than the buffer */
-                buf = realloc(buf, cap);
-                if (!buf)
-                    abort();
+                buf = xrealloc(buf, cap);
                 continue;
             }
         }

@@ -13,6 +13,7 @@
  */
 #include "config.h"
 
+#include "alloc.h"
 #include "civil.h"
 #include "decimal.h"
 
@@ -81,30 +82,6 @@ struct config_raw {
 
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                       */
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size);
-    if (!p)
-        abort();
-    return p;
-}
-
-static char *xstrdup(const char *s)
-{
-    char *p = strdup(s);
-    if (!p)
-        abort();
-    return p;
-}
-
-static void *grow(void *p, size_t n, size_t size)
-{
-    void *q = realloc(p, (n ? n : 1) * size);
-    if (!q)
-        abort();
-    return q;
-}
 
 static char *trim(char *s)
 {
@@ -210,7 +187,7 @@ static void section_title(struct raw_section *s)
 static void begin_section(struct reader *r, const char *header)
 {
     struct config_raw *raw = r->cfg->raw;
-    raw->sections = grow(raw->sections, raw->n_sections + 1, sizeof *raw->sections);
+    raw->sections = xrealloc_array(raw->sections, raw->n_sections + 1, sizeof *raw->sections);
     r->section = (long)raw->n_sections;
     struct raw_section *s = &raw->sections[raw->n_sections++];
     memset(s, 0, sizeof *s);
@@ -405,7 +382,7 @@ static int on_key(void *user, const char *section_name, const char *key, const c
     if (r->continuation) {
         struct raw_entry *e = &s->entries[s->n_entries - 1];
         size_t old = strlen(e->value), add = strlen(value);
-        e->value = grow(e->value, old + add + 2, 1);
+        e->value = xrealloc(e->value, old + add + 2);
         if (old > 0)
             e->value[old++] = ' ';
         memcpy(e->value + old, value, add + 1);
@@ -431,7 +408,7 @@ static int on_key(void *user, const char *section_name, const char *key, const c
         r->cfg->daemon.include_loc = (struct source_loc){r->file, r->line};
         return 1;
     }
-    s->entries = grow(s->entries, s->n_entries + 1, sizeof *s->entries);
+    s->entries = xrealloc_array(s->entries, s->n_entries + 1, sizeof *s->entries);
     s->entries[s->n_entries++] =
         (struct raw_entry){.key = xstrdup(key), .value = xstrdup(value), .line = r->line};
     r->last_stored = true;
@@ -441,7 +418,7 @@ static int on_key(void *user, const char *section_name, const char *key, const c
 void config_parse_text(struct config *cfg, const char *file_name, const char *text, size_t len,
                        bool is_main, struct errors *errs)
 {
-    cfg->files = grow(cfg->files, cfg->n_files + 1, sizeof *cfg->files);
+    cfg->files = xrealloc_array(cfg->files, cfg->n_files + 1, sizeof *cfg->files);
     char *file = cfg->files[cfg->n_files++] = xstrdup(file_name);
     struct reader r = {.cfg = cfg,
                        .errs = errs,
@@ -868,7 +845,8 @@ static void tenant_key(struct build *b, void *obj)
                           items[i]);
                 continue;
             }
-            t->token_sha256 = grow(t->token_sha256, t->n_tokens + 1, sizeof *t->token_sha256);
+            t->token_sha256 =
+                xrealloc_array(t->token_sha256, t->n_tokens + 1, sizeof *t->token_sha256);
             memcpy(t->token_sha256[t->n_tokens++], digest, 32);
         }
         free(copy);
@@ -1020,7 +998,7 @@ static void parse_profile(struct build *b, struct tariff_build *tb, const char *
         free(p.steps);
         return;
     }
-    v->profiles = grow(v->profiles, v->n_profiles + 1, sizeof *v->profiles);
+    v->profiles = xrealloc_array(v->profiles, v->n_profiles + 1, sizeof *v->profiles);
     v->profiles[v->n_profiles++] = p;
 }
 
@@ -1296,7 +1274,7 @@ static void programme_key(struct build *b, void *obj)
         if (n < 0)
             bad_value(b, "has an empty item");
         for (int i = 0; i < n; i++) {
-            p->provinces = grow(p->provinces, p->n_provinces + 1, sizeof *p->provinces);
+            p->provinces = xrealloc_array(p->provinces, p->n_provinces + 1, sizeof *p->provinces);
             p->provinces[p->n_provinces++] = xstrdup(items[i]);
         }
         free(copy);
@@ -1558,7 +1536,7 @@ static void add_version(struct build *b, struct tariff_version *v, const char *n
             v->loc.file, v->loc.line, b->s->title, a, t->versions[0]->loc.file,
             t->versions[0]->loc.line, c);
     }
-    t->versions = grow(t->versions, t->n_versions + 1, sizeof *t->versions);
+    t->versions = xrealloc_array(t->versions, t->n_versions + 1, sizeof *t->versions);
     t->versions[t->n_versions++] = v;
     v->tariff = t;
     v->from_ts_s = civil_day_start_ts(v->from_day, v->utc_offset_s);

@@ -41,7 +41,7 @@ const char *engine_intern(struct engine *e, const char *name)
     for (size_t i = 0; i < e->n_names; i++)
         if (strcmp(e->names[i], name) == 0)
             return e->names[i];
-    PUSH(e->names, e->n_names, e->cap_names);
+    ARRAY_RESERVE_ONE(e->names, e->n_names, e->cap_names);
     return e->names[e->n_names++] = xstrdup(name);
 }
 
@@ -108,9 +108,7 @@ void engine_table_grow(struct engine *e)
         return;
     free(e->table);
     e->table_size = e->table_size ? e->table_size * 2 : 1024;
-    e->table = calloc(e->table_size, sizeof *e->table);
-    if (!e->table)
-        abort();
+    e->table = xcalloc(e->table_size, sizeof *e->table);
     for (size_t i = 0; i < e->n_meters; i++)
         table_insert(e, i);
 }
@@ -136,13 +134,11 @@ size_t engine_cluster_index(struct engine *e, const char *id)
     if ((e->n_clusters + 1) * 2 > e->cluster_table_size) {
         free(e->cluster_table);
         e->cluster_table_size = e->cluster_table_size ? e->cluster_table_size * 2 : 256;
-        e->cluster_table = calloc(e->cluster_table_size, sizeof *e->cluster_table);
-        if (!e->cluster_table)
-            abort();
+        e->cluster_table = xcalloc(e->cluster_table_size, sizeof *e->cluster_table);
         for (size_t i = 0; i < e->n_clusters; i++)
             cluster_table_insert(e, i);
     }
-    PUSH(e->clusters, e->n_clusters, e->cap_clusters);
+    ARRAY_RESERVE_ONE(e->clusters, e->n_clusters, e->cap_clusters);
     struct cluster_state *cs = &e->clusters[e->n_clusters];
     memset(cs, 0, sizeof *cs);
     cs->id = xstrdup(id);
@@ -159,14 +155,14 @@ struct meter_state *engine_add_meter(struct engine *e, const char *cluster, cons
 {
     engine_table_grow(e);
     size_t ci = engine_cluster_index(e, cluster);
-    PUSH(e->meters, e->n_meters, e->cap_meters);
+    ARRAY_RESERVE_ONE(e->meters, e->n_meters, e->cap_meters);
     size_t index = e->n_meters++;
     struct meter_state *m = &e->meters[index];
     memset(m, 0, sizeof *m);
     size_t cluster_len = strlen(cluster), meter_len = strlen(meter);
     char *key = m->key_small;
     if (cluster_len + meter_len + 2 > sizeof m->key_small)
-        key = m->key_heap = xrealloc(NULL, cluster_len + meter_len + 2);
+        key = m->key_heap = xmalloc(cluster_len + meter_len + 2);
     memcpy(key, cluster, cluster_len + 1);
     memcpy(key + cluster_len + 1, meter, meter_len + 1);
     m->name_offset = (uint16_t)(cluster_len + 1);
@@ -177,7 +173,7 @@ struct meter_state *engine_add_meter(struct engine *e, const char *cluster, cons
     m->last_arrival_ns = NONE;
     table_insert(e, index);
     struct cluster_state *cs = &e->clusters[ci];
-    PUSH(cs->meters, cs->n_meters, cs->cap_meters);
+    ARRAY_RESERVE_ONE(cs->meters, cs->n_meters, cs->cap_meters);
     cs->meters[cs->n_meters++] = index;
     e->stats.meters = e->n_meters;
     return m;
@@ -253,7 +249,7 @@ static struct closed_row *find_row(struct cluster_state *cs, int64_t start_s)
 
 static struct closed_row *insert_row(struct cluster_state *cs, int64_t start_s)
 {
-    PUSH(cs->rows, cs->n_rows, cs->cap_rows);
+    ARRAY_RESERVE_ONE(cs->rows, cs->n_rows, cs->cap_rows);
     size_t i = cs->n_rows;
     while (i > 0 && cs->rows[i - 1].start_s > start_s)
         i--;
@@ -285,7 +281,7 @@ static struct month_state *month_for(const struct engine *e, struct cluster_stat
     int32_t first = civil_to_day(d);
     d.month = d.month == 12 ? 1 : d.month + 1;
     d.year += d.month == 1;
-    PUSH(cs->months, cs->n_months, cs->cap_months);
+    ARRAY_RESERVE_ONE(cs->months, cs->n_months, cs->cap_months);
     size_t i = cs->n_months;
     while (i > 0 && cs->months[i - 1].start_s > start_s)
         i--;
@@ -571,7 +567,7 @@ static int64_t first_start(const struct engine *e, const struct cluster_state *c
 
 static void add_item(struct engine *e, int64_t start_s, size_t cluster, int kind)
 {
-    PUSH(e->items, e->n_items, e->cap_items);
+    ARRAY_RESERVE_ONE(e->items, e->n_items, e->cap_items);
     e->items[e->n_items++] = (struct close_item){start_s, cluster, kind};
 }
 
@@ -596,7 +592,7 @@ static void queue_advance(struct engine *e, size_t ci, int64_t target, int64_t n
         }
     }
     cs->closed_until_s = target;
-    PUSH(cs->marks, cs->n_marks, cs->cap_marks);
+    ARRAY_RESERVE_ONE(cs->marks, cs->n_marks, cs->cap_marks);
     cs->marks[cs->n_marks++] = (struct close_mark){target, now_ns};
 }
 
@@ -682,9 +678,7 @@ static void freeze(struct engine *e, struct cluster_state *cs, int64_t now_ns)
 
 struct engine *engine_new(const struct config *cfg, const struct engine_sink *sink)
 {
-    struct engine *e = calloc(1, sizeof *e);
-    if (!e)
-        abort();
+    struct engine *e = xcalloc(1, sizeof *e);
     e->cfg = cfg;
     e->interval_s = cfg->daemon.interval_s;
     if (sink)

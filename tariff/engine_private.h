@@ -5,6 +5,7 @@
 #ifndef TARIFF_ENGINE_PRIVATE_H
 #define TARIFF_ENGINE_PRIVATE_H
 
+#include "alloc.h"
 #include "engine.h"
 
 #include <stdlib.h>
@@ -128,30 +129,6 @@ struct engine {
     size_t n_items, cap_items;
     struct engine_stats stats;
 };
-
-static inline void *xrealloc(void *p, size_t size)
-{
-    void *q = realloc(p, size ? size : 1);
-    if (!q)
-        abort();
-    return q;
-}
-
-static inline char *xstrdup(const char *s)
-{
-    char *p = strdup(s);
-    if (!p)
-        abort();
-    return p;
-}
-
-#define PUSH(arr, n, cap)                                                                          \
-    do {                                                                                           \
-        if ((n) == (cap)) {                                                                        \
-            (cap) = (cap) ? (cap)*2 : 8;                                                           \
-            (arr) = xrealloc((arr), (cap) * sizeof *(arr));                                        \
-        }                                                                                          \
-    } while (0)
 
 /* A stable copy of a programme name; equal names give equal pointers. */
 const char *engine_intern(struct engine *e, const char *name);

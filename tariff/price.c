@@ -1,5 +1,6 @@
 #include "price.h"
 
+#include "alloc.h"
 #include "decimal.h"
 #include "eligibility.h"
 
@@ -14,19 +15,10 @@ int64_t *caps_consumed(struct caps *caps, const char *tenant, const char *progra
             strcmp(e->tenant, tenant) == 0)
             return &e->consumed_cny4;
     }
-    if (caps->n == caps->cap) {
-        size_t cap = caps->cap ? caps->cap * 2 : 8;
-        struct cap_entry *v = realloc(caps->v, cap * sizeof *v);
-        if (!v)
-            abort();
-        caps->v = v;
-        caps->cap = cap;
-    }
+    ARRAY_RESERVE_ONE(caps->v, caps->n, caps->cap);
     struct cap_entry *e = &caps->v[caps->n++];
-    e->tenant = strdup(tenant);
-    e->programme = strdup(programme);
-    if (!e->tenant || !e->programme)
-        abort();
+    e->tenant = xstrdup(tenant);
+    e->programme = xstrdup(programme);
     e->year = year;
     e->consumed_cny4 = 0;
     return &e->consumed_cny4;
