@@ -36,16 +36,10 @@ struct offline {
     size_t *cluster_rank; /* by index in cfg->clusters: position by id */
     bool write_rows;
     struct row_file billing, demand;
-    uint64_t quarantined_by_reason[3];
+    uint64_t quarantined_by_reason[QUARANTINE_REASON_COUNT];
     int64_t now_ns;
     int line_base;
     bool io_error;
-};
-
-static const char *const quarantine_reasons[] = {
-    "no tariff version in force",
-    "timestamp more than max_future ahead of the clock",
-    "interval closed more than late_window ago",
 };
 
 static size_t rank_of(const struct offline *o, const struct cluster *c)
@@ -91,9 +85,7 @@ static void on_quarantine(void *ctx, const struct engine_sample *s, const char *
 {
     struct offline *o = ctx;
     (void)s;
-    for (size_t i = 0; i < sizeof quarantine_reasons / sizeof *quarantine_reasons; i++)
-        if (strcmp(reason, quarantine_reasons[i]) == 0)
-            o->quarantined_by_reason[i]++;
+    o->quarantined_by_reason[quarantine_reason_parse(reason)]++;
 }
 
 static bool on_point(void *ctx, const struct lp_point *p, struct lp_error *err)
@@ -322,10 +314,11 @@ int offline_price(const struct config *cfg, FILE *in, const struct offline_optio
                (unsigned long long)st.conflicts, (unsigned long long)st.quarantined,
                (unsigned long long)st.billing_rows, (unsigned long long)st.adjustment_rows,
                (unsigned long long)st.demand_rows);
-        for (size_t i = 0; i < sizeof quarantine_reasons / sizeof *quarantine_reasons; i++)
-            if (o.quarantined_by_reason[i])
+        for (int r = 0; r < QUARANTINE_REASON_COUNT; r++)
+            if (o.quarantined_by_reason[r])
                 fprintf(stderr, "tariffd: %llu samples quarantined: %s\n",
-                        (unsigned long long)o.quarantined_by_reason[i], quarantine_reasons[i]);
+                        (unsigned long long)o.quarantined_by_reason[r],
+                        quarantine_reason_name((enum quarantine_reason)r));
         if (o.write_rows &&
             (o.io_error ||
              !write_sorted(&o.billing, opt->out_dir, "billing_rows.csv", csv_billing_header) ||

@@ -738,16 +738,36 @@ bool engine_check(const struct engine *e, const struct engine_sample *s, struct 
     return engine_judge(e, s, err) != ENGINE_REFUSED;
 }
 
-static void quarantine(struct engine *e, const struct engine_sample *s, const char *reason)
+static const char *const quarantine_reason_names[QUARANTINE_REASON_COUNT] = {
+    [QUARANTINE_NO_TARIFF_VERSION] = "no tariff version in force",
+    [QUARANTINE_BEYOND_MAX_FUTURE] = "timestamp more than max_future ahead of the clock",
+    [QUARANTINE_PAST_LATE_WINDOW] = "interval closed more than late_window ago",
+    [QUARANTINE_REFUSED] = "refused by the engine",
+};
+
+const char *quarantine_reason_name(enum quarantine_reason r)
+{
+    return r < QUARANTINE_REASON_COUNT ? quarantine_reason_names[r] : "?";
+}
+
+enum quarantine_reason quarantine_reason_parse(const char *text)
+{
+    for (int r = 0; r < QUARANTINE_REFUSED; r++)
+        if (strcmp(text, quarantine_reason_names[r]) == 0)
+            return (enum quarantine_reason)r;
+    return QUARANTINE_REFUSED;
+}
+
+void engine_quarantine(struct engine *e, const struct engine_sample *s, const char *reason)
 {
     e->stats.quarantined++;
     if (e->sink.quarantine)
         e->sink.quarantine(e->sink.ctx, s, reason);
 }
 
-void engine_quarantine(struct engine *e, const struct engine_sample *s, const char *reason)
+static void quarantine(struct engine *e, const struct engine_sample *s, enum quarantine_reason why)
 {
-    quarantine(e, s, reason);
+    engine_quarantine(e, s, quarantine_reason_name(why));
 }
 
 /* Recounts the blockers of cs after its closed_until_s moved. */
@@ -775,12 +795,12 @@ bool engine_push(struct engine *e, const struct engine_sample *s, int64_t now_ns
     int64_t tariff_from_s =
         m ? e->clusters[m->cluster].tariff_from_s : c->site->tariff->versions[0]->from_ts_s;
     if (s->ts_ns < tariff_from_s * NS) {
-        quarantine(e, s, "no tariff version in force");
+        quarantine(e, s, QUARANTINE_NO_TARIFF_VERSION);
         return true;
     }
     int64_t max_future_ns = e->cfg->daemon.max_future_s * NS;
     if (now_ns < INT64_MAX - max_future_ns && s->ts_ns > now_ns + max_future_ns) {
-        quarantine(e, s, "timestamp more than max_future ahead of the clock");
+        quarantine(e, s, QUARANTINE_BEYOND_MAX_FUTURE);
         return true;
     }
     /* Final intervals as of now, before deciding whether this one is late
@@ -789,7 +809,7 @@ bool engine_push(struct engine *e, const struct engine_sample *s, int64_t now_ns
     size_t ci = m ? m->cluster : engine_cluster_index(e, s->cluster);
     freeze(e, &e->clusters[ci], now_ns);
     if (e->clusters[ci].frozen_until_s != NONE && s->ts_ns < e->clusters[ci].frozen_until_s * NS) {
-        quarantine(e, s, "interval closed more than late_window ago");
+        quarantine(e, s, QUARANTINE_PAST_LATE_WINDOW);
         return true;
     }
     bool new_meter = !m;
@@ -810,7 +830,7 @@ bool engine_push(struct engine *e, const struct engine_sample *s, int64_t now_ns
             bool integrated =
                 m->counter || after->ts_ns - before->ts_ns <= e->cfg->daemon.max_gap_s * NS;
             if (integrated && after->ts_ns != s->ts_ns && before->ts_ns < cs->frozen_until_s * NS) {
-                quarantine(e, s, "interval closed more than late_window ago");
+                quarantine(e, s, QUARANTINE_PAST_LATE_WINDOW);
                 return true;
             }
         }
