@@ -565,7 +565,7 @@ static int64_t first_start(const struct engine *e, const struct cluster_state *c
     return first;
 }
 
-static void add_item(struct engine *e, int64_t start_s, size_t cluster, int kind)
+static void add_item(struct engine *e, int64_t start_s, size_t cluster, enum close_kind kind)
 {
     ARRAY_RESERVE_ONE(e->items, e->n_items, e->cap_items);
     e->items[e->n_items++] = (struct close_item){start_s, cluster, kind};
@@ -585,10 +585,10 @@ static void queue_advance(struct engine *e, size_t ci, int64_t target, int64_t n
          * last interval (DESIGN.md 5). */
         if (civil_local_second_of_day(s, offset) == 0 &&
             civil_from_day(civil_local_day(s, offset)).day == 1)
-            add_item(e, s - e->interval_s, ci, 1);
+            add_item(e, s - e->interval_s, ci, CLOSE_MONTH);
         if (covered(e, cs, s)) {
             month_for(e, cs, s); /* so a month whose rows come at once exists to close */
-            add_item(e, s, ci, 0);
+            add_item(e, s, ci, CLOSE_INTERVAL);
         }
     }
     cs->closed_until_s = target;
@@ -604,7 +604,7 @@ static int item_order(const void *a, const void *b, void *ctx)
         return x->start_s < y->start_s ? -1 : 1;
     if (x->cluster != y->cluster)
         return strcmp(e->clusters[x->cluster].id, e->clusters[y->cluster].id);
-    return x->kind - y->kind;
+    return (x->kind > y->kind) - (x->kind < y->kind);
 }
 
 static void close_month_at(struct engine *e, struct cluster_state *cs, int64_t last_start_s)
@@ -623,7 +623,7 @@ static void run_items(struct engine *e)
     for (size_t i = 0; i < e->n_items; i++) {
         const struct close_item *it = &e->items[i];
         struct cluster_state *cs = &e->clusters[it->cluster];
-        if (it->kind == 0)
+        if (it->kind == CLOSE_INTERVAL)
             price_interval(e, cs, it->start_s);
         else
             close_month_at(e, cs, it->start_s);
@@ -888,7 +888,7 @@ bool engine_push(struct engine *e, const struct engine_sample *s, int64_t now_ns
             to = cs->closed_until_s;
         for (int64_t st = from; st < to; st += e->interval_s)
             if (covered(e, cs, st))
-                add_item(e, st, m->cluster, 0);
+                add_item(e, st, m->cluster, CLOSE_INTERVAL);
         run_items(e);
         /* A late sample may give a month its first row after the month
          * closed by the data: close it now, as its last interval did. */
@@ -925,10 +925,10 @@ static void close_all(struct engine *e, int64_t now_ns, bool all_silent)
                 continue;
             bool queued = false;
             for (size_t q = 0; q < e->n_items; q++)
-                queued |= e->items[q].kind == 1 && e->items[q].cluster == i &&
+                queued |= e->items[q].kind == CLOSE_MONTH && e->items[q].cluster == i &&
                           e->items[q].start_s == ms->end_s - e->interval_s;
             if (!queued)
-                add_item(e, ms->end_s - e->interval_s, i, 1);
+                add_item(e, ms->end_s - e->interval_s, i, CLOSE_MONTH);
         }
     }
     run_items(e);

@@ -104,10 +104,17 @@ struct cluster_state {
     size_t n_months, cap_months;
 };
 
+/* What one queued close item does. Of a cluster's items at one start_s
+ * the interval runs first: a month closes after its last interval. */
+enum close_kind {
+    CLOSE_INTERVAL, /* price the interval at start_s */
+    CLOSE_MONTH,    /* close the month whose last interval is at start_s */
+};
+
 struct close_item {
     int64_t start_s;
     size_t cluster;
-    int kind; /* 0: an interval, 1: a month (after the month's last interval) */
+    enum close_kind kind;
 };
 
 struct engine {
