@@ -707,8 +707,10 @@ void engine_set_config(struct engine *e, const struct config *cfg)
     }
 }
 
-enum engine_verdict engine_judge(const struct engine *e, const struct engine_sample *s,
-                                 struct error *err)
+/* engine_judge's rule, for s whose meter is m (NULL when new): the
+ * cluster's config, or NULL with err saying why s is refused. */
+static const struct cluster *admit(const struct engine *e, const struct meter_state *m,
+                                   const struct engine_sample *s, struct error *err)
 {
     /* Bounds that keep every interval's kWh x 1e6 and kW x 1e6 well inside
      * int64, far beyond any real meter: 1 TW of power, 1e15 kWh on a
@@ -717,25 +719,30 @@ enum engine_verdict engine_judge(const struct engine *e, const struct engine_sam
     if (!(s->value >= 0 && s->value <= limit)) {
         error_set(err, "value %g is out of range (%s at most %g)", s->value,
                   s->kind == SAMPLE_COUNTER ? "a counter reads" : "power is", limit);
-        return ENGINE_REFUSED;
+        return NULL;
     }
-    const struct meter_state *m = find_meter(e, s->cluster, s->meter);
-    if (!(m ? e->clusters[m->cluster].cfg : config_find_cluster(e->cfg, s->cluster))) {
+    const struct cluster *c =
+        m ? e->clusters[m->cluster].cfg : config_find_cluster(e->cfg, s->cluster);
+    if (!c) {
         error_set(err, "unknown cluster \"%s\"", s->cluster);
-        return ENGINE_REFUSED;
+        return NULL;
     }
     if (m && m->counter != (s->kind == SAMPLE_COUNTER)) {
         error_set(err, "meter \"%s\" of cluster \"%s\" sends %s, not %s", s->meter, s->cluster,
                   m->counter ? "an energy counter (kwh or wh)" : "power (kw or w)",
                   m->counter ? "power" : "an energy counter");
-        return ENGINE_REFUSED;
+        return NULL;
     }
-    return m ? ENGINE_KNOWN_METER : ENGINE_NEW_METER;
+    return c;
 }
 
-bool engine_check(const struct engine *e, const struct engine_sample *s, struct error *err)
+enum engine_verdict engine_judge(const struct engine *e, const struct engine_sample *s,
+                                 struct error *err)
 {
-    return engine_judge(e, s, err) != ENGINE_REFUSED;
+    const struct meter_state *m = find_meter(e, s->cluster, s->meter);
+    if (!admit(e, m, s, err))
+        return ENGINE_REFUSED;
+    return m ? ENGINE_KNOWN_METER : ENGINE_NEW_METER;
 }
 
 static const char *const quarantine_reason_names[QUARANTINE_REASON_COUNT] = {
@@ -784,13 +791,9 @@ static void count_blockers(struct engine *e, struct cluster_state *cs)
 
 bool engine_push(struct engine *e, const struct engine_sample *s, int64_t now_ns, struct error *err)
 {
-    /* engine_check's rules, with one lookup for both. */
     struct meter_state *m = find_meter(e, s->cluster, s->meter);
-    const struct cluster *c =
-        m ? e->clusters[m->cluster].cfg : config_find_cluster(e->cfg, s->cluster);
-    if ((!c || (m && m->counter != (s->kind == SAMPLE_COUNTER)) || !(s->value <= 1e9) ||
-         s->value < 0) &&
-        !engine_check(e, s, err))
+    const struct cluster *c = admit(e, m, s, err);
+    if (!c)
         return false;
     int64_t tariff_from_s =
         m ? e->clusters[m->cluster].tariff_from_s : c->site->tariff->versions[0]->from_ts_s;

@@ -138,18 +138,16 @@ void engine_free(struct engine *e);
  * adjustments price under it. Clusters no longer in it keep their state. */
 void engine_set_config(struct engine *e, const struct config *cfg);
 
-/* Whether s can be pushed: its cluster exists, and its meter does not
- * switch between power and counter. Changes nothing; err says why not. */
-bool engine_check(const struct engine *e, const struct engine_sample *s, struct error *err);
-
-/* engine_check, telling also whether the meter is new (a batch checks
+/* Whether s can be pushed: its value is in range, its cluster exists, and
+ * its meter does not switch between power and counter. Changes nothing;
+ * err says why not. Tells also whether the meter is new (a batch checks
  * that a new meter does not switch kind within itself). */
 enum engine_verdict { ENGINE_REFUSED, ENGINE_NEW_METER, ENGINE_KNOWN_METER };
 enum engine_verdict engine_judge(const struct engine *e, const struct engine_sample *s,
                                  struct error *err);
 
 /* Pushes one sample. May emit rows. Returns false, changing nothing, for a
- * sample engine_check refuses (err says why). */
+ * sample engine_judge refuses (err says why). */
 bool engine_push(struct engine *e, const struct engine_sample *s, int64_t now_ns,
                  struct error *err);
 
