@@ -789,121 +789,175 @@ static void count_blockers(struct engine *e, struct cluster_state *cs)
     cs->blockers_valid = cs->closed_until_s != NONE;
 }
 
-bool engine_push(struct engine *e, const struct engine_sample *s, int64_t now_ns, struct error *err)
+/* Whether s, admitted, arrives where it cannot be billed (*why says
+ * where): before its tariff's first version, more than max_future ahead
+ * of the clock, or in an interval already final. The cluster's final
+ * intervals are brought up to now first (it may have had no push for a
+ * while). Its meter is not created here, so a quarantined sample leaves
+ * none behind. */
+static bool unbillable_on_arrival(struct engine *e, const struct meter_state *m,
+                                  const struct cluster *c, const struct engine_sample *s,
+                                  int64_t now_ns, enum quarantine_reason *why)
 {
-    struct meter_state *m = find_meter(e, s->cluster, s->meter);
-    const struct cluster *c = admit(e, m, s, err);
-    if (!c)
-        return false;
     int64_t tariff_from_s =
         m ? e->clusters[m->cluster].tariff_from_s : c->site->tariff->versions[0]->from_ts_s;
     if (s->ts_ns < tariff_from_s * NS) {
-        quarantine(e, s, QUARANTINE_NO_TARIFF_VERSION);
+        *why = QUARANTINE_NO_TARIFF_VERSION;
         return true;
     }
     int64_t max_future_ns = e->cfg->daemon.max_future_s * NS;
     if (now_ns < INT64_MAX - max_future_ns && s->ts_ns > now_ns + max_future_ns) {
-        quarantine(e, s, QUARANTINE_BEYOND_MAX_FUTURE);
+        *why = QUARANTINE_BEYOND_MAX_FUTURE;
         return true;
     }
-    /* Final intervals as of now, before deciding whether this one is late
-     * (the cluster may have had no push for a while), and before a meter
-     * is created for a sample that is refused. */
     size_t ci = m ? m->cluster : engine_cluster_index(e, s->cluster);
-    freeze(e, &e->clusters[ci], now_ns);
-    if (e->clusters[ci].frozen_until_s != NONE && s->ts_ns < e->clusters[ci].frozen_until_s * NS) {
-        quarantine(e, s, QUARANTINE_PAST_LATE_WINDOW);
+    struct cluster_state *cs = &e->clusters[ci];
+    freeze(e, cs, now_ns);
+    if (cs->frozen_until_s != NONE && s->ts_ns < cs->frozen_until_s * NS) {
+        *why = QUARANTINE_PAST_LATE_WINDOW;
         return true;
     }
-    bool new_meter = !m;
-    if (new_meter)
-        m = engine_add_meter(e, s->cluster, s->meter, s->kind == SAMPLE_COUNTER);
-    struct cluster_state *cs = &e->clusters[m->cluster];
-    size_t at;
-    enum sample_insert inserted;
-    bool appended = m->last_ns == NONE || s->ts_ns > m->last_ns;
-    int64_t prev_last_ns = m->last_ns;
-    if (!appended && cs->frozen_until_s != NONE) {
-        /* Between two samples whose segment reaches into a final interval
-         * (and carries energy there): the change could not be billed. */
-        size_t i = sample_buf_lower_bound(&m->buf, s->ts_ns);
-        if (i > 0 && i < m->buf.n) {
-            const struct sample *before = sample_buf_at(&m->buf, i - 1);
-            const struct sample *after = sample_buf_at(&m->buf, i);
-            bool integrated =
-                m->counter || after->ts_ns - before->ts_ns <= e->cfg->daemon.max_gap_s * NS;
-            if (integrated && after->ts_ns != s->ts_ns && before->ts_ns < cs->frozen_until_s * NS) {
-                quarantine(e, s, QUARANTINE_PAST_LATE_WINDOW);
-                return true;
-            }
-        }
-    }
+    return false;
+}
+
+/* Whether s, landing between two samples of m (not after its last), would
+ * change the energy of a final interval: the segment between them reaches
+ * into one and carries energy there, so the change could not be billed. */
+static bool changes_final_interval(const struct engine *e, const struct cluster_state *cs,
+                                   const struct meter_state *m, const struct engine_sample *s)
+{
+    if (cs->frozen_until_s == NONE)
+        return false;
+    size_t i = sample_buf_lower_bound(&m->buf, s->ts_ns);
+    if (i == 0 || i >= m->buf.n)
+        return false;
+    const struct sample *before = sample_buf_at(&m->buf, i - 1);
+    const struct sample *after = sample_buf_at(&m->buf, i);
+    bool integrated = m->counter || after->ts_ns - before->ts_ns <= e->cfg->daemon.max_gap_s * NS;
+    return integrated && after->ts_ns != s->ts_ns && before->ts_ns < cs->frozen_until_s * NS;
+}
+
+/* Stores s in m's buffer, at index *at. Returns false, storing nothing,
+ * for a duplicate or a conflict (counted; the first value stands). */
+static bool store_sample(struct engine *e, struct meter_state *m, const struct engine_sample *s,
+                         bool appended, size_t *at)
+{
+    struct sample sample = {s->ts_ns, s->value};
     if (appended) {
         /* The usual case: the newest sample of its meter, known without
          * reading the (cold) end of its buffer. */
-        sample_buf_append(&m->buf, (struct sample){s->ts_ns, s->value});
-        at = m->buf.n - 1;
-        inserted = SAMPLE_INSERTED;
+        sample_buf_append(&m->buf, sample);
+        *at = m->buf.n - 1;
     } else {
-        inserted = sample_buf_insert(&m->buf, (struct sample){s->ts_ns, s->value}, &at);
-    }
-    switch (inserted) {
-    case SAMPLE_DUPLICATE:
-        e->stats.duplicates++;
-        return true;
-    case SAMPLE_CONFLICT:
-        e->stats.conflicts++;
-        return true;
-    case SAMPLE_INSERTED:
-        break;
+        switch (sample_buf_insert(&m->buf, sample, at)) {
+        case SAMPLE_DUPLICATE:
+            e->stats.duplicates++;
+            return false;
+        case SAMPLE_CONFLICT:
+            e->stats.conflicts++;
+            return false;
+        case SAMPLE_INSERTED:
+            break;
+        }
     }
     e->stats.accepted++;
+    return true;
+}
+
+/* Stretches m's span over s (stored) and marks m heard from at now_ns.
+ * Returns whether cs may now close further: m is new or was silent, its
+ * blockers are not counted, or m was the last one holding it back. */
+static bool take_in_span(const struct engine *e, struct cluster_state *cs, struct meter_state *m,
+                         const struct engine_sample *s, bool new_meter, int64_t now_ns)
+{
     /* Whether a meter's last sample is past closed_until_s's next interval,
      * without dividing: floor(last) <= closed_until <=> last < open_from. */
     int64_t open_from_ns =
         cs->closed_until_s == NONE ? INT64_MIN : (cs->closed_until_s + e->interval_s) * NS;
     bool was_blocker =
         !m->silent && m->last_ns != NONE && cs->closed_until_s != NONE && m->last_ns < open_from_ns;
-    bool recount = new_meter || m->silent || !cs->blockers_valid;
+    bool may_close = new_meter || m->silent || !cs->blockers_valid;
     if (m->first_ns == NONE || s->ts_ns < m->first_ns)
         m->first_ns = s->ts_ns;
     if (m->last_ns == NONE || s->ts_ns > m->last_ns)
         m->last_ns = s->ts_ns;
     m->last_arrival_ns = now_ns;
     m->silent = false;
-    if (!recount && was_blocker && m->last_ns >= open_from_ns)
-        recount = --cs->blockers == 0;
+    if (!may_close && was_blocker && m->last_ns >= open_from_ns)
+        may_close = --cs->blockers == 0;
+    return may_close;
+}
 
-    /* The segments the sample changed: from its earlier to its later
-     * neighbour. Closed, not final intervals among them are priced again. */
-    /* For an append the earlier neighbour is the previous last sample,
-     * known without reading the (cold) buffer. */
+/* Prices again the closed, not final intervals that the segments of m's
+ * sample at index `at` touch: from its earlier neighbour (lo_ns) to its
+ * later one. */
+static void reprice_closed(struct engine *e, struct cluster_state *cs, const struct meter_state *m,
+                           size_t at, int64_t lo_ns)
+{
+    int64_t hi_ns = sample_buf_at(&m->buf, at + 1 < m->buf.n ? at + 1 : at)->ts_ns; /* or itself */
+    int64_t from = floor_boundary(e, lo_ns);
+    if (cs->frozen_until_s != NONE && from < cs->frozen_until_s)
+        from = cs->frozen_until_s;
+    int64_t to = ceil_boundary(e, hi_ns);
+    if (to > cs->closed_until_s)
+        to = cs->closed_until_s;
+    for (int64_t st = from; st < to; st += e->interval_s)
+        if (covered(e, cs, st))
+            add_item(e, st, m->cluster, CLOSE_INTERVAL);
+    run_items(e);
+    /* A late sample may give a month its first row after the month
+     * closed by the data: close it now, as its last interval did. */
+    for (size_t k = 0; k < cs->n_months; k++)
+        if (!cs->months[k].closed && cs->months[k].end_s < cs->closed_until_s)
+            close_month_at(e, cs, cs->months[k].start_s);
+}
+
+/* Closes cluster ci as far as its meters now let it, then recounts what
+ * holds it back. */
+static void close_what_can_close(struct engine *e, size_t ci, int64_t now_ns)
+{
+    struct cluster_state *cs = &e->clusters[ci];
+    queue_advance(e, ci, close_target(e, cs, false), now_ns);
+    run_items(e);
+    count_blockers(e, cs);
+}
+
+bool engine_push(struct engine *e, const struct engine_sample *s, int64_t now_ns, struct error *err)
+{
+    struct meter_state *m = find_meter(e, s->cluster, s->meter);
+    const struct cluster *c = admit(e, m, s, err);
+    if (!c)
+        return false;
+    enum quarantine_reason why;
+    if (unbillable_on_arrival(e, m, c, s, now_ns, &why)) {
+        quarantine(e, s, why);
+        return true;
+    }
+    bool new_meter = !m;
+    if (new_meter)
+        m = engine_add_meter(e, s->cluster, s->meter, s->kind == SAMPLE_COUNTER);
+    struct cluster_state *cs = &e->clusters[m->cluster];
+    bool appended = m->last_ns == NONE || s->ts_ns > m->last_ns;
+    if (!appended && changes_final_interval(e, cs, m, s)) {
+        quarantine(e, s, QUARANTINE_PAST_LATE_WINDOW);
+        return true;
+    }
+    int64_t prev_last_ns = m->last_ns;
+    size_t at;
+    if (!store_sample(e, m, s, appended, &at))
+        return true;
+    bool may_close = take_in_span(e, cs, m, s, new_meter, now_ns);
+
+    /* The segments the sample changed start at its earlier neighbour: for
+     * an append the previous last sample, known without reading the (cold)
+     * buffer. Closed intervals among them are priced again. */
     int64_t lo_ns = appended ? (prev_last_ns != NONE ? prev_last_ns : s->ts_ns)
                     : at > 0 ? sample_buf_at(&m->buf, at - 1)->ts_ns
                              : s->ts_ns;
-    if (cs->closed_until_s != NONE && lo_ns < cs->closed_until_s * NS) {
-        int64_t hi_ns = at + 1 < m->buf.n ? sample_buf_at(&m->buf, at + 1)->ts_ns : s->ts_ns;
-        int64_t from = floor_boundary(e, lo_ns);
-        if (cs->frozen_until_s != NONE && from < cs->frozen_until_s)
-            from = cs->frozen_until_s;
-        int64_t to = ceil_boundary(e, hi_ns);
-        if (to > cs->closed_until_s)
-            to = cs->closed_until_s;
-        for (int64_t st = from; st < to; st += e->interval_s)
-            if (covered(e, cs, st))
-                add_item(e, st, m->cluster, CLOSE_INTERVAL);
-        run_items(e);
-        /* A late sample may give a month its first row after the month
-         * closed by the data: close it now, as its last interval did. */
-        for (size_t k = 0; k < cs->n_months; k++)
-            if (!cs->months[k].closed && cs->months[k].end_s < cs->closed_until_s)
-                close_month_at(e, cs, cs->months[k].start_s);
-    }
-    if (recount) {
-        queue_advance(e, m->cluster, close_target(e, cs, false), now_ns);
-        run_items(e);
-        count_blockers(e, cs);
-    }
+    if (cs->closed_until_s != NONE && lo_ns < cs->closed_until_s * NS)
+        reprice_closed(e, cs, m, at, lo_ns);
+    if (may_close)
+        close_what_can_close(e, m->cluster, now_ns);
     return true;
 }
 
