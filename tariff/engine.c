@@ -102,7 +102,8 @@ static void table_insert(struct engine *e, size_t index)
     e->table[i] = (struct meter_slot){(uint32_t)(h >> 32), (uint32_t)(index + 1)};
 }
 
-void engine_table_grow(struct engine *e)
+/* Keeps the meter table at most half full for the meter about to be added. */
+static void table_grow(struct engine *e)
 {
     if ((e->n_meters + 1) * 2 <= e->table_size)
         return;
@@ -113,10 +114,22 @@ void engine_table_grow(struct engine *e)
         table_insert(e, i);
 }
 
+static uint64_t hash_cluster_id(const char *id)
+{
+    return hash_str(0x13198A2E03707344ULL, id);
+}
+
+/* When cluster c's first tariff version starts: INT64_MAX for a cluster
+ * the config no longer has (NULL). */
+static int64_t first_tariff_from_s(const struct cluster *c)
+{
+    return c ? c->site->tariff->versions[0]->from_ts_s : INT64_MAX;
+}
+
 static void cluster_table_insert(struct engine *e, size_t index)
 {
     size_t mask = e->cluster_table_size - 1;
-    size_t i = hash_str(0x13198A2E03707344ULL, e->clusters[index].id) & mask;
+    size_t i = hash_cluster_id(e->clusters[index].id) & mask;
     while (e->cluster_table[i])
         i = (i + 1) & mask;
     e->cluster_table[i] = (uint32_t)(index + 1);
@@ -126,8 +139,7 @@ size_t engine_cluster_index(struct engine *e, const char *id)
 {
     if (e->cluster_table_size) {
         size_t mask = e->cluster_table_size - 1;
-        for (size_t i = hash_str(0x13198A2E03707344ULL, id) & mask; e->cluster_table[i];
-             i = (i + 1) & mask)
+        for (size_t i = hash_cluster_id(id) & mask; e->cluster_table[i]; i = (i + 1) & mask)
             if (strcmp(e->clusters[e->cluster_table[i] - 1].id, id) == 0)
                 return e->cluster_table[i] - 1;
     }
@@ -143,7 +155,7 @@ size_t engine_cluster_index(struct engine *e, const char *id)
     memset(cs, 0, sizeof *cs);
     cs->id = xstrdup(id);
     cs->cfg = config_find_cluster(e->cfg, id);
-    cs->tariff_from_s = cs->cfg ? cs->cfg->site->tariff->versions[0]->from_ts_s : INT64_MAX;
+    cs->tariff_from_s = first_tariff_from_s(cs->cfg);
     cs->closed_until_s = NONE;
     cs->frozen_until_s = NONE;
     cluster_table_insert(e, e->n_clusters);
@@ -153,7 +165,7 @@ size_t engine_cluster_index(struct engine *e, const char *id)
 struct meter_state *engine_add_meter(struct engine *e, const char *cluster, const char *meter,
                                      bool counter)
 {
-    engine_table_grow(e);
+    table_grow(e);
     size_t ci = engine_cluster_index(e, cluster);
     ARRAY_RESERVE_ONE(e->meters, e->n_meters, e->cap_meters);
     size_t index = e->n_meters++;
@@ -269,8 +281,7 @@ static struct month_state *find_month(struct cluster_state *cs, int64_t start_s)
     return NULL;
 }
 
-static struct month_state *month_for(const struct engine *e, struct cluster_state *cs,
-                                     int64_t start_s)
+static struct month_state *month_for(struct cluster_state *cs, int64_t start_s)
 {
     struct month_state *ms = find_month(cs, start_s);
     if (ms)
@@ -295,7 +306,6 @@ static struct month_state *month_for(const struct engine *e, struct cluster_stat
     ms->frozen_max_start_s = NONE;
     ms->last_row_start_s = NONE;
     ms->revision = -1;
-    (void)e;
     return ms;
 }
 
@@ -413,7 +423,7 @@ static void price_interval(struct engine *e, struct cluster_state *cs, int64_t s
         .n_lines = lines.n,
         .lines = lines.v,
     };
-    struct month_state *ms = month_for(e, cs, start_s);
+    struct month_state *ms = month_for(cs, start_s);
     row.month_day = ms->month_day;
     bool changed = row.kwh_micro || row.energy_charge_cny4 || row.surcharge_cny4 ||
                    row.subsidy_cny4 || row.missing_s || lines.n;
@@ -587,7 +597,7 @@ static void queue_advance(struct engine *e, size_t ci, int64_t target, int64_t n
             civil_from_day(civil_local_day(s, offset)).day == 1)
             add_item(e, s - e->interval_s, ci, CLOSE_MONTH);
         if (covered(e, cs, s)) {
-            month_for(e, cs, s); /* so a month whose rows come at once exists to close */
+            month_for(cs, s); /* so a month whose rows come at once exists to close */
             add_item(e, s, ci, CLOSE_INTERVAL);
         }
     }
@@ -703,7 +713,7 @@ void engine_set_config(struct engine *e, const struct config *cfg)
     for (size_t i = 0; i < e->n_clusters; i++) {
         struct cluster_state *cs = &e->clusters[i];
         cs->cfg = config_find_cluster(cfg, cs->id);
-        cs->tariff_from_s = cs->cfg ? cs->cfg->site->tariff->versions[0]->from_ts_s : INT64_MAX;
+        cs->tariff_from_s = first_tariff_from_s(cs->cfg);
     }
 }
 
@@ -799,9 +809,8 @@ static bool unbillable_on_arrival(struct engine *e, const struct meter_state *m,
                                   const struct cluster *c, const struct engine_sample *s,
                                   int64_t now_ns, enum quarantine_reason *why)
 {
-    int64_t tariff_from_s =
-        m ? e->clusters[m->cluster].tariff_from_s : c->site->tariff->versions[0]->from_ts_s;
-    if (s->ts_ns < tariff_from_s * NS) {
+    int64_t from_s = m ? e->clusters[m->cluster].tariff_from_s : first_tariff_from_s(c);
+    if (s->ts_ns < from_s * NS) {
         *why = QUARANTINE_NO_TARIFF_VERSION;
         return true;
     }

@@ -144,6 +144,5 @@ size_t engine_cluster_index(struct engine *e, const char *id);
 /* A new meter of a cluster, registered in the hash table. */
 struct meter_state *engine_add_meter(struct engine *e, const char *cluster, const char *meter,
                                      bool counter);
-void engine_table_grow(struct engine *e);
 
 #endif
