@@ -1,6 +1,7 @@
 #include "offline.h"
 
 #include "storage/csv.h"
+#include "tariff/alloc.h"
 #include "tariff/civil.h"
 #include "tariff/decimal.h"
 #include "tariff/engine.h"
@@ -35,16 +36,10 @@ struct offline {
     size_t *cluster_rank; /* by index in cfg->clusters: position by id */
     bool write_rows;
     struct row_file billing, demand;
-    uint64_t quarantined_by_reason[3];
+    uint64_t quarantined_by_reason[QUARANTINE_REASON_COUNT];
     int64_t now_ns;
     int line_base;
     bool io_error;
-};
-
-static const char *const quarantine_reasons[] = {
-    "no tariff version in force",
-    "timestamp more than max_future ahead of the clock",
-    "interval closed more than late_window ago",
 };
 
 static size_t rank_of(const struct offline *o, const struct cluster *c)
@@ -57,12 +52,7 @@ static void keep_row(struct offline *o, struct row_file *f, int64_t when, const 
 {
     if (!f->tmp)
         return;
-    if (f->n == f->cap) {
-        f->cap = f->cap ? f->cap * 2 : 1024;
-        f->keys = realloc(f->keys, f->cap * sizeof *f->keys);
-        if (!f->keys)
-            abort();
-    }
+    ARRAY_RESERVE_ONE(f->keys, f->n, f->cap);
     long offset = ftell(f->tmp);
     if (offset < 0 || fwrite(line, 1, len, f->tmp) != len)
         o->io_error = true;
@@ -95,9 +85,7 @@ static void on_quarantine(void *ctx, const struct engine_sample *s, const char *
 {
     struct offline *o = ctx;
     (void)s;
-    for (size_t i = 0; i < sizeof quarantine_reasons / sizeof *quarantine_reasons; i++)
-        if (strcmp(reason, quarantine_reasons[i]) == 0)
-            o->quarantined_by_reason[i]++;
+    o->quarantined_by_reason[quarantine_reason_parse(reason)]++;
 }
 
 static bool on_point(void *ctx, const struct lp_point *p, struct lp_error *err)
@@ -253,10 +241,8 @@ static int rank_order(const void *a, const void *b, void *ctx)
 int offline_price(const struct config *cfg, FILE *in, const struct offline_options *opt)
 {
     struct offline o = {.cfg = cfg, .write_rows = opt->out_dir != NULL, .now_ns = INT64_MIN};
-    o.cluster_rank = calloc(cfg->n_clusters + 1, sizeof *o.cluster_rank);
-    size_t *by_id = calloc(cfg->n_clusters + 1, sizeof *by_id);
-    if (!o.cluster_rank || !by_id)
-        abort();
+    o.cluster_rank = xcalloc(cfg->n_clusters, sizeof *o.cluster_rank);
+    size_t *by_id = xcalloc(cfg->n_clusters, sizeof *by_id);
     for (size_t i = 0; i < cfg->n_clusters; i++)
         by_id[i] = i;
     qsort_r(by_id, cfg->n_clusters, sizeof *by_id, rank_order, (void *)cfg);
@@ -276,9 +262,7 @@ int offline_price(const struct config *cfg, FILE *in, const struct offline_optio
 
     /* Read in large chunks; parse every complete line, carry the rest. */
     size_t cap = 1 << 20, have = 0;
-    char *buf = malloc(cap);
-    if (!buf)
-        abort();
+    char *buf = xmalloc(cap);
     int status = 0;
     o.line_base = 1;
     for (;;) {
@@ -293,9 +277,7 @@ int offline_price(const struct config *cfg, FILE *in, const struct offline_optio
                 if (have < cap)
                     continue;
                 cap *= 2; /* a line longer than the buffer */
-                buf = realloc(buf, cap);
-                if (!buf)
-                    abort();
+                buf = xrealloc(buf, cap);
                 continue;
             }
         }
@@ -332,10 +314,11 @@ int offline_price(const struct config *cfg, FILE *in, const struct offline_optio
                (unsigned long long)st.conflicts, (unsigned long long)st.quarantined,
                (unsigned long long)st.billing_rows, (unsigned long long)st.adjustment_rows,
                (unsigned long long)st.demand_rows);
-        for (size_t i = 0; i < sizeof quarantine_reasons / sizeof *quarantine_reasons; i++)
-            if (o.quarantined_by_reason[i])
+        for (int r = 0; r < QUARANTINE_REASON_COUNT; r++)
+            if (o.quarantined_by_reason[r])
                 fprintf(stderr, "tariffd: %llu samples quarantined: %s\n",
-                        (unsigned long long)o.quarantined_by_reason[i], quarantine_reasons[i]);
+                        (unsigned long long)o.quarantined_by_reason[r],
+                        quarantine_reason_name((enum quarantine_reason)r));
         if (o.write_rows &&
             (o.io_error ||
              !write_sorted(&o.billing, opt->out_dir, "billing_rows.csv", csv_billing_header) ||

@@ -41,7 +41,7 @@ const char *engine_intern(struct engine *e, const char *name)
     for (size_t i = 0; i < e->n_names; i++)
         if (strcmp(e->names[i], name) == 0)
             return e->names[i];
-    PUSH(e->names, e->n_names, e->cap_names);
+    ARRAY_RESERVE_ONE(e->names, e->n_names, e->cap_names);
     return e->names[e->n_names++] = xstrdup(name);
 }
 
@@ -102,23 +102,34 @@ static void table_insert(struct engine *e, size_t index)
     e->table[i] = (struct meter_slot){(uint32_t)(h >> 32), (uint32_t)(index + 1)};
 }
 
-void engine_table_grow(struct engine *e)
+/* Keeps the meter table at most half full for the meter about to be added. */
+static void table_grow(struct engine *e)
 {
     if ((e->n_meters + 1) * 2 <= e->table_size)
         return;
     free(e->table);
     e->table_size = e->table_size ? e->table_size * 2 : 1024;
-    e->table = calloc(e->table_size, sizeof *e->table);
-    if (!e->table)
-        abort();
+    e->table = xcalloc(e->table_size, sizeof *e->table);
     for (size_t i = 0; i < e->n_meters; i++)
         table_insert(e, i);
+}
+
+static uint64_t hash_cluster_id(const char *id)
+{
+    return hash_str(0x13198A2E03707344ULL, id);
+}
+
+/* When cluster c's first tariff version starts: INT64_MAX for a cluster
+ * the config no longer has (NULL). */
+static int64_t first_tariff_from_s(const struct cluster *c)
+{
+    return c ? c->site->tariff->versions[0]->from_ts_s : INT64_MAX;
 }
 
 static void cluster_table_insert(struct engine *e, size_t index)
 {
     size_t mask = e->cluster_table_size - 1;
-    size_t i = hash_str(0x13198A2E03707344ULL, e->clusters[index].id) & mask;
+    size_t i = hash_cluster_id(e->clusters[index].id) & mask;
     while (e->cluster_table[i])
         i = (i + 1) & mask;
     e->cluster_table[i] = (uint32_t)(index + 1);
@@ -128,26 +139,23 @@ size_t engine_cluster_index(struct engine *e, const char *id)
 {
     if (e->cluster_table_size) {
         size_t mask = e->cluster_table_size - 1;
-        for (size_t i = hash_str(0x13198A2E03707344ULL, id) & mask; e->cluster_table[i];
-             i = (i + 1) & mask)
+        for (size_t i = hash_cluster_id(id) & mask; e->cluster_table[i]; i = (i + 1) & mask)
             if (strcmp(e->clusters[e->cluster_table[i] - 1].id, id) == 0)
                 return e->cluster_table[i] - 1;
     }
     if ((e->n_clusters + 1) * 2 > e->cluster_table_size) {
         free(e->cluster_table);
         e->cluster_table_size = e->cluster_table_size ? e->cluster_table_size * 2 : 256;
-        e->cluster_table = calloc(e->cluster_table_size, sizeof *e->cluster_table);
-        if (!e->cluster_table)
-            abort();
+        e->cluster_table = xcalloc(e->cluster_table_size, sizeof *e->cluster_table);
         for (size_t i = 0; i < e->n_clusters; i++)
             cluster_table_insert(e, i);
     }
-    PUSH(e->clusters, e->n_clusters, e->cap_clusters);
+    ARRAY_RESERVE_ONE(e->clusters, e->n_clusters, e->cap_clusters);
     struct cluster_state *cs = &e->clusters[e->n_clusters];
     memset(cs, 0, sizeof *cs);
     cs->id = xstrdup(id);
     cs->cfg = config_find_cluster(e->cfg, id);
-    cs->tariff_from_s = cs->cfg ? cs->cfg->site->tariff->versions[0]->from_ts_s : INT64_MAX;
+    cs->tariff_from_s = first_tariff_from_s(cs->cfg);
     cs->closed_until_s = NONE;
     cs->frozen_until_s = NONE;
     cluster_table_insert(e, e->n_clusters);
@@ -157,16 +165,16 @@ size_t engine_cluster_index(struct engine *e, const char *id)
 struct meter_state *engine_add_meter(struct engine *e, const char *cluster, const char *meter,
                                      bool counter)
 {
-    engine_table_grow(e);
+    table_grow(e);
     size_t ci = engine_cluster_index(e, cluster);
-    PUSH(e->meters, e->n_meters, e->cap_meters);
+    ARRAY_RESERVE_ONE(e->meters, e->n_meters, e->cap_meters);
     size_t index = e->n_meters++;
     struct meter_state *m = &e->meters[index];
     memset(m, 0, sizeof *m);
     size_t cluster_len = strlen(cluster), meter_len = strlen(meter);
     char *key = m->key_small;
     if (cluster_len + meter_len + 2 > sizeof m->key_small)
-        key = m->key_heap = xrealloc(NULL, cluster_len + meter_len + 2);
+        key = m->key_heap = xmalloc(cluster_len + meter_len + 2);
     memcpy(key, cluster, cluster_len + 1);
     memcpy(key + cluster_len + 1, meter, meter_len + 1);
     m->name_offset = (uint16_t)(cluster_len + 1);
@@ -177,7 +185,7 @@ struct meter_state *engine_add_meter(struct engine *e, const char *cluster, cons
     m->last_arrival_ns = NONE;
     table_insert(e, index);
     struct cluster_state *cs = &e->clusters[ci];
-    PUSH(cs->meters, cs->n_meters, cs->cap_meters);
+    ARRAY_RESERVE_ONE(cs->meters, cs->n_meters, cs->cap_meters);
     cs->meters[cs->n_meters++] = index;
     e->stats.meters = e->n_meters;
     return m;
@@ -253,7 +261,7 @@ static struct closed_row *find_row(struct cluster_state *cs, int64_t start_s)
 
 static struct closed_row *insert_row(struct cluster_state *cs, int64_t start_s)
 {
-    PUSH(cs->rows, cs->n_rows, cs->cap_rows);
+    ARRAY_RESERVE_ONE(cs->rows, cs->n_rows, cs->cap_rows);
     size_t i = cs->n_rows;
     while (i > 0 && cs->rows[i - 1].start_s > start_s)
         i--;
@@ -273,8 +281,7 @@ static struct month_state *find_month(struct cluster_state *cs, int64_t start_s)
     return NULL;
 }
 
-static struct month_state *month_for(const struct engine *e, struct cluster_state *cs,
-                                     int64_t start_s)
+static struct month_state *month_for(struct cluster_state *cs, int64_t start_s)
 {
     struct month_state *ms = find_month(cs, start_s);
     if (ms)
@@ -285,7 +292,7 @@ static struct month_state *month_for(const struct engine *e, struct cluster_stat
     int32_t first = civil_to_day(d);
     d.month = d.month == 12 ? 1 : d.month + 1;
     d.year += d.month == 1;
-    PUSH(cs->months, cs->n_months, cs->cap_months);
+    ARRAY_RESERVE_ONE(cs->months, cs->n_months, cs->cap_months);
     size_t i = cs->n_months;
     while (i > 0 && cs->months[i - 1].start_s > start_s)
         i--;
@@ -299,7 +306,6 @@ static struct month_state *month_for(const struct engine *e, struct cluster_stat
     ms->frozen_max_start_s = NONE;
     ms->last_row_start_s = NONE;
     ms->revision = -1;
-    (void)e;
     return ms;
 }
 
@@ -417,7 +423,7 @@ static void price_interval(struct engine *e, struct cluster_state *cs, int64_t s
         .n_lines = lines.n,
         .lines = lines.v,
     };
-    struct month_state *ms = month_for(e, cs, start_s);
+    struct month_state *ms = month_for(cs, start_s);
     row.month_day = ms->month_day;
     bool changed = row.kwh_micro || row.energy_charge_cny4 || row.surcharge_cny4 ||
                    row.subsidy_cny4 || row.missing_s || lines.n;
@@ -569,9 +575,9 @@ static int64_t first_start(const struct engine *e, const struct cluster_state *c
     return first;
 }
 
-static void add_item(struct engine *e, int64_t start_s, size_t cluster, int kind)
+static void add_item(struct engine *e, int64_t start_s, size_t cluster, enum close_kind kind)
 {
-    PUSH(e->items, e->n_items, e->cap_items);
+    ARRAY_RESERVE_ONE(e->items, e->n_items, e->cap_items);
     e->items[e->n_items++] = (struct close_item){start_s, cluster, kind};
 }
 
@@ -589,14 +595,14 @@ static void queue_advance(struct engine *e, size_t ci, int64_t target, int64_t n
          * last interval (docs/design.md section 5). */
         if (civil_local_second_of_day(s, offset) == 0 &&
             civil_from_day(civil_local_day(s, offset)).day == 1)
-            add_item(e, s - e->interval_s, ci, 1);
+            add_item(e, s - e->interval_s, ci, CLOSE_MONTH);
         if (covered(e, cs, s)) {
-            month_for(e, cs, s); /* so a month whose rows come at once exists to close */
-            add_item(e, s, ci, 0);
+            month_for(cs, s); /* so a month whose rows come at once exists to close */
+            add_item(e, s, ci, CLOSE_INTERVAL);
         }
     }
     cs->closed_until_s = target;
-    PUSH(cs->marks, cs->n_marks, cs->cap_marks);
+    ARRAY_RESERVE_ONE(cs->marks, cs->n_marks, cs->cap_marks);
     cs->marks[cs->n_marks++] = (struct close_mark){target, now_ns};
 }
 
@@ -608,7 +614,7 @@ static int item_order(const void *a, const void *b, void *ctx)
         return x->start_s < y->start_s ? -1 : 1;
     if (x->cluster != y->cluster)
         return strcmp(e->clusters[x->cluster].id, e->clusters[y->cluster].id);
-    return x->kind - y->kind;
+    return (x->kind > y->kind) - (x->kind < y->kind);
 }
 
 static void close_month_at(struct engine *e, struct cluster_state *cs, int64_t last_start_s)
@@ -627,7 +633,7 @@ static void run_items(struct engine *e)
     for (size_t i = 0; i < e->n_items; i++) {
         const struct close_item *it = &e->items[i];
         struct cluster_state *cs = &e->clusters[it->cluster];
-        if (it->kind == 0)
+        if (it->kind == CLOSE_INTERVAL)
             price_interval(e, cs, it->start_s);
         else
             close_month_at(e, cs, it->start_s);
@@ -682,9 +688,7 @@ static void freeze(struct engine *e, struct cluster_state *cs, int64_t now_ns)
 
 struct engine *engine_new(const struct config *cfg, const struct engine_sink *sink)
 {
-    struct engine *e = calloc(1, sizeof *e);
-    if (!e)
-        abort();
+    struct engine *e = xcalloc(1, sizeof *e);
     e->cfg = cfg;
     e->interval_s = cfg->daemon.interval_s;
     if (sink)
@@ -709,12 +713,14 @@ void engine_set_config(struct engine *e, const struct config *cfg)
     for (size_t i = 0; i < e->n_clusters; i++) {
         struct cluster_state *cs = &e->clusters[i];
         cs->cfg = config_find_cluster(cfg, cs->id);
-        cs->tariff_from_s = cs->cfg ? cs->cfg->site->tariff->versions[0]->from_ts_s : INT64_MAX;
+        cs->tariff_from_s = first_tariff_from_s(cs->cfg);
     }
 }
 
-enum engine_verdict engine_judge(const struct engine *e, const struct engine_sample *s,
-                                 struct error *err)
+/* engine_judge's rule, for s whose meter is m (NULL when new): the
+ * cluster's config, or NULL with err saying why s is refused. */
+static const struct cluster *admit(const struct engine *e, const struct meter_state *m,
+                                   const struct engine_sample *s, struct error *err)
 {
     /* Bounds that keep every interval's kWh x 1e6 and kW x 1e6 well inside
      * int64, far beyond any real meter: 1 TW of power, 1e15 kWh on a
@@ -723,37 +729,62 @@ enum engine_verdict engine_judge(const struct engine *e, const struct engine_sam
     if (!(s->value >= 0 && s->value <= limit)) {
         error_set(err, "value %g is out of range (%s at most %g)", s->value,
                   s->kind == SAMPLE_COUNTER ? "a counter reads" : "power is", limit);
-        return ENGINE_REFUSED;
+        return NULL;
     }
-    const struct meter_state *m = find_meter(e, s->cluster, s->meter);
-    if (!(m ? e->clusters[m->cluster].cfg : config_find_cluster(e->cfg, s->cluster))) {
+    const struct cluster *c =
+        m ? e->clusters[m->cluster].cfg : config_find_cluster(e->cfg, s->cluster);
+    if (!c) {
         error_set(err, "unknown cluster \"%s\"", s->cluster);
-        return ENGINE_REFUSED;
+        return NULL;
     }
     if (m && m->counter != (s->kind == SAMPLE_COUNTER)) {
         error_set(err, "meter \"%s\" of cluster \"%s\" sends %s, not %s", s->meter, s->cluster,
                   m->counter ? "an energy counter (kwh or wh)" : "power (kw or w)",
                   m->counter ? "power" : "an energy counter");
-        return ENGINE_REFUSED;
+        return NULL;
     }
+    return c;
+}
+
+enum engine_verdict engine_judge(const struct engine *e, const struct engine_sample *s,
+                                 struct error *err)
+{
+    const struct meter_state *m = find_meter(e, s->cluster, s->meter);
+    if (!admit(e, m, s, err))
+        return ENGINE_REFUSED;
     return m ? ENGINE_KNOWN_METER : ENGINE_NEW_METER;
 }
 
-bool engine_check(const struct engine *e, const struct engine_sample *s, struct error *err)
+static const char *const quarantine_reason_names[QUARANTINE_REASON_COUNT] = {
+    [QUARANTINE_NO_TARIFF_VERSION] = "no tariff version in force",
+    [QUARANTINE_BEYOND_MAX_FUTURE] = "timestamp more than max_future ahead of the clock",
+    [QUARANTINE_PAST_LATE_WINDOW] = "interval closed more than late_window ago",
+    [QUARANTINE_REFUSED] = "refused by the engine",
+};
+
+const char *quarantine_reason_name(enum quarantine_reason r)
 {
-    return engine_judge(e, s, err) != ENGINE_REFUSED;
+    return r < QUARANTINE_REASON_COUNT ? quarantine_reason_names[r] : "?";
 }
 
-static void quarantine(struct engine *e, const struct engine_sample *s, const char *reason)
+enum quarantine_reason quarantine_reason_parse(const char *text)
+{
+    for (int r = 0; r < QUARANTINE_REFUSED; r++)
+        if (strcmp(text, quarantine_reason_names[r]) == 0)
+            return (enum quarantine_reason)r;
+    return QUARANTINE_REFUSED;
+}
+
+void engine_quarantine(struct engine *e, const struct engine_sample *s, const char *reason)
 {
     e->stats.quarantined++;
     if (e->sink.quarantine)
         e->sink.quarantine(e->sink.ctx, s, reason);
 }
 
-void engine_quarantine(struct engine *e, const struct engine_sample *s, const char *reason)
+static void quarantine(struct engine *e, const struct engine_sample *s, enum quarantine_reason why)
 {
-    quarantine(e, s, reason);
+    engine_quarantine(e, s, quarantine_reason_name(why));
 }
 
 /* Recounts the blockers of cs after its closed_until_s moved. */
@@ -768,125 +799,174 @@ static void count_blockers(struct engine *e, struct cluster_state *cs)
     cs->blockers_valid = cs->closed_until_s != NONE;
 }
 
-bool engine_push(struct engine *e, const struct engine_sample *s, int64_t now_ns, struct error *err)
+/* Whether s, admitted, arrives where it cannot be billed (*why says
+ * where): before its tariff's first version, more than max_future ahead
+ * of the clock, or in an interval already final. The cluster's final
+ * intervals are brought up to now first (it may have had no push for a
+ * while). Its meter is not created here, so a quarantined sample leaves
+ * none behind. */
+static bool unbillable_on_arrival(struct engine *e, const struct meter_state *m,
+                                  const struct cluster *c, const struct engine_sample *s,
+                                  int64_t now_ns, enum quarantine_reason *why)
 {
-    /* engine_check's rules, with one lookup for both. */
-    struct meter_state *m = find_meter(e, s->cluster, s->meter);
-    const struct cluster *c =
-        m ? e->clusters[m->cluster].cfg : config_find_cluster(e->cfg, s->cluster);
-    if ((!c || (m && m->counter != (s->kind == SAMPLE_COUNTER)) || !(s->value <= 1e9) ||
-         s->value < 0) &&
-        !engine_check(e, s, err))
-        return false;
-    int64_t tariff_from_s =
-        m ? e->clusters[m->cluster].tariff_from_s : c->site->tariff->versions[0]->from_ts_s;
-    if (s->ts_ns < tariff_from_s * NS) {
-        quarantine(e, s, "no tariff version in force");
+    int64_t from_s = m ? e->clusters[m->cluster].tariff_from_s : first_tariff_from_s(c);
+    if (s->ts_ns < from_s * NS) {
+        *why = QUARANTINE_NO_TARIFF_VERSION;
         return true;
     }
     int64_t max_future_ns = e->cfg->daemon.max_future_s * NS;
     if (now_ns < INT64_MAX - max_future_ns && s->ts_ns > now_ns + max_future_ns) {
-        quarantine(e, s, "timestamp more than max_future ahead of the clock");
+        *why = QUARANTINE_BEYOND_MAX_FUTURE;
         return true;
     }
-    /* Final intervals as of now, before deciding whether this one is late
-     * (the cluster may have had no push for a while), and before a meter
-     * is created for a sample that is refused. */
     size_t ci = m ? m->cluster : engine_cluster_index(e, s->cluster);
-    freeze(e, &e->clusters[ci], now_ns);
-    if (e->clusters[ci].frozen_until_s != NONE && s->ts_ns < e->clusters[ci].frozen_until_s * NS) {
-        quarantine(e, s, "interval closed more than late_window ago");
+    struct cluster_state *cs = &e->clusters[ci];
+    freeze(e, cs, now_ns);
+    if (cs->frozen_until_s != NONE && s->ts_ns < cs->frozen_until_s * NS) {
+        *why = QUARANTINE_PAST_LATE_WINDOW;
         return true;
     }
-    bool new_meter = !m;
-    if (new_meter)
-        m = engine_add_meter(e, s->cluster, s->meter, s->kind == SAMPLE_COUNTER);
-    struct cluster_state *cs = &e->clusters[m->cluster];
-    size_t at;
-    enum sample_insert inserted;
-    bool appended = m->last_ns == NONE || s->ts_ns > m->last_ns;
-    int64_t prev_last_ns = m->last_ns;
-    if (!appended && cs->frozen_until_s != NONE) {
-        /* Between two samples whose segment reaches into a final interval
-         * (and carries energy there): the change could not be billed. */
-        size_t i = sample_buf_lower_bound(&m->buf, s->ts_ns);
-        if (i > 0 && i < m->buf.n) {
-            const struct sample *before = sample_buf_at(&m->buf, i - 1);
-            const struct sample *after = sample_buf_at(&m->buf, i);
-            bool integrated =
-                m->counter || after->ts_ns - before->ts_ns <= e->cfg->daemon.max_gap_s * NS;
-            if (integrated && after->ts_ns != s->ts_ns && before->ts_ns < cs->frozen_until_s * NS) {
-                quarantine(e, s, "interval closed more than late_window ago");
-                return true;
-            }
-        }
-    }
+    return false;
+}
+
+/* Whether s, landing between two samples of m (not after its last), would
+ * change the energy of a final interval: the segment between them reaches
+ * into one and carries energy there, so the change could not be billed. */
+static bool changes_final_interval(const struct engine *e, const struct cluster_state *cs,
+                                   const struct meter_state *m, const struct engine_sample *s)
+{
+    if (cs->frozen_until_s == NONE)
+        return false;
+    size_t i = sample_buf_lower_bound(&m->buf, s->ts_ns);
+    if (i == 0 || i >= m->buf.n)
+        return false;
+    const struct sample *before = sample_buf_at(&m->buf, i - 1);
+    const struct sample *after = sample_buf_at(&m->buf, i);
+    bool integrated = m->counter || after->ts_ns - before->ts_ns <= e->cfg->daemon.max_gap_s * NS;
+    return integrated && after->ts_ns != s->ts_ns && before->ts_ns < cs->frozen_until_s * NS;
+}
+
+/* Stores s in m's buffer, at index *at. Returns false, storing nothing,
+ * for a duplicate or a conflict (counted; the first value stands). */
+static bool store_sample(struct engine *e, struct meter_state *m, const struct engine_sample *s,
+                         bool appended, size_t *at)
+{
+    struct sample sample = {s->ts_ns, s->value};
     if (appended) {
         /* The usual case: the newest sample of its meter, known without
          * reading the (cold) end of its buffer. */
-        sample_buf_append(&m->buf, (struct sample){s->ts_ns, s->value});
-        at = m->buf.n - 1;
-        inserted = SAMPLE_INSERTED;
+        sample_buf_append(&m->buf, sample);
+        *at = m->buf.n - 1;
     } else {
-        inserted = sample_buf_insert(&m->buf, (struct sample){s->ts_ns, s->value}, &at);
-    }
-    switch (inserted) {
-    case SAMPLE_DUPLICATE:
-        e->stats.duplicates++;
-        return true;
-    case SAMPLE_CONFLICT:
-        e->stats.conflicts++;
-        return true;
-    case SAMPLE_INSERTED:
-        break;
+        switch (sample_buf_insert(&m->buf, sample, at)) {
+        case SAMPLE_DUPLICATE:
+            e->stats.duplicates++;
+            return false;
+        case SAMPLE_CONFLICT:
+            e->stats.conflicts++;
+            return false;
+        case SAMPLE_INSERTED:
+            break;
+        }
     }
     e->stats.accepted++;
+    return true;
+}
+
+/* Stretches m's span over s (stored) and marks m heard from at now_ns.
+ * Returns whether cs may now close further: m is new or was silent, its
+ * blockers are not counted, or m was the last one holding it back. */
+static bool take_in_span(const struct engine *e, struct cluster_state *cs, struct meter_state *m,
+                         const struct engine_sample *s, bool new_meter, int64_t now_ns)
+{
     /* Whether a meter's last sample is past closed_until_s's next interval,
      * without dividing: floor(last) <= closed_until <=> last < open_from. */
     int64_t open_from_ns =
         cs->closed_until_s == NONE ? INT64_MIN : (cs->closed_until_s + e->interval_s) * NS;
     bool was_blocker =
         !m->silent && m->last_ns != NONE && cs->closed_until_s != NONE && m->last_ns < open_from_ns;
-    bool recount = new_meter || m->silent || !cs->blockers_valid;
+    bool may_close = new_meter || m->silent || !cs->blockers_valid;
     if (m->first_ns == NONE || s->ts_ns < m->first_ns)
         m->first_ns = s->ts_ns;
     if (m->last_ns == NONE || s->ts_ns > m->last_ns)
         m->last_ns = s->ts_ns;
     m->last_arrival_ns = now_ns;
     m->silent = false;
-    if (!recount && was_blocker && m->last_ns >= open_from_ns)
-        recount = --cs->blockers == 0;
+    if (!may_close && was_blocker && m->last_ns >= open_from_ns)
+        may_close = --cs->blockers == 0;
+    return may_close;
+}
 
-    /* The segments the sample changed: from its earlier to its later
-     * neighbour. Closed, not final intervals among them are priced again. */
-    /* For an append the earlier neighbour is the previous last sample,
-     * known without reading the (cold) buffer. */
+/* Prices again the closed, not final intervals that the segments of m's
+ * sample at index `at` touch: from its earlier neighbour (lo_ns) to its
+ * later one. */
+static void reprice_closed(struct engine *e, struct cluster_state *cs, const struct meter_state *m,
+                           size_t at, int64_t lo_ns)
+{
+    int64_t hi_ns = sample_buf_at(&m->buf, at + 1 < m->buf.n ? at + 1 : at)->ts_ns; /* or itself */
+    int64_t from = floor_boundary(e, lo_ns);
+    if (cs->frozen_until_s != NONE && from < cs->frozen_until_s)
+        from = cs->frozen_until_s;
+    int64_t to = ceil_boundary(e, hi_ns);
+    if (to > cs->closed_until_s)
+        to = cs->closed_until_s;
+    for (int64_t st = from; st < to; st += e->interval_s)
+        if (covered(e, cs, st))
+            add_item(e, st, m->cluster, CLOSE_INTERVAL);
+    run_items(e);
+    /* A late sample may give a month its first row after the month
+     * closed by the data: close it now, as its last interval did. */
+    for (size_t k = 0; k < cs->n_months; k++)
+        if (!cs->months[k].closed && cs->months[k].end_s < cs->closed_until_s)
+            close_month_at(e, cs, cs->months[k].start_s);
+}
+
+/* Closes cluster ci as far as its meters now let it, then recounts what
+ * holds it back. */
+static void close_what_can_close(struct engine *e, size_t ci, int64_t now_ns)
+{
+    struct cluster_state *cs = &e->clusters[ci];
+    queue_advance(e, ci, close_target(e, cs, false), now_ns);
+    run_items(e);
+    count_blockers(e, cs);
+}
+
+bool engine_push(struct engine *e, const struct engine_sample *s, int64_t now_ns, struct error *err)
+{
+    struct meter_state *m = find_meter(e, s->cluster, s->meter);
+    const struct cluster *c = admit(e, m, s, err);
+    if (!c)
+        return false;
+    enum quarantine_reason why;
+    if (unbillable_on_arrival(e, m, c, s, now_ns, &why)) {
+        quarantine(e, s, why);
+        return true;
+    }
+    bool new_meter = !m;
+    if (new_meter)
+        m = engine_add_meter(e, s->cluster, s->meter, s->kind == SAMPLE_COUNTER);
+    struct cluster_state *cs = &e->clusters[m->cluster];
+    bool appended = m->last_ns == NONE || s->ts_ns > m->last_ns;
+    if (!appended && changes_final_interval(e, cs, m, s)) {
+        quarantine(e, s, QUARANTINE_PAST_LATE_WINDOW);
+        return true;
+    }
+    int64_t prev_last_ns = m->last_ns;
+    size_t at;
+    if (!store_sample(e, m, s, appended, &at))
+        return true;
+    bool may_close = take_in_span(e, cs, m, s, new_meter, now_ns);
+
+    /* The segments the sample changed start at its earlier neighbour: for
+     * an append the previous last sample, known without reading the (cold)
+     * buffer. Closed intervals among them are priced again. */
     int64_t lo_ns = appended ? (prev_last_ns != NONE ? prev_last_ns : s->ts_ns)
                     : at > 0 ? sample_buf_at(&m->buf, at - 1)->ts_ns
                              : s->ts_ns;
-    if (cs->closed_until_s != NONE && lo_ns < cs->closed_until_s * NS) {
-        int64_t hi_ns = at + 1 < m->buf.n ? sample_buf_at(&m->buf, at + 1)->ts_ns : s->ts_ns;
-        int64_t from = floor_boundary(e, lo_ns);
-        if (cs->frozen_until_s != NONE && from < cs->frozen_until_s)
-            from = cs->frozen_until_s;
-        int64_t to = ceil_boundary(e, hi_ns);
-        if (to > cs->closed_until_s)
-            to = cs->closed_until_s;
-        for (int64_t st = from; st < to; st += e->interval_s)
-            if (covered(e, cs, st))
-                add_item(e, st, m->cluster, 0);
-        run_items(e);
-        /* A late sample may give a month its first row after the month
-         * closed by the data: close it now, as its last interval did. */
-        for (size_t k = 0; k < cs->n_months; k++)
-            if (!cs->months[k].closed && cs->months[k].end_s < cs->closed_until_s)
-                close_month_at(e, cs, cs->months[k].start_s);
-    }
-    if (recount) {
-        queue_advance(e, m->cluster, close_target(e, cs, false), now_ns);
-        run_items(e);
-        count_blockers(e, cs);
-    }
+    if (cs->closed_until_s != NONE && lo_ns < cs->closed_until_s * NS)
+        reprice_closed(e, cs, m, at, lo_ns);
+    if (may_close)
+        close_what_can_close(e, m->cluster, now_ns);
     return true;
 }
 
@@ -911,10 +991,10 @@ static void close_all(struct engine *e, int64_t now_ns, bool all_silent)
                 continue;
             bool queued = false;
             for (size_t q = 0; q < e->n_items; q++)
-                queued |= e->items[q].kind == 1 && e->items[q].cluster == i &&
+                queued |= e->items[q].kind == CLOSE_MONTH && e->items[q].cluster == i &&
                           e->items[q].start_s == ms->end_s - e->interval_s;
             if (!queued)
-                add_item(e, ms->end_s - e->interval_s, i, 1);
+                add_item(e, ms->end_s - e->interval_s, i, CLOSE_MONTH);
         }
     }
     run_items(e);

@@ -91,11 +91,30 @@ struct demand_row {
     const struct paid_line *lines;
 };
 
+/* Why a sample is quarantined. Each reason's name is the text the sink
+ * gets, and the ledger keeps it word for word (quarantined_samples.reason). */
+enum quarantine_reason {
+    QUARANTINE_NO_TARIFF_VERSION, /* before the first version of its site's tariff */
+    QUARANTINE_BEYOND_MAX_FUTURE, /* more than max_future ahead of the clock */
+    QUARANTINE_PAST_LATE_WINDOW,  /* in, or changing, an interval already final */
+    QUARANTINE_REFUSED,           /* engine_quarantine: its caller's text says why */
+    QUARANTINE_REASON_COUNT
+};
+
+/* The text of a reason. A refused sample's own text is its caller's; the
+ * name of QUARANTINE_REFUSED only stands for all of them. */
+const char *quarantine_reason_name(enum quarantine_reason r);
+
+/* The reason a sink's text is the name of; any other text (a caller's,
+ * through engine_quarantine) is QUARANTINE_REFUSED. */
+enum quarantine_reason quarantine_reason_parse(const char *text);
+
 struct engine_sink {
     void *ctx;
     void (*billing)(void *ctx, const struct billing_row *row);
     void (*demand)(void *ctx, const struct demand_row *row);
-    /* A sample that cannot be billed: reason says why. */
+    /* A sample that cannot be billed: reason says why, as
+     * quarantine_reason_name() or engine_quarantine's text. */
     void (*quarantine)(void *ctx, const struct engine_sample *s, const char *reason);
 };
 
@@ -120,23 +139,22 @@ void engine_free(struct engine *e);
  * adjustments price under it. Clusters no longer in it keep their state. */
 void engine_set_config(struct engine *e, const struct config *cfg);
 
-/* Whether s can be pushed: its cluster exists, and its meter does not
- * switch between power and counter. Changes nothing; err says why not. */
-bool engine_check(const struct engine *e, const struct engine_sample *s, struct error *err);
-
-/* engine_check, telling also whether the meter is new (a batch checks
+/* Whether s can be pushed: its value is in range, its cluster exists, and
+ * its meter does not switch between power and counter. Changes nothing;
+ * err says why not. Tells also whether the meter is new (a batch checks
  * that a new meter does not switch kind within itself). */
 enum engine_verdict { ENGINE_REFUSED, ENGINE_NEW_METER, ENGINE_KNOWN_METER };
 enum engine_verdict engine_judge(const struct engine *e, const struct engine_sample *s,
                                  struct error *err);
 
 /* Pushes one sample. May emit rows. Returns false, changing nothing, for a
- * sample engine_check refuses (err says why). */
+ * sample engine_judge refuses (err says why). */
 bool engine_push(struct engine *e, const struct engine_sample *s, int64_t now_ns,
                  struct error *err);
 
 /* Quarantines a sample the engine cannot take (e.g. replayed for a
- * cluster a reload removed), so it is kept with its reason, not lost. */
+ * cluster a reload removed), so it is kept with its reason, not lost: a
+ * QUARANTINE_REFUSED whose text is `reason`. */
 void engine_quarantine(struct engine *e, const struct engine_sample *s, const char *reason);
 
 /* The wall clock moved: meters silent for grace stop holding intervals

@@ -5,6 +5,7 @@
 #ifndef TARIFF_ENGINE_PRIVATE_H
 #define TARIFF_ENGINE_PRIVATE_H
 
+#include "alloc.h"
 #include "engine.h"
 
 #include <stdlib.h>
@@ -103,10 +104,17 @@ struct cluster_state {
     size_t n_months, cap_months;
 };
 
+/* What one queued close item does. Of a cluster's items at one start_s
+ * the interval runs first: a month closes after its last interval. */
+enum close_kind {
+    CLOSE_INTERVAL, /* price the interval at start_s */
+    CLOSE_MONTH,    /* close the month whose last interval is at start_s */
+};
+
 struct close_item {
     int64_t start_s;
     size_t cluster;
-    int kind; /* 0: an interval, 1: a month (after the month's last interval) */
+    enum close_kind kind;
 };
 
 struct engine {
@@ -129,30 +137,6 @@ struct engine {
     struct engine_stats stats;
 };
 
-static inline void *xrealloc(void *p, size_t size)
-{
-    void *q = realloc(p, size ? size : 1);
-    if (!q)
-        abort();
-    return q;
-}
-
-static inline char *xstrdup(const char *s)
-{
-    char *p = strdup(s);
-    if (!p)
-        abort();
-    return p;
-}
-
-#define PUSH(arr, n, cap)                                                                          \
-    do {                                                                                           \
-        if ((n) == (cap)) {                                                                        \
-            (cap) = (cap) ? (cap)*2 : 8;                                                           \
-            (arr) = xrealloc((arr), (cap) * sizeof *(arr));                                        \
-        }                                                                                          \
-    } while (0)
-
 /* A stable copy of a programme name; equal names give equal pointers. */
 const char *engine_intern(struct engine *e, const char *name);
 /* The index of a cluster's state, created empty on first use. */
@@ -160,6 +144,5 @@ size_t engine_cluster_index(struct engine *e, const char *id);
 /* A new meter of a cluster, registered in the hash table. */
 struct meter_state *engine_add_meter(struct engine *e, const char *cluster, const char *meter,
                                      bool counter);
-void engine_table_grow(struct engine *e);
 
 #endif

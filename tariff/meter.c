@@ -1,5 +1,7 @@
 #include "meter.h"
 
+#include "alloc.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,12 +30,8 @@ static void make_room(struct sample_buf *b)
         b->start = 0;
         return;
     }
-    size_t cap = b->cap ? b->cap * 2 : 8;
-    struct sample *v = realloc(b->v, cap * sizeof *v);
-    if (!v)
-        abort();
-    b->v = v;
-    b->cap = cap;
+    b->cap = b->cap ? b->cap * 2 : 8;
+    b->v = xrealloc_array(b->v, b->cap, sizeof *b->v);
 }
 
 void sample_buf_append(struct sample_buf *b, struct sample s)

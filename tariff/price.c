@@ -1,5 +1,6 @@
 #include "price.h"
 
+#include "alloc.h"
 #include "decimal.h"
 #include "eligibility.h"
 
@@ -14,19 +15,10 @@ int64_t *caps_consumed(struct caps *caps, const char *tenant, const char *progra
             strcmp(e->tenant, tenant) == 0)
             return &e->consumed_cny4;
     }
-    if (caps->n == caps->cap) {
-        size_t cap = caps->cap ? caps->cap * 2 : 8;
-        struct cap_entry *v = realloc(caps->v, cap * sizeof *v);
-        if (!v)
-            abort();
-        caps->v = v;
-        caps->cap = cap;
-    }
+    ARRAY_RESERVE_ONE(caps->v, caps->n, caps->cap);
     struct cap_entry *e = &caps->v[caps->n++];
-    e->tenant = strdup(tenant);
-    e->programme = strdup(programme);
-    if (!e->tenant || !e->programme)
-        abort();
+    e->tenant = xstrdup(tenant);
+    e->programme = xstrdup(programme);
     e->year = year;
     e->consumed_cny4 = 0;
     return &e->consumed_cny4;
@@ -88,16 +80,6 @@ void price_subsidy(const struct config *cfg, const struct cluster *c, int64_t at
     }
 }
 
-void price_release(const struct cluster *c, int32_t year, const struct subsidy *s,
-                   struct caps *caps)
-{
-    for (size_t i = 0; i < s->n; i++) {
-        const struct programme *p = s->paid[i].programme;
-        if (p->has_cap)
-            *caps_consumed(caps, c->tenant->id, p->id, year) -= s->paid[i].amount_cny4;
-    }
-}
-
 void price_demand(const struct tariff_version *v, const struct cluster *c, int64_t max_kw_micro,
                   int64_t month_kwh_micro, struct demand_charge *out)
 {
@@ -126,12 +108,10 @@ void price_demand(const struct tariff_version *v, const struct cluster *c, int64
         break;
     }
     int64_t fraction_micro = 1000000;
-    out->load_factor_applied = false;
     if (v->has_load_factor_rule && c->has_transformer_kva &&
         (__int128)month_kwh_micro * 1000000 >=
             (__int128)v->load_factor_micro_kwh_per_kva * c->transformer_micro_kva) {
         fraction_micro = v->load_factor_fraction_micro;
-        out->load_factor_applied = true;
     }
     /* scale 6 x 6 x 6 = 18; to scale 4. */
     out->charge_cny4 =

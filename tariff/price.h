@@ -57,16 +57,11 @@ void price_subsidy(const struct config *cfg, const struct cluster *c, int64_t at
                    int64_t share_micro, int64_t basis_cny4, bool demand, int32_t year,
                    struct caps *caps, struct subsidy *out);
 
-/* Returns a subsidy's amounts to the caps (before pricing a row again). */
-void price_release(const struct cluster *c, int32_t year, const struct subsidy *s,
-                   struct caps *caps);
-
 /* The billing demand of a month under the version's demand_basis, and its
  * charge (docs/design.md section 5). */
 struct demand_charge {
     int64_t billing_kw_micro;
     int64_t charge_cny4;
-    bool load_factor_applied;
 };
 
 void price_demand(const struct tariff_version *v, const struct cluster *c, int64_t max_kw_micro,

@@ -199,7 +199,7 @@ static size_t get_count(struct rbuf *r, size_t item_size)
 static char *get_str(struct rbuf *r)
 {
     size_t len = get_count(r, 1);
-    char *s = xrealloc(NULL, len + 1);
+    char *s = xmalloc(len + 1);
     get(r, s, len);
     s[r->ok ? len : 0] = '\0';
     return s;
@@ -265,12 +265,12 @@ struct engine *engine_load(const struct config *cfg, const struct engine_sink *s
         cs->closed_until_s = get_i64(&r);
         cs->frozen_until_s = get_i64(&r);
         for (size_t nm = get_count(&r, 16), k = 0; k < nm && r.ok; k++) {
-            PUSH(cs->marks, cs->n_marks, cs->cap_marks);
+            ARRAY_RESERVE_ONE(cs->marks, cs->n_marks, cs->cap_marks);
             cs->marks[cs->n_marks].upto_s = get_i64(&r);
             cs->marks[cs->n_marks++].at_ns = get_i64(&r);
         }
         for (size_t nr = get_count(&r, 72), k = 0; k < nr && r.ok; k++) {
-            PUSH(cs->rows, cs->n_rows, cs->cap_rows);
+            ARRAY_RESERVE_ONE(cs->rows, cs->n_rows, cs->cap_rows);
             struct closed_row *row = &cs->rows[cs->n_rows++];
             memset(row, 0, sizeof *row);
             row->start_s = get_i64(&r);
@@ -284,7 +284,7 @@ struct engine *engine_load(const struct config *cfg, const struct engine_sink *s
             row->n_paid = get_paid(e, &r, row->paid);
         }
         for (size_t nmo = get_count(&r, 120), k = 0; k < nmo && r.ok; k++) {
-            PUSH(cs->months, cs->n_months, cs->cap_months);
+            ARRAY_RESERVE_ONE(cs->months, cs->n_months, cs->cap_months);
             struct month_state *ms = &cs->months[cs->n_months++];
             memset(ms, 0, sizeof *ms);
             ms->month_day = (int32_t)get_i64(&r);

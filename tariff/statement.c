@@ -1,5 +1,6 @@
 #include "statement.h"
 
+#include "alloc.h"
 #include "decimal.h"
 
 #include <stdlib.h>
@@ -10,19 +11,12 @@ static struct statement *find(struct statements *s, const struct cluster *c, int
     for (size_t i = s->n; i-- > 0;)
         if (s->v[i].month_day == month_day && strcmp(s->v[i].cluster, c->id) == 0)
             return &s->v[i];
-    if (s->n == s->cap) {
-        s->cap = s->cap ? s->cap * 2 : 16;
-        s->v = realloc(s->v, s->cap * sizeof *s->v);
-        if (!s->v)
-            abort();
-    }
+    ARRAY_RESERVE_ONE(s->v, s->n, s->cap);
     struct statement *st = &s->v[s->n++];
     memset(st, 0, sizeof *st);
-    st->tenant = strdup(c->tenant->id);
-    st->cluster = strdup(c->id);
-    st->province = strdup(c->site->province);
-    if (!st->tenant || !st->cluster || !st->province)
-        abort();
+    st->tenant = xstrdup(c->tenant->id);
+    st->cluster = xstrdup(c->id);
+    st->province = xstrdup(c->site->province);
     st->month_day = month_day;
     return st;
 }

@@ -1,0 +1,69 @@
+/*
+ * alloc: allocation that cannot fail, for tariff/ and the daemon around it.
+ *
+ * Running out of memory is not an error a caller could report: a request
+ * the process cannot hold has no useful answer, so these abort instead of
+ * returning NULL. A request for zero bytes gets a real, freeable block, so
+ * NULL never means "empty". Every block comes from malloc: free() it.
+ *
+ * Code that can give up gracefully instead (errors.c drops a message,
+ * meter.c keeps a buffer it failed to shrink) calls the C library itself.
+ */
+#ifndef TARIFF_ALLOC_H
+#define TARIFF_ALLOC_H
+
+#include <stdlib.h>
+#include <string.h>
+
+static inline void *xmalloc(size_t size)
+{
+    void *p = malloc(size ? size : 1);
+    if (!p)
+        abort();
+    return p;
+}
+
+static inline void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p)
+        abort();
+    return p;
+}
+
+static inline void *xrealloc(void *p, size_t size)
+{
+    void *q = realloc(p, size ? size : 1);
+    if (!q)
+        abort();
+    return q;
+}
+
+/* xrealloc to n elements of size bytes; a count whose size overflows aborts. */
+static inline void *xrealloc_array(void *p, size_t n, size_t size)
+{
+    size_t bytes;
+    if (__builtin_mul_overflow(n, size, &bytes))
+        abort();
+    return xrealloc(p, bytes);
+}
+
+static inline char *xstrdup(const char *s)
+{
+    char *p = strdup(s);
+    if (!p)
+        abort();
+    return p;
+}
+
+/* Makes room for one more element in a growing array `arr` of `n` used
+ * and `cap` allocated elements (doubling, from 8). */
+#define ARRAY_RESERVE_ONE(arr, n, cap)                                                             \
+    do {                                                                                           \
+        if ((n) == (cap)) {                                                                        \
+            (cap) = (cap) ? (cap)*2 : 8;                                                           \
+            (arr) = xrealloc_array((arr), (cap), sizeof *(arr));                                   \
+        }                                                                                          \
+    } while (0)
+
+#endif
