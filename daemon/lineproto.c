@@ -136,6 +136,8 @@ struct parser {
     const char *nl;         /* its "\n", NULL when it is the last line */
     const char *bufend;
     const char *bad_utf8; /* the first byte of invalid UTF-8, or bufend */
+    bool more;            /* more input follows the buffer (lp_parse_stream) */
+    bool incomplete;      /* a string field ran into the end of the buffer */
     enum lp_precision precision;
     lp_point_fn fn;
     void *ctx;
@@ -355,6 +357,10 @@ static bool scan_string(struct parser *ps, const char **pp, const char **end, co
                 p++;
         }
         if (!ps->nl || ps->nl + 1 == ps->bufend) {
+            if (ps->more) { /* the rest of the string is still to come */
+                ps->incomplete = true;
+                return false;
+            }
             char qk[QUOTE_BUF];
             return fail_at(ps, open_line, "unterminated string in field %s",
                            quote(qk, k0, kn, ESC_KEY));
@@ -926,8 +932,9 @@ static bool parse_line(struct parser *ps)
     return false;
 }
 
-bool lp_parse(const char *buf, size_t len, enum lp_precision precision, lp_point_fn fn, void *ctx,
-              struct lp_stats *stats, struct lp_error *err)
+static bool parse_buffer(const char *buf, size_t len, bool more, enum lp_precision precision,
+                         lp_point_fn fn, void *ctx, struct lp_stats *stats, struct lp_error *err,
+                         size_t *consumed)
 {
     struct lp_stats own_stats;
     struct lp_error own_err;
@@ -938,9 +945,12 @@ bool lp_parse(const char *buf, size_t len, enum lp_precision precision, lp_point
     ps.ctx = ctx;
     ps.stats = stats ? stats : &own_stats;
     ps.err = err ? err : &own_err;
+    ps.more = more;
+    ps.incomplete = false;
     *ps.stats = (struct lp_stats){0};
     ps.err->line = 0;
     ps.err->msg[0] = '\0';
+    *consumed = 0;
     if (len == 0)
         return true;
 
@@ -948,11 +958,34 @@ bool lp_parse(const char *buf, size_t len, enum lp_precision precision, lp_point
     ps.bad_utf8 = utf8_invalid(buf, len);
     const char *p = buf;
     while (p < ps.bufend) {
-        if (!enter_line(&ps, p) || !parse_line(&ps))
-            return false;
+        int line = ps.line;
+        if (!enter_line(&ps, p) || !parse_line(&ps)) {
+            if (!ps.incomplete)
+                return false;
+            /* The point starting at p ends in a later buffer. */
+            ps.line = line;
+            ps.stats->lines = (size_t)line;
+            ps.err->line = 0;
+            ps.err->msg[0] = '\0';
+            break;
+        }
         p = ps.nl ? ps.nl + 1 : ps.bufend;
     }
+    *consumed = (size_t)(p - buf);
     return true;
+}
+
+bool lp_parse(const char *buf, size_t len, enum lp_precision precision, lp_point_fn fn, void *ctx,
+              struct lp_stats *stats, struct lp_error *err)
+{
+    size_t consumed;
+    return parse_buffer(buf, len, false, precision, fn, ctx, stats, err, &consumed);
+}
+
+bool lp_parse_stream(const char *buf, size_t len, enum lp_precision precision, lp_point_fn fn,
+                     void *ctx, struct lp_stats *stats, struct lp_error *err, size_t *consumed)
+{
+    return parse_buffer(buf, len, true, precision, fn, ctx, stats, err, consumed);
 }
 
 bool lp_parse_precision(const char *s, bool v1, enum lp_precision *out)

@@ -96,4 +96,14 @@ struct lp_stats {
 bool lp_parse(const char *buf, size_t len, enum lp_precision precision, lp_point_fn fn, void *ctx,
               struct lp_stats *stats, struct lp_error *err);
 
+/* lp_parse for input read in pieces (tariffd price): buf[0..len) ends at a
+ * line end, and more input may follow. A point whose quoted string field
+ * runs into the end of buf (a newline in the string fell on the cut) is not
+ * an error: the parse stops before the line that point starts on, and
+ * *consumed says how many bytes were parsed (stats count their lines); the
+ * caller passes the rest again with more input after it. At the end of the
+ * input, call lp_parse on what is left. */
+bool lp_parse_stream(const char *buf, size_t len, enum lp_precision precision, lp_point_fn fn,
+                     void *ctx, struct lp_stats *stats, struct lp_error *err, size_t *consumed);
+
 #endif

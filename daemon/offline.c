@@ -283,7 +283,11 @@ int offline_price(const struct config *cfg, FILE *in, const struct offline_optio
         }
         struct lp_stats stats = {0};
         struct lp_error err = {0};
-        if (upto > 0 && !lp_parse(buf, upto, opt->precision, on_point, &o, &stats, &err)) {
+        size_t done = upto;
+        bool ok =
+            eof ? lp_parse(buf, upto, opt->precision, on_point, &o, &stats, &err)
+                : lp_parse_stream(buf, upto, opt->precision, on_point, &o, &stats, &err, &done);
+        if (upto > 0 && !ok) {
             const char *reason = strstr(err.msg, ": ");
             fprintf(stderr, "line %d: %s\n", o.line_base + err.line - 1,
                     reason ? reason + 2 : err.msg);
@@ -291,8 +295,12 @@ int offline_price(const struct config *cfg, FILE *in, const struct offline_optio
             break;
         }
         o.line_base += (int)stats.lines;
-        memmove(buf, buf + upto, have - upto);
-        have -= upto;
+        if (done == 0 && !eof && have == cap) {
+            cap *= 2; /* one point (a string with newlines) longer than the buffer */
+            buf = xrealloc(buf, cap);
+        }
+        memmove(buf, buf + done, have - done);
+        have -= done;
         if (eof)
             break;
     }

@@ -12,6 +12,7 @@
 #include "config_private.h"
 
 #include "civil.h"
+#include "utf8.h"
 
 #include <ini.h>
 
@@ -234,6 +235,15 @@ static char *read_line(char *str, int num, void *stream)
     }
     if (memchr(p, '\0', len)) {
         errors_add(r->errs, "%s:%d: line contains a NUL byte", r->file, r->line);
+        r->stop = true;
+        return NULL;
+    }
+    /* Names and values reach PostgreSQL as text (cluster and tenant ids,
+     * tariff versions' text), which must be UTF-8. */
+    const char *bad = utf8_invalid(p, len);
+    if (bad != p + len) {
+        errors_add(r->errs, "%s:%d: invalid UTF-8 at column %zu", r->file, r->line,
+                   (size_t)(bad - p) + 1);
         r->stop = true;
         return NULL;
     }

@@ -95,5 +95,31 @@ fi
 err=$("$tariffd" price -c "$data/tariffd.conf" --precision s <"$tmp/long.lp" 2>&1 >/dev/null)
 if [ "$err" = 'line 30001: field "kw" is negative' ]; then ok; else fail "long input: $err"; fi
 
+# Input is read in 1 MiB pieces cut at a newline: a string field with a raw
+# newline across a cut still belongs to its point (the pad before it moves
+# the cut into the string), and the statements equal those without strings.
+python3 - "$data/basic.lp" "$tmp/strings.lp" <<'PY'
+import sys
+lines = open(sys.argv[1]).read().splitlines()
+start = (1 << 20) - 40  # the point starts here; its string's newline falls before 1 MiB
+out = ""
+while len(out) < start - 2000:
+    out += "# " + "x" * 1000 + "\n"
+out += "#" + "x" * (start - len(out) - 2) + "\n"
+first, rest = lines[0].split(" ", 1)
+out += first + ' note="' + "y" * 5 + "\n" + "z" * 30 + '",' + rest + "\n"
+assert out.index("\n", start) < (1 << 20) < out.index('",', start)
+out += "\n".join(lines[1:]) + "\n"
+open(sys.argv[2], "w").write(out)
+PY
+mkdir -p "$tmp/strings"
+if "$tariffd" price -c "$data/tariffd.conf" --precision s --out "$tmp/strings" <"$tmp/strings.lp" \
+    >/dev/null 2>"$tmp/strings.err" &&
+    diff -u "$data/basic/monthly_statements.csv" "$tmp/strings/monthly_statements.csv"; then
+    ok
+else
+    fail "a string field's newline on a 1 MiB cut: $(cat "$tmp/strings.err")"
+fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

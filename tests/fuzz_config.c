@@ -1,11 +1,11 @@
 /*
- * Fuzz target for the config parser (tariff/config.c).
+ * Fuzz target for the config parser (tariff/config*.c).
  *
  * libFuzzer: clang -g -O1 -fsanitize=fuzzer,address,undefined -Itariff \
- *            tests/fuzz_config.c tariff/{civil,config,decimal,errors}.c -linih -lcrypto
- * Regression: built with -DFUZZ_STANDALONE, main runs the target on every
- *             file named on the command line (meson test does that with
- *             the shipped etc/ and tests/corpus/config).
+ *            tests/fuzz_config.c
+ * tariff/{civil,config,config_read,config_build,config_resolve,decimal,errors,utf8}.c -linih
+ * -lcrypto Regression: built with -DFUZZ_STANDALONE, main runs the target on every file named on
+ * the command line (meson test does that with the shipped etc/ and tests/corpus/config).
  *
  * Invariants: a text either gives a complete config (every cluster has a
  * tenant, a site with a tariff, and an inventory with rated power; every

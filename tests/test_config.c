@@ -447,6 +447,21 @@ START_TEST(test_bad_interval)
 }
 END_TEST
 
+START_TEST(test_invalid_utf8_is_an_error)
+{
+    ck_assert_errors(base_with(17, "tenant = acme\xff", NULL),
+                     "t.conf:17: invalid UTF-8 at column 14");
+    ck_assert_errors(base_with(3, "[tenant b\xed\xa0\x80]", NULL),
+                     "t.conf:3: invalid UTF-8 at column 10");
+    /* Valid UTF-8 anywhere is fine (a display name in Chinese). */
+    struct config *cfg = parse_ok(base_with(0, NULL,
+                                            "[tenant zj]\nname = 字节跳动\n"
+                                            "token_sha256 = " TOKEN));
+    ck_assert_str_eq(config_find_tenant(cfg, "zj")->name, "字节跳动");
+    config_free(cfg);
+}
+END_TEST
+
 START_TEST(test_limits)
 {
     ck_assert_errors(base_with(2, "max_meters_per_tenant = 0", NULL),
@@ -1035,6 +1050,7 @@ static Suite *config_suite(void)
     tcase_add_test(mistakes, test_bad_interval);
     tcase_add_test(mistakes, test_bad_duration_and_size);
     tcase_add_test(mistakes, test_limits);
+    tcase_add_test(mistakes, test_invalid_utf8_is_an_error);
     tcase_add_test(mistakes, test_bad_number);
     tcase_add_test(mistakes, test_bad_enum_values);
     tcase_add_test(mistakes, test_demand_basis_needs_its_price);

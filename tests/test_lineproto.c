@@ -1428,6 +1428,37 @@ END_TEST
 /* ---------------------------------------------------------------- */
 /* Newlines in string fields                                         */
 
+/* tariffd price reads its input in pieces cut at a newline: a cut inside a
+ * string field is not an error, the point waits for the next piece. */
+START_TEST(test_stream_stops_before_a_string_cut_by_the_piece)
+{
+    const char text[] = "power,cluster=c1 kw=1 10\n"
+                        "power,cluster=c1 note=\"a\n"
+                        "b\",kw=2 20\n";
+    size_t first = strlen("power,cluster=c1 kw=1 10\npower,cluster=c1 note=\"a\n");
+    size_t consumed = 99;
+    memset(&rec, 0, sizeof rec);
+    ck_assert(lp_parse_stream(text, first, LP_PRECISION_S, record, &rec, &stats, &lerr, &consumed));
+    ck_assert_uint_eq(consumed, strlen("power,cluster=c1 kw=1 10\n"));
+    ck_assert_uint_eq(stats.lines, 1); /* the lines of what was consumed */
+    ck_assert_int_eq(rec.n, 1);
+    ck_assert_str_eq(lerr.msg, "");
+    /* The rest, with what followed, parses whole; a complete buffer is
+     * consumed to its end. */
+    memset(&rec, 0, sizeof rec);
+    ck_assert(lp_parse_stream(text + consumed, sizeof text - 1 - consumed, LP_PRECISION_S, record,
+                              &rec, &stats, &lerr, &consumed));
+    ck_assert_uint_eq(consumed, sizeof text - 1 - strlen("power,cluster=c1 kw=1 10\n"));
+    ck_assert_int_eq(rec.n, 1);
+    ck_assert_int_eq(rec.points[0].ts_ns, 20 * 1000000000LL);
+    ck_assert_uint_eq(stats.lines, 2);
+    /* Any other error is still an error. */
+    ck_assert(
+        !lp_parse_stream("power kw=1 1\n", 13, LP_PRECISION_S, NULL, NULL, NULL, &lerr, &consumed));
+    ck_assert_str_eq(lerr.msg, "line 1: missing tag \"cluster\"");
+}
+END_TEST
+
 START_TEST(test_raw_newline_in_string_belongs_to_the_value)
 {
     parse_ok("power,cluster=c s=\"a\nb\",kw=1 10");
@@ -1638,6 +1669,7 @@ static Suite *lineproto_suite(void)
 
     TCase *strings = tcase_create("newlines in strings");
     tcase_add_test(strings, test_raw_newline_in_string_belongs_to_the_value);
+    tcase_add_test(strings, test_stream_stops_before_a_string_cut_by_the_piece);
     tcase_add_test(strings, test_line_numbers_stay_physical_after_a_string_over_lines);
     tcase_add_test(strings, test_crlf_in_string_belongs_to_the_value);
     tcase_add_test(strings, test_unterminated_string_at_end_of_buffer);
