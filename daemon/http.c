@@ -367,20 +367,24 @@ static enum metrics_endpoint endpoint_of(const char *path)
     return ENDPOINT_OTHER;
 }
 
-/* /health: pass, warn (degraded: PostgreSQL down) or fail (writes are
- * refused: standby, backlog, disk, caps recovery, shutting down). */
+/* /health: pass (rows are committed, or there is nothing to commit), warn
+ * (degraded: PostgreSQL unreachable or failing, rows wait in the journal),
+ * or fail: writes are refused (standby, backlog, disk, caps recovery,
+ * shutting down), or rows PostgreSQL refused wait in dead_letters for an
+ * operator. A fail is 503, as InfluxDB answers it. */
 static int health(struct server *s, struct evhttp_request *req)
 {
     const char *refusal = server_refuses_writes(s);
+    const char *failed = refusal ? refusal : server_failed(s);
     const char *degraded = server_degraded(s);
-    const char *status = refusal ? "fail" : degraded ? "warn" : "pass";
+    const char *status = failed ? "fail" : degraded ? "warn" : "pass";
     struct evbuffer *b = evbuffer_new();
     evbuffer_add_printf(b, "{\"name\":\"tariffd\",\"message\":\"");
-    json_string(b, refusal ? refusal : degraded ? degraded : "ready for writes");
+    json_string(b, failed ? failed : degraded ? degraded : "ready for writes");
     evbuffer_add_printf(b, "\",\"status\":\"%s\",\"checks\":[],\"version\":\"%s\"}", status,
                         TARIFFD_VERSION);
     add_version_headers(req);
-    int code = refusal ? 503 : 200;
+    int code = failed ? 503 : 200;
     reply_json(req, code, code == 200 ? "OK" : "Service Unavailable", b);
     return code;
 }

@@ -126,6 +126,19 @@ void metrics_expose(const struct metrics *m, const struct metrics_gauges *g, str
             g->rows_written);
     gauge(out, "tariffd_postgres_up", "1 when connected to PostgreSQL and writing the schema.",
           g->postgres_up);
+    counter(out, "tariffd_rows_dead_lettered_total",
+            "Rows PostgreSQL refused, kept in dead_letters instead (since start).",
+            g->rows_dead_lettered);
+    gauge(out, "tariffd_dead_letters_unresolved", "Rows in dead_letters not yet resolved.",
+          (double)g->dead_letters_unresolved);
+    evbuffer_add_printf(out,
+                        "# HELP tariffd_postgres_errors_total PostgreSQL errors by class: "
+                        "transient (retried) or refused (the row goes to dead_letters).\n"
+                        "# TYPE tariffd_postgres_errors_total counter\n"
+                        "tariffd_postgres_errors_total{class=\"transient\"} %llu\n"
+                        "tariffd_postgres_errors_total{class=\"refused\"} %llu\n",
+                        (unsigned long long)g->postgres_errors_transient,
+                        (unsigned long long)g->postgres_errors_refused);
     counter(out, "tariffd_reloads_ok_total", "Configuration reloads applied.", m->reloads_ok);
     counter(out, "tariffd_reloads_failed_total", "Configuration reloads rejected.",
             m->reloads_failed);

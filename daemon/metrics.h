@@ -54,6 +54,8 @@ struct metrics_gauges {
     uint64_t journal_bytes, max_backlog_bytes;
     uint64_t rows_queued, rows_written;
     int postgres_up;
+    uint64_t rows_dead_lettered, dead_letters_unresolved;
+    uint64_t postgres_errors_transient, postgres_errors_refused;
     size_t connections, max_connections;
 };
 

@@ -60,7 +60,8 @@ struct server {
     char *state_dir; /* copies the worker reads: a reload cannot change them */
     bool fsync_each_group;
     struct metrics metrics;
-    char degraded[320];       /* server_degraded's message */
+    char degraded[360];       /* server_degraded's message */
+    char failed[400];         /* server_failed's */
     uint64_t status_accepted; /* samples accepted at the last STATUS= */
     time_t status_at;
     struct event_base *base;
@@ -129,6 +130,10 @@ void server_gauges(const struct server *s, struct metrics_gauges *g)
         .rows_queued = pg.queued,
         .rows_written = pg.written,
         .postgres_up = pg.connected,
+        .rows_dead_lettered = pg.dead_lettered,
+        .dead_letters_unresolved = pg.dead_letters_unresolved,
+        .postgres_errors_transient = pg.errors_transient,
+        .postgres_errors_refused = pg.errors_refused,
         .connections = conns_open(s->conns),
         .max_connections = (size_t)s->cfg->daemon.max_connections,
     };
@@ -427,12 +432,25 @@ const char *server_degraded(struct server *s)
 {
     struct pg_status st;
     pg_status(s->pg, &st);
-    if (st.connected || st.standby)
+    if (st.standby || (st.connected && !st.failing))
         return NULL;
-    snprintf(s->degraded, sizeof s->degraded,
-             "PostgreSQL unreachable, rows wait in the journal%s%.256s",
+    snprintf(s->degraded, sizeof s->degraded, "%s, rows wait in the journal%s%.256s",
+             st.connected ? "writing to PostgreSQL fails, retrying" : "PostgreSQL unreachable",
              st.last_error[0] ? ": " : "", st.last_error);
     return s->degraded;
+}
+
+const char *server_failed(struct server *s)
+{
+    struct pg_status st;
+    pg_status(s->pg, &st);
+    if (!st.dead_letters_unresolved)
+        return NULL;
+    snprintf(s->failed, sizeof s->failed,
+             "%llu row%s refused by PostgreSQL (SQLSTATE %.290s); see dead_letters",
+             (unsigned long long)st.dead_letters_unresolved,
+             st.dead_letters_unresolved == 1 ? "" : "s", st.dead_letter_error);
+    return s->failed;
 }
 
 const char *server_refuses_writes(const struct server *s)
@@ -498,6 +516,8 @@ static void notify_status(struct server *s)
     s->status_accepted = g.samples_accepted;
     s->status_at = now;
     const char *degraded = server_degraded(s), *refusal = server_refuses_writes(s);
+    if (!refusal)
+        refusal = server_failed(s);
     sd_notifyf(0, "STATUS=%.0f samples/s, %zu meters, journal %.1f MiB, %s%s%s", rate, g.meters,
                (double)g.journal_bytes / 1048576,
                g.postgres_up ? "PostgreSQL connected" : "PostgreSQL not connected",

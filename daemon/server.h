@@ -41,8 +41,13 @@ const struct engine *server_engine(const struct server *s);
  * journal backlog over max_backlog, the disk nearly full. */
 const char *server_refuses_writes(const struct server *s);
 
-/* Why the daemon is degraded but working (NULL when healthy). */
+/* Why the daemon is degraded but working (NULL when healthy): PostgreSQL
+ * unreachable or failing transiently; rows wait in the journal. */
 const char *server_degraded(struct server *s);
+
+/* Why the ledger needs an operator although writes are taken (NULL when
+ * it does not): rows PostgreSQL refused sit unresolved in dead_letters. */
+const char *server_failed(struct server *s);
 
 /* Applies a validated record and answers req (204) once it is durable. */
 void server_accept(struct server *s, struct evhttp_request *req, bool v2,

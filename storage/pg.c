@@ -4,8 +4,10 @@
 #include "storage/migrations.h"
 #include "tariff/civil.h"
 #include "tariff/decimal.h"
+#include "tariff/utf8.h"
 
 #include <libpq-fe.h>
+#include <openssl/evp.h>
 
 #include <errno.h>
 #include <pthread.h>
@@ -17,6 +19,7 @@
 #define BACKOFF_MIN_MS 250
 #define BACKOFF_MAX_MS 30000
 #define BATCH_ROWS_MAX 20000
+#define DEAD_RECOUNT_S 10 /* how often an idle writer rereads the unresolved dead letters */
 
 struct batch {
     uint64_t seq;
@@ -61,6 +64,7 @@ struct pg_writer {
     struct pg_cap *caps;
     size_t n_caps;
     PGconn *conn;
+    struct timespec dead_counted; /* when dead_letters were last counted */
 };
 
 static char *dup(const char *s)
@@ -303,64 +307,114 @@ static bool prepare(struct pg_writer *w, char *err, size_t size)
     return true;
 }
 
-/* Writes batches [first, last] in one pipelined transaction. */
-static bool write_batches(struct pg_writer *w, struct batch *first, struct batch *last, char *err,
-                          size_t size)
+/* ------------------------------------------------------------------ */
+/* Errors: transient (retried with backoff) or a refusal of the row     */
+
+/* What PostgreSQL's answer means for the writer. Transient: the
+ * connection, the server's state or a conflict with another transaction;
+ * the same statement can succeed later. Anything else (a data exception,
+ * 22xxx; a constraint, 23xxx; ...) refuses the row itself, and retrying it
+ * would wedge the ledger. */
+static bool transient_sqlstate(const char *st)
 {
+    if (!st || strlen(st) != 5)
+        return true; /* no SQLSTATE: libpq's own error, a lost connection */
+    static const char *const codes[] = {"57P01", "57P02", "57P03", "40001", "40P01",
+                                        "55P03", "57014", "58000", "58030"};
+    /* Class 25 (invalid transaction state) would be a fault of the writer's
+     * own, never of a row: retry rather than dead-letter good rows. */
+    if (strncmp(st, "08", 2) == 0 || strncmp(st, "53", 2) == 0 || strncmp(st, "25", 2) == 0)
+        return true;
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
+        if (strcmp(st, codes[i]) == 0)
+            return true;
+    return false;
+}
+
+enum write_outcome { WRITE_OK, WRITE_TRANSIENT, WRITE_REFUSED };
+
+struct write_result {
+    enum write_outcome outcome;
+    long refused_at; /* the row PostgreSQL refused; -1: not one row (COMMIT) */
+    char sqlstate[6];
+    char message[256];
+};
+
+static void note_error(struct write_result *res, const PGresult *r, PGconn *conn, long row)
+{
+    if (res->outcome != WRITE_OK)
+        return; /* the first error decides; the rest of the pipeline was aborted */
+    const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    const char *primary = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    first_line(primary ? primary
+               : r     ? PQresultErrorMessage(r)
+                       : PQerrorMessage(conn),
+               res->message, sizeof res->message);
+    snprintf(res->sqlstate, sizeof res->sqlstate, "%s", st ? st : "");
+    bool lost = PQstatus(conn) != CONNECTION_OK;
+    res->outcome = lost || transient_sqlstate(st) ? WRITE_TRANSIENT : WRITE_REFUSED;
+    res->refused_at = row;
+}
+
+static const char *statement_of(enum ledger_kind kind)
+{
+    return kind == LEDGER_BILLING ? "billing" : kind == LEDGER_DEMAND ? "demand" : "quarantine";
+}
+
+static const char *table_of(enum ledger_kind kind)
+{
+    return kind == LEDGER_BILLING  ? "billing_rows"
+           : kind == LEDGER_DEMAND ? "demand_charges"
+                                   : "quarantined_samples";
+}
+
+/* Writes rows[0..n) in one pipelined transaction, with the NOTIFY. On a
+ * failure nothing of it is committed, and *res says which statement failed
+ * and how. */
+static void write_rows(struct pg_writer *w, const struct ledger_row *rows, size_t n,
+                       struct write_result *res)
+{
+    *res = (struct write_result){.outcome = WRITE_OK, .refused_at = -1};
     if (!PQenterPipelineMode(w->conn)) {
-        first_line(PQerrorMessage(w->conn), err, size);
-        return false;
+        note_error(res, NULL, w->conn, -1);
+        return;
     }
-    int sent = 0;
+    /* Statement k of the pipeline: 0 BEGIN, 1..n the rows, n+1 NOTIFY, n+2
+     * COMMIT; each one's results end with a NULL, then comes the sync. */
+    long sent = 0;
     bool ok = PQsendQueryParams(w->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
-    /* Counted as sent: the loop below reads one result list per statement. */
-    sent++;
-    for (struct batch *b = first; ok; b = b->next) {
-        size_t off = 0;
-        struct ledger_row row;
-        while (ok && ledger_next(&b->rows, &off, &row)) {
-            const char *stmt = row.kind == LEDGER_BILLING  ? "billing"
-                               : row.kind == LEDGER_DEMAND ? "demand"
-                                                           : "quarantine";
-            ok = PQsendQueryPrepared(w->conn, stmt, row.n, row.values, NULL, NULL, 0);
-            sent++;
-        }
-        if (b == last)
-            break;
+    sent += ok;
+    for (size_t i = 0; ok && i < n; i++) {
+        ok = PQsendQueryPrepared(w->conn, statement_of(rows[i].kind), rows[i].n, rows[i].values,
+                                 NULL, NULL, 0);
+        sent += ok;
     }
     ok = ok && PQsendQueryPrepared(w->conn, "notify", 0, NULL, NULL, NULL, 0);
-    sent++;
+    sent += ok;
     ok = ok && PQsendQueryParams(w->conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0);
-    sent++;
+    sent += ok;
     ok = ok && PQpipelineSync(w->conn);
     if (!ok) {
-        first_line(PQerrorMessage(w->conn), err, size);
-        return false;
+        note_error(res, NULL, w->conn, -1);
+        res->outcome = WRITE_TRANSIENT; /* could not even send: the connection */
+        return;
     }
-    /* Each statement's results end with a NULL; then the sync. Success is
-     * every statement OK and the sync seen: anything less (a lost
-     * connection included) is a failure and the batch stays queued. */
-    bool all_ok = true;
-    for (int i = 0; i < sent; i++) {
+    for (long k = 0; k < sent; k++) {
         bool seen = false;
         for (PGresult *r; (r = PQgetResult(w->conn));) {
             ExecStatusType st = PQresultStatus(r);
-            if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && all_ok) {
-                if (st == PGRES_PIPELINE_ABORTED)
-                    snprintf(err, size, "transaction aborted");
-                else
-                    first_line(PQresultErrorMessage(r), err, size);
-                all_ok = false;
-            }
+            if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_PIPELINE_ABORTED)
+                note_error(res, r, w->conn, k >= 1 && (size_t)k <= n ? k - 1 : -1);
             seen = true;
             PQclear(r);
         }
-        if (!seen && all_ok) {
-            first_line(PQerrorMessage(w->conn), err, size);
-            all_ok = false;
+        if (!seen)
+            note_error(res, NULL, w->conn, -1);
+        if (PQstatus(w->conn) != CONNECTION_OK) {
+            note_error(res, NULL, w->conn, -1);
+            res->outcome = WRITE_TRANSIENT;
+            return;
         }
-        if (PQstatus(w->conn) != CONNECTION_OK)
-            return false;
     }
     bool synced = false;
     PGresult *r = PQgetResult(w->conn);
@@ -369,11 +423,148 @@ static bool write_batches(struct pg_writer *w, struct batch *first, struct batch
         PQclear(r);
     }
     if (!synced || !PQexitPipelineMode(w->conn)) {
-        if (all_ok)
-            first_line(PQerrorMessage(w->conn), err, size);
-        return false;
+        note_error(res, NULL, w->conn, -1);
+        res->outcome = WRITE_TRANSIENT;
+        return;
     }
-    return all_ok;
+    /* After an error the server skipped the rest up to the sync, COMMIT
+     * included: the transaction is still open, aborted. */
+    if (res->outcome != WRITE_OK) {
+        PGresult *rb = PQexec(w->conn, "ROLLBACK");
+        PQclear(rb);
+    }
+}
+
+/* A row PostgreSQL refused, kept with its raw parameters (bytea, so text
+ * that is not UTF-8 survives) and the error. The fingerprint makes a second
+ * refusal of the same row (a replay after a restart) a no-op. */
+static void dead_letter(struct pg_writer *w, const struct ledger_row *row,
+                        const struct write_result *why, struct write_result *res)
+{
+    const char *table = table_of(row->kind);
+    unsigned char digest[32];
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+    EVP_DigestUpdate(md, table, strlen(table) + 1);
+    for (int i = 0; i < row->n; i++) {
+        uint32_t len = row->values[i] ? (uint32_t)strlen(row->values[i]) : UINT32_MAX;
+        EVP_DigestUpdate(md, &len, sizeof len);
+        if (row->values[i])
+            EVP_DigestUpdate(md, row->values[i], len);
+    }
+    EVP_DigestFinal_ex(md, digest, NULL);
+    EVP_MD_CTX_free(md);
+
+    /* The server's message is UTF-8 as it sends it; cut at a character. */
+    char message[256];
+    snprintf(message, sizeof message, "%s", why->message);
+    message[utf8_invalid(message, strlen(message)) - message] = '\0';
+
+    char sql[512];
+    int o = snprintf(sql, sizeof sql,
+                     "INSERT INTO dead_letters (row_table, fingerprint, sqlstate, message, params) "
+                     "VALUES ($1, $2, $3, $4, ARRAY[");
+    for (int i = 0; i < row->n; i++)
+        o += snprintf(sql + o, sizeof sql - (size_t)o, "%s$%d::bytea", i ? ", " : "", i + 5);
+    snprintf(sql + o, sizeof sql - (size_t)o, "]::bytea[]) ON CONFLICT (fingerprint) DO NOTHING");
+    const char *values[4 + LEDGER_MAX_VALUES];
+    int lengths[4 + LEDGER_MAX_VALUES], formats[4 + LEDGER_MAX_VALUES];
+    values[0] = table;
+    values[1] = (const char *)digest;
+    values[2] = why->sqlstate;
+    values[3] = message;
+    for (int i = 0; i < 4 + row->n; i++) {
+        if (i >= 4)
+            values[i] = row->values[i - 4];
+        formats[i] = i == 1 || i >= 4; /* bytea in binary: the bytes themselves */
+        lengths[i] = i == 1 ? 32 : values[i] ? (int)strlen(values[i]) : 0;
+    }
+    PGresult *r = PQexecParams(w->conn, sql, 4 + row->n, NULL, values, lengths, formats, 0);
+    *res = (struct write_result){.outcome = WRITE_OK, .refused_at = -1};
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        note_error(res, r, w->conn, -1);
+    PQclear(r);
+}
+
+/* The unresolved dead letters, for /health. */
+static void count_dead_letters(struct pg_writer *w)
+{
+    PGresult *r =
+        PQexec(w->conn, "SELECT count(*), (SELECT sqlstate || ': ' || message FROM "
+                        "dead_letters WHERE resolved_at IS NULL ORDER BY id DESC LIMIT 1) "
+                        "FROM dead_letters WHERE resolved_at IS NULL");
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+        pthread_mutex_lock(&w->lock);
+        w->status.dead_letters_unresolved = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+        snprintf(w->status.dead_letter_error, sizeof w->status.dead_letter_error, "%s",
+                 PQgetvalue(r, 0, 1));
+        pthread_mutex_unlock(&w->lock);
+    }
+    PQclear(r);
+    clock_gettime(CLOCK_MONOTONIC, &w->dead_counted);
+}
+
+/* Writes rows[0..n): every row PostgreSQL takes is committed in order, and
+ * every row it refuses goes to dead_letters. The refused row is named by
+ * the pipeline; when the refusal is not one row's (a constraint checked at
+ * COMMIT), halves are tried until it is. Returns WRITE_OK, or
+ * WRITE_TRANSIENT (with *res) when the rest must wait and be retried:
+ * rows committed before that are skipped by the unique keys then. */
+static enum write_outcome write_all(struct pg_writer *w, const struct ledger_row *rows, size_t n,
+                                    struct write_result *res)
+{
+    while (n > 0) {
+        write_rows(w, rows, n, res);
+        if (res->outcome != WRITE_REFUSED)
+            return res->outcome;
+        struct write_result refusal = *res;
+        pthread_mutex_lock(&w->lock);
+        w->status.errors_refused++;
+        pthread_mutex_unlock(&w->lock);
+        if (refusal.refused_at < 0 && n > 1) {
+            size_t half = n / 2;
+            if (write_all(w, rows, half, res) != WRITE_OK)
+                return res->outcome;
+            rows += half;
+            n -= half;
+            continue;
+        }
+        size_t at = refusal.refused_at < 0 ? 0 : (size_t)refusal.refused_at;
+        if (at > 0 && write_all(w, rows, at, res) != WRITE_OK)
+            return res->outcome;
+        dead_letter(w, &rows[at], &refusal, res);
+        if (res->outcome == WRITE_TRANSIENT)
+            return res->outcome;
+        if (res->outcome == WRITE_REFUSED) {
+            /* Not even dead_letters takes it (dropped, no privilege): the
+             * row is in the log, whole, and in the journal until it is
+             * trimmed. */
+            char hex[4096];
+            size_t o = 0;
+            for (int i = 0; i < rows[at].n && o + 8 < sizeof hex; i++) {
+                o += (size_t)snprintf(hex + o, sizeof hex - o, "%s", i ? " | " : "");
+                for (const char *c = rows[at].values[i] ? rows[at].values[i] : "";
+                     *c && o + 3 < sizeof hex; c++)
+                    o += (size_t)snprintf(hex + o, sizeof hex - o, "%02x", (unsigned char)*c);
+            }
+            log_msg(LOG_ERR,
+                    "postgres: could not keep a refused %s row in dead_letters (%s); "
+                    "the row, hex: %s",
+                    table_of(rows[at].kind), res->message, hex);
+        }
+        log_msg(LOG_ERR, "postgres: refused a %s row (SQLSTATE %s: %s); kept in dead_letters",
+                table_of(rows[at].kind), refusal.sqlstate, refusal.message);
+        pthread_mutex_lock(&w->lock);
+        w->status.dead_lettered++;
+        snprintf(w->status.refused_sqlstate, sizeof w->status.refused_sqlstate, "%s",
+                 refusal.sqlstate);
+        pthread_mutex_unlock(&w->lock);
+        count_dead_letters(w);
+        rows += at + 1;
+        n -= at + 1;
+    }
+    res->outcome = WRITE_OK;
+    return WRITE_OK;
 }
 
 static void disconnect(struct pg_writer *w, const char *why)
@@ -440,10 +631,42 @@ static bool get_ready(struct pg_writer *w, long *backoff_ms)
         disconnect(w, err);
         return false;
     }
-    *backoff_ms = BACKOFF_MIN_MS;
+    /* The backoff starts over only once rows commit again: a server that
+     * takes connections but fails every write is not hammered. */
     log_msg(LOG_NOTICE, "postgres: connected; writing schema %s", w->schema);
-    set_status(w, true, false, "");
+    count_dead_letters(w);
+    set_status(w, true, false, NULL);
     return true;
+}
+
+/* Sleeps the backoff (with jitter) and doubles it; returns whether to stop. */
+static bool back_off(struct pg_writer *w, long *backoff_ms, unsigned *seed)
+{
+    long jitter = (long)(rand_r(seed) % (unsigned)(*backoff_ms / 2 + 1));
+    bool stop = nap(w, *backoff_ms + jitter);
+    *backoff_ms = *backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : *backoff_ms * 2;
+    return stop;
+}
+
+static void set_failing(struct pg_writer *w, const char *error)
+{
+    pthread_mutex_lock(&w->lock);
+    bool changed = w->status.failing != (error != NULL);
+    w->status.failing = error != NULL;
+    if (error) {
+        snprintf(w->status.last_error, sizeof w->status.last_error, "%.255s", error);
+        w->status.errors_transient++;
+    }
+    pthread_mutex_unlock(&w->lock);
+    if (changed)
+        w->wake(w->wake_arg);
+}
+
+static double since_s(const struct timespec *t)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
 }
 
 static void *writer_main(void *arg)
@@ -460,15 +683,32 @@ static void *writer_main(void *arg)
         if (!w->conn) {
             if (get_ready(w, &backoff_ms))
                 continue;
-            long jitter = (long)(rand_r(&seed) % (unsigned)(backoff_ms / 2 + 1));
-            if (nap(w, backoff_ms + jitter))
+            if (back_off(w, &backoff_ms, &seed))
                 break;
-            backoff_ms = backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff_ms * 2;
             continue;
         }
         pthread_mutex_lock(&w->lock);
-        while (!w->head && !w->stop && !w->config_changed)
-            pthread_cond_wait(&w->cond, &w->lock);
+        while (!w->head && !w->stop && !w->config_changed) {
+            /* Idle: nothing is failing; an operator may resolve dead
+             * letters meanwhile, so count them again now and then. */
+            if (w->status.failing) {
+                pthread_mutex_unlock(&w->lock);
+                set_failing(w, NULL);
+                pthread_mutex_lock(&w->lock);
+                continue;
+            }
+            if (w->status.dead_letters_unresolved && since_s(&w->dead_counted) >= DEAD_RECOUNT_S) {
+                pthread_mutex_unlock(&w->lock);
+                count_dead_letters(w);
+                w->wake(w->wake_arg);
+                pthread_mutex_lock(&w->lock);
+                continue;
+            }
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += 1;
+            pthread_cond_timedwait(&w->cond, &w->lock, &until);
+        }
         if (w->config_changed) {
             pthread_mutex_unlock(&w->lock);
             adopt_config(w);
@@ -478,29 +718,52 @@ static void *writer_main(void *arg)
             continue;
         }
         struct batch *first = w->head, *last = first;
-        size_t rows = first ? first->rows.n : 0;
-        while (last && last->next && rows + last->next->rows.n <= BATCH_ROWS_MAX) {
+        size_t n = first ? first->rows.n : 0;
+        while (last && last->next && n + last->next->rows.n <= BATCH_ROWS_MAX) {
             last = last->next;
-            rows += last->rows.n;
+            n += last->rows.n;
         }
         pthread_mutex_unlock(&w->lock);
         if (!first)
             continue;
-        char err[256];
-        if (!write_batches(w, first, last, err, sizeof err)) {
-            char msg[400];
-            snprintf(msg, sizeof msg, "writing rows failed, will retry: %s", err);
-            disconnect(w, msg);
+        /* The rows of the group, in order (they point into the batches). */
+        struct ledger_row *rows = calloc(n + 1, sizeof *rows);
+        if (!rows)
+            abort();
+        size_t k = 0;
+        for (struct batch *b = first;; b = b->next) {
+            size_t off = 0;
+            while (k < n && ledger_next(&b->rows, &off, &rows[k]))
+                k++;
+            if (b == last)
+                break;
+        }
+        struct write_result res;
+        enum write_outcome outcome = write_all(w, rows, k, &res);
+        free(rows);
+        if (outcome != WRITE_OK) {
+            char full[700];
+            snprintf(full, sizeof full, "writing rows failed, retrying in %ld ms: %s%s%s",
+                     backoff_ms, res.sqlstate[0] ? res.sqlstate : "", res.sqlstate[0] ? " " : "",
+                     res.message);
+            log_msg(LOG_WARNING, "postgres: %s", full);
+            set_failing(w, res.message);
+            if (PQstatus(w->conn) != CONNECTION_OK)
+                disconnect(w, NULL);
+            if (back_off(w, &backoff_ms, &seed))
+                break;
             continue;
         }
+        backoff_ms = BACKOFF_MIN_MS;
         pthread_mutex_lock(&w->lock);
         struct batch *rest = last->next; /* read under the lock: pg_submit appends */
         w->head = rest;
         if (!w->head)
             w->tail = &w->head;
         w->status.committed = last->seq;
-        w->status.written += rows;
-        w->queued_rows -= rows;
+        w->status.written += n;
+        w->queued_rows -= n;
+        w->status.failing = false;
         pthread_mutex_unlock(&w->lock);
         for (struct batch *b = first, *next; b != rest; b = next) {
             next = b->next;

@@ -15,6 +15,18 @@
  * row an INSERT ... ON CONFLICT DO NOTHING (so a replay after a crash
  * cannot bill twice) with its subsidy lines, then pg_notify with the
  * largest id. A batch leaves the queue only after its COMMIT.
+ *
+ * Every failure is judged by its SQLSTATE. A transient one (the
+ * connection, a server shutting down or out of resources, a serialization
+ * failure or deadlock) is retried with the same backoff, on the same
+ * connection when it is still good. Anything else refuses one row: the
+ * pipeline names it (or halves of the group are tried until one row is
+ * left), the rows around it are committed in order, and the row goes to
+ * the dead_letters table with its raw parameters and the error, so one bad
+ * row never stops the ledger and nothing is lost. Text parameters are
+ * valid UTF-8 without NUL by construction (daemon/lineproto.h and the
+ * config reader refuse anything else); a journal written before that was
+ * checked is what dead_letters is for.
  */
 #ifndef STORAGE_PG_H
 #define STORAGE_PG_H
@@ -38,11 +50,22 @@ struct pg_cap {
 struct pg_status {
     bool connected;     /* connected, lock held, schema migrated */
     bool standby;       /* another daemon holds the schema's writer lock */
+    bool failing;       /* the last write failed transiently (last_error); cleared by a
+                           commit, or by an empty queue while connected */
     uint64_t committed; /* the last batch sequence committed */
     uint64_t queued;    /* rows waiting */
     uint64_t written;   /* rows committed since start (a replay's duplicates included) */
     bool caps_ready;    /* recover_caps was asked and the caps are read */
     char last_error[256];
+    /* Rows PostgreSQL refused (by SQLSTATE: not transient) went to
+     * dead_letters: how many since start, how many the table holds
+     * unresolved (counted at connect, after each and every 10 s while any
+     * are), and the newest unresolved one's "SQLSTATE: message". */
+    uint64_t dead_lettered;
+    uint64_t dead_letters_unresolved;
+    char dead_letter_error[300];
+    char refused_sqlstate[6];
+    uint64_t errors_transient, errors_refused;
 };
 
 /* Starts the writer. wake(arg) is called from its thread whenever its

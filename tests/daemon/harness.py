@@ -86,17 +86,20 @@ class Daemon:
         return self.wait_writable()
 
     def wait_writable(self, timeout=15):
-        """Until /health stops saying "fail" (a first start reads the yearly
-        caps back from PostgreSQL before it takes writes), or says the daemon
-        stands by; raises Timeout with the last answer and the log tail when
-        it does neither in time."""
+        """Until an empty write gets 204 (a first start reads the yearly caps
+        back from PostgreSQL before it takes writes), or /health says the
+        daemon stands by; raises Timeout with the last answer and the log
+        tail when it does neither in time. (Not /health's status alone: it
+        also fails for rows in dead_letters while writes are taken.)"""
         def writable():
             try:
-                s, data, _ = self.request("GET", "/health")
-                health = json.loads(data)
+                s, data, _ = self.write("")
+                if s == 204:
+                    return True, s
+                health = json.loads(self.request("GET", "/health")[1])
             except (OSError, ValueError) as e:
                 return False, repr(e)
-            return health["status"] != "fail" or "standby" in health["message"], health
+            return "standby" in health["message"], (s, health)
         try:
             wait_until(writable, timeout, "tariffd takes writes")
         except Timeout as e:

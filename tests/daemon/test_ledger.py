@@ -22,6 +22,11 @@ on its own database (the PostgreSQL of PGHOST):
               measurement: 400 naming line and column, nothing accepted;
               both tenants' valid stream then billed exactly, /health pass,
               also after a restart and a kill -9
+  refused     PostgreSQL refuses one row (a CHECK constraint): the rest is
+              committed, the row waits in dead_letters, /health fails with
+              the SQLSTATE, a replay keeps it once, resubmit_dead_letter
+              puts it in once the cause is gone
+  backoff     PostgreSQL down: a handful of attempts, /health warn throughout
   oldjournal  a journal of an older version holding a non-UTF-8 meter:
               the daemon replays it, that one row goes to dead_letters,
               the rest is billed, /health fails until it is resolved
@@ -748,9 +753,10 @@ def scenario_oldjournal():
     text = "".join(f"power,cluster=c1,meter=a kw={v} {ts // 10**9}\n" for _, _, _, ts, v in good)
     want = offline(d.config, text)
     wait_ledger(d, want)
-    dead = wait_until(lambda: (len(q := query(d.db, f"SELECT sqlstate, statement FROM {d.schema}.dead_letters"))
+    dead = wait_until(lambda: (len(q := query(d.db, f"SELECT sqlstate, row_table, encode(params[2], 'hex') AS meter FROM {d.schema}.dead_letters"))
                                == 1, q), 20, "the poisoned row in dead_letters", d)[1]
-    check(dead and dead[0]["sqlstate"] == "22021", f"refused with 22021: {dead}", d)
+    check(dead and dead[0]["sqlstate"] == "22021" and dead[0]["row_table"] == "quarantined_samples"
+          and dead[0]["meter"] == "6dff", f"refused with 22021, the raw meter kept: {dead}", d)
     h = health(d)
     check(h["status"] == "fail" and "22021" in h["message"], f"/health fails naming it: {h}", d)
     s, _, _ = d.write(f"power,cluster=c1,meter=a kw=1 {T0 + 9 * 3600}\n")
@@ -760,10 +766,101 @@ def scenario_oldjournal():
     check(d.stop() == 0, "SIGTERM exits 0", d)
 
 
+def metric(d, name):
+    s, data, _ = d.request("GET", "/metrics")
+    for line in data.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def scenario_refused():
+    """PostgreSQL refuses one row (a CHECK constraint added for the test):
+    every other row is committed, the refused one waits in dead_letters
+    with its raw values, /health fails naming the SQLSTATE and /metrics
+    counts it, writes are still taken; a kill -9 and replay do not add it
+    twice; once the constraint is gone, resubmit_dead_letter puts it in and
+    the ledger equals tariffd price to the fen, /health passes again."""
+    rng = random.Random(5)
+    bs = batches(samples(0, 360, t0=T0 + 7 * 3600), 45, rng, late=False)  # 07:00-09:00 local
+    d = new_daemon().start()
+    writable(d)
+    refused_at = "2025-02-28T23:30:00Z"  # c1's 07:30 local interval
+    psql(d.db, f"ALTER TABLE {d.schema}.billing_rows ADD CONSTRAINT refuse_one "
+               f"CHECK (cluster <> 'c1' OR interval_start <> '{refused_at}')")
+    for i, b in enumerate(bs):
+        send(d, b, f"batch {i}")
+    want = offline(d.config, "".join(bs))
+    check(any(r["cluster"] == "c1" and r["interval_start"] == refused_at for r in want["billing_rows"]),
+          "offline bills the interval PostgreSQL will refuse")
+    others = dict(want, billing_rows=[r for r in want["billing_rows"]
+                                      if not (r["cluster"] == "c1" and r["interval_start"] == refused_at)])
+    wait_ledger(d, others)
+    letters = f"SELECT id, row_table, sqlstate, convert_from(params[2], 'UTF8') AS cluster, " \
+              f"convert_from(params[5], 'UTF8') AS start, resolved_at FROM {d.schema}.dead_letters"
+    dead = wait_until(lambda: (len(q := query(d.db, letters)) == 1, q), 20, "one row in dead_letters", d)[1]
+    check(dead and dead[0]["row_table"] == "billing_rows" and dead[0]["sqlstate"] == "23514"
+          and dead[0]["cluster"] == "c1" and dead[0]["start"] == refused_at, f"the letter: {dead}", d)
+    h = wait_until(lambda: ((h := health(d))["status"] == "fail", h), 15, "/health fails", d)[1]
+    check(h.get("http") == 503 and "23514" in h.get("message", "") and "refuse_one" in h.get("message", ""),
+          f"/health names the SQLSTATE and the constraint: {h}", d)
+    check(metric(d, "tariffd_rows_dead_lettered_total") == 1
+          and metric(d, "tariffd_dead_letters_unresolved") == 1,
+          "/metrics counts the dead letter", d)
+    check(d.write(f"power,cluster=c1,meter=a kw=1 {T0 + 7 * 3600 + 20 * 359}\n")[0] == 204,
+          "writes are still taken", d)
+    # A kill -9 replays the journal since the last checkpoint: the refused
+    # row comes again and is refused again, but kept once.
+    d.kill()
+    d.start()
+    writable(d)
+    wait_ledger(d, others)
+    check(len(query(d.db, letters)) == 1, "still one dead letter after a kill -9 and replay", d)
+    # The operator fixes the cause and re-submits it.
+    psql(d.db, f"ALTER TABLE {d.schema}.billing_rows DROP CONSTRAINT refuse_one")
+    psql(d.db, f"SELECT {d.schema}.resubmit_dead_letter({dead[0]['id']})")
+    rows, demand = wait_ledger(d, want)
+    unique_keys(d, rows, demand)
+    views_vs_offline(d, want)
+    wait_until(lambda: ((h := health(d))["status"] == "pass", h), 30, "/health passes once resolved", d)
+    check(d.stop() == 0, "SIGTERM exits 0", d)
+
+
+def scenario_backoff():
+    """While PostgreSQL is down the writer retries with backoff, not in a
+    loop: a handful of attempts in 8 s, and /health stays warn (never
+    flapping to pass) until rows commit again."""
+    d = new_daemon().start()
+    writable(d)
+    send(d, "\n".join(samples(0, 30, t0=T0 + 7 * 3600)) + "\n", "a batch")
+    pg_ctl("stop")
+    try:
+        statuses = []
+        t = time.time()
+        while time.time() - t < 8:
+            send_now(d, "\n".join(samples(30 + len(statuses), 1, t0=T0 + 7 * 3600)) + "\n",
+                     "a write while PostgreSQL is down")
+            statuses.append(health(d)["status"])
+            time.sleep(0.1)
+        attempts = d.read_log().count("postgres: cannot connect") + \
+            d.read_log().count("writing rows failed")
+        check(2 <= attempts <= 8, f"{attempts} attempts in 8 s (backoff from 250 ms, doubling)", d)
+        # pass while nothing waits (the writer learns of the outage from its
+        # next write), then warn for good: no flapping between retries.
+        first = statuses.index("warn") if "warn" in statuses else len(statuses)
+        check(first < len(statuses) and all(x == "warn" for x in statuses[first:]),
+              f"/health while down: {statuses}", d)
+    finally:
+        pg_ctl("start")
+    wait_until(lambda: ((h := health(d))["status"] == "pass", h), 60, "/health passes once back", d)
+    check(d.stop() == 0, "SIGTERM exits 0", d)
+
+
 SCENARIOS = [("offline", scenario_offline), ("cap", scenario_cap), ("outage", scenario_outage),
              ("restart", scenario_restart), ("standby", scenario_standby), ("notify", scenario_notify),
              ("late", scenario_late), ("capstate", scenario_capstate), ("poison", scenario_poison),
-             ("oldjournal", scenario_oldjournal)]
+             ("oldjournal", scenario_oldjournal), ("refused", scenario_refused),
+             ("backoff", scenario_backoff)]
 
 start = time.time()
 for name, fn in SCENARIOS:

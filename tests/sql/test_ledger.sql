@@ -696,6 +696,7 @@ GRANT SELECT, INSERT ON tariffd.billing_rows, tariffd.demand_charges, tariffd.su
     tariffd.tariff_versions TO :"writer";
 GRANT INSERT ON tariffd.quarantined_samples TO :"writer";
 GRANT INSERT, DELETE ON tariffd.programme_caps TO :"writer";
+GRANT SELECT, INSERT ON tariffd.dead_letters TO :"writer";
 REVOKE EXECUTE ON FUNCTION tariffd.round_half_even(numeric, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tariffd.round_half_even(numeric, integer) TO :"writer", :"reader";
 GRANT SELECT ON ALL TABLES IN SCHEMA tariffd TO :"reader";
