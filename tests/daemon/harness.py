@@ -86,20 +86,22 @@ class Daemon:
         return self.wait_writable()
 
     def wait_writable(self, timeout=15):
-        """Until an empty write gets 204 (a first start reads the yearly caps
-        back from PostgreSQL before it takes writes), or /health says the
-        daemon stands by; raises Timeout with the last answer and the log
-        tail when it does neither in time. (Not /health's status alone: it
-        also fails for rows in dead_letters while writes are taken.)"""
+        """Until /health stops saying "fail" (a first start reads the yearly
+        caps back from PostgreSQL before it takes writes), says the daemon
+        stands by, or fails only for rows in dead_letters while an empty
+        write gets 204; raises Timeout with the last answer and the log tail
+        when none of these comes in time."""
         def writable():
             try:
-                s, data, _ = self.write("")
-                if s == 204:
-                    return True, s
                 health = json.loads(self.request("GET", "/health")[1])
+                if health["status"] != "fail" or "standby" in health["message"]:
+                    return True, health
+                if "dead_letters" not in health["message"]:
+                    return False, health
+                s = self.write("")[0]
             except (OSError, ValueError) as e:
                 return False, repr(e)
-            return "standby" in health["message"], (s, health)
+            return s == 204, (s, health)
         try:
             wait_until(writable, timeout, "tariffd takes writes")
         except Timeout as e:

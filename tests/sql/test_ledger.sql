@@ -119,10 +119,11 @@ WHERE a.attname = 'id' AND a.attrelid IN ('billing_rows'::regclass, 'demand_char
 SELECT pg_temp.check(string_agg(conrelid::regclass || ' ' || pg_get_constraintdef(oid), '; '
                                 ORDER BY conrelid::regclass::text) =
     'billing_rows UNIQUE (cluster, interval_start, revision); '
+    'dead_letters UNIQUE (fingerprint); '
     'demand_charges UNIQUE (cluster, month, revision); '
     'quarantined_samples UNIQUE NULLS NOT DISTINCT (cluster, meter, ts_ns, reason); '
     'subsidy_lines UNIQUE (row_table, row_id, programme)',
-    'unique keys (cluster, interval_start, revision), (cluster, month, revision), '
+    'unique keys (cluster, interval_start, revision), (fingerprint), (cluster, month, revision), '
     '(cluster, meter, ts_ns, reason), (row_table, row_id, programme)')
 FROM pg_constraint
 WHERE contype = 'u' AND connamespace = 'tariffd'::regnamespace;
