@@ -1,7 +1,5 @@
 #include "ingest.h"
 
-#include "storage/pg.h"
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -303,7 +301,7 @@ bool ingest_apply_tick(struct engine *e, const void *payload, size_t len, struct
     return true;
 }
 
-void ingest_encode_caps(const struct pg_cap *caps, size_t n, struct record_buf *out)
+void ingest_encode_caps(const struct cap_consumed *caps, size_t n, struct record_buf *out)
 {
     out->len = 0;
     uint32_t count = (uint32_t)n;

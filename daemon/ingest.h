@@ -61,8 +61,7 @@ void ingest_encode_tick(int64_t now_ns, struct record_buf *out);
 bool ingest_apply_tick(struct engine *e, const void *payload, size_t len, struct error *err);
 
 /* A RECORD_CAPS payload: the yearly caps read back from the ledger. */
-struct pg_cap;
-void ingest_encode_caps(const struct pg_cap *caps, size_t n, struct record_buf *out);
+void ingest_encode_caps(const struct cap_consumed *caps, size_t n, struct record_buf *out);
 bool ingest_apply_caps(struct engine *e, const void *payload, size_t len, struct error *err);
 
 void record_buf_free(struct record_buf *b);

@@ -378,6 +378,13 @@ static void pg_changed(void *arg)
     event_active(s->wake, 0, 0);
 }
 
+/* From the ledger writer's thread: a line for the log. */
+static void pg_log(void *arg, enum pg_log_priority priority, const char *message)
+{
+    (void)arg;
+    log_msg((int)priority, "%s", message);
+}
+
 /* The caps read back from the ledger become a journal record, so a replay
  * starts from them too. */
 static void apply_recovered_caps(struct server *s)
@@ -387,7 +394,7 @@ static void apply_recovered_caps(struct server *s)
     if (!s->caps_pending || !st.caps_ready)
         return;
     size_t n;
-    struct pg_cap *caps = pg_take_caps(s->pg, &n);
+    struct cap_consumed *caps = pg_take_caps(s->pg, &n);
     struct record_buf r = {0};
     ingest_encode_caps(caps, n, &r);
     struct error err;
@@ -694,7 +701,8 @@ static bool recover(struct server *s, struct error *err)
      * no write is taken before it is read back. No checkpoint is written
      * meanwhile, so a restart still knows. */
     s->caps_pending = !found && !journal_has_caps(s->journal);
-    s->pg = pg_start(s->cfg, s->caps_pending, pg_changed, s);
+    struct pg_callbacks cb = {pg_changed, pg_log, s};
+    s->pg = pg_start(s->cfg, s->caps_pending, &cb);
     if (found && lsn < journal_start(s->journal)) {
         error_set(err,
                   "the checkpoint starts at journal offset %llu but the journal starts at %llu: "

@@ -1,6 +1,5 @@
 #include "pg.h"
 
-#include "daemon/log.h"
 #include "storage/migrations.h"
 #include "tariff/civil.h"
 #include "tariff/decimal.h"
@@ -11,6 +10,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,8 +51,7 @@ struct pg_writer {
     size_t n_new_tariffs;
     struct cap_row *new_caps;
     size_t n_new_caps;
-    void (*wake)(void *);
-    void *wake_arg;
+    struct pg_callbacks cb;
 
     pthread_t thread;
     pthread_mutex_t lock;
@@ -61,11 +60,22 @@ struct pg_writer {
     size_t queued_rows;
     bool stop;
     struct pg_status status;
-    struct pg_cap *caps;
+    struct cap_consumed *caps;
     size_t n_caps;
     PGconn *conn;
     struct timespec dead_counted; /* when dead_letters were last counted */
 };
+
+__attribute__((format(printf, 3, 4))) static void
+plog(struct pg_writer *w, enum pg_log_priority priority, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    w->cb.log(w->cb.arg, priority, msg);
+}
 
 static char *dup(const char *s)
 {
@@ -85,7 +95,7 @@ static void set_status(struct pg_writer *w, bool connected, bool standby, const 
         snprintf(w->status.last_error, sizeof w->status.last_error, "%.255s", error);
     pthread_mutex_unlock(&w->lock);
     if (changed)
-        w->wake(w->wake_arg);
+        w->cb.wake(w->cb.arg);
 }
 
 /* Sleeps up to ms unless stopped; returns whether to stop. */
@@ -198,7 +208,7 @@ static bool migrate(struct pg_writer *w, char *err, size_t size)
         ok = exec_ok(w, migrations[i].sql, -1, NULL, err, size) &&
              exec_ok(w, "INSERT INTO schema_migrations (name) VALUES ($1)", 1, &name, err, size);
         if (ok)
-            log_msg(LOG_NOTICE, "postgres: applied migration %s to schema %s", name, w->schema);
+            plog(w, PG_LOG_NOTICE, "postgres: applied migration %s to schema %s", name, w->schema);
     }
     ok = ok && exec_ok(w, "COMMIT", 0, NULL, err, size);
     if (!ok)
@@ -243,7 +253,7 @@ static bool read_caps(struct pg_writer *w, char *err, size_t size)
         return false;
     }
     int n = PQntuples(r);
-    struct pg_cap *caps = calloc((size_t)n + 1, sizeof *caps);
+    struct cap_consumed *caps = calloc((size_t)n + 1, sizeof *caps);
     if (!caps)
         abort();
     for (int i = 0; i < n; i++) {
@@ -260,7 +270,7 @@ static bool read_caps(struct pg_writer *w, char *err, size_t size)
     w->n_caps = (size_t)n;
     w->status.caps_ready = true;
     pthread_mutex_unlock(&w->lock);
-    log_msg(LOG_NOTICE, "postgres: recovered %d yearly cap totals from subsidy_lines", n);
+    plog(w, PG_LOG_NOTICE, "postgres: recovered %d yearly cap totals from subsidy_lines", n);
     return true;
 }
 
@@ -547,13 +557,13 @@ static enum write_outcome write_all(struct pg_writer *w, const struct ledger_row
                      *c && o + 3 < sizeof hex; c++)
                     o += (size_t)snprintf(hex + o, sizeof hex - o, "%02x", (unsigned char)*c);
             }
-            log_msg(LOG_ERR,
-                    "postgres: could not keep a refused %s row in dead_letters (%s); "
-                    "the row, hex: %s",
-                    table_of(rows[at].kind), res->message, hex);
+            plog(w, PG_LOG_ERR,
+                 "postgres: could not keep a refused %s row in dead_letters (%s); "
+                 "the row, hex: %s",
+                 table_of(rows[at].kind), res->message, hex);
         }
-        log_msg(LOG_ERR, "postgres: refused a %s row (SQLSTATE %s: %s); kept in dead_letters",
-                table_of(rows[at].kind), refusal.sqlstate, refusal.message);
+        plog(w, PG_LOG_ERR, "postgres: refused a %s row (SQLSTATE %s: %s); kept in dead_letters",
+             table_of(rows[at].kind), refusal.sqlstate, refusal.message);
         pthread_mutex_lock(&w->lock);
         w->status.dead_lettered++;
         snprintf(w->status.refused_sqlstate, sizeof w->status.refused_sqlstate, "%s",
@@ -574,7 +584,7 @@ static void disconnect(struct pg_writer *w, const char *why)
         w->conn = NULL;
     }
     if (why)
-        log_msg(LOG_WARNING, "postgres: %s", why);
+        plog(w, PG_LOG_WARNING, "postgres: %s", why);
     set_status(w, false, false, why);
 }
 
@@ -582,10 +592,10 @@ static void disconnect(struct pg_writer *w, const char *why)
  * an operator needs; libpq would print them raw on stderr. */
 static void on_notice(void *arg, const char *message)
 {
-    (void)arg;
+    struct pg_writer *w = arg;
     char line[256];
     first_line(message, line, sizeof line);
-    log_msg(LOG_DEBUG, "postgres: %s", line);
+    plog(w, PG_LOG_DEBUG, "postgres: %s", line);
 }
 
 /* Connects, takes the writer lock, migrates: true when ready to write. */
@@ -593,7 +603,7 @@ static bool get_ready(struct pg_writer *w, long *backoff_ms)
 {
     char err[256];
     w->conn = PQconnectdb(w->conninfo);
-    PQsetNoticeProcessor(w->conn, on_notice, NULL);
+    PQsetNoticeProcessor(w->conn, on_notice, w);
     if (PQstatus(w->conn) != CONNECTION_OK) {
         char msg[400];
         first_line(PQerrorMessage(w->conn), err, sizeof err);
@@ -616,8 +626,8 @@ static bool get_ready(struct pg_writer *w, long *backoff_ms)
         if (locked)
             break;
         if (!announced) {
-            log_msg(LOG_NOTICE, "postgres: another tariffd writes schema %s; standing by",
-                    w->schema);
+            plog(w, PG_LOG_NOTICE, "postgres: another tariffd writes schema %s; standing by",
+                 w->schema);
             set_status(w, false, true, "another tariffd writes this schema");
             announced = true;
         }
@@ -633,7 +643,7 @@ static bool get_ready(struct pg_writer *w, long *backoff_ms)
     }
     /* The backoff starts over only once rows commit again: a server that
      * takes connections but fails every write is not hammered. */
-    log_msg(LOG_NOTICE, "postgres: connected; writing schema %s", w->schema);
+    plog(w, PG_LOG_NOTICE, "postgres: connected; writing schema %s", w->schema);
     count_dead_letters(w);
     set_status(w, true, false, NULL);
     return true;
@@ -659,7 +669,7 @@ static void set_failing(struct pg_writer *w, const char *error)
     }
     pthread_mutex_unlock(&w->lock);
     if (changed)
-        w->wake(w->wake_arg);
+        w->cb.wake(w->cb.arg);
 }
 
 static double since_s(const struct timespec *t)
@@ -700,7 +710,7 @@ static void *writer_main(void *arg)
             if (w->status.dead_letters_unresolved && since_s(&w->dead_counted) >= DEAD_RECOUNT_S) {
                 pthread_mutex_unlock(&w->lock);
                 count_dead_letters(w);
-                w->wake(w->wake_arg);
+                w->cb.wake(w->cb.arg);
                 pthread_mutex_lock(&w->lock);
                 continue;
             }
@@ -746,7 +756,7 @@ static void *writer_main(void *arg)
             snprintf(full, sizeof full, "writing rows failed, retrying in %ld ms: %s%s%s",
                      backoff_ms, res.sqlstate[0] ? res.sqlstate : "", res.sqlstate[0] ? " " : "",
                      res.message);
-            log_msg(LOG_WARNING, "postgres: %s", full);
+            plog(w, PG_LOG_WARNING, "postgres: %s", full);
             set_failing(w, res.message);
             if (PQstatus(w->conn) != CONNECTION_OK)
                 disconnect(w, NULL);
@@ -770,7 +780,7 @@ static void *writer_main(void *arg)
             ledger_rows_free(&b->rows);
             free(b);
         }
-        w->wake(w->wake_arg);
+        w->cb.wake(w->cb.arg);
     }
     if (w->conn)
         PQfinish(w->conn);
@@ -865,8 +875,8 @@ static void adopt_config(struct pg_writer *w)
     w->n_caps_cfg = fresh.n_caps_cfg;
 }
 
-struct pg_writer *pg_start(const struct config *cfg, bool recover_caps, void (*wake)(void *),
-                           void *arg)
+struct pg_writer *pg_start(const struct config *cfg, bool recover_caps,
+                           const struct pg_callbacks *callbacks)
 {
     struct pg_writer *w = calloc(1, sizeof *w);
     if (!w)
@@ -874,8 +884,7 @@ struct pg_writer *pg_start(const struct config *cfg, bool recover_caps, void (*w
     w->conninfo = dup(cfg->postgres.conninfo);
     w->schema = dup(cfg->postgres.schema);
     w->recover_caps = recover_caps;
-    w->wake = wake;
-    w->wake_arg = arg;
+    w->cb = *callbacks;
     w->tail = &w->head;
     copy_config(w, cfg);
     pthread_mutex_init(&w->lock, NULL);
@@ -908,10 +917,10 @@ void pg_status(struct pg_writer *w, struct pg_status *out)
     pthread_mutex_unlock(&w->lock);
 }
 
-struct pg_cap *pg_take_caps(struct pg_writer *w, size_t *n)
+struct cap_consumed *pg_take_caps(struct pg_writer *w, size_t *n)
 {
     pthread_mutex_lock(&w->lock);
-    struct pg_cap *caps = w->caps;
+    struct cap_consumed *caps = w->caps;
     *n = w->n_caps;
     w->caps = NULL;
     w->n_caps = 0;

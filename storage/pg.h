@@ -39,14 +39,6 @@
 
 struct pg_writer;
 
-/* A cap consumption read back from subsidy_lines. */
-struct pg_cap {
-    char tenant[64];
-    char programme[64];
-    int32_t year;
-    int64_t consumed_cny4;
-};
-
 struct pg_status {
     bool connected;     /* connected, lock held, schema migrated */
     bool standby;       /* another daemon holds the schema's writer lock */
@@ -68,11 +60,23 @@ struct pg_status {
     uint64_t errors_transient, errors_refused;
 };
 
-/* Starts the writer. wake(arg) is called from its thread whenever its
- * status changes (a commit, a connection won or lost). With recover_caps,
- * it reads the caps from subsidy_lines once connected (pg_take_caps). */
-struct pg_writer *pg_start(const struct config *cfg, bool recover_caps, void (*wake)(void *),
-                           void *arg);
+/* Log priorities, as sd-daemon numbers them. */
+enum pg_log_priority { PG_LOG_ERR = 3, PG_LOG_WARNING = 4, PG_LOG_NOTICE = 5, PG_LOG_DEBUG = 7 };
+
+/* What the writer calls from its thread: wake whenever its status changes
+ * (a commit, a connection won or lost), log for each event worth a line
+ * (never a conninfo or a password). storage/ sits below the daemon and
+ * knows nothing of how it logs. */
+struct pg_callbacks {
+    void (*wake)(void *arg);
+    void (*log)(void *arg, enum pg_log_priority priority, const char *message);
+    void *arg;
+};
+
+/* Starts the writer. With recover_caps, it reads the caps from
+ * subsidy_lines once connected (pg_take_caps). */
+struct pg_writer *pg_start(const struct config *cfg, bool recover_caps,
+                           const struct pg_callbacks *callbacks);
 
 /* After a reload: records the new config's tariff versions and caps. */
 void pg_reload(struct pg_writer *w, const struct config *cfg);
@@ -83,7 +87,7 @@ void pg_submit(struct pg_writer *w, uint64_t seq, struct ledger_rows *rows);
 void pg_status(struct pg_writer *w, struct pg_status *out);
 
 /* The caps read back (malloc'd array, caller frees); once. */
-struct pg_cap *pg_take_caps(struct pg_writer *w, size_t *n);
+struct cap_consumed *pg_take_caps(struct pg_writer *w, size_t *n);
 
 /* Stops the thread: waits up to timeout_ms for the queue to be written,
  * then gives up (what is left is in the journal and is written after the

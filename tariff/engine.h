@@ -171,6 +171,16 @@ void engine_stats(const struct engine *e, struct engine_stats *out);
  * so this only grows; it survives restarts with the meters themselves). */
 size_t engine_tenant_meters(const struct engine *e, const struct tenant *t);
 
+/* What a tenant's programme consumed of its yearly cap in a local year, as
+ * the ledger's subsidy_lines sum it (read back by storage/pg.c, journaled
+ * as a record by daemon/ingest.c). */
+struct cap_consumed {
+    char tenant[64];
+    char programme[64];
+    int32_t year;
+    int64_t consumed_cny4;
+};
+
 /* Sets what a tenant's programme has consumed of its cap in a local year:
  * for a daemon started without a checkpoint, which recovers the caps from
  * the ledger's subsidy_lines. */

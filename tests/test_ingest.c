@@ -11,7 +11,6 @@
  * a yearly cap of 1 CNY per tenant. T0 is 2025-03-01 00:00 local.
  */
 #include "daemon/ingest.h"
-#include "storage/pg.h"
 
 #include <check.h>
 #include <stdio.h>
@@ -389,7 +388,7 @@ END_TEST
 /* ---------------------------------------------------------------- */
 /* Caps records                                                      */
 
-static const struct pg_cap two_caps[] = {
+static const struct cap_consumed two_caps[] = {
     {"t1", "pa", 2025, 9990},
     {"t2", "pa", 2026, 7},
 };
