@@ -1,6 +1,7 @@
 #include "daemon/connections.h"
 
 #include "daemon/log.h"
+#include "tariff/alloc.h"
 
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -80,9 +81,7 @@ static struct bufferevent *on_accept(struct event_base *base, void *arg)
         return NULL;
     if (c->n_fresh == c->cap_fresh) {
         c->cap_fresh = c->cap_fresh ? c->cap_fresh * 2 : 16;
-        c->fresh = realloc(c->fresh, c->cap_fresh * sizeof *c->fresh);
-        if (!c->fresh)
-            abort();
+        c->fresh = xrealloc(c->fresh, c->cap_fresh * sizeof *c->fresh);
     }
     c->fresh[c->n_fresh++] = bev;
     event_active(c->adopt, 0, 0);
@@ -94,9 +93,7 @@ static struct bufferevent *on_accept(struct event_base *base, void *arg)
 struct conns *conns_new(struct event_base *base, struct evhttp *http, int64_t max_connections,
                         int64_t idle_timeout_s)
 {
-    struct conns *c = calloc(1, sizeof *c);
-    if (!c)
-        abort();
+    struct conns *c = xcalloc(1, sizeof *c);
     c->base = base;
     c->http = http;
     /* First in the loop's queue, before any I/O of the new connection. */

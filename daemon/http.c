@@ -15,8 +15,10 @@
 #include "daemon/server.h"
 
 #include "build_config.h"
+#include "daemon/clock.h"
 #include "daemon/log.h"
 #include "daemon/metrics.h"
+#include "tariff/alloc.h"
 
 #include <event2/buffer.h>
 #include <event2/http.h>
@@ -211,9 +213,7 @@ static int gunzip(const unsigned char *in, size_t len, uint64_t max, char **out,
     size_t cap = len * 4 + 4096;
     if (cap > max + 1)
         cap = max + 1;
-    char *buf = malloc(cap);
-    if (!buf)
-        abort();
+    char *buf = xmalloc(cap);
     z.next_in = (unsigned char *)in;
     z.avail_in = (uInt)len;
     int rc = Z_OK;
@@ -225,9 +225,7 @@ static int gunzip(const unsigned char *in, size_t len, uint64_t max, char **out,
                 break;
             }
             cap = cap * 2 > max + 1 ? max + 1 : cap * 2;
-            buf = realloc(buf, cap);
-            if (!buf)
-                abort();
+            buf = xrealloc(buf, cap);
         }
         z.next_out = (unsigned char *)buf + have;
         z.avail_out = (uInt)(cap - have);
@@ -254,24 +252,11 @@ static int gunzip(const unsigned char *in, size_t len, uint64_t max, char **out,
     return 0;
 }
 
-static int64_t wall_clock_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* A refused write: counted by status, answered in the endpoint's shape. */
 static void write_error(struct server *s, struct evhttp_request *req, bool v2, int status,
                         const char *msg, int retry_after_s)
 {
-    struct metrics *m = server_metrics(s);
-    metrics_request(m, v2 ? ENDPOINT_WRITE_V2 : ENDPOINT_WRITE_V1, status);
-    int i = 0;
-    static const int codes[] = {200, 204, 400, 401, 403, 404, 405, 413, 503};
-    while (i < 9 && codes[i] != status)
-        i++;
-    m->samples_rejected[i]++;
+    metrics_write_refused(server_metrics(s), v2 ? ENDPOINT_WRITE_V2 : ENDPOINT_WRITE_V1, status);
     http_error(req, v2, status, msg, retry_after_s);
 }
 
@@ -339,7 +324,7 @@ static void handle_write(struct server *s, struct evhttp_request *req, bool v2)
 
     struct record_buf record = {0};
     struct ingest_result res;
-    ingest_parse(cfg, server_engine(s), tenant, body ? body : "", len, precision, wall_clock_ns(),
+    ingest_parse(cfg, server_engine(s), tenant, body ? body : "", len, precision, clock_wall_ns(),
                  &record, &res);
     free(inflated);
     if (res.status != INGEST_OK) {

@@ -1,4 +1,5 @@
 #include "ingest.h"
+#include "tariff/alloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,9 +11,7 @@ static void put(struct record_buf *b, const void *v, size_t n)
         size_t cap = b->cap ? b->cap : 4096;
         while (cap < b->len + n)
             cap *= 2;
-        unsigned char *p = realloc(b->p, cap);
-        if (!p)
-            abort();
+        unsigned char *p = xrealloc(b->p, cap);
         b->p = p;
         b->cap = cap;
     }
@@ -91,9 +90,7 @@ static int batch_kind(struct parse_ctx *c, const char *cluster, const char *mete
 {
     if (c->seen_used * 2 >= c->seen_size) {
         size_t size = c->seen_size ? c->seen_size * 2 : 64;
-        struct new_meter *t = calloc(size, sizeof *t);
-        if (!t)
-            abort();
+        struct new_meter *t = xcalloc(size, sizeof *t);
         for (size_t i = 0; i < c->seen_size; i++) {
             if (!c->seen[i].offset)
                 continue;
@@ -120,6 +117,18 @@ static int batch_kind(struct parse_ctx *c, const char *cluster, const char *mete
     }
 }
 
+struct engine_sample ingest_sample_of(const struct lp_point *p, int64_t default_ts_ns)
+{
+    bool watts = p->field == LP_FIELD_W || p->field == LP_FIELD_WH;
+    return (struct engine_sample){
+        .cluster = p->cluster,
+        .meter = p->meter,
+        .kind = p->field == LP_FIELD_KW || p->field == LP_FIELD_W ? SAMPLE_POWER : SAMPLE_COUNTER,
+        .ts_ns = p->has_ts ? p->ts_ns : default_ts_ns,
+        .value = watts ? p->value / 1000 : p->value,
+    };
+}
+
 static bool on_point(void *ctx, const struct lp_point *p, struct lp_error *err)
 {
     struct parse_ctx *c = ctx;
@@ -140,15 +149,8 @@ static bool on_point(void *ctx, const struct lp_point *p, struct lp_error *err)
                  p->line, p->cluster);
         return false;
     }
-    enum sample_kind kind =
-        p->field == LP_FIELD_KW || p->field == LP_FIELD_W ? SAMPLE_POWER : SAMPLE_COUNTER;
-    struct engine_sample s = {
-        .cluster = p->cluster,
-        .meter = p->meter,
-        .kind = kind,
-        .ts_ns = p->has_ts ? p->ts_ns : c->default_ts_ns,
-        .value = p->field == LP_FIELD_W || p->field == LP_FIELD_WH ? p->value / 1000 : p->value,
-    };
+    struct engine_sample s = ingest_sample_of(p, c->default_ts_ns);
+    enum sample_kind kind = s.kind;
     struct error e;
     enum engine_verdict verdict = engine_judge(c->engine, &s, &e);
     if (verdict == ENGINE_REFUSED) {

@@ -46,6 +46,11 @@ struct ingest_result {
     size_t other_lines; /* points of other measurements, ignored */
 };
 
+/* The engine's sample for a point: kW or kWh (w and wh divided by 1000),
+ * power or counter, the point's timestamp or default_ts_ns. Pointers into
+ * p, valid while p is. The one place the field names meet the engine. */
+struct engine_sample ingest_sample_of(const struct lp_point *p, int64_t default_ts_ns);
+
 /* Parses body for tenant t into out (cleared first). */
 void ingest_parse(const struct config *cfg, const struct engine *e, const struct tenant *t,
                   const char *body, size_t len, enum lp_precision precision, int64_t now_ns,

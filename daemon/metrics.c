@@ -26,6 +26,12 @@ void metrics_request(struct metrics *m, enum metrics_endpoint e, int status)
     m->requests[e][status_index(status)]++;
 }
 
+void metrics_write_refused(struct metrics *m, enum metrics_endpoint e, int status)
+{
+    m->requests[e][status_index(status)]++;
+    m->samples_rejected[status_index(status)]++;
+}
+
 void metrics_write_latency(struct metrics *m, double seconds)
 {
     int i = 0;

@@ -43,6 +43,9 @@ struct metrics {
 };
 
 void metrics_request(struct metrics *m, enum metrics_endpoint e, int status);
+/* A write request refused with status: counted as a request and as a
+ * refusal by that status. */
+void metrics_write_refused(struct metrics *m, enum metrics_endpoint e, int status);
 void metrics_write_latency(struct metrics *m, double seconds);
 void metrics_tenant(struct metrics *m, const char *tenant, int64_t kwh_micro, int64_t subsidy_cny4);
 

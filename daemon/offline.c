@@ -1,5 +1,6 @@
 #include "offline.h"
 
+#include "daemon/ingest.h"
 #include "storage/csv.h"
 #include "tariff/alloc.h"
 #include "tariff/civil.h"
@@ -99,13 +100,7 @@ static bool on_point(void *ctx, const struct lp_point *p, struct lp_error *err)
                  "line %d: no timestamp (offline pricing needs one on every line)", p->line);
         return false;
     }
-    struct engine_sample s = {
-        .cluster = p->cluster,
-        .meter = p->meter,
-        .kind = p->field == LP_FIELD_KW || p->field == LP_FIELD_W ? SAMPLE_POWER : SAMPLE_COUNTER,
-        .ts_ns = p->ts_ns,
-        .value = p->field == LP_FIELD_W || p->field == LP_FIELD_WH ? p->value / 1000 : p->value,
-    };
+    struct engine_sample s = ingest_sample_of(p, p->ts_ns);
     /* Offline, the clock is the input: the newest timestamp read so far. */
     if (s.ts_ns > o->now_ns)
         o->now_ns = s.ts_ns;

@@ -1,5 +1,6 @@
 #include "daemon/server.h"
 
+#include "daemon/clock.h"
 #include "daemon/connections.h"
 #include "daemon/loader.h"
 #include "daemon/log.h"
@@ -7,6 +8,7 @@
 #include "storage/journal.h"
 #include "storage/ledger_rows.h"
 #include "storage/pg.h"
+#include "tariff/alloc.h"
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -178,9 +180,8 @@ static void on_demand(void *ctx, const struct demand_row *row)
 static void on_quarantine(void *ctx, const struct engine_sample *smp, const char *reason)
 {
     struct server *s = ctx;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ledger_add_quarantine(&s->rows, smp, reason, (int64_t)ts.tv_sec * 1000000000);
+    int64_t now = clock_wall_ns();
+    ledger_add_quarantine(&s->rows, smp, reason, now - now % 1000000000);
     if (s->replaying)
         replayed_rows(s);
 }
@@ -311,15 +312,11 @@ static void submit(struct server *s, struct job *j)
 /* Journals a record the engine has just applied, with the rows it made. */
 static uint64_t submit_record(struct server *s, uint8_t type, const struct record_buf *r)
 {
-    struct job *j = calloc(1, sizeof *j);
-    if (!j)
-        abort();
+    struct job *j = xcalloc(1, sizeof *j);
     j->kind = JOB_RECORD;
     j->seq = ++s->next_seq;
     j->type = type;
-    j->data = malloc(r->len ? r->len : 1);
-    if (!j->data)
-        abort();
+    j->data = xmalloc(r->len ? r->len : 1);
     memcpy(j->data, r->p, r->len);
     j->len = r->len;
     j->rows = s->rows;
@@ -334,9 +331,7 @@ static void submit_checkpoint(struct server *s)
 {
     if (s->caps_pending)
         return; /* a restart must still see that the caps are not read back */
-    struct job *j = calloc(1, sizeof *j);
-    if (!j)
-        abort();
+    struct job *j = xcalloc(1, sizeof *j);
     j->kind = JOB_CHECKPOINT;
     j->seq = ++s->next_seq;
     j->data = engine_save(s->engine, &j->len);
@@ -357,9 +352,7 @@ void server_accept(struct server *s, struct evhttp_request *req, bool v2, struct
         abort();
     }
     uint64_t seq = submit_record(s, RECORD_SAMPLES, record);
-    struct waiter *w = calloc(1, sizeof *w);
-    if (!w)
-        abort();
+    struct waiter *w = xcalloc(1, sizeof *w);
     w->seq = seq;
     w->req = req;
     w->v2 = v2;
@@ -483,13 +476,6 @@ const char *server_refuses_writes(const struct server *s)
     return NULL;
 }
 
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -499,7 +485,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         return;
     struct record_buf r = {0};
     struct error err;
-    ingest_encode_tick(now_ns(), &r);
+    ingest_encode_tick(clock_wall_ns(), &r);
     ingest_apply_tick(s->engine, r.p, r.len, &err);
     submit_record(s, RECORD_TICK, &r);
     record_buf_free(&r);
@@ -792,12 +778,10 @@ static void raise_fd_limit(int64_t max_connections)
 
 int server_run(struct config *cfg, const char *config_path)
 {
-    struct server *s = calloc(1, sizeof *s);
-    if (!s)
-        abort();
+    struct server *s = xcalloc(1, sizeof *s);
     s->cfg = cfg;
     s->config_path = config_path;
-    s->state_dir = strdup(cfg->daemon.state_dir);
+    s->state_dir = xstrdup(cfg->daemon.state_dir);
     s->fsync_each_group = cfg->daemon.durability == DURABILITY_FSYNC;
     s->waiters_tail = &s->waiters;
     s->jobs_tail = &s->jobs;

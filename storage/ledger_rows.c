@@ -1,6 +1,7 @@
 #include "ledger_rows.h"
 
 #include "storage/csv.h"
+#include "tariff/alloc.h"
 #include "tariff/civil.h"
 #include "tariff/decimal.h"
 
@@ -17,9 +18,7 @@ static void reserve(struct ledger_rows *r, size_t n)
     size_t cap = r->cap ? r->cap : 4096;
     while (cap < r->len + n)
         cap *= 2;
-    r->p = realloc(r->p, cap);
-    if (!r->p)
-        abort();
+    r->p = xrealloc(r->p, cap);
     r->cap = cap;
 }
 

@@ -1,6 +1,7 @@
 #include "pg.h"
 
 #include "storage/migrations.h"
+#include "tariff/alloc.h"
 #include "tariff/civil.h"
 #include "tariff/decimal.h"
 #include "tariff/utf8.h"
@@ -20,6 +21,11 @@
 #define BACKOFF_MAX_MS 30000
 #define BATCH_ROWS_MAX 20000
 #define DEAD_RECOUNT_S 10 /* how often an idle writer rereads the unresolved dead letters */
+
+static char *xstrdup_or_empty(const char *s)
+{
+    return xstrdup(s ? s : "");
+}
 
 struct batch {
     uint64_t seq;
@@ -75,14 +81,6 @@ plog(struct pg_writer *w, enum pg_log_priority priority, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     w->cb.log(w->cb.arg, priority, msg);
-}
-
-static char *dup(const char *s)
-{
-    char *p = strdup(s ? s : "");
-    if (!p)
-        abort();
-    return p;
 }
 
 static void set_status(struct pg_writer *w, bool connected, bool standby, const char *error)
@@ -253,9 +251,7 @@ static bool read_caps(struct pg_writer *w, char *err, size_t size)
         return false;
     }
     int n = PQntuples(r);
-    struct cap_consumed *caps = calloc((size_t)n + 1, sizeof *caps);
-    if (!caps)
-        abort();
+    struct cap_consumed *caps = xcalloc((size_t)n + 1, sizeof *caps);
     for (int i = 0; i < n; i++) {
         snprintf(caps[i].tenant, sizeof caps[i].tenant, "%s", PQgetvalue(r, i, 0));
         snprintf(caps[i].programme, sizeof caps[i].programme, "%s", PQgetvalue(r, i, 1));
@@ -737,9 +733,7 @@ static void *writer_main(void *arg)
         if (!first)
             continue;
         /* The rows of the group, in order (they point into the batches). */
-        struct ledger_row *rows = calloc(n + 1, sizeof *rows);
-        if (!rows)
-            abort();
+        struct ledger_row *rows = xcalloc(n + 1, sizeof *rows);
         size_t k = 0;
         for (struct batch *b = first;; b = b->next) {
             size_t off = 0;
@@ -792,23 +786,25 @@ static void *writer_main(void *arg)
  * so the thread never reads a config the loop may swap. */
 static void copy_config(struct pg_writer *w, const struct config *cfg)
 {
-    w->tariffs = calloc(cfg->n_tariff_versions + 1, sizeof *w->tariffs);
+    w->tariffs = xcalloc(cfg->n_tariff_versions + 1, sizeof *w->tariffs);
     for (size_t i = 0; i < cfg->n_tariffs; i++)
         for (size_t j = 0; j < cfg->tariffs[i].n_versions; j++) {
             const struct tariff_version *v = cfg->tariffs[i].versions[j];
             char date[16];
             civil_format_date(v->from_day, date, sizeof date);
-            w->tariffs[w->n_tariffs++] =
-                (struct tariff_row){dup(v->label), dup(cfg->tariffs[i].name), dup(date),
-                                    dup(strrchr(v->label, '#') + 1), dup(v->text)};
+            w->tariffs[w->n_tariffs++] = (struct tariff_row){
+                xstrdup_or_empty(v->label), xstrdup_or_empty(cfg->tariffs[i].name),
+                xstrdup_or_empty(date), xstrdup_or_empty(strrchr(v->label, '#') + 1),
+                xstrdup_or_empty(v->text)};
         }
-    w->caps_cfg = calloc(cfg->n_programmes + 1, sizeof *w->caps_cfg);
+    w->caps_cfg = xcalloc(cfg->n_programmes + 1, sizeof *w->caps_cfg);
     for (size_t i = 0; i < cfg->n_programmes; i++) {
         if (!cfg->programmes[i].has_cap)
             continue;
         char cap[40];
         decimal_format(cfg->programmes[i].cap_cny4_per_year, 4, cap, sizeof cap);
-        w->caps_cfg[w->n_caps_cfg++] = (struct cap_row){dup(cfg->programmes[i].id), dup(cap)};
+        w->caps_cfg[w->n_caps_cfg++] =
+            (struct cap_row){xstrdup_or_empty(cfg->programmes[i].id), xstrdup_or_empty(cap)};
     }
 }
 
@@ -878,11 +874,9 @@ static void adopt_config(struct pg_writer *w)
 struct pg_writer *pg_start(const struct config *cfg, bool recover_caps,
                            const struct pg_callbacks *callbacks)
 {
-    struct pg_writer *w = calloc(1, sizeof *w);
-    if (!w)
-        abort();
-    w->conninfo = dup(cfg->postgres.conninfo);
-    w->schema = dup(cfg->postgres.schema);
+    struct pg_writer *w = xcalloc(1, sizeof *w);
+    w->conninfo = xstrdup_or_empty(cfg->postgres.conninfo);
+    w->schema = xstrdup_or_empty(cfg->postgres.schema);
     w->recover_caps = recover_caps;
     w->cb = *callbacks;
     w->tail = &w->head;
@@ -895,9 +889,7 @@ struct pg_writer *pg_start(const struct config *cfg, bool recover_caps,
 
 void pg_submit(struct pg_writer *w, uint64_t seq, struct ledger_rows *rows)
 {
-    struct batch *b = calloc(1, sizeof *b);
-    if (!b)
-        abort();
+    struct batch *b = xcalloc(1, sizeof *b);
     b->seq = seq;
     b->rows = *rows;
     memset(rows, 0, sizeof *rows);
