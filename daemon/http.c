@@ -1,5 +1,5 @@
 /*
- * http: the InfluxDB-compatible endpoints (DESIGN.md section 3).
+ * http: the InfluxDB-compatible endpoints (docs/design.md section 3).
  *
  *   POST /write?db=&precision=n|u|ms|s|m|h&u=&p=    v1 write
  *   POST /api/v2/write?org=&bucket=&precision=ns|us|ms|s   v2 write
@@ -12,6 +12,8 @@
  * validated whole by ingest_parse, and only then accepted. Every error is
  * JSON in the endpoint's own shape. Runs on the loop thread only.
  */
+#include "daemon/http.h"
+
 #include "daemon/server.h"
 
 #include "build_config.h"

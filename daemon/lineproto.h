@@ -1,6 +1,6 @@
 /*
  * lineproto: InfluxDB line protocol, parsed as InfluxDB 2.x accepts it
- * (DESIGN.md section 3; docs/influx-protocol.md section 1).
+ * (docs/design.md section 3; docs/influx-protocol.md section 1).
  *
  * The parser is pure: it reads a buffer and reports each point of the
  * measurement `power` through a callback, with the tags and the one energy

@@ -1,7 +1,8 @@
-#include "daemon/server.h"
+#include "daemon/server_private.h"
 
 #include "daemon/clock.h"
 #include "daemon/connections.h"
+#include "daemon/http.h"
 #include "daemon/loader.h"
 #include "daemon/log.h"
 #include "daemon/metrics.h"
@@ -27,75 +28,6 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
-
-#define SEGMENT_BYTES          (64u << 20)
-#define CHECKPOINT_EVERY_S     60
-#define CHECKPOINT_EVERY_BYTES (256ull << 20)
-
-enum job_kind { JOB_RECORD, JOB_CHECKPOINT };
-
-struct job {
-    enum job_kind kind;
-    uint64_t seq;
-    uint8_t type;        /* JOB_RECORD: the record type */
-    uint64_t seq_lsn;    /* JOB_CHECKPOINT: the journal offset it covers */
-    unsigned char *data; /* JOB_RECORD: the payload; JOB_CHECKPOINT: the snapshot */
-    size_t len;
-    struct ledger_rows rows; /* JOB_RECORD: rows its application produced */
-    struct job *next;
-};
-
-/* A request waiting for its record to be durable. If the client goes away
- * meanwhile, libevent keeps the request for us (its connection detached)
- * and frees it when we answer, so every waiter is answered. */
-struct waiter {
-    uint64_t seq;
-    struct evhttp_request *req;
-    bool v2;
-    struct timespec started;
-    struct waiter *next;
-};
-
-struct server {
-    struct config *cfg; /* the loop's; replaced whole on reload */
-    const char *config_path;
-    char *state_dir; /* copies the worker reads: a reload cannot change them */
-    bool fsync_each_group;
-    struct metrics metrics;
-    char degraded[360];       /* server_degraded's message */
-    char failed[400];         /* server_failed's */
-    uint64_t status_accepted; /* samples accepted at the last STATUS= */
-    time_t status_at;
-    struct event_base *base;
-    struct evhttp *http;
-    struct conns *conns;
-    struct engine *engine;
-    struct ledger_rows rows; /* produced by the engine since the last job */
-    bool replaying;          /* rows go straight to the ledger writer */
-    struct pg_writer *pg;
-    bool caps_pending; /* started empty: yearly caps come from the ledger first */
-    struct journal *journal;
-    uint64_t next_seq;
-    struct waiter *waiters, **waiters_tail;
-    bool stopping;
-    time_t last_checkpoint;
-    uint64_t bytes_since_checkpoint;
-
-    /* Shared with the worker, under lock. */
-    pthread_t worker;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    struct job *jobs, **jobs_tail;
-    bool worker_stop;
-    uint64_t durable_seq;
-    uint64_t journal_bytes;
-    struct event *wake;
-
-    /* The worker's own. */
-    uint64_t rows_seq;         /* the last record whose rows went to the writer */
-    struct job *checkpoint;    /* waiting for the ledger to commit its rows */
-    uint64_t checkpoint_needs; /* ... up to this record */
-};
 
 const struct config *server_config(const struct server *s)
 {
@@ -146,198 +78,44 @@ const struct engine *server_engine(const struct server *s)
     return s->engine;
 }
 
-static void pg_changed(void *arg);
+void server_pg_changed(void *arg);
 static void notify_status(struct server *s);
 
 /* ------------------------------------------------------------------ */
 /* Rows out of the engine                                              */
 
-static void replayed_rows(struct server *s)
+void server_flush_replayed(struct server *s)
 {
     /* Rows of a replay belong to records already durable. */
     if (s->rows.n)
         pg_submit(s->pg, ++s->next_seq, &s->rows);
 }
 
-static void on_billing(void *ctx, const struct billing_row *row)
+void server_on_billing(void *ctx, const struct billing_row *row)
 {
     struct server *s = ctx;
     ledger_add_billing(&s->rows, row);
     metrics_tenant(&s->metrics, row->cluster->tenant->id, row->kwh_micro, row->subsidy_cny4);
     if (s->replaying)
-        replayed_rows(s);
+        server_flush_replayed(s);
 }
 
-static void on_demand(void *ctx, const struct demand_row *row)
+void server_on_demand(void *ctx, const struct demand_row *row)
 {
     struct server *s = ctx;
     ledger_add_demand(&s->rows, row);
     metrics_tenant(&s->metrics, row->cluster->tenant->id, 0, row->subsidy_cny4);
     if (s->replaying)
-        replayed_rows(s);
+        server_flush_replayed(s);
 }
 
-static void on_quarantine(void *ctx, const struct engine_sample *smp, const char *reason)
+void server_on_quarantine(void *ctx, const struct engine_sample *smp, const char *reason)
 {
     struct server *s = ctx;
     int64_t now = clock_wall_ns();
     ledger_add_quarantine(&s->rows, smp, reason, now - now % 1000000000);
     if (s->replaying)
-        replayed_rows(s);
-}
-
-/* ------------------------------------------------------------------ */
-/* The worker: journal appends, group fsync, row files, checkpoints   */
-
-static void worker_fail(const char *what, const struct error *err)
-{
-    log_msg(LOG_ERR, "%s: %s; stopping so a restart replays the journal", what, err->msg);
-    exit(1);
-}
-
-static void free_job(struct job *j)
-{
-    free(j->data);
-    ledger_rows_free(&j->rows);
-    free(j);
-}
-
-/* Writes the waiting checkpoint once the ledger has every row it covers:
- * only then may the journal before it go. */
-static void try_checkpoint(struct server *s)
-{
-    struct job *j = s->checkpoint;
-    if (!j)
-        return;
-    struct pg_status st;
-    pg_status(s->pg, &st);
-    if (st.committed < s->checkpoint_needs)
-        return;
-    struct error err;
-    if (!journal_sync(s->journal, &err))
-        worker_fail("journal", &err);
-    uint64_t lsn = j->seq_lsn;
-    if (!journal_write_checkpoint(s->state_dir, lsn, j->data, j->len, &err))
-        worker_fail("checkpoint", &err);
-    if (!journal_trim(s->journal, lsn, &err))
-        log_msg(LOG_WARNING, "journal: %s", err.msg);
-    log_msg(LOG_INFO, "checkpoint at journal offset %llu (%zu bytes of engine state)",
-            (unsigned long long)lsn, j->len);
-    s->checkpoint = NULL;
-    free_job(j);
-    pthread_mutex_lock(&s->lock);
-    s->journal_bytes = journal_bytes(s->journal);
-    pthread_mutex_unlock(&s->lock);
-}
-
-static void *worker_main(void *arg)
-{
-    struct server *s = arg;
-    for (;;) {
-        pthread_mutex_lock(&s->lock);
-        if (!s->jobs && !s->worker_stop) {
-            /* Woken by a job, or by the ledger writer after a commit (a
-             * waiting checkpoint may now be written). */
-            struct timespec until;
-            clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_sec += 1;
-            pthread_cond_timedwait(&s->cond, &s->lock, &until);
-        }
-        struct job *batch = s->jobs;
-        s->jobs = NULL;
-        s->jobs_tail = &s->jobs;
-        bool stop = s->worker_stop;
-        pthread_mutex_unlock(&s->lock);
-        try_checkpoint(s);
-        if (!batch && stop)
-            return NULL;
-
-        while (batch) {
-            /* A group: the records up to the next checkpoint share one fsync. */
-            struct job *group = batch, *j = batch, *last = NULL;
-            struct error err;
-            for (; j && j->kind == JOB_RECORD; j = j->next) {
-                uint64_t lsn;
-                if (!journal_append(s->journal, j->type, j->data, j->len, &lsn, &err))
-                    worker_fail("journal", &err);
-                last = j;
-            }
-            if (last && s->fsync_each_group && !journal_sync(s->journal, &err))
-                worker_fail("journal", &err);
-            /* Durable now: their rows may go to the ledger. */
-            for (struct job *k = group; k != j; k = k->next)
-                if (k->rows.n) {
-                    pg_submit(s->pg, k->seq, &k->rows);
-                    s->rows_seq = k->seq;
-                }
-            uint64_t done = last ? last->seq : 0;
-            struct job *next_batch = j;
-            if (j && j->kind == JOB_CHECKPOINT) {
-                /* It waits for the ledger; a newer one replaces it. */
-                if (s->checkpoint)
-                    free_job(s->checkpoint);
-                s->checkpoint = j;
-                s->checkpoint_needs = s->rows_seq;
-                j->seq_lsn = journal_end(s->journal);
-                done = j->seq;
-                next_batch = j->next;
-            }
-            pthread_mutex_lock(&s->lock);
-            if (done > s->durable_seq)
-                s->durable_seq = done;
-            s->journal_bytes = journal_bytes(s->journal);
-            pthread_mutex_unlock(&s->lock);
-            event_active(s->wake, 0, 0);
-            while (batch != j) {
-                struct job *next = batch->next;
-                free_job(batch);
-                batch = next;
-            }
-            batch = next_batch;
-            try_checkpoint(s);
-        }
-    }
-}
-
-static void submit(struct server *s, struct job *j)
-{
-    j->next = NULL;
-    pthread_mutex_lock(&s->lock);
-    *s->jobs_tail = j;
-    s->jobs_tail = &j->next;
-    pthread_cond_signal(&s->cond);
-    pthread_mutex_unlock(&s->lock);
-}
-
-/* Journals a record the engine has just applied, with the rows it made. */
-static uint64_t submit_record(struct server *s, uint8_t type, const struct record_buf *r)
-{
-    struct job *j = xcalloc(1, sizeof *j);
-    j->kind = JOB_RECORD;
-    j->seq = ++s->next_seq;
-    j->type = type;
-    j->data = xmalloc(r->len ? r->len : 1);
-    memcpy(j->data, r->p, r->len);
-    j->len = r->len;
-    j->rows = s->rows;
-    memset(&s->rows, 0, sizeof s->rows);
-    s->bytes_since_checkpoint += r->len;
-    uint64_t seq = j->seq; /* the worker owns (and may free) j once submitted */
-    submit(s, j);
-    return seq;
-}
-
-static void submit_checkpoint(struct server *s)
-{
-    if (s->caps_pending)
-        return; /* a restart must still see that the caps are not read back */
-    struct job *j = xcalloc(1, sizeof *j);
-    j->kind = JOB_CHECKPOINT;
-    j->seq = ++s->next_seq;
-    j->data = engine_save(s->engine, &j->len);
-    s->last_checkpoint = time(NULL);
-    s->bytes_since_checkpoint = 0;
-    submit(s, j);
+        server_flush_replayed(s);
 }
 
 /* ------------------------------------------------------------------ */
@@ -351,7 +129,7 @@ void server_accept(struct server *s, struct evhttp_request *req, bool v2, struct
         log_msg(LOG_ERR, "engine refused a validated request: %s", err.msg);
         abort();
     }
-    uint64_t seq = submit_record(s, RECORD_SAMPLES, record);
+    uint64_t seq = worker_submit_record(s, RECORD_SAMPLES, record);
     struct waiter *w = xcalloc(1, sizeof *w);
     w->seq = seq;
     w->req = req;
@@ -362,7 +140,7 @@ void server_accept(struct server *s, struct evhttp_request *req, bool v2, struct
 }
 
 /* From the ledger writer's thread: its status changed. */
-static void pg_changed(void *arg)
+void server_pg_changed(void *arg)
 {
     struct server *s = arg;
     pthread_mutex_lock(&s->lock);
@@ -372,7 +150,7 @@ static void pg_changed(void *arg)
 }
 
 /* From the ledger writer's thread: a line for the log. */
-static void pg_log(void *arg, enum pg_log_priority priority, const char *message)
+void server_pg_log(void *arg, enum pg_log_priority priority, const char *message)
 {
     (void)arg;
     log_msg((int)priority, "%s", message);
@@ -393,7 +171,7 @@ static void apply_recovered_caps(struct server *s)
     struct error err;
     if (!ingest_apply_caps(s->engine, r.p, r.len, &err))
         log_msg(LOG_ERR, "caps: %s", err.msg);
-    submit_record(s, RECORD_CAPS, &r);
+    worker_submit_record(s, RECORD_CAPS, &r);
     record_buf_free(&r);
     free(caps);
     s->caps_pending = false;
@@ -487,11 +265,11 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     struct error err;
     ingest_encode_tick(clock_wall_ns(), &r);
     ingest_apply_tick(s->engine, r.p, r.len, &err);
-    submit_record(s, RECORD_TICK, &r);
+    worker_submit_record(s, RECORD_TICK, &r);
     record_buf_free(&r);
     if (time(NULL) - s->last_checkpoint >= CHECKPOINT_EVERY_S ||
         s->bytes_since_checkpoint >= CHECKPOINT_EVERY_BYTES)
-        submit_checkpoint(s);
+        worker_submit_checkpoint(s);
     notify_status(s);
 }
 
@@ -603,116 +381,12 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     sd_notify(0, "STOPPING=1");
     s->stopping = true;
     /* A last checkpoint makes the restart quick; open intervals stay open. */
-    submit_checkpoint(s);
+    worker_submit_checkpoint(s);
     on_wake(-1, 0, s);
 }
 
 /* ------------------------------------------------------------------ */
-/* Start: checkpoint, replay, listen                                   */
-
-struct replay_ctx {
-    struct server *s;
-    uint64_t records;
-    struct error err;
-    bool failed;
-};
-
-static bool replay_record(void *ctx, uint8_t type, const void *payload, size_t len,
-                          uint64_t lsn_after)
-{
-    (void)lsn_after;
-    struct replay_ctx *r = ctx;
-    bool ok = type == RECORD_SAMPLES ? ingest_apply(r->s->engine, payload, len, &r->err)
-              : type == RECORD_TICK  ? ingest_apply_tick(r->s->engine, payload, len, &r->err)
-              : type == RECORD_CAPS  ? ingest_apply_caps(r->s->engine, payload, len, &r->err)
-                                     : (error_set(&r->err, "unknown record type %d", type), false);
-    r->records++;
-    r->failed = !ok;
-    return ok;
-}
-
-static bool note_caps(void *ctx, uint8_t type, const void *payload, size_t len, uint64_t lsn)
-{
-    (void)payload;
-    (void)len;
-    (void)lsn;
-    *(bool *)ctx |= type == RECORD_CAPS;
-    return true;
-}
-
-/* Whether the journal holds the caps read back from the ledger. */
-static bool journal_has_caps(struct journal *j)
-{
-    bool has = false;
-    struct error err;
-    journal_replay(j, 0, note_caps, &has, &err);
-    return has;
-}
-
-static bool recover(struct server *s, struct error *err)
-{
-    const char *dir = s->cfg->daemon.state_dir;
-    if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
-        error_set(err, "could not create state_dir %s: %s", dir, strerror(errno));
-        return false;
-    }
-    uint64_t cut_at = UINT64_MAX;
-    s->journal = journal_open(dir, SEGMENT_BYTES, &cut_at, err);
-    if (!s->journal)
-        return false;
-    if (cut_at != JOURNAL_NOTHING_CUT) {
-        char where[512];
-        journal_describe_lsn(s->journal, cut_at, where, sizeof where);
-        log_msg(LOG_WARNING, "journal: cut a torn or corrupt tail at %s", where);
-    }
-
-    bool found = false;
-    uint64_t lsn = 0;
-    void *payload = NULL;
-    size_t len = 0;
-    if (!journal_read_checkpoint(dir, &found, &lsn, &payload, &len, err) && found)
-        return false;
-    struct engine_sink sink = {s, on_billing, on_demand, on_quarantine};
-    if (found) {
-        s->engine = engine_load(s->cfg, &sink, payload, len, err);
-        free(payload);
-        if (!s->engine)
-            return false;
-    } else {
-        s->engine = engine_new(s->cfg, &sink);
-    }
-    /* Started without a checkpoint and without a caps record in the
-     * journal (an empty state_dir, or one whose first start never reached
-     * PostgreSQL): what the yearly caps have consumed is in the ledger, and
-     * no write is taken before it is read back. No checkpoint is written
-     * meanwhile, so a restart still knows. */
-    s->caps_pending = !found && !journal_has_caps(s->journal);
-    struct pg_callbacks cb = {pg_changed, pg_log, s};
-    s->pg = pg_start(s->cfg, s->caps_pending, &cb);
-    if (found && lsn < journal_start(s->journal)) {
-        error_set(err,
-                  "the checkpoint starts at journal offset %llu but the journal starts at %llu: "
-                  "journal segments are missing",
-                  (unsigned long long)lsn, (unsigned long long)journal_start(s->journal));
-        return false;
-    }
-    s->replaying = true;
-    struct replay_ctx r = {.s = s};
-    if (!journal_replay(s->journal, found ? lsn : 0, replay_record, &r, err)) {
-        if (r.failed)
-            *err = r.err;
-        return false;
-    }
-    s->replaying = false;
-    replayed_rows(s);
-    /* The first checkpoint must wait for the replay's rows too (the worker
-     * starts after this, so no lock). */
-    s->rows_seq = s->next_seq;
-    log_msg(LOG_INFO, "recovered: checkpoint %s, %llu journal records replayed",
-            found ? "loaded" : "none", (unsigned long long)r.records);
-    s->journal_bytes = journal_bytes(s->journal);
-    return true;
-}
+/* Start: listen, run                                                  */
 
 static bool listen_all(struct server *s, struct error *err)
 {
@@ -832,7 +506,7 @@ int server_run(struct config *cfg, const char *config_path)
     }
     pthread_create(&s->worker, NULL, worker_main, s);
     /* What the replay rebuilt becomes the new starting point. */
-    submit_checkpoint(s);
+    worker_submit_checkpoint(s);
     log_msg(LOG_NOTICE, "ready");
     sd_notify(0, "READY=1\nSTATUS=started");
 
@@ -846,7 +520,7 @@ int server_run(struct config *cfg, const char *config_path)
     /* Rows not yet in the ledger stay in the journal for the next start. */
     pg_stop(s->pg, 5000);
     if (s->checkpoint)
-        free_job(s->checkpoint);
+        worker_free_job(s->checkpoint);
     event_free(tick);
     event_free(term);
     event_free(intr);

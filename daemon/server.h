@@ -1,21 +1,23 @@
 /*
- * server: the daemon (DESIGN.md sections 3, 4 and 6).
+ * server: the daemon (docs/design.md sections 3, 4 and 6), and what its
+ * HTTP endpoints (daemon/http.h) may ask of it.
  *
  * One libevent loop thread owns the config, the engine and every HTTP
- * request; one worker thread owns the journal and the row files. The loop
- * validates a write, applies it to the engine (which may close intervals),
- * and hands the worker a job: the journal record plus the rows it
- * produced. The worker appends a group of records, fsyncs once for all of
- * them (group commit), writes their rows to the row files, and wakes the
- * loop, which then answers 204 to every request of the group. Rows thus
- * reach the files only once what produced them is durable, and a replay of
- * the journal after the last checkpoint produces exactly the rows the
- * files are missing.
+ * request; one worker thread (worker.c) owns the journal; the ledger
+ * writer (storage/pg.c) has a thread of its own. The loop validates a
+ * write, applies it to the engine (which may close intervals), and hands
+ * the worker a job: the journal record plus the rows it produced. The
+ * worker appends a group of records, fsyncs once for all of them (group
+ * commit), hands their rows to the ledger writer, and wakes the loop,
+ * which then answers 204 to every request of the group. Rows thus reach
+ * PostgreSQL only once what produced them is durable, and a replay of the
+ * journal after the last checkpoint (recover.c) produces exactly the rows
+ * the ledger may be missing.
  *
  * Wall-clock decisions are records too (a tick a second), so a replay
- * closes what the live daemon closed. A checkpoint (engine snapshot plus
- * row-file sizes) is written by the worker every minute; the journal
- * before it is deleted.
+ * closes what the live daemon closed. A checkpoint (the engine's state) is
+ * written by the worker about every minute, once the ledger has every row
+ * it covers; the journal before it is deleted.
  */
 #ifndef DAEMON_SERVER_H
 #define DAEMON_SERVER_H
@@ -33,7 +35,7 @@ struct evhttp_request;
  * ownership of cfg (a reload replaces it); config_path is read on SIGHUP. */
 int server_run(struct config *cfg, const char *config_path);
 
-/* For http.c: the loop-side state a request handler needs. */
+/* For daemon/http.c: the loop-side state a request handler needs. */
 const struct config *server_config(const struct server *s);
 const struct engine *server_engine(const struct server *s);
 
@@ -57,14 +59,5 @@ struct metrics;
 struct metrics_gauges;
 struct metrics *server_metrics(struct server *s);
 void server_gauges(const struct server *s, struct metrics_gauges *g);
-
-/* Installs the HTTP routes on the server's evhttp (http.c). */
-struct evhttp;
-void http_install(struct server *s, struct evhttp *http);
-
-/* Sends a JSON error in the style of the endpoint (v1 {"error":...}, v2
- * {"code":...,"message":...}); retry_after_s > 0 adds Retry-After. */
-void http_error(struct evhttp_request *req, bool v2, int status, const char *msg,
-                int retry_after_s);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * pg: the PostgreSQL ledger writer (DESIGN.md 5 and 6).
+ * pg: the PostgreSQL ledger writer (docs/design.md sections 5 and 6).
  *
  * One thread of its own with a blocking libpq connection. A thread rather
  * than non-blocking libpq on the event loop: the writer's life is a

@@ -5,7 +5,7 @@
  * A site gets its tariff, a cluster its tenant, site and dated
  * inventories (chips and counts), a programme its tenants; each tariff's
  * versions are put in date order and labelled NAME@DATE#hash from their
- * text (DESIGN.md 5); the rules that span sections are checked (a
+ * text (docs/design.md section 5); the rules that span sections are checked (a
  * cluster has what its tariff's demand basis needs; few enough programmes
  * per province); and the clusters are indexed by id for
  * config_find_cluster.
@@ -208,7 +208,7 @@ static int version_order(const void *a, const void *b)
 }
 
 /* NAME@YYYY-MM-DD#xxxxxxxx: the first four bytes of the SHA-256 of the
- * version's text (DESIGN.md 5, tariff_version). */
+ * version's text (docs/design.md section 5, tariff_version). */
 static void label_version(struct tariff_version *v)
 {
     unsigned char md[32];

@@ -1,0 +1,120 @@
+/*
+ * recover: the daemon's start (docs/design.md section 6). Opens the journal
+ * (a torn tail is cut and logged), loads the checkpoint if there is one,
+ * starts the ledger writer (which reads the yearly caps back from
+ * subsidy_lines when neither the checkpoint nor the journal has them) and
+ * replays every record after the checkpoint through the same code the live
+ * daemon ran, so the engine is where it was and the rows it makes again are
+ * those the ledger may be missing.
+ */
+#include "daemon/log.h"
+#include "daemon/server_private.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+struct replay_ctx {
+    struct server *s;
+    uint64_t records;
+    struct error err;
+    bool failed;
+};
+
+static bool replay_record(void *ctx, uint8_t type, const void *payload, size_t len,
+                          uint64_t lsn_after)
+{
+    (void)lsn_after;
+    struct replay_ctx *r = ctx;
+    bool ok = type == RECORD_SAMPLES ? ingest_apply(r->s->engine, payload, len, &r->err)
+              : type == RECORD_TICK  ? ingest_apply_tick(r->s->engine, payload, len, &r->err)
+              : type == RECORD_CAPS  ? ingest_apply_caps(r->s->engine, payload, len, &r->err)
+                                     : (error_set(&r->err, "unknown record type %d", type), false);
+    r->records++;
+    r->failed = !ok;
+    return ok;
+}
+
+static bool note_caps(void *ctx, uint8_t type, const void *payload, size_t len, uint64_t lsn)
+{
+    (void)payload;
+    (void)len;
+    (void)lsn;
+    *(bool *)ctx |= type == RECORD_CAPS;
+    return true;
+}
+
+/* Whether the journal holds the caps read back from the ledger. */
+static bool journal_has_caps(struct journal *j)
+{
+    bool has = false;
+    struct error err;
+    journal_replay(j, 0, note_caps, &has, &err);
+    return has;
+}
+
+bool recover(struct server *s, struct error *err)
+{
+    const char *dir = s->cfg->daemon.state_dir;
+    if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
+        error_set(err, "could not create state_dir %s: %s", dir, strerror(errno));
+        return false;
+    }
+    uint64_t cut_at = UINT64_MAX;
+    s->journal = journal_open(dir, SEGMENT_BYTES, &cut_at, err);
+    if (!s->journal)
+        return false;
+    if (cut_at != JOURNAL_NOTHING_CUT) {
+        char where[512];
+        journal_describe_lsn(s->journal, cut_at, where, sizeof where);
+        log_msg(LOG_WARNING, "journal: cut a torn or corrupt tail at %s", where);
+    }
+
+    bool found = false;
+    uint64_t lsn = 0;
+    void *payload = NULL;
+    size_t len = 0;
+    if (!journal_read_checkpoint(dir, &found, &lsn, &payload, &len, err) && found)
+        return false;
+    struct engine_sink sink = {s, server_on_billing, server_on_demand, server_on_quarantine};
+    if (found) {
+        s->engine = engine_load(s->cfg, &sink, payload, len, err);
+        free(payload);
+        if (!s->engine)
+            return false;
+    } else {
+        s->engine = engine_new(s->cfg, &sink);
+    }
+    /* Started without a checkpoint and without a caps record in the
+     * journal (an empty state_dir, or one whose first start never reached
+     * PostgreSQL): what the yearly caps have consumed is in the ledger, and
+     * no write is taken before it is read back. No checkpoint is written
+     * meanwhile, so a restart still knows. */
+    s->caps_pending = !found && !journal_has_caps(s->journal);
+    struct pg_callbacks cb = {server_pg_changed, server_pg_log, s};
+    s->pg = pg_start(s->cfg, s->caps_pending, &cb);
+    if (found && lsn < journal_start(s->journal)) {
+        error_set(err,
+                  "the checkpoint starts at journal offset %llu but the journal starts at %llu: "
+                  "journal segments are missing",
+                  (unsigned long long)lsn, (unsigned long long)journal_start(s->journal));
+        return false;
+    }
+    s->replaying = true;
+    struct replay_ctx r = {.s = s};
+    if (!journal_replay(s->journal, found ? lsn : 0, replay_record, &r, err)) {
+        if (r.failed)
+            *err = r.err;
+        return false;
+    }
+    s->replaying = false;
+    server_flush_replayed(s);
+    /* The first checkpoint must wait for the replay's rows too (the worker
+     * starts after this, so no lock). */
+    s->rows_seq = s->next_seq;
+    log_msg(LOG_INFO, "recovered: checkpoint %s, %llu journal records replayed",
+            found ? "loaded" : "none", (unsigned long long)r.records);
+    s->journal_bytes = journal_bytes(s->journal);
+    return true;
+}

@@ -1,0 +1,117 @@
+/*
+ * server_private: what the daemon's three files share, and nothing else
+ * includes. server.c is the event loop (requests, ticks, signals, reload,
+ * health); worker.c the worker thread (journal appends with group commit,
+ * checkpoints); recover.c the start (checkpoint, journal replay).
+ *
+ * Threads: the loop owns the config, the engine and every request; the
+ * worker owns the journal; the fields under "Shared with the worker" are
+ * read and written only under lock.
+ */
+#ifndef DAEMON_SERVER_PRIVATE_H
+#define DAEMON_SERVER_PRIVATE_H
+
+#include "daemon/ingest.h"
+#include "daemon/metrics.h"
+#include "daemon/server.h"
+#include "storage/journal.h"
+#include "storage/ledger_rows.h"
+#include "storage/pg.h"
+
+#include <event2/event.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#define SEGMENT_BYTES          (64u << 20)
+#define CHECKPOINT_EVERY_S     60
+#define CHECKPOINT_EVERY_BYTES (256ull << 20)
+
+enum job_kind { JOB_RECORD, JOB_CHECKPOINT };
+
+struct job {
+    enum job_kind kind;
+    uint64_t seq;
+    uint8_t type;        /* JOB_RECORD: the record type */
+    uint64_t seq_lsn;    /* JOB_CHECKPOINT: the journal offset it covers */
+    unsigned char *data; /* JOB_RECORD: the payload; JOB_CHECKPOINT: the snapshot */
+    size_t len;
+    struct ledger_rows rows; /* JOB_RECORD: rows its application produced */
+    struct job *next;
+};
+
+/* A request waiting for its record to be durable. If the client goes away
+ * meanwhile, libevent keeps the request for us (its connection detached)
+ * and frees it when we answer, so every waiter is answered. */
+struct waiter {
+    uint64_t seq;
+    struct evhttp_request *req;
+    bool v2;
+    struct timespec started;
+    struct waiter *next;
+};
+
+struct server {
+    struct config *cfg; /* the loop's; replaced whole on reload */
+    const char *config_path;
+    char *state_dir; /* copies the worker reads: a reload cannot change them */
+    bool fsync_each_group;
+    struct metrics metrics;
+    char degraded[360];       /* server_degraded's message */
+    char failed[400];         /* server_failed's */
+    uint64_t status_accepted; /* samples accepted at the last STATUS= */
+    time_t status_at;
+    struct event_base *base;
+    struct evhttp *http;
+    struct conns *conns;
+    struct engine *engine;
+    struct ledger_rows rows; /* produced by the engine since the last job */
+    bool replaying;          /* rows go straight to the ledger writer */
+    struct pg_writer *pg;
+    bool caps_pending; /* started empty: yearly caps come from the ledger first */
+    struct journal *journal;
+    uint64_t next_seq;
+    struct waiter *waiters, **waiters_tail;
+    bool stopping;
+    time_t last_checkpoint;
+    uint64_t bytes_since_checkpoint;
+
+    /* Shared with the worker, under lock. */
+    pthread_t worker;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct job *jobs, **jobs_tail;
+    bool worker_stop;
+    uint64_t durable_seq;
+    uint64_t journal_bytes;
+    struct event *wake;
+
+    /* The worker's own. */
+    uint64_t rows_seq;         /* the last record whose rows went to the writer */
+    struct job *checkpoint;    /* waiting for the ledger to commit its rows */
+    uint64_t checkpoint_needs; /* ... up to this record */
+};
+
+/* server.c: the engine's sink (rows into s->rows), and the ledger writer's
+ * callbacks. During a replay rows go straight to the writer. */
+void server_on_billing(void *ctx, const struct billing_row *row);
+void server_on_demand(void *ctx, const struct demand_row *row);
+void server_on_quarantine(void *ctx, const struct engine_sample *smp, const char *reason);
+void server_flush_replayed(struct server *s);
+void server_pg_changed(void *arg);
+void server_pg_log(void *arg, enum pg_log_priority priority, const char *message);
+
+/* worker.c: the worker thread, and the jobs the loop hands it. A record is
+ * journaled with the rows its application produced; a checkpoint waits
+ * until the ledger has committed every row it covers. */
+void *worker_main(void *arg);
+uint64_t worker_submit_record(struct server *s, uint8_t type, const struct record_buf *r);
+void worker_submit_checkpoint(struct server *s);
+void worker_free_job(struct job *j);
+
+/* recover.c: opens the journal (cutting a torn tail), loads the checkpoint,
+ * starts the ledger writer and replays the journal after the checkpoint. */
+bool recover(struct server *s, struct error *err);
+
+#endif

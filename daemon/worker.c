@@ -1,0 +1,166 @@
+/*
+ * worker: the worker thread (docs/design.md section 6). It appends the
+ * loop's records to the journal, a group at a time with one fsync for all
+ * of them (group commit), hands their rows to the ledger writer only once
+ * they are durable, and wakes the loop, which answers the group's
+ * requests. A checkpoint (the engine's state as of a record) is written
+ * once PostgreSQL has committed every row up to that record; only then may
+ * the journal before it go.
+ */
+#include "daemon/log.h"
+#include "daemon/server_private.h"
+#include "tariff/alloc.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void worker_fail(const char *what, const struct error *err)
+{
+    log_msg(LOG_ERR, "%s: %s; stopping so a restart replays the journal", what, err->msg);
+    exit(1);
+}
+
+void worker_free_job(struct job *j)
+{
+    free(j->data);
+    ledger_rows_free(&j->rows);
+    free(j);
+}
+
+/* Writes the waiting checkpoint once the ledger has every row it covers:
+ * only then may the journal before it go. */
+static void try_checkpoint(struct server *s)
+{
+    struct job *j = s->checkpoint;
+    if (!j)
+        return;
+    struct pg_status st;
+    pg_status(s->pg, &st);
+    if (st.committed < s->checkpoint_needs)
+        return;
+    struct error err;
+    if (!journal_sync(s->journal, &err))
+        worker_fail("journal", &err);
+    uint64_t lsn = j->seq_lsn;
+    if (!journal_write_checkpoint(s->state_dir, lsn, j->data, j->len, &err))
+        worker_fail("checkpoint", &err);
+    if (!journal_trim(s->journal, lsn, &err))
+        log_msg(LOG_WARNING, "journal: %s", err.msg);
+    log_msg(LOG_INFO, "checkpoint at journal offset %llu (%zu bytes of engine state)",
+            (unsigned long long)lsn, j->len);
+    s->checkpoint = NULL;
+    worker_free_job(j);
+    pthread_mutex_lock(&s->lock);
+    s->journal_bytes = journal_bytes(s->journal);
+    pthread_mutex_unlock(&s->lock);
+}
+
+void *worker_main(void *arg)
+{
+    struct server *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->lock);
+        if (!s->jobs && !s->worker_stop) {
+            /* Woken by a job, or by the ledger writer after a commit (a
+             * waiting checkpoint may now be written). */
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += 1;
+            pthread_cond_timedwait(&s->cond, &s->lock, &until);
+        }
+        struct job *batch = s->jobs;
+        s->jobs = NULL;
+        s->jobs_tail = &s->jobs;
+        bool stop = s->worker_stop;
+        pthread_mutex_unlock(&s->lock);
+        try_checkpoint(s);
+        if (!batch && stop)
+            return NULL;
+
+        while (batch) {
+            /* A group: the records up to the next checkpoint share one fsync. */
+            struct job *group = batch, *j = batch, *last = NULL;
+            struct error err;
+            for (; j && j->kind == JOB_RECORD; j = j->next) {
+                uint64_t lsn;
+                if (!journal_append(s->journal, j->type, j->data, j->len, &lsn, &err))
+                    worker_fail("journal", &err);
+                last = j;
+            }
+            if (last && s->fsync_each_group && !journal_sync(s->journal, &err))
+                worker_fail("journal", &err);
+            /* Durable now: their rows may go to the ledger. */
+            for (struct job *k = group; k != j; k = k->next)
+                if (k->rows.n) {
+                    pg_submit(s->pg, k->seq, &k->rows);
+                    s->rows_seq = k->seq;
+                }
+            uint64_t done = last ? last->seq : 0;
+            struct job *next_batch = j;
+            if (j && j->kind == JOB_CHECKPOINT) {
+                /* It waits for the ledger; a newer one replaces it. */
+                if (s->checkpoint)
+                    worker_free_job(s->checkpoint);
+                s->checkpoint = j;
+                s->checkpoint_needs = s->rows_seq;
+                j->seq_lsn = journal_end(s->journal);
+                done = j->seq;
+                next_batch = j->next;
+            }
+            pthread_mutex_lock(&s->lock);
+            if (done > s->durable_seq)
+                s->durable_seq = done;
+            s->journal_bytes = journal_bytes(s->journal);
+            pthread_mutex_unlock(&s->lock);
+            event_active(s->wake, 0, 0);
+            while (batch != j) {
+                struct job *next = batch->next;
+                worker_free_job(batch);
+                batch = next;
+            }
+            batch = next_batch;
+            try_checkpoint(s);
+        }
+    }
+}
+
+static void submit(struct server *s, struct job *j)
+{
+    j->next = NULL;
+    pthread_mutex_lock(&s->lock);
+    *s->jobs_tail = j;
+    s->jobs_tail = &j->next;
+    pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* Journals a record the engine has just applied, with the rows it made. */
+uint64_t worker_submit_record(struct server *s, uint8_t type, const struct record_buf *r)
+{
+    struct job *j = xcalloc(1, sizeof *j);
+    j->kind = JOB_RECORD;
+    j->seq = ++s->next_seq;
+    j->type = type;
+    j->data = xmalloc(r->len ? r->len : 1);
+    memcpy(j->data, r->p, r->len);
+    j->len = r->len;
+    j->rows = s->rows;
+    memset(&s->rows, 0, sizeof s->rows);
+    s->bytes_since_checkpoint += r->len;
+    uint64_t seq = j->seq; /* the worker owns (and may free) j once submitted */
+    submit(s, j);
+    return seq;
+}
+
+void worker_submit_checkpoint(struct server *s)
+{
+    if (s->caps_pending)
+        return; /* a restart must still see that the caps are not read back */
+    struct job *j = xcalloc(1, sizeof *j);
+    j->kind = JOB_CHECKPOINT;
+    j->seq = ++s->next_seq;
+    j->data = engine_save(s->engine, &j->len);
+    s->last_checkpoint = time(NULL);
+    s->bytes_since_checkpoint = 0;
+    submit(s, j);
+}
