@@ -322,10 +322,13 @@ int offline_price(const struct config *cfg, FILE *in, const struct offline_optio
                 fprintf(stderr, "tariffd: %llu samples quarantined: %s\n",
                         (unsigned long long)o.quarantined_by_reason[r],
                         quarantine_reason_name((enum quarantine_reason)r));
+        char billing_header[CSV_LINE_MAX], demand_header[CSV_LINE_MAX];
+        csv_billing_header(billing_header);
+        csv_demand_header(demand_header);
         if (o.write_rows &&
             (o.io_error ||
-             !write_sorted(&o.billing, opt->out_dir, "billing_rows.csv", csv_billing_header) ||
-             !write_sorted(&o.demand, opt->out_dir, "demand_charges.csv", csv_demand_header) ||
+             !write_sorted(&o.billing, opt->out_dir, "billing_rows.csv", billing_header) ||
+             !write_sorted(&o.demand, opt->out_dir, "demand_charges.csv", demand_header) ||
              !write_statements(&o.statements, opt->out_dir)))
             status = 1;
     }

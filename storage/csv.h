@@ -5,8 +5,8 @@
  * "-0"), NULL as an empty field, quoting per RFC 4180.
  *
  * Only `tariffd price --out` writes CSV files (daemon/offline.c, which also
- * writes its statement files with csv_text); the daemon's ledger is in
- * PostgreSQL, and takes only csv_timestamp from here (storage/ledger_rows.c).
+ * writes its statement files with csv_text); the columns and their values
+ * come from storage/columns.h, as the ledger's do.
  *
  * Each formatter writes one line, with its "\n", into a caller's buffer and
  * returns its length; CSV_LINE_MAX always suffices.
@@ -20,14 +20,12 @@
 
 #define CSV_LINE_MAX 2048
 
-extern const char csv_billing_header[];
-extern const char csv_demand_header[];
+/* The header lines: the column names of storage/columns.h. */
+size_t csv_billing_header(char *buf);
+size_t csv_demand_header(char *buf);
 
 size_t csv_billing_row(const struct billing_row *r, char *buf);
 size_t csv_demand_row(const struct demand_row *r, char *buf);
-
-/* RFC 3339 UTC: 2025-11-30T16:00:00Z (buf of 32). */
-void csv_timestamp(int64_t ts_s, char *buf);
 
 /* Appends s to buf at *len, quoted when RFC 4180 requires it. */
 void csv_text(char *buf, size_t *len, const char *s);

@@ -1,8 +1,7 @@
 #include "ledger_rows.h"
 
-#include "storage/csv.h"
+#include "storage/columns.h"
 #include "tariff/alloc.h"
-#include "tariff/civil.h"
 #include "tariff/decimal.h"
 
 #include <stdio.h>
@@ -51,26 +50,10 @@ static void number(struct ledger_rows *r, int64_t v, int scale)
     value(r, buf);
 }
 
-static void timestamp(struct ledger_rows *r, int64_t ts_s)
+static void values(struct ledger_rows *r, const struct row_values *v)
 {
-    char buf[32];
-    csv_timestamp(ts_s, buf);
-    value(r, buf);
-}
-
-static void date(struct ledger_rows *r, int32_t day)
-{
-    char buf[16];
-    civil_format_date(day, buf, sizeof buf);
-    value(r, buf);
-}
-
-static void cluster_values(struct ledger_rows *r, const struct cluster *c)
-{
-    value(r, c->tenant->id);
-    value(r, c->id);
-    value(r, c->site->id);
-    value(r, c->site->province);
+    for (int i = 0; i < v->n; i++)
+        value(r, v->v[i]);
 }
 
 /* The subsidy lines as {names} and {amounts} array literals. */
@@ -92,48 +75,20 @@ static void lines(struct ledger_rows *r, const struct paid_line *l, size_t n)
 
 void ledger_add_billing(struct ledger_rows *r, const struct billing_row *row)
 {
-    begin(r, LEDGER_BILLING, 24);
-    cluster_values(r, row->cluster);
-    timestamp(r, row->interval_start_s);
-    timestamp(r, row->interval_end_s);
-    date(r, row->month_day);
-    value(r, row->revision == 0 ? "interval" : "adjustment");
-    number(r, row->revision, 0);
-    value(r, period_name(row->period));
-    number(r, row->kwh_micro, 6);
-    number(r, row->price_micro_cny, 6);
-    number(r, row->surcharge_rate_micro_cny, 6);
-    number(r, row->energy_charge_cny4, 4);
-    number(r, row->surcharge_cny4, 4);
-    number(r, row->subsidy_cny4, 4);
-    number(r, row->net_cny4, 4);
-    number(r, row->domestic_share_micro, 6);
-    value(r, row->programme);
-    value(r, row->tariff_version);
-    number(r, row->missing_s, 0);
+    struct row_values v;
+    billing_values(row, &v);
+    begin(r, LEDGER_BILLING, BILLING_COLUMNS + 3);
+    values(r, &v);
     number(r, row->year, 0);
     lines(r, row->lines, row->n_lines);
 }
 
 void ledger_add_demand(struct ledger_rows *r, const struct demand_row *row)
 {
-    begin(r, LEDGER_DEMAND, 19);
-    cluster_values(r, row->cluster);
-    date(r, row->month_day);
-    value(r, demand_basis_name(row->basis));
-    number(r, row->max_kw_micro, 6);
-    if (row->max_interval_start_s == INT64_MIN)
-        value(r, NULL);
-    else
-        timestamp(r, row->max_interval_start_s);
-    number(r, row->billing_kw_micro, 6);
-    number(r, row->charge_cny4, 4);
-    number(r, row->subsidy_cny4, 4);
-    number(r, row->net_cny4, 4);
-    value(r, row->programme);
-    value(r, row->tariff_version);
-    value(r, row->revision == 0 ? "month" : "adjustment");
-    number(r, row->revision, 0);
+    struct row_values v;
+    demand_values(row, &v);
+    begin(r, LEDGER_DEMAND, DEMAND_COLUMNS + 3);
+    values(r, &v);
     number(r, row->year, 0);
     lines(r, row->lines, row->n_lines);
 }

@@ -19,8 +19,9 @@
 
 enum ledger_kind { LEDGER_BILLING, LEDGER_DEMAND, LEDGER_QUARANTINE };
 
-/* Parameters: billing 21 columns + year + programmes + amounts = 24;
- * demand 16 + 3 = 19; quarantine 6. */
+/* Parameters: a row's columns (storage/columns.h), then for billing and
+ * demand rows the local year, the programmes and the amounts of its
+ * subsidy lines (24 and 19); a quarantined sample has 6. */
 #define LEDGER_MAX_VALUES 24
 
 struct ledger_rows {

@@ -1,5 +1,6 @@
 #include "pg.h"
 
+#include "storage/columns.h"
 #include "storage/migrations.h"
 #include "tariff/alloc.h"
 #include "tariff/civil.h"
@@ -270,24 +271,26 @@ static bool read_caps(struct pg_writer *w, char *err, size_t size)
     return true;
 }
 
-static const char billing_sql[] =
-    "WITH r AS (INSERT INTO billing_rows (tenant, cluster, site, province, interval_start, "
-    "interval_end, month, kind, revision, period, kwh, price, surcharge_rate, energy_charge, "
-    "surcharge, subsidy, net, domestic_share, programme, tariff_version, missing_s) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, "
-    "$19, $20, $21) ON CONFLICT (cluster, interval_start, revision) DO NOTHING RETURNING id), "
-    "l AS (INSERT INTO subsidy_lines (row_table, row_id, programme, tenant, year, amount) "
-    "SELECT 'billing_rows', r.id, x.p, $1, $22, x.a FROM r, unnest($23::text[], "
-    "$24::numeric[]) AS x(p, a) RETURNING 1) SELECT id FROM r";
-
-static const char demand_sql[] =
-    "WITH r AS (INSERT INTO demand_charges (tenant, cluster, site, province, month, basis, "
-    "max_kw, max_interval_start, billing_kw, charge, subsidy, net, programme, tariff_version, "
-    "kind, revision) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, "
-    "$16) ON CONFLICT (cluster, month, revision) DO NOTHING RETURNING id), "
-    "l AS (INSERT INTO subsidy_lines (row_table, row_id, programme, tenant, year, amount) "
-    "SELECT 'demand_charges', r.id, x.p, $1, $17, x.a FROM r, unnest($18::text[], "
-    "$19::numeric[]) AS x(p, a) RETURNING 1) SELECT id FROM r";
+/* A row's INSERT, its columns from storage/columns.h: ON CONFLICT on the
+ * unique key does nothing (a replay), and the subsidy lines go in with the
+ * row (parameters after its columns: the local year, then the programmes
+ * and amounts as arrays). */
+static void insert_sql(char *sql, size_t size, const char *table, const char *const *names, int n,
+                       const char *key)
+{
+    int o = snprintf(sql, size, "WITH r AS (INSERT INTO %s (", table);
+    for (int i = 0; i < n; i++)
+        o += snprintf(sql + o, size - (size_t)o, "%s%s", i ? ", " : "", names[i]);
+    o += snprintf(sql + o, size - (size_t)o, ") VALUES (");
+    for (int i = 0; i < n; i++)
+        o += snprintf(sql + o, size - (size_t)o, "%s$%d", i ? ", " : "", i + 1);
+    snprintf(sql + o, size - (size_t)o,
+             ") ON CONFLICT (%s) DO NOTHING RETURNING id), "
+             "l AS (INSERT INTO subsidy_lines (row_table, row_id, programme, tenant, year, amount) "
+             "SELECT '%s', r.id, x.p, $1, $%d, x.a FROM r, unnest($%d::text[], $%d::numeric[]) "
+             "AS x(p, a) RETURNING 1) SELECT id FROM r",
+             key, table, n + 1, n + 2, n + 3);
+}
 
 static const char quarantine_sql[] =
     "INSERT INTO quarantined_samples (cluster, meter, ts, ts_ns, value, kind, reason) "
@@ -299,6 +302,11 @@ static const char notify_sql[] =
 
 static bool prepare(struct pg_writer *w, char *err, size_t size)
 {
+    char billing_sql[2048], demand_sql[2048];
+    insert_sql(billing_sql, sizeof billing_sql, "billing_rows", billing_column_names,
+               BILLING_COLUMNS, "cluster, interval_start, revision");
+    insert_sql(demand_sql, sizeof demand_sql, "demand_charges", demand_column_names, DEMAND_COLUMNS,
+               "cluster, month, revision");
     const char *names[] = {"billing", "demand", "quarantine", "notify"};
     const char *sql[] = {billing_sql, demand_sql, quarantine_sql, notify_sql};
     for (int i = 0; i < 4; i++) {
