@@ -256,31 +256,57 @@ static void get_str(struct reader *r, char *buf, size_t size)
     buf[r->ok ? len : 0] = '\0';
 }
 
+/* A record's clock must be one the daemon could have read: the engine does
+ * arithmetic on it (now - last arrival) that a clock near the int64 limits
+ * would overflow. A journal the daemon wrote always passes. */
+#define CLOCK_MIN_NS (INT64_C(946684800) * 1000000000)  /* 2000-01-01 */
+#define CLOCK_MAX_NS (INT64_C(7258118400) * 1000000000) /* 2200-01-01 */
+
+static bool plausible_clock(int64_t now_ns)
+{
+    return now_ns >= CLOCK_MIN_NS && now_ns < CLOCK_MAX_NS;
+}
+
+/* Reads sample i of a samples record (after its header) into s. */
+static void get_sample(struct reader *r, struct engine_sample *s, char *cluster, char *meter,
+                       size_t size)
+{
+    uint8_t kind;
+    get_str(r, cluster, size);
+    get_str(r, meter, size);
+    get(r, &kind, 1);
+    get(r, &s->ts_ns, sizeof s->ts_ns);
+    get(r, &s->value, sizeof s->value);
+    s->kind = kind == SAMPLE_COUNTER ? SAMPLE_COUNTER : SAMPLE_POWER;
+}
+
 bool ingest_apply(struct engine *e, const void *payload, size_t len, struct error *err)
 {
-    struct reader r = {payload, (const unsigned char *)payload + len, true};
     int64_t now_ns;
     uint32_t n;
+    char cluster[512], meter[512];
+    /* The whole record decodes, or nothing of it is applied. */
+    struct reader r = {payload, (const unsigned char *)payload + len, true};
     get(&r, &now_ns, sizeof now_ns);
     get(&r, &n, sizeof n);
-    char cluster[512], meter[512];
     for (uint32_t i = 0; i < n && r.ok; i++) {
         struct engine_sample s = {.cluster = cluster, .meter = meter};
-        uint8_t kind;
-        get_str(&r, cluster, sizeof cluster);
-        get_str(&r, meter, sizeof meter);
-        get(&r, &kind, 1);
-        get(&r, &s.ts_ns, sizeof s.ts_ns);
-        get(&r, &s.value, sizeof s.value);
-        s.kind = kind == SAMPLE_COUNTER ? SAMPLE_COUNTER : SAMPLE_POWER;
-        /* A sample refused now (its cluster removed from the config since it
-         * was accepted) is quarantined with the reason, never lost. */
-        if (r.ok && !engine_push(e, &s, now_ns, err))
-            engine_quarantine(e, &s, err->msg);
+        get_sample(&r, &s, cluster, meter, sizeof cluster);
     }
-    if (!r.ok || r.p != r.end) {
+    if (!r.ok || r.p != r.end || !plausible_clock(now_ns)) {
         error_set(err, "a samples record of %zu bytes does not decode", len);
         return false;
+    }
+    r = (struct reader){payload, (const unsigned char *)payload + len, true};
+    get(&r, &now_ns, sizeof now_ns);
+    get(&r, &n, sizeof n);
+    for (uint32_t i = 0; i < n; i++) {
+        struct engine_sample s = {.cluster = cluster, .meter = meter};
+        get_sample(&r, &s, cluster, meter, sizeof cluster);
+        /* A sample refused now (its cluster removed from the config since it
+         * was accepted) is quarantined with the reason, never lost. */
+        if (!engine_push(e, &s, now_ns, err))
+            engine_quarantine(e, &s, err->msg);
     }
     return true;
 }
@@ -299,6 +325,10 @@ bool ingest_apply_tick(struct engine *e, const void *payload, size_t len, struct
         return false;
     }
     memcpy(&now_ns, payload, sizeof now_ns);
+    if (!plausible_clock(now_ns)) {
+        error_set(err, "a tick record of %zu bytes does not decode", len);
+        return false;
+    }
     engine_tick(e, now_ns);
     return true;
 }

@@ -395,7 +395,8 @@ static void tenant_key(struct build *b, void *obj)
             for (int j = 0; ok && j < 32; j++) {
                 int hi = hexval(items[i][2 * j]), lo = hexval(items[i][2 * j + 1]);
                 ok = hi >= 0 && lo >= 0;
-                digest[j] = (uint8_t)(hi << 4 | lo);
+                if (ok)
+                    digest[j] = (uint8_t)(hi << 4 | lo);
             }
             if (!ok) {
                 bad_entry(b, "token_sha256 \"%s\" is not a SHA-256 hex digest (64 hex digits)",

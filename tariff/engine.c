@@ -222,6 +222,9 @@ static bool covered(const struct engine *e, const struct cluster_state *cs, int6
     return false;
 }
 
+/* The most energy one interval of a cluster can bill: 1e9 kWh (scale 6). */
+#define INTERVAL_KWH_MICRO_MAX ((int64_t)1000000000 * 1000000)
+
 static void integrate(const struct engine *e, const struct cluster_state *cs, int64_t start_s,
                       int64_t *kwh_micro, int64_t *missing_s)
 {
@@ -236,10 +239,14 @@ static void integrate(const struct engine *e, const struct cluster_state *cs, in
     }
     /* Half-even to 6 decimals: llrint rounds ties to even in the default
      * rounding mode. */
-    /* Many meters at their limits could still add up past int64: such an
-     * interval is nonsense either way, so saturate rather than wrap. */
+    /* An interval of more than INTERVAL_KWH_MAX is nonsense (a counter
+     * jumping by 1e15 kWh, many meters at their limits): saturate there, so
+     * that a month of such intervals (8,928 of 5 minutes) still sums inside
+     * int64 rather than wrapping. */
     double micro = kwh * 1e6;
-    *kwh_micro = micro >= 9e18 ? (int64_t)9e18 : micro <= -9e18 ? -(int64_t)9e18 : llrint(micro);
+    *kwh_micro = micro >= INTERVAL_KWH_MICRO_MAX    ? INTERVAL_KWH_MICRO_MAX
+                 : micro <= -INTERVAL_KWH_MICRO_MAX ? -INTERVAL_KWH_MICRO_MAX
+                                                    : llrint(micro);
     *missing_s = decimal_div_half_even(missing_ns, NS);
 }
 
@@ -666,8 +673,10 @@ static void freeze(struct engine *e, struct cluster_state *cs, int64_t now_ns)
             ms->frozen_max_start_s = row->start_s;
         }
     }
-    memmove(cs->rows, cs->rows + r, (cs->n_rows - r) * sizeof *cs->rows);
-    cs->n_rows -= r;
+    if (r > 0) {
+        memmove(cs->rows, cs->rows + r, (cs->n_rows - r) * sizeof *cs->rows);
+        cs->n_rows -= r;
+    }
 
     size_t m = 0;
     while (m < cs->n_months && cs->months[m].closed && cs->months[m].end_s <= cs->frozen_until_s)
@@ -899,11 +908,28 @@ static bool take_in_span(const struct engine *e, struct cluster_state *cs, struc
 
 /* Prices again the closed, not final intervals that the segments of m's
  * sample at index `at` touch: from its earlier neighbour (lo_ns) to its
- * later one. */
+ * later one. For power, a segment longer than max_gap carries no energy
+ * and all its seconds are missing, before the sample split it and after:
+ * the intervals it spans do not change, so they are not priced again (else
+ * one sample far from the others would make each later-arriving sample
+ * re-price every interval up to it). A counter spreads its difference over
+ * the whole segment, so there the whole segment changes; and a new first
+ * or last sample brings the whole segment to its neighbour into the span. */
 static void reprice_closed(struct engine *e, struct cluster_state *cs, const struct meter_state *m,
                            size_t at, int64_t lo_ns)
 {
     int64_t hi_ns = sample_buf_at(&m->buf, at + 1 < m->buf.n ? at + 1 : at)->ts_ns; /* or itself */
+    if (!m->counter && at > 0 && at + 1 < m->buf.n) {
+        /* Inside the meter's span (not a new first or last sample, which
+         * brings the intervals up to its neighbour into the span: they get
+         * rows even with no energy). */
+        int64_t t = sample_buf_at(&m->buf, at)->ts_ns;
+        int64_t max_gap_ns = e->cfg->daemon.max_gap_s * NS;
+        if (t - lo_ns > max_gap_ns)
+            lo_ns = t;
+        if (hi_ns - t > max_gap_ns)
+            hi_ns = t;
+    }
     int64_t from = floor_boundary(e, lo_ns);
     if (cs->frozen_until_s != NONE && from < cs->frozen_until_s)
         from = cs->frozen_until_s;

@@ -121,5 +121,42 @@ else
     fail "a string field's newline on a 1 MiB cut: $(cat "$tmp/strings.err")"
 fi
 
+# One sample far ahead of its meter's others, then the rest in order: each
+# later sample lands between two neighbours, and across a gap longer than
+# max_gap nothing is integrated, so only the intervals near it are priced
+# again (this took seconds a request before). The statements equal those of
+# the same samples in time order.
+python3 - "$tmp" <<'PY'
+import sys
+t0 = 1740758400
+lines = [f"power,cluster=c1 kw={10 + i % 7} {t0 + 60 * i}" for i in range(1600)]
+far = f"power,cluster=c1 kw=10 {t0 + 84 * 86400}"
+open(sys.argv[1] + "/far-first.lp", "w").write("\n".join([far] + lines) + "\n")
+open(sys.argv[1] + "/far-sorted.lp", "w").write("\n".join(lines + [far]) + "\n")
+PY
+for f in far-first far-sorted; do
+    mkdir -p "$tmp/$f"
+    "$tariffd" price -c "$data/tariffd.conf" --precision s --out "$tmp/$f" <"$tmp/$f.lp" >/dev/null 2>&1
+done
+if diff -u "$tmp/far-sorted/monthly_statements.csv" "$tmp/far-first/monthly_statements.csv"; then
+    ok
+else
+    fail "a sample far ahead first: statements differ from time order"
+fi
+
+# A counter that jumps by its largest reading (1e15 kWh) in several intervals
+# of a month: each interval saturates at 1e9 kWh, and the month's sum stays
+# inside int64 (it wrapped before; the sanitizer build catches a wrap).
+printf 'power,cluster=c2,meter=k kwh=%s %s\n' 0 1740758400 1e15 1740758460 0 1740759360 \
+    1e15 1740759420 0 1740760320 1e15 1740760380 0 1740761280 1e15 1740761340 >"$tmp/huge.lp"
+mkdir -p "$tmp/huge"
+if "$tariffd" price -c "$data/tariffd.conf" --precision s --out "$tmp/huge" <"$tmp/huge.lp" \
+    >/dev/null 2>"$tmp/huge.err" &&
+    grep -q '^t1,c2,p1,2025-03-01,4000000000.000000,' "$tmp/huge/monthly_statements.csv"; then
+    ok
+else
+    fail "a counter at its limits: $(cat "$tmp/huge.err") $(cat "$tmp/huge/monthly_statements.csv")"
+fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

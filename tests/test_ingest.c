@@ -255,6 +255,11 @@ START_TEST(test_truncated_samples_record_does_not_decode)
         char want[96];
         snprintf(want, sizeof want, "a samples record of %zu bytes does not decode", len);
         ck_assert_str_eq(err.msg, want);
+        /* Nothing of a record that does not decode is applied, not even the
+         * samples before the damage. */
+        struct engine_stats st;
+        engine_stats(e, &st);
+        ck_assert_uint_eq(st.accepted + st.quarantined, 0);
         engine_free(e);
     }
     free(longer);
@@ -364,6 +369,36 @@ START_TEST(test_tick_record_round_trips)
     ck_assert(ingest_apply_tick(e, rec.p, rec.len, &err));
     ck_assert_uint_eq(n_rows, 1);
     ck_assert_int_eq(rows[0].kwh_micro, 5000000);
+    record_buf_free(&samples);
+    record_buf_free(&rec);
+    engine_free(e);
+}
+END_TEST
+
+/* The engine computes with a record's clock (now - a meter's last
+ * arrival): a clock the daemon could not have read is refused, in a tick
+ * and in a samples record alike. */
+START_TEST(test_record_with_an_implausible_clock_does_not_decode)
+{
+    struct engine *e = new_engine();
+    struct record_buf rec = {0};
+    struct error err;
+    ingest_encode_tick(INT64_MAX - 5, &rec);
+    ck_assert(!ingest_apply_tick(e, rec.p, rec.len, &err));
+    ck_assert_str_eq(err.msg, "a tick record of 8 bytes does not decode");
+    ingest_encode_tick(-1, &rec);
+    ck_assert(!ingest_apply_tick(e, rec.p, rec.len, &err));
+    ingest_encode_tick((T0 + 60) * NS, &rec);
+    ck_assert(ingest_apply_tick(e, rec.p, rec.len, &err));
+    struct record_buf samples = {0};
+    struct ingest_result res;
+    parse_ok(e, "power,cluster=c1 kw=40 1740758400\n", T0 + 60, &samples, &res);
+    int64_t far = INT64_MIN + 1;
+    memcpy(samples.p, &far, sizeof far); /* the record's clock */
+    ck_assert(!ingest_apply(e, samples.p, samples.len, &err));
+    struct engine_stats st;
+    engine_stats(e, &st);
+    ck_assert_uint_eq(st.accepted, 0);
     record_buf_free(&samples);
     record_buf_free(&rec);
     engine_free(e);
@@ -498,6 +533,7 @@ static Suite *ingest_suite(void)
     tcase_add_test(tc, test_refused_body_names_its_first_offending_line);
     tcase_add_test(tc, test_tick_record_round_trips);
     tcase_add_test(tc, test_tick_record_of_another_size_does_not_decode);
+    tcase_add_test(tc, test_record_with_an_implausible_clock_does_not_decode);
     tcase_add_test(tc, test_caps_record_has_the_documented_layout);
     tcase_add_test(tc, test_caps_record_round_trips_into_the_engine);
     tcase_add_test(tc, test_empty_caps_record_round_trips);
