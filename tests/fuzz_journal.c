@@ -163,24 +163,26 @@ static bool decodes(uint8_t type, const unsigned char *p, size_t len, uint32_t *
 }
 
 /* Whether every time in a payload is one the daemon could have written
- * (0 to 2^62 ns: up to the year 2116) and every value finite and >= 0, as
- * the line protocol parser guarantees. The engine does arithmetic on
- * times without overflow checks, so a record from elsewhere (a CRC-valid
- * record the daemon did not write) overflows it (engine_tick's
- * now - last_arrival, engine.c): known, reported, and not what this
- * target is for; such records are not dispatched unless
+ * now (2024 to 2026: the wall clock, or up to max_future ahead of it) and
+ * every value finite and >= 0, as the line protocol parser guarantees.
+ * The engine trusts a record's times: a CRC-valid record the daemon did
+ * not write overflows its arithmetic (engine_tick's now - last_arrival),
+ * and one whose clock is decades ahead makes a tick close every interval
+ * in between (minutes of CPU). Both known and reported, and not what this
+ * target is for: such records are not dispatched unless
  * FUZZ_JOURNAL_ANY_TIME=1. Values as large as 1.8e308 stay: HTTP can send
  * them too. */
 static bool plausible(uint8_t type, const unsigned char *p, size_t len)
 {
-    const int64_t max_ns = INT64_C(1) << 62;
+    const int64_t min_ns = INT64_C(1704067200) * 1000000000; /* 2024-01-01 */
+    const int64_t max_ns = INT64_C(1798761600) * 1000000000; /* 2027-01-01 */
     struct rd r = {p, p + len, true};
     int64_t t;
     if (type == RECORD_TICK) {
         if (len != 8)
             return true;
         memcpy(&t, p, 8);
-        return t >= 0 && t <= max_ns;
+        return t >= min_ns && t <= max_ns;
     }
     if (type != RECORD_SAMPLES)
         return true;
@@ -188,7 +190,7 @@ static bool plausible(uint8_t type, const unsigned char *p, size_t len)
     t = 0;
     take(&r, &t, 8);
     take(&r, &n, 4);
-    if (t < 0 || t > max_ns)
+    if (t < min_ns || t > max_ns)
         return false;
     for (uint32_t i = 0; i < n && r.ok; i++) {
         double v = 0;
@@ -198,7 +200,7 @@ static bool plausible(uint8_t type, const unsigned char *p, size_t len)
         take(&r, NULL, 1);
         take(&r, &t, 8);
         take(&r, &v, 8);
-        if (r.ok && (t < 0 || t > max_ns || !isfinite(v) || v < 0))
+        if (r.ok && (t < min_ns || t > max_ns || !isfinite(v) || v < 0))
             return false;
     }
     return true;

@@ -72,11 +72,11 @@ seeds = {
     # Bodies.
     "chunked_v2": chunked("POST", "/api/v2/write?bucket=b&precision=s", lines("c1", 0, 4),
                           ["Authorization: Token t1-secret"]),
-    "gzip_v2": v2(gzip.compress(lines("c1", 0, 5)), headers=GZ),
+    "gzip_v2": v2(gzip.compress(lines("c1", 0, 5), mtime=0), headers=GZ),
     "gzip_chunked_v1": chunked("POST", "/write?db=d&p=t1-secret&precision=s",
-                               gzip.compress(lines("c2", 0, 3)), GZ, size=9),
-    "gzip_bomb": v2(gzip.compress(b"#" * (1 << 20)), headers=GZ),
-    "gzip_truncated": v2(gzip.compress(lines("c1", 0, 5))[:-9], headers=GZ),
+                               gzip.compress(lines("c2", 0, 3), mtime=0), GZ, size=9),
+    "gzip_bomb": v2(gzip.compress(b"#" * (1 << 20), mtime=0), headers=GZ),
+    "gzip_truncated": v2(gzip.compress(lines("c1", 0, 5), mtime=0)[:-9], headers=GZ),
     "gzip_not_gzip": v2(lines("c1", 0, 1), headers=GZ),
     "encoding_identity": v2(lines("c1", 0, 1), headers=["Content-Encoding: identity"]),
     "encoding_br": v2(lines("c1", 0, 1), headers=["Content-Encoding: br"]),
@@ -140,6 +140,11 @@ seeds = {
     # Samples the engine quarantines or adjusts: far in the future, late.
     "future_and_late": v2(lines("c1", 0, 1, ts=4102444800)) + v2(lines("c1", 0, 20, ts=T0))
     + v2(lines("c1", 0, 1, ts=T0)),
+    # The largest values the parser takes: 1e9 kW, counters up to 1e15 kWh (and resets).
+    "huge_values": v2(lines("c1", 0, 40, value="1e9", meter="main")
+                      + "".join(f"power,cluster=c2,meter=k kwh={v} {T0 + 60 * i}\n"
+                                for i, v in enumerate(["0", "1e12", "1e15", "0", "1e15", "0.5"]))
+                      .encode()),
     "two_days_of_data": v2("".join(f"power,cluster=c1 kw={10 + i % 7} {T0 + 900 * i}\n"
                                 for i in range(200)).encode()),
 }
