@@ -193,8 +193,9 @@ static int fuzz_by_name(const struct dirent **a, const struct dirent **b)
 }
 
 /* Runs the target on every file named, and on every file of every
- * directory named (sorted, not recursive, skipping dot files and
- * README.md / *.py, which document or make a corpus). Returns the count. */
+ * directory named (sorted, not recursive, skipping dot files,
+ * subdirectories and README.md / *.py, which document or make a corpus).
+ * Returns the count. */
 static inline int fuzz_run_paths(int argc, char **argv)
 {
     int n = 0;
@@ -218,7 +219,8 @@ static inline int fuzz_run_paths(int argc, char **argv)
             const char *name = names[j]->d_name;
             size_t len = strlen(name);
             bool skip = name[0] == '.' || strcmp(name, "README.md") == 0 ||
-                        (len > 3 && strcmp(name + len - 3, ".py") == 0);
+                        (len > 3 && strcmp(name + len - 3, ".py") == 0) ||
+                        names[j]->d_type == DT_DIR;
             if (!skip) {
                 char path[4096];
                 snprintf(path, sizeof path, "%s/%s", argv[i], name);

@@ -145,6 +145,10 @@ seeds = {
                       + "".join(f"power,cluster=c2,meter=k kwh={v} {T0 + 60 * i}\n"
                                 for i, v in enumerate(["0", "1e12", "1e15", "0", "1e15", "0.5"]))
                       .encode()),
+    # A counter over several intervals, with a reset.
+    "counter_intervals": v2("".join(f"power,cluster=c2,meter=k kwh={v} {T0 + t}\n" for t, v in
+                                    [(0, 100), (300, 110), (960, 140), (1800, 3), (2700, 9),
+                                     (3600, 12)]).encode()),
     "two_days_of_data": v2("".join(f"power,cluster=c1 kw={10 + i % 7} {T0 + 900 * i}\n"
                                 for i in range(200)).encode()),
 }
