@@ -458,7 +458,7 @@ static void price_interval(struct engine *e, struct cluster_state *cs, int64_t s
     if (ms->last_row_start_s < start_s)
         ms->last_row_start_s = start_s;
     if (ms->closed)
-        price_month(e, cs, ms);
+        ms->dirty = true;
 }
 
 /* An interval's average kW from its kWh (both scale 6), saturating. */
@@ -630,7 +630,21 @@ static void close_month_at(struct engine *e, struct cluster_state *cs, int64_t l
     if (!ms || ms->closed)
         return;
     ms->closed = true;
+    ms->dirty = false;
     price_month(e, cs, ms);
+}
+
+/* Whether item i is the last of the batch for its cluster and month (the
+ * items are sorted by start, then cluster): a month of which several
+ * closed intervals are priced again is priced again once, right after the
+ * last of them, as it would be had they come one by one; not once per
+ * interval, which made a counter spread over months cost their square. */
+static bool last_of_month(const struct engine *e, size_t i, const struct month_state *ms)
+{
+    for (size_t j = i + 1; j < e->n_items && e->items[j].start_s < ms->end_s; j++)
+        if (e->items[j].cluster == e->items[i].cluster)
+            return false;
+    return true;
 }
 
 static void run_items(struct engine *e)
@@ -640,10 +654,16 @@ static void run_items(struct engine *e)
     for (size_t i = 0; i < e->n_items; i++) {
         const struct close_item *it = &e->items[i];
         struct cluster_state *cs = &e->clusters[it->cluster];
-        if (it->kind == CLOSE_INTERVAL)
-            price_interval(e, cs, it->start_s);
-        else
+        if (it->kind != CLOSE_INTERVAL) {
             close_month_at(e, cs, it->start_s);
+            continue;
+        }
+        price_interval(e, cs, it->start_s);
+        struct month_state *ms = find_month(cs, it->start_s);
+        if (ms && ms->dirty && last_of_month(e, i, ms)) {
+            ms->dirty = false;
+            price_month(e, cs, ms);
+        }
     }
     e->n_items = 0;
 }
@@ -681,8 +701,10 @@ static void freeze(struct engine *e, struct cluster_state *cs, int64_t now_ns)
     size_t m = 0;
     while (m < cs->n_months && cs->months[m].closed && cs->months[m].end_s <= cs->frozen_until_s)
         m++;
-    memmove(cs->months, cs->months + m, (cs->n_months - m) * sizeof *cs->months);
-    cs->n_months -= m;
+    if (m > 0) {
+        memmove(cs->months, cs->months + m, (cs->n_months - m) * sizeof *cs->months);
+        cs->n_months -= m;
+    }
 
     for (size_t i = 0; i < cs->n_meters; i++) {
         struct meter_state *mt = &e->meters[cs->meters[i]];

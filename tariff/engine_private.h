@@ -41,6 +41,8 @@ struct month_state {
     int64_t frozen_max_start_s; /* NONE: no final interval yet */
     int64_t last_row_start_s;
     bool closed;
+    bool dirty; /* an interval of this closed month was priced again; run_items
+                   prices the month once, after the last such interval */
     int32_t revision;
     int64_t charge_cny4, subsidy_cny4, net_cny4;
     int64_t max_kw_micro, billing_kw_micro; /* of the last pricing */

@@ -37,6 +37,7 @@
  *             every file or directory named (meson test: tests/corpus/http).
  */
 #include "daemon/connections.h"
+#include "daemon/http.h"
 #include "daemon/ingest.h"
 #include "daemon/lineproto.h"
 #include "daemon/metrics.h"
@@ -68,7 +69,7 @@ struct server {
     struct engine *engine;
     struct metrics metrics;
     struct conns *conns;
-    const char *refusal, *degraded;
+    const char *refusal, *degraded, *failed;
     struct ledger_rows rows;
     struct evhttp_request **deferred;
     size_t n_deferred, cap_deferred;
@@ -80,8 +81,6 @@ static struct event_base *base;
 static struct evhttp *http;
 static struct sockaddr_un addr;
 static socklen_t addr_len;
-/* Off while the parser does not validate UTF-8 (see fuzz_init). */
-static bool check_utf8 = true;
 /* FUZZ_HTTP_VERBOSE=1: the answers go to stderr (to check a seed). */
 static bool verbose;
 
@@ -106,6 +105,11 @@ const char *server_refuses_writes(const struct server *s)
 const char *server_degraded(struct server *s)
 {
     return s->degraded;
+}
+
+const char *server_failed(struct server *s)
+{
+    return s->failed;
 }
 
 struct metrics *server_metrics(struct server *s)
@@ -139,8 +143,7 @@ void server_gauges(const struct server *s, struct metrics_gauges *g)
 static void check_text(const char *s, size_t n)
 {
     check(memchr(s, '\0', n) == NULL);
-    if (check_utf8)
-        check(fuzz_utf8_valid((const unsigned char *)s, n));
+    check(fuzz_utf8_valid((const unsigned char *)s, n));
 }
 
 /* Decodes a RECORD_SAMPLES payload without ingest.c's reader (the format
@@ -308,18 +311,6 @@ static void fuzz_init(void)
         abort();
     }
     errors_free(&errs);
-    /* The invariant the daemon promises holds only where the line protocol
-     * parser validates UTF-8 (DESIGN.md 3). Until it does, say so once and
-     * check the rest: tests/corpus/http/crash-* show what it lets through,
-     * and meson runs them with FUZZ_STRICT_UTF8=1, expecting the abort. */
-    struct lp_error lerr;
-    static const char probe[] = "power,cluster=c1,meter=\xff kw=1\n";
-    if (lp_parse(probe, sizeof probe - 1, LP_PRECISION_NS, NULL, NULL, NULL, &lerr) &&
-        !getenv("FUZZ_STRICT_UTF8")) {
-        fprintf(stderr, "fuzz_http: the line protocol parser accepts invalid UTF-8; "
-                        "not checking UTF-8 (set FUZZ_STRICT_UTF8=1 to)\n");
-        check_utf8 = false;
-    }
 
     base = event_base_new();
     http = evhttp_new(base);
@@ -446,6 +437,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     srv.degraded = memmem(data, size, "X-Fuzz-Degraded", 15)
                        ? "PostgreSQL unreachable, rows wait in the journal: \xff\xfe \"quoted\"\n"
                        : NULL;
+    srv.failed = memmem(data, size, "X-Fuzz-Failed", 13)
+                     ? "1 row refused by PostgreSQL (SQLSTATE 23514: \"x\"); see dead_letters"
+                     : NULL;
 
     struct client c = {.data = data, .size = size};
     c.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

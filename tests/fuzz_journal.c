@@ -47,7 +47,6 @@
 #include "daemon/ingest.h"
 #include "storage/journal.h"
 #include "storage/ledger_rows.h"
-#include "storage/pg.h"
 #include "tests/fuzz_common.h"
 
 #include <dirent.h>
@@ -735,7 +734,7 @@ static int make_seeds(const char *out)
     struct record_buf recs[8] = {{0}};
     uint8_t types[8];
     size_t n = 0;
-    struct pg_cap caps[2] = {{"t1", "pa", 2025, 1234567}, {"t2", "pa", 2025, 0}};
+    struct cap_consumed caps[2] = {{"t1", "pa", 2025, 1234567}, {"t2", "pa", 2025, 0}};
     ingest_encode_caps(caps, 2, &recs[n]);
     types[n++] = RECORD_CAPS;
     for (size_t i = 0; i < 3; i++) {
