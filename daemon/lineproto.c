@@ -790,33 +790,28 @@ static bool parse_timestamp(struct parser *ps, const char *p, const char *end, i
 
 /* One line, from the physical line entered last; a string field may take
  * it on over the next ones. */
-static bool parse_line(struct parser *ps)
+/* The tags of a point (after the measurement), up to the space before the
+ * fields: keys recorded for the duplicate check, `cluster` and `meter` of a
+ * `power` point unescaped into the parser. */
+struct tags_read {
+    bool have_cluster, have_meter;
+    const char *k0; /* the last key, for messages about what follows it */
+    size_t kn;
+};
+
+static bool parse_tags(struct parser *ps, const char **pp, const char *end, bool power,
+                       struct tags_read *t)
 {
     char qk[QUOTE_BUF];
-    const char *p = ps->line_start, *end = ps->line_end;
-    ps->point_line = ps->line;
-    while (p < end && *p == ' ')
-        p++;
-    if (p == end)
-        return true;
-    if (*p == '#')
-        return check_comment(ps, p + 1, end);
-
-    const char *m0 = p;
-    bool esc = false;
-    p = scan(p, end, STOP_MEASUREMENT, ESC_MEASUREMENT, &esc);
-    if (p == m0)
-        return fail_expected(ps, p, end, "expected measurement");
-    bool power = !esc && p - m0 == 5 && memcmp(m0, "power", 5) == 0;
-
-    bool have_cluster = false, have_meter = false;
-    const char *k0 = NULL;
-    size_t kn = 0, ntags = 0;
+    const char *p = *pp;
+    size_t ntags = 0;
     while (p < end && *p == ',') {
-        k0 = ++p;
-        esc = false;
+        const char *k0 = ++p;
+        bool esc = false;
         p = scan(p, end, STOP_KEY, ESC_KEY, &esc);
-        kn = (size_t)(p - k0);
+        size_t kn = (size_t)(p - k0);
+        t->k0 = k0;
+        t->kn = kn;
         if (kn == 0)
             return fail_expected(ps, p, end, "expected tag key after \",\"");
         if (p == end || *p != '=')
@@ -830,10 +825,10 @@ static bool parse_line(struct parser *ps)
         char *dst = NULL;
         /* A second one is refused below, as a duplicate tag key. */
         if (power && !esc && kn == 7 && memcmp(k0, "cluster", 7) == 0) {
-            have_cluster = true;
+            t->have_cluster = true;
             dst = ps->cluster;
         } else if (power && !esc && kn == 5 && memcmp(k0, "meter", 5) == 0) {
-            have_meter = true;
+            t->have_meter = true;
             dst = ps->meter;
         }
         if (dst) {
@@ -854,66 +849,62 @@ static bool parse_line(struct parser *ps)
         if (dup)
             return fail(ps, "duplicate tag key %s", quote(qk, dup->p, dup->n, ESC_KEY));
     }
-    if (p == end)
-        return fail(ps, "missing fields");
-    if (*p != ' ') /* '=' after a tag value, or a control character */
-        return fail_expected(ps, p, end, "expected \",\" or \" \" after value of tag %s",
-                             quote(qk, k0, kn, ESC_KEY));
-    while (p < end && *p == ' ')
-        p++;
-    if (p == end)
-        return fail(ps, "missing fields");
+    *pp = p;
+    return true;
+}
 
-    int field = -1;
-    double value = 0;
+/* The fields of a point, up to the space before the timestamp or the line's
+ * end (which a string field with a raw newline moves: *end). *field is the
+ * energy field of a `power` point (-1: none), *value its value. */
+static bool parse_fields(struct parser *ps, const char **pp, const char **end, bool power,
+                         int *field, double *value)
+{
+    char qk[QUOTE_BUF];
+    const char *p = *pp;
     for (;;) {
-        k0 = p;
-        esc = false;
-        p = scan(p, end, STOP_KEY, ESC_KEY, &esc);
-        kn = (size_t)(p - k0);
+        const char *k0 = p;
+        bool esc = false;
+        p = scan(p, *end, STOP_KEY, ESC_KEY, &esc);
+        size_t kn = (size_t)(p - k0);
         if (kn == 0)
-            return fail_expected(ps, p, end, "expected field key");
-        if (p == end || *p != '=')
-            return fail_expected(ps, p, end, "expected \"=\" after field key %s",
+            return fail_expected(ps, p, *end, "expected field key");
+        if (p == *end || *p != '=')
+            return fail_expected(ps, p, *end, "expected \"=\" after field key %s",
                                  quote(qk, k0, kn, ESC_KEY));
         p++;
         int f = power && !esc ? energy_field(k0, kn) : -1;
-        if (f >= 0 && field == f)
+        if (f >= 0 && *field == f)
             return fail(ps, "field \"%s\" given twice", field_names[f]);
-        if (f >= 0 && field >= 0)
-            return fail(ps, "fields \"%s\" and \"%s\" both given; send one", field_names[field],
+        if (f >= 0 && *field >= 0)
+            return fail(ps, "fields \"%s\" and \"%s\" both given; send one", field_names[*field],
                         field_names[f]);
-        if (!parse_field_value(ps, k0, kn, f, p, &end, &p, &value))
+        if (!parse_field_value(ps, k0, kn, f, p, end, &p, value))
             return false;
         if (f >= 0)
-            field = f;
-        if (p == end || *p == ' ')
+            *field = f;
+        if (p == *end || *p == ' ')
             break;
         if (*p != ',')
-            return fail_expected(ps, p, end, "expected \",\" or \" \" after value of field %s",
+            return fail_expected(ps, p, *end, "expected \",\" or \" \" after value of field %s",
                                  quote(qk, k0, kn, ESC_KEY));
         p++;
     }
+    *pp = p;
+    return true;
+}
 
-    while (p < end && *p == ' ')
-        p++;
-    bool has_ts = p < end;
-    int64_t ts_ns = 0;
-    if (has_ts && !parse_timestamp(ps, p, end, &ts_ns))
-        return false;
-
-    if (!power) {
-        ps->stats->other_points++;
-        return true;
-    }
-    if (!have_cluster)
+/* A complete `power` point, to the callback. */
+static bool emit_point(struct parser *ps, const struct tags_read *t, int field, double value,
+                       bool has_ts, int64_t ts_ns)
+{
+    if (!t->have_cluster)
         return fail_at(ps, ps->point_line, "missing tag \"cluster\"");
     if (field < 0)
         return fail_at(ps, ps->point_line, "no field kw, w, kwh or wh");
     struct lp_point pt = {
         .line = ps->point_line,
         .cluster = ps->cluster,
-        .meter = have_meter ? ps->meter : "main",
+        .meter = t->have_meter ? ps->meter : "main",
         .field = (enum lp_field)field,
         .value = value,
         .has_ts = has_ts,
@@ -930,6 +921,58 @@ static bool parse_line(struct parser *ps)
     if (ps->err->line == 0)
         ps->err->line = ps->point_line;
     return false;
+}
+
+/* One point: measurement, tags, fields, timestamp. */
+static bool parse_line(struct parser *ps)
+{
+    char qk[QUOTE_BUF];
+    const char *p = ps->line_start, *end = ps->line_end;
+    ps->point_line = ps->line;
+    while (p < end && *p == ' ')
+        p++;
+    if (p == end)
+        return true;
+    if (*p == '#')
+        return check_comment(ps, p + 1, end);
+
+    const char *m0 = p;
+    bool esc = false;
+    p = scan(p, end, STOP_MEASUREMENT, ESC_MEASUREMENT, &esc);
+    if (p == m0)
+        return fail_expected(ps, p, end, "expected measurement");
+    bool power = !esc && p - m0 == 5 && memcmp(m0, "power", 5) == 0;
+
+    struct tags_read t = {0};
+    if (!parse_tags(ps, &p, end, power, &t))
+        return false;
+    if (p == end)
+        return fail(ps, "missing fields");
+    if (*p != ' ') /* '=' after a tag value, or a control character */
+        return fail_expected(ps, p, end, "expected \",\" or \" \" after value of tag %s",
+                             quote(qk, t.k0, t.kn, ESC_KEY));
+    while (p < end && *p == ' ')
+        p++;
+    if (p == end)
+        return fail(ps, "missing fields");
+
+    int field = -1;
+    double value = 0;
+    if (!parse_fields(ps, &p, &end, power, &field, &value))
+        return false;
+
+    while (p < end && *p == ' ')
+        p++;
+    bool has_ts = p < end;
+    int64_t ts_ns = 0;
+    if (has_ts && !parse_timestamp(ps, p, end, &ts_ns))
+        return false;
+
+    if (!power) {
+        ps->stats->other_points++;
+        return true;
+    }
+    return emit_point(ps, &t, field, value, has_ts, ts_ns);
 }
 
 static bool parse_buffer(const char *buf, size_t len, bool more, enum lp_precision precision,
