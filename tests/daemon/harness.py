@@ -10,6 +10,8 @@ import signal
 import socket
 import subprocess
 import tempfile
+from collections import defaultdict
+from decimal import Decimal
 
 from checks import Timeout, skip, wait_until
 
@@ -184,6 +186,24 @@ class Daemon:
             if auth == "query":
                 path += "&u=user&p=" + token
         return self.request("POST", path, body, headers, chunked=chunked)
+
+
+def metric(d, name):
+    """The value of a metric without labels in d's /metrics; None when absent."""
+    s, data, _ = d.request("GET", "/metrics")
+    for line in data.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def sums(rows, key, fields):
+    """Decimal sums of fields per key (a tuple of columns) over rows of text."""
+    total = defaultdict(lambda: defaultdict(Decimal))
+    for r in rows:
+        for f in fields:
+            total[tuple(r[k] for k in key)][f] += Decimal(r[f])
+    return {k: dict(v) for k, v in total.items()}
 
 
 def read_csv(path):

@@ -15,12 +15,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections import defaultdict
-from decimal import Decimal
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from checks import check, expect_within, finish  # noqa: E402
-from harness import Daemon, read_csv  # noqa: E402
+from harness import Daemon, read_csv, sums  # noqa: E402
 
 tariffd = sys.argv[1]
 kills = int(sys.argv[2]) if len(sys.argv) > 2 else 5
@@ -65,14 +63,6 @@ def killer():
             restarts += 1
     except Exception as e:  # reported by the main thread
         killer_error.append(repr(e))
-
-
-def sums(rows, key, fields):
-    total = defaultdict(lambda: defaultdict(Decimal))
-    for r in rows:
-        for f in fields:
-            total[tuple(r[k] for k in key)][f] += Decimal(r[f])
-    return {k: dict(v) for k, v in total.items()}
 
 
 MONEY = ["kwh", "energy_charge", "surcharge", "subsidy", "net"]

@@ -55,7 +55,7 @@ from decimal import Decimal
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import checks  # noqa: E402
-from harness import HERE, Daemon, need_postgres, psql, read_csv  # noqa: E402
+from harness import HERE, Daemon, metric, need_postgres, psql, read_csv, sums  # noqa: E402
 
 need_postgres()
 TARIFFD = sys.argv[1]
@@ -237,14 +237,6 @@ def offline(config, text):
 
 MONEY = ["kwh", "energy_charge", "surcharge", "subsidy", "net"]
 NO_SUBSIDY = ["kwh", "energy_charge", "surcharge"]
-
-
-def sums(rows, key, fields):
-    total = defaultdict(lambda: defaultdict(Decimal))
-    for r in rows:
-        for f in fields:
-            total[tuple(r[k] for k in key)][f] += Decimal(r[f])
-    return {k: dict(v) for k, v in total.items()}
 
 
 def differences(got, want, label):
@@ -764,14 +756,6 @@ def scenario_oldjournal():
     psql(d.db, f"UPDATE {d.schema}.dead_letters SET resolved_at = now()")
     wait_until(lambda: ((h := health(d))["status"] == "pass", h), 30, "/health pass once resolved", d)
     check(d.stop() == 0, "SIGTERM exits 0", d)
-
-
-def metric(d, name):
-    s, data, _ = d.request("GET", "/metrics")
-    for line in data.decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return None
 
 
 def scenario_refused():

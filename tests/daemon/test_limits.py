@@ -12,7 +12,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from checks import check, expect_within, finish  # noqa: E402
-from harness import Daemon, need_postgres  # noqa: E402
+from harness import Daemon, metric, need_postgres  # noqa: E402
 
 
 def wait_until(cond, timeout, what):
@@ -24,14 +24,6 @@ T0 = 1740758400  # 2025-03-01 00:00 local (+08:00)
 
 def meters(cluster, first, count, ts=T0):
     return "".join(f"power,cluster={cluster},meter=m{first + i} kw=1 {ts}\n" for i in range(count))
-
-
-def metric(d, name):
-    s, data, _ = d.request("GET", "/metrics")
-    for line in data.decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return None
 
 
 def test_meters(tariffd):
