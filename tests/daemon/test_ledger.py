@@ -50,7 +50,6 @@ import tempfile
 import threading
 import time
 import traceback
-from collections import defaultdict
 from decimal import Decimal
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
