@@ -27,6 +27,11 @@ static void put_str(struct record_buf *b, const char *s)
     put(b, s, n);
 }
 
+void record_buf_put(struct record_buf *b, const void *v, size_t n)
+{
+    put(b, v, n);
+}
+
 void record_buf_free(struct record_buf *b)
 {
     free(b->p);
@@ -367,4 +372,67 @@ bool ingest_apply_caps(struct engine *e, const void *payload, size_t len, struct
         return false;
     }
     return true;
+}
+
+static void put_text(struct record_buf *b, const char *text, size_t n)
+{
+    uint32_t len = (uint32_t)n; /* the loader bounds a file to 16 MiB */
+    put(b, &len, sizeof len);
+    put(b, text, n);
+}
+
+void ingest_encode_config(const struct config_source *src, struct record_buf *out)
+{
+    out->len = 0;
+    uint32_t n = (uint32_t)src->n;
+    put(out, &n, sizeof n);
+    for (size_t i = 0; i < src->n; i++) {
+        put_text(out, src->files[i].name, strlen(src->files[i].name));
+        put_text(out, src->files[i].text, src->files[i].len);
+    }
+}
+
+/* A malloc'd, NUL-terminated copy of the next u32-counted text. */
+static char *get_text(struct reader *r, size_t *len)
+{
+    uint32_t n;
+    get(r, &n, sizeof n);
+    if (!r->ok || (size_t)(r->end - r->p) < n) {
+        r->ok = false;
+        return NULL;
+    }
+    char *text = xmalloc((size_t)n + 1);
+    memcpy(text, r->p, n);
+    text[n] = '\0';
+    r->p += n;
+    *len = n;
+    return text;
+}
+
+struct config *ingest_config_of(const void *payload, size_t len, struct errors *errs)
+{
+    struct reader r = {payload, (const unsigned char *)payload + len, true};
+    uint32_t n;
+    get(&r, &n, sizeof n);
+    struct config_source src = {0};
+    for (uint32_t i = 0; i < n && r.ok; i++) {
+        size_t name_len, text_len;
+        char *name = get_text(&r, &name_len);
+        char *text = get_text(&r, &text_len);
+        if (!r.ok || strlen(name) != name_len) {
+            free(name);
+            free(text);
+            r.ok = false;
+            break;
+        }
+        src.files = xrealloc(src.files, (src.n + 1) * sizeof *src.files);
+        src.files[src.n++] = (struct config_file){name, text, text_len};
+    }
+    struct config *cfg = NULL;
+    if (!r.ok || r.p != r.end || !n)
+        errors_add(errs, "a config record of %zu bytes does not decode", len);
+    else
+        cfg = loader_build(&src, errs);
+    config_source_free(&src);
+    return cfg;
 }

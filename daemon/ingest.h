@@ -19,6 +19,7 @@
 #define DAEMON_INGEST_H
 
 #include "daemon/lineproto.h"
+#include "daemon/loader.h"
 #include "tariff/config.h"
 #include "tariff/engine.h"
 
@@ -32,7 +33,7 @@ enum ingest_status {
 };
 
 /* Journal record types. */
-enum { RECORD_SAMPLES = 1, RECORD_TICK = 2, RECORD_CAPS = 3 };
+enum { RECORD_SAMPLES = 1, RECORD_TICK = 2, RECORD_CAPS = 3, RECORD_CONFIG = 4 };
 
 struct record_buf {
     unsigned char *p;
@@ -69,6 +70,20 @@ bool ingest_apply_tick(struct engine *e, const void *payload, size_t len, struct
 void ingest_encode_caps(const struct cap_consumed *caps, size_t n, struct record_buf *out);
 bool ingest_apply_caps(struct engine *e, const void *payload, size_t len, struct error *err);
 
+/* A RECORD_CONFIG payload: the configuration in force from this point of
+ * the journal on, as the text of every file (u32 n, then n x {u32 len,
+ * name, u32 len, text}), so a replay builds exactly the config that was
+ * loaded, whatever the files on disk say by then. The daemon journals one
+ * at every start and every reload, and a checkpoint carries the one in
+ * force. */
+void ingest_encode_config(const struct config_source *src, struct record_buf *out);
+
+/* The config a RECORD_CONFIG payload describes; NULL with errs filled when
+ * it does not decode or no longer builds. */
+struct config *ingest_config_of(const void *payload, size_t len, struct errors *errs);
+
+/* Appends n bytes. */
+void record_buf_put(struct record_buf *b, const void *v, size_t n);
 void record_buf_free(struct record_buf *b);
 
 #endif

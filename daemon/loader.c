@@ -1,4 +1,5 @@
 #include "loader.h"
+#include "tariff/alloc.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -54,14 +55,20 @@ static char *read_file(const char *path, size_t *len, struct errors *errs)
     return buf;
 }
 
-static bool parse_file(struct config *cfg, const char *path, bool is_main, struct errors *errs)
+static bool parse_file(struct config *cfg, const char *path, bool is_main,
+                       struct config_source *src, struct errors *errs)
 {
     size_t len;
     char *text = read_file(path, &len, errs);
     if (!text)
         return false;
     config_parse_text(cfg, path, text, len, is_main, errs);
-    free(text);
+    if (src) {
+        src->files = xrealloc(src->files, (src->n + 1) * sizeof *src->files);
+        src->files[src->n++] = (struct config_file){xstrdup(path), text, len};
+    } else {
+        free(text);
+    }
     return true;
 }
 
@@ -77,7 +84,8 @@ static int by_name(const struct dirent **a, const struct dirent **b)
 }
 
 /* Returns whether the directory and every file in it could be read. */
-static bool parse_include(struct config *cfg, const char *main_path, struct errors *errs)
+static bool parse_include(struct config *cfg, const char *main_path, struct config_source *src,
+                          struct errors *errs)
 {
     const char *dir = cfg->daemon.include;
     char path[4096];
@@ -99,19 +107,19 @@ static bool parse_include(struct config *cfg, const char *main_path, struct erro
     for (int i = 0; i < n; i++) {
         char file[4096 + 256];
         snprintf(file, sizeof file, "%s/%s", path, names[i]->d_name);
-        read_all &= parse_file(cfg, file, false, errs);
+        read_all &= parse_file(cfg, file, false, src, errs);
         free(names[i]);
     }
     free(names);
     return read_all;
 }
 
-struct config *loader_load(const char *path, struct errors *errs)
+struct config *loader_load(const char *path, struct config_source *src, struct errors *errs)
 {
     struct config *cfg = config_new();
-    bool read_all = parse_file(cfg, path, true, errs);
+    bool read_all = parse_file(cfg, path, true, src, errs);
     if (read_all && cfg->daemon.include)
-        read_all = parse_include(cfg, path, errs);
+        read_all = parse_include(cfg, path, src, errs);
     /* Finish even after syntax errors, to report every mistake at once; but
      * not with a file missing, which would only add noise ("unknown tariff"
      * for each tariff in the unread file). */
@@ -120,4 +128,31 @@ struct config *loader_load(const char *path, struct errors *errs)
         return NULL;
     }
     return cfg;
+}
+
+struct config *loader_build(const struct config_source *src, struct errors *errs)
+{
+    if (!src->n) {
+        errors_add(errs, "no configuration file");
+        return NULL;
+    }
+    struct config *cfg = config_new();
+    for (size_t i = 0; i < src->n; i++)
+        config_parse_text(cfg, src->files[i].name, src->files[i].text, src->files[i].len, i == 0,
+                          errs);
+    if (!config_finish(cfg, errs) || errors_any(errs)) {
+        config_free(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+void config_source_free(struct config_source *src)
+{
+    for (size_t i = 0; i < src->n; i++) {
+        free(src->files[i].name);
+        free(src->files[i].text);
+    }
+    free(src->files);
+    memset(src, 0, sizeof *src);
 }

@@ -37,10 +37,10 @@ static void usage(FILE *out)
 }
 
 /* The config at path, or NULL after printing every mistake. */
-static struct config *load(const char *path)
+static struct config *load(const char *path, struct config_source *src)
 {
     struct errors errs = {0};
-    struct config *cfg = loader_load(path, &errs);
+    struct config *cfg = loader_load(path, src, &errs);
     for (size_t i = 0; i < errs.n; i++)
         fprintf(stderr, "%s\n", errs.msgs[i]);
     if (errs.dropped)
@@ -51,7 +51,7 @@ static struct config *load(const char *path)
 
 static int check_config(const char *path)
 {
-    struct config *cfg = load(path);
+    struct config *cfg = load(path, NULL);
     if (!cfg)
         return 1;
     printf("%s: configuration ok (%zu file%s)\n", path, cfg->n_files, cfg->n_files == 1 ? "" : "s");
@@ -77,7 +77,7 @@ static int price(const char *config_path, const char *precision, const char *out
                 precision);
         return 2;
     }
-    struct config *cfg = load(config_path);
+    struct config *cfg = load(config_path, NULL);
     if (!cfg)
         return 1;
     int status = offline_price(cfg, stdin, &opt);
@@ -149,8 +149,11 @@ int main(int argc, char **argv)
         return price(config_path, precision, out_dir);
     if (check)
         return check_config(config_path);
-    struct config *cfg = load(config_path);
-    if (!cfg)
+    struct config_source src = {0};
+    struct config *cfg = load(config_path, &src);
+    if (!cfg) {
+        config_source_free(&src);
         return 1;
-    return server_run(cfg, config_path);
+    }
+    return server_run(cfg, &src, config_path);
 }

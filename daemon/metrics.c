@@ -122,8 +122,11 @@ void metrics_expose(const struct metrics *m, const struct metrics_gauges *g, str
           (double)g->max_connections);
     gauge(out, "tariffd_samples_kept", "Samples held for open and adjustable intervals.",
           (double)g->samples_kept);
-    gauge(out, "tariffd_journal_bytes", "Bytes in the journal (not yet covered by a checkpoint).",
+    gauge(out, "tariffd_journal_bytes", "Bytes in the journal's segments on disk.",
           (double)g->journal_bytes);
+    gauge(out, "tariffd_journal_backlog_bytes",
+          "Journal bytes after the last checkpoint: not yet known to be in PostgreSQL.",
+          (double)g->backlog_bytes);
     gauge(out, "tariffd_journal_backlog_limit_bytes", "max_backlog.", (double)g->max_backlog_bytes);
     gauge(out, "tariffd_ledger_rows_queued", "Rows waiting to be written to PostgreSQL.",
           (double)g->rows_queued);

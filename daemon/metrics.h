@@ -54,7 +54,7 @@ struct metrics_gauges {
     uint64_t samples_accepted, duplicates, conflicts, quarantined;
     uint64_t intervals_closed, adjustments, demand_rows;
     size_t meters, samples_kept;
-    uint64_t journal_bytes, max_backlog_bytes;
+    uint64_t journal_bytes, backlog_bytes, max_backlog_bytes;
     uint64_t rows_queued, rows_written;
     int postgres_up;
     uint64_t rows_dead_lettered, dead_letters_unresolved;

@@ -17,20 +17,46 @@
 
 struct replay_ctx {
     struct server *s;
-    uint64_t records;
+    struct config *cfg;       /* the engine's, from the journal (NULL: s->cfg) */
+    struct record_buf config; /* ... as its RECORD_CONFIG payload */
+    uint64_t records, configs;
     struct error err;
     bool failed;
 };
+
+/* Makes the config a RECORD_CONFIG payload (or a checkpoint) holds the
+ * engine's, as it was at this point of the live run. */
+static bool use_config(struct replay_ctx *r, const void *payload, size_t len)
+{
+    struct errors errs = {0};
+    struct config *cfg = ingest_config_of(payload, len, &errs);
+    if (!cfg) {
+        error_set(&r->err, "a journaled configuration no longer loads: %s%s",
+                  errs.n ? errs.msgs[0] : "", errs.n > 1 ? " (and more)" : "");
+        errors_free(&errs);
+        return false;
+    }
+    errors_free(&errs);
+    if (r->s->engine)
+        engine_set_config(r->s->engine, cfg);
+    config_free(r->cfg);
+    r->cfg = cfg;
+    r->config.len = 0;
+    record_buf_put(&r->config, payload, len);
+    r->configs++;
+    return true;
+}
 
 static bool replay_record(void *ctx, uint8_t type, const void *payload, size_t len,
                           uint64_t lsn_after)
 {
     (void)lsn_after;
     struct replay_ctx *r = ctx;
-    bool ok = type == RECORD_SAMPLES ? ingest_apply(r->s->engine, payload, len, &r->err)
-              : type == RECORD_TICK  ? ingest_apply_tick(r->s->engine, payload, len, &r->err)
-              : type == RECORD_CAPS  ? ingest_apply_caps(r->s->engine, payload, len, &r->err)
-                                     : (error_set(&r->err, "unknown record type %d", type), false);
+    bool ok = type == RECORD_SAMPLES  ? ingest_apply(r->s->engine, payload, len, &r->err)
+              : type == RECORD_TICK   ? ingest_apply_tick(r->s->engine, payload, len, &r->err)
+              : type == RECORD_CAPS   ? ingest_apply_caps(r->s->engine, payload, len, &r->err)
+              : type == RECORD_CONFIG ? use_config(r, payload, len)
+                                      : (error_set(&r->err, "unknown record type %d", type), false);
     r->records++;
     r->failed = !ok;
     return ok;
@@ -78,11 +104,30 @@ bool recover(struct server *s, struct error *err)
     if (!journal_read_checkpoint(dir, &found, &lsn, &payload, &len, err) && found)
         return false;
     struct engine_sink sink = {s, server_on_billing, server_on_demand, server_on_quarantine};
+    struct replay_ctx r = {.s = s};
     if (found) {
-        s->engine = engine_load(s->cfg, &sink, payload, len, err);
+        /* The engine's state under the config in force when it was saved. */
+        const unsigned char *state = payload;
+        size_t state_len = len;
+        uint32_t config_len;
+        if (len >= 8 && memcmp(payload, CHECKPOINT_CONFIG_MAGIC, 4) == 0) {
+            memcpy(&config_len, state + 4, 4);
+            if (config_len > len - 8 || !use_config(&r, state + 8, config_len)) {
+                error_set(err, "checkpoint: %s",
+                          config_len > len - 8 ? "the configuration is cut short" : r.err.msg);
+                free(payload);
+                return false;
+            }
+            state += 8 + config_len;
+            state_len -= 8 + config_len;
+        }
+        s->engine = engine_load(r.cfg ? r.cfg : s->cfg, &sink, state, state_len, err);
         free(payload);
-        if (!s->engine)
+        if (!s->engine) {
+            config_free(r.cfg);
+            record_buf_free(&r.config);
             return false;
+        }
     } else {
         s->engine = engine_new(s->cfg, &sink);
     }
@@ -102,19 +147,47 @@ bool recover(struct server *s, struct error *err)
         return false;
     }
     s->replaying = true;
-    struct replay_ctx r = {.s = s};
-    if (!journal_replay(s->journal, found ? lsn : 0, replay_record, &r, err)) {
-        if (r.failed)
-            *err = r.err;
-        return false;
+    bool replayed = journal_replay(s->journal, found ? lsn : 0, replay_record, &r, err);
+    if (!replayed && r.failed)
+        *err = r.err;
+    if (replayed && r.cfg && r.cfg->daemon.interval_s != s->cfg->daemon.interval_s) {
+        error_set(err,
+                  "interval is %llds in %s but the journal was written with %llds: interval "
+                  "cannot change under billed data; restore it or start with a fresh state_dir",
+                  (long long)s->cfg->daemon.interval_s, s->config_path,
+                  (long long)r.cfg->daemon.interval_s);
+        replayed = false;
     }
+    /* The files on disk are in force from here; when they differ from the
+     * journal's last, that is a reload at start, journaled as such below. */
+    bool changed = r.cfg && (r.config.len != s->config_record.len ||
+                             memcmp(r.config.p, s->config_record.p, r.config.len) != 0);
+    engine_set_config(s->engine, s->cfg);
+    config_free(r.cfg);
+    record_buf_free(&r.config);
+    if (!replayed)
+        return false;
     s->replaying = false;
     server_flush_replayed(s);
     /* The first checkpoint must wait for the replay's rows too (the worker
      * starts after this, so no lock). */
     s->rows_seq = s->next_seq;
-    log_msg(LOG_INFO, "recovered: checkpoint %s, %llu journal records replayed",
-            found ? "loaded" : "none", (unsigned long long)r.records);
-    s->journal_bytes = journal_bytes(s->journal);
+    log_msg(
+        LOG_INFO, "recovered: checkpoint %s, %llu journal records replayed (%llu configurations)",
+        found ? "loaded" : "none", (unsigned long long)r.records, (unsigned long long)r.configs);
+    if (changed)
+        log_msg(LOG_NOTICE,
+                "the configuration differs from the one the journal ends with: %s is "
+                "in force from here",
+                s->config_path);
+    if (s->config_record.len > JOURNAL_MAX_PAYLOAD) {
+        error_set(err, "the configuration files together exceed 64 MiB, more than a journal "
+                       "record holds");
+        return false;
+    }
+    /* Every start journals the config it runs with. */
+    worker_submit_record(s, RECORD_CONFIG, &s->config_record);
+    s->checkpoint_lsn = found ? lsn : journal_start(s->journal);
+    worker_measure(s);
     return true;
 }

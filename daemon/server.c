@@ -47,7 +47,7 @@ void server_gauges(const struct server *s, struct metrics_gauges *g)
     pg_status(s->pg, &pg);
     struct server *m = (struct server *)s;
     pthread_mutex_lock(&m->lock);
-    uint64_t journal = s->journal_bytes;
+    uint64_t journal = s->journal_bytes, backlog = s->backlog_bytes;
     pthread_mutex_unlock(&m->lock);
     *g = (struct metrics_gauges){
         .samples_accepted = st.accepted,
@@ -60,6 +60,7 @@ void server_gauges(const struct server *s, struct metrics_gauges *g)
         .meters = st.meters,
         .samples_kept = st.samples_kept,
         .journal_bytes = journal,
+        .backlog_bytes = backlog,
         .max_backlog_bytes = s->cfg->daemon.max_backlog_bytes,
         .rows_queued = pg.queued,
         .rows_written = pg.written,
@@ -121,6 +122,15 @@ void server_on_quarantine(void *ctx, const struct engine_sample *smp, const char
 /* ------------------------------------------------------------------ */
 /* The loop side                                                       */
 
+/* By bytes journaled: often enough that a ledger keeping up keeps the
+ * backlog under max_backlog. */
+static bool checkpoint_due(const struct server *s)
+{
+    uint64_t every = s->cfg->daemon.max_backlog_bytes / 4;
+    return s->bytes_since_checkpoint >=
+           (every < CHECKPOINT_EVERY_BYTES ? every : CHECKPOINT_EVERY_BYTES);
+}
+
 void server_accept(struct server *s, struct evhttp_request *req, bool v2, struct record_buf *record)
 {
     struct error err;
@@ -130,6 +140,8 @@ void server_accept(struct server *s, struct evhttp_request *req, bool v2, struct
         abort();
     }
     uint64_t seq = worker_submit_record(s, RECORD_SAMPLES, record);
+    if (checkpoint_due(s))
+        worker_submit_checkpoint(s);
     struct waiter *w = xcalloc(1, sizeof *w);
     w->seq = seq;
     w->req = req;
@@ -243,7 +255,7 @@ const char *server_refuses_writes(const struct server *s)
         return "recovering the yearly caps from PostgreSQL; retry later";
     struct server *m = (struct server *)s;
     pthread_mutex_lock(&m->lock);
-    uint64_t backlog = s->journal_bytes;
+    uint64_t backlog = s->backlog_bytes;
     pthread_mutex_unlock(&m->lock);
     if (backlog > s->cfg->daemon.max_backlog_bytes)
         return "journal backlog over max_backlog; retry later";
@@ -267,8 +279,12 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     ingest_apply_tick(s->engine, r.p, r.len, &err);
     worker_submit_record(s, RECORD_TICK, &r);
     record_buf_free(&r);
+    /* Often enough that a healthy ledger keeps the backlog well under
+     * max_backlog. */
+    uint64_t every = s->cfg->daemon.max_backlog_bytes / 4;
     if (time(NULL) - s->last_checkpoint >= CHECKPOINT_EVERY_S ||
-        s->bytes_since_checkpoint >= CHECKPOINT_EVERY_BYTES)
+        s->bytes_since_checkpoint >=
+            (every < CHECKPOINT_EVERY_BYTES ? every : CHECKPOINT_EVERY_BYTES))
         worker_submit_checkpoint(s);
     notify_status(s);
 }
@@ -327,8 +343,32 @@ static void log_changes(const struct config *old, const struct config *new)
             log_msg(LOG_NOTICE, "reload: cluster %s removed", old->clusters[i].id);
 }
 
+void server_set_config(struct server *s, struct config *cfg, struct config_source *src)
+{
+    ingest_encode_config(src, &s->config_record);
+    engine_set_config(s->engine, cfg);
+    worker_submit_record(s, RECORD_CONFIG, &s->config_record);
+    if (s->cfg != cfg)
+        config_free(s->cfg);
+    s->cfg = cfg;
+    config_source_free(&s->source);
+    s->source = *src;
+    memset(src, 0, sizeof *src);
+}
+
+/* Bytes of src as a RECORD_CONFIG payload. */
+static uint64_t source_bytes(const struct config_source *src)
+{
+    uint64_t n = 4;
+    for (size_t i = 0; i < src->n; i++)
+        n += 8 + strlen(src->files[i].name) + src->files[i].len;
+    return n;
+}
+
 /* SIGHUP: build the new config, then swap it in whole. Requests in flight
- * hold nothing of the old one across an event, so it can go at once. */
+ * hold nothing of the old one across an event, so it can go at once. The
+ * new config's texts are journaled where it took effect, so a replay after
+ * a crash reloads at the same point of the record stream. */
 static void on_reload(evutil_socket_t sig, short what, void *arg)
 {
     (void)sig;
@@ -339,12 +379,16 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
     sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
                (unsigned long long)mono.tv_sec * 1000000 + (unsigned long long)mono.tv_nsec / 1000);
     struct errors errs = {0};
-    struct config *cfg = loader_load(s->config_path, &errs);
+    struct config_source src = {0};
+    struct config *cfg = loader_load(s->config_path, &src, &errs);
     const char *refused = NULL;
     if (cfg && cfg->daemon.interval_s != s->cfg->daemon.interval_s)
         refused = "interval cannot change under billed data; restart with a fresh state_dir";
     else if (cfg && strcmp(cfg->postgres.schema, s->cfg->postgres.schema) != 0)
         refused = "[postgres] schema cannot change on reload; restart";
+    else if (cfg && source_bytes(&src) > JOURNAL_MAX_PAYLOAD)
+        refused =
+            "the configuration files together exceed 64 MiB, more than a journal record holds";
     if (!cfg || refused) {
         for (size_t i = 0; i < errs.n; i++)
             log_msg(LOG_ERR, "reload: %s", errs.msgs[i]);
@@ -353,6 +397,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
         log_msg(LOG_ERR, "reload rejected; the configuration in force stays");
         s->metrics.reloads_failed++;
         config_free(cfg);
+        config_source_free(&src);
     } else {
         if (strcmp(cfg->daemon.state_dir, s->state_dir) != 0 ||
             cfg->daemon.n_listen != s->cfg->daemon.n_listen ||
@@ -360,11 +405,9 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
             log_msg(LOG_WARNING, "reload: state_dir, listen and conninfo take effect at the "
                                  "next restart");
         log_changes(s->cfg, cfg);
-        engine_set_config(s->engine, cfg);
         pg_reload(s->pg, cfg);
         conns_set_limits(s->conns, cfg->daemon.max_connections, cfg->daemon.idle_timeout_s);
-        config_free(s->cfg);
-        s->cfg = cfg;
+        server_set_config(s, cfg, &src);
         s->metrics.reloads_ok++;
         log_msg(LOG_NOTICE, "reloaded %s", s->config_path);
     }
@@ -450,11 +493,14 @@ static void raise_fd_limit(int64_t max_connections)
                 (long long)max_connections, (unsigned long long)rl.rlim_cur);
 }
 
-int server_run(struct config *cfg, const char *config_path)
+int server_run(struct config *cfg, struct config_source *src, const char *config_path)
 {
     struct server *s = xcalloc(1, sizeof *s);
     s->cfg = cfg;
     s->config_path = config_path;
+    s->source = *src;
+    memset(src, 0, sizeof *src);
+    ingest_encode_config(&s->source, &s->config_record);
     s->state_dir = xstrdup(cfg->daemon.state_dir);
     s->fsync_each_group = cfg->daemon.durability == DURABILITY_FSYNC;
     s->waiters_tail = &s->waiters;
@@ -517,8 +563,11 @@ int server_run(struct config *cfg, const char *config_path)
     pthread_cond_signal(&s->cond);
     pthread_mutex_unlock(&s->lock);
     pthread_join(s->worker, NULL);
-    /* Rows not yet in the ledger stay in the journal for the next start. */
-    pg_stop(s->pg, 5000);
+    /* The ledger catches up (or the flush times out), then the final
+     * checkpoint, in that order: rows not yet in the ledger stay in the
+     * journal for the next start. */
+    worker_final_checkpoint(s, STOP_FLUSH_MS);
+    pg_stop(s->pg, 0);
     if (s->checkpoint)
         worker_free_job(s->checkpoint);
     event_free(tick);
@@ -537,6 +586,8 @@ int server_run(struct config *cfg, const char *config_path)
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->cond);
     config_free(s->cfg);
+    config_source_free(&s->source);
+    record_buf_free(&s->config_record);
     free(s->state_dir);
     free(s);
     log_msg(LOG_NOTICE, "stopped");

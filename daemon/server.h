@@ -23,6 +23,7 @@
 #define DAEMON_SERVER_H
 
 #include "daemon/ingest.h"
+#include "daemon/loader.h"
 #include "tariff/config.h"
 
 #include <stdbool.h>
@@ -32,8 +33,9 @@ struct server;
 struct evhttp_request;
 
 /* Runs the daemon until SIGTERM or SIGINT; returns the exit status. Takes
- * ownership of cfg (a reload replaces it); config_path is read on SIGHUP. */
-int server_run(struct config *cfg, const char *config_path);
+ * ownership of cfg and src, the texts it was built from (a reload replaces
+ * both); config_path is read on SIGHUP. */
+int server_run(struct config *cfg, struct config_source *src, const char *config_path);
 
 /* For daemon/http.c: the loop-side state a request handler needs. */
 const struct config *server_config(const struct server *s);

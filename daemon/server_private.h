@@ -27,6 +27,7 @@
 #define SEGMENT_BYTES          (64u << 20)
 #define CHECKPOINT_EVERY_S     60
 #define CHECKPOINT_EVERY_BYTES (256ull << 20)
+#define STOP_FLUSH_MS          5000 /* at SIGTERM, for the ledger to catch up */
 
 enum job_kind { JOB_RECORD, JOB_CHECKPOINT };
 
@@ -52,10 +53,18 @@ struct waiter {
     struct waiter *next;
 };
 
+/* A checkpoint's payload: "TFCC", u32 length, the RECORD_CONFIG payload of
+ * the config in force, then the engine's state (engine_save). One written
+ * before the config was journaled holds the engine's state alone (it
+ * starts with the engine's own magic, "TFENGINE"). */
+#define CHECKPOINT_CONFIG_MAGIC "TFCC"
+
 struct server {
     struct config *cfg; /* the loop's; replaced whole on reload */
     const char *config_path;
-    char *state_dir; /* copies the worker reads: a reload cannot change them */
+    struct config_source source;     /* the files cfg was built from */
+    struct record_buf config_record; /* ... as a RECORD_CONFIG payload */
+    char *state_dir;                 /* copies the worker reads: a reload cannot change them */
     bool fsync_each_group;
     struct metrics metrics;
     char degraded[360];       /* server_degraded's message */
@@ -84,11 +93,13 @@ struct server {
     struct job *jobs, **jobs_tail;
     bool worker_stop;
     uint64_t durable_seq;
-    uint64_t journal_bytes;
+    uint64_t journal_bytes; /* on disk */
+    uint64_t backlog_bytes; /* after the last checkpoint: not yet known to be in PostgreSQL */
     struct event *wake;
 
     /* The worker's own. */
     uint64_t rows_seq;         /* the last record whose rows went to the writer */
+    uint64_t checkpoint_lsn;   /* where the last checkpoint written starts replay */
     struct job *checkpoint;    /* waiting for the ledger to commit its rows */
     uint64_t checkpoint_needs; /* ... up to this record */
 };
@@ -110,8 +121,21 @@ uint64_t worker_submit_record(struct server *s, uint8_t type, const struct recor
 void worker_submit_checkpoint(struct server *s);
 void worker_free_job(struct job *j);
 
+/* Updates journal_bytes and backlog_bytes from the journal (the worker's,
+ * or the loop's before the worker starts). */
+void worker_measure(struct server *s);
+
+/* At stop, after the worker thread has ended: waits up to timeout_ms for
+ * the ledger to commit every row the waiting checkpoint covers, then
+ * writes it; or gives up. Logs which happened. */
+void worker_final_checkpoint(struct server *s, int timeout_ms);
+
 /* recover.c: opens the journal (cutting a torn tail), loads the checkpoint,
  * starts the ledger writer and replays the journal after the checkpoint. */
 bool recover(struct server *s, struct error *err);
+
+/* server.c: makes cfg (built from src, both taken over) the config in
+ * force: the engine's, journaled as a RECORD_CONFIG record. */
+void server_set_config(struct server *s, struct config *cfg, struct config_source *src);
 
 #endif

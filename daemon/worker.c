@@ -13,6 +13,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static void worker_fail(const char *what, const struct error *err)
 {
@@ -27,17 +28,20 @@ void worker_free_job(struct job *j)
     free(j);
 }
 
-/* Writes the waiting checkpoint once the ledger has every row it covers:
- * only then may the journal before it go. */
-static void try_checkpoint(struct server *s)
+void worker_measure(struct server *s)
+{
+    uint64_t disk = journal_bytes(s->journal), end = journal_end(s->journal);
+    pthread_mutex_lock(&s->lock);
+    s->journal_bytes = disk;
+    s->backlog_bytes = end - s->checkpoint_lsn;
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* Writes the waiting checkpoint: its records are durable and the ledger
+ * has every row it covers, so the journal before it may go. */
+static void write_checkpoint(struct server *s)
 {
     struct job *j = s->checkpoint;
-    if (!j)
-        return;
-    struct pg_status st;
-    pg_status(s->pg, &st);
-    if (st.committed < s->checkpoint_needs)
-        return;
     struct error err;
     if (!journal_sync(s->journal, &err))
         worker_fail("journal", &err);
@@ -49,10 +53,57 @@ static void try_checkpoint(struct server *s)
     log_msg(LOG_INFO, "checkpoint at journal offset %llu (%zu bytes of engine state)",
             (unsigned long long)lsn, j->len);
     s->checkpoint = NULL;
+    s->checkpoint_lsn = lsn;
     worker_free_job(j);
-    pthread_mutex_lock(&s->lock);
-    s->journal_bytes = journal_bytes(s->journal);
-    pthread_mutex_unlock(&s->lock);
+    worker_measure(s);
+}
+
+/* Writes the waiting checkpoint once the ledger has every row it covers. */
+static void try_checkpoint(struct server *s)
+{
+    if (!s->checkpoint)
+        return;
+    struct pg_status st;
+    pg_status(s->pg, &st);
+    if (st.committed >= s->checkpoint_needs)
+        write_checkpoint(s);
+}
+
+void worker_final_checkpoint(struct server *s, int timeout_ms)
+{
+    if (!s->checkpoint) {
+        if (s->caps_pending)
+            log_msg(LOG_NOTICE, "stop: no final checkpoint (the yearly caps were never read "
+                                "back); the journal replays at the next start");
+        else
+            log_msg(LOG_NOTICE, "stop: the ledger caught up; final checkpoint written");
+        return;
+    }
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    struct pg_status st;
+    for (;;) {
+        pg_status(s->pg, &st);
+        if (st.committed >= s->checkpoint_needs) {
+            uint64_t lsn = s->checkpoint->seq_lsn;
+            write_checkpoint(s);
+            log_msg(LOG_NOTICE,
+                    "stop: the ledger caught up; final checkpoint at journal offset %llu",
+                    (unsigned long long)lsn);
+            return;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long elapsed = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+        if (elapsed >= timeout_ms)
+            break;
+        struct timespec pause = {0, 20 * 1000000};
+        nanosleep(&pause, NULL);
+    }
+    log_msg(LOG_NOTICE,
+            "stop: the flush timed out after %d ms (%llu rows not committed%s); no final "
+            "checkpoint: the journal since the last one replays at the next start",
+            timeout_ms, (unsigned long long)st.queued,
+            st.connected ? "" : ", PostgreSQL unreachable");
 }
 
 void *worker_main(void *arg)
@@ -110,8 +161,8 @@ void *worker_main(void *arg)
             pthread_mutex_lock(&s->lock);
             if (done > s->durable_seq)
                 s->durable_seq = done;
-            s->journal_bytes = journal_bytes(s->journal);
             pthread_mutex_unlock(&s->lock);
+            worker_measure(s);
             event_active(s->wake, 0, 0);
             while (batch != j) {
                 struct job *next = batch->next;
@@ -159,7 +210,18 @@ void worker_submit_checkpoint(struct server *s)
     struct job *j = xcalloc(1, sizeof *j);
     j->kind = JOB_CHECKPOINT;
     j->seq = ++s->next_seq;
-    j->data = engine_save(s->engine, &j->len);
+    /* The config in force goes with the engine's state, so a restart
+     * replays from it whatever the files on disk say by then. */
+    size_t state_len;
+    unsigned char *state = engine_save(s->engine, &state_len);
+    uint32_t config_len = (uint32_t)s->config_record.len;
+    j->len = 8 + config_len + state_len;
+    j->data = xmalloc(j->len);
+    memcpy(j->data, CHECKPOINT_CONFIG_MAGIC, 4);
+    memcpy(j->data + 4, &config_len, 4);
+    memcpy(j->data + 8, s->config_record.p, config_len);
+    memcpy(j->data + 8 + config_len, state, state_len);
+    free(state);
     s->last_checkpoint = time(NULL);
     s->bytes_since_checkpoint = 0;
     submit(s, j);

@@ -75,6 +75,8 @@ struct daemon_config {
     int64_t max_connections;       /* concurrent HTTP connections */
     char *include;                 /* as written; relative to the main file's directory */
     struct source_loc include_loc;
+    struct source_loc max_backlog_loc; /* where max_backlog, max_body were set (file NULL: */
+    struct source_loc max_body_loc;    /* the default) */
 };
 
 struct postgres_config {

@@ -266,9 +266,11 @@ static void daemon_key(struct build *b, void *obj)
     } else if (strcmp(k, "max_future") == 0) {
         duration(b, &d->max_future_s);
     } else if (strcmp(k, "max_backlog") == 0) {
-        size(b, &d->max_backlog_bytes);
+        if (size(b, &d->max_backlog_bytes))
+            d->max_backlog_loc = (struct source_loc){b->s->loc.file, b->e->line};
     } else if (strcmp(k, "max_body") == 0) {
-        size(b, &d->max_body_bytes);
+        if (size(b, &d->max_body_bytes))
+            d->max_body_loc = (struct source_loc){b->s->loc.file, b->e->line};
     } else if (strcmp(k, "max_subsidy") == 0) {
         int64_t v;
         if (!dec(b, 6, &v))
@@ -898,6 +900,21 @@ static void programme_key(struct build *b, void *obj)
 /* Every raw section becomes its object: [daemon] and [postgres] first,
  * then the others in file order, so that messages come in the order of
  * the lines they are about. */
+/* Writes are refused while the journal not yet in PostgreSQL is over
+ * max_backlog; a request as large as max_body must fit under it, with room
+ * for the clock's records until the next checkpoint. */
+static void check_backlog(struct build *b, const struct daemon_config *d)
+{
+    if (d->max_backlog_bytes / 2 >= d->max_body_bytes)
+        return;
+    const struct source_loc *at = d->max_backlog_loc.file ? &d->max_backlog_loc : &d->max_body_loc;
+    ERR(b,
+        "%s:%d: max_backlog (%llu bytes) must be at least twice max_body (%llu bytes), or a "
+        "request could never fit",
+        at->file, at->line, (unsigned long long)d->max_backlog_bytes,
+        (unsigned long long)d->max_body_bytes);
+}
+
 void config_build(struct build *b)
 {
     struct config *cfg = b->cfg;
@@ -909,6 +926,7 @@ void config_build(struct build *b)
 
     /* The daemon section first: tariffs and programmes check against it. */
     build_singleton(b, SECTION_DAEMON, daemon_key, &cfg->daemon);
+    check_backlog(b, &cfg->daemon);
     build_singleton(b, SECTION_POSTGRES, postgres_key, &cfg->postgres);
 
     cfg->tenants = xcalloc(count[SECTION_TENANT], sizeof *cfg->tenants);

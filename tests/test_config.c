@@ -166,7 +166,7 @@ START_TEST(test_daemon_keys_parse_units)
     struct config *cfg = parse_ok(
         base_with(2,
                   "interval = 5m\ngrace = 90s\nmax_gap = 1h\nlate_window = 7d\nmax_future = 0s\n"
-                  "max_backlog = 512KiB\nmax_body = 2GiB\nmax_subsidy = 0.6\ndurability = none\n"
+                  "max_backlog = 4GiB\nmax_body = 2GiB\nmax_subsidy = 0.6\ndurability = none\n"
                   "max_meters_per_tenant = 1000\nidle_timeout = 2m\nmax_connections = 50\n"
                   "listen = 127.0.0.1:8086, [::1]:9999",
                   NULL));
@@ -175,7 +175,7 @@ START_TEST(test_daemon_keys_parse_units)
     ck_assert_int_eq(cfg->daemon.max_gap_s, 3600);
     ck_assert_int_eq(cfg->daemon.late_window_s, 7 * 86400);
     ck_assert_int_eq(cfg->daemon.max_future_s, 0);
-    ck_assert_uint_eq(cfg->daemon.max_backlog_bytes, 512u << 10);
+    ck_assert_uint_eq(cfg->daemon.max_backlog_bytes, 4ull << 30);
     ck_assert_uint_eq(cfg->daemon.max_body_bytes, 2ull << 30);
     ck_assert_int_eq(cfg->daemon.max_subsidy_micro, 600000);
     ck_assert_int_eq(cfg->daemon.durability, DURABILITY_NONE);
@@ -190,6 +190,18 @@ END_TEST
 
 /* ---------------------------------------------------------------- */
 /* One test per mistake a person can make: exact message and line.   */
+
+START_TEST(test_backlog_under_body)
+{
+    /* A request as large as max_body could never fit under max_backlog. */
+    ck_assert_errors(base_with(2, "max_backlog = 1KiB", NULL),
+                     "t.conf:2: max_backlog (1024 bytes) must be at least twice max_body "
+                     "(33554432 bytes), or a request could never fit");
+    ck_assert_errors(base_with(2, "max_body = 600MiB", NULL),
+                     "t.conf:2: max_backlog (1073741824 bytes) must be at least twice max_body "
+                     "(629145600 bytes), or a request could never fit");
+}
+END_TEST
 
 START_TEST(test_unknown_key)
 {
@@ -1016,6 +1028,7 @@ static Suite *config_suite(void)
     suite_add_tcase(s, parse);
 
     TCase *mistakes = tcase_create("mistakes");
+    tcase_add_test(mistakes, test_backlog_under_body);
     tcase_add_test(mistakes, test_unknown_key);
     tcase_add_test(mistakes, test_unknown_section_kind);
     tcase_add_test(mistakes, test_duplicate_name);

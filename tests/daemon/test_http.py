@@ -7,6 +7,7 @@ usage: test_http.py TARIFFD   (prints "N passed, N failed")"""
 import gzip
 import json
 import os
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -186,18 +187,36 @@ try:
 finally:
     d.cleanup()
 
-# Backpressure: over max_backlog, writes get 503 with Retry-After and
-# change nothing.
-d = Daemon(sys.argv[1], extra="max_backlog = 1KiB\n")
+# Backpressure: the journal after the last checkpoint (not yet known to be
+# in PostgreSQL) over max_backlog: writes get 503 with Retry-After and
+# change nothing. With PostgreSQL healthy the checkpoints keep it under the
+# limit however long the daemon runs; with PostgreSQL down it grows.
+PG_CTL = os.environ.get("TARIFFD_PG_CTL")
+d = Daemon(sys.argv[1], extra="max_backlog = 2MiB\n")
 try:
     d.start()
-    expect(d.write(lines("c1", T0, 100)), 204, None, "first write under the backlog limit")
-    s, data, h = d.write(lines("c1", T0 + 6000, 5))
-    check(s == 503 and h.get("Retry-After") == "1" and json.loads(data)["code"] == "unavailable",
-          f"503 over max_backlog: {s} {data!r} {h}")
-    s, data, h = d.request("GET", "/health")
-    check(s == 503 and json.loads(data)["status"] == "fail" and
-          "max_backlog" in json.loads(data)["message"], f"health says why: {s} {data!r}")
+    big = "m" * 200  # 900 samples of it: a record of 0.2 MiB
+    for k in range(20):  # 4 MiB in all, twice max_backlog, under a healthy ledger:
+        body = lines("c1", T0 + 60 * 900 * k, 900, meter=big)  # a burst may be told to
+        wait_until(lambda: ((s := d.write(body)[0]) == 204, s), 30,  # retry, never for long
+                   f"write {k} under a healthy ledger")
+    if PG_CTL:
+        subprocess.run(f"{PG_CTL} -m fast stop", shell=True, check=True, capture_output=True)
+        try:
+            statuses = [d.write(lines("c1", T0 + 60 * 900 * (20 + k), 900, meter=big))[0]
+                        for k in range(16)]
+            check(statuses[0] == 204 and 503 in statuses, f"PostgreSQL down: 204 until the backlog "
+                  f"passes max_backlog, then 503: {statuses}")
+            s, data, h = d.write(lines("c1", T0 + 60 * 900 * 40, 5))
+            check(s == 503 and h.get("Retry-After") == "1" and json.loads(data)["code"] == "unavailable",
+                  f"503 over max_backlog: {s} {data!r} {h}")
+            s, data, h = d.request("GET", "/health")
+            check(s == 503 and json.loads(data)["status"] == "fail" and
+                  "max_backlog" in json.loads(data)["message"], f"health says why: {s} {data!r}")
+        finally:
+            subprocess.run(f"{PG_CTL} start", shell=True, check=True, capture_output=True)
+        wait_until(lambda: (d.write("")[0] == 204, "still 503"), 30,
+                   "writes taken again once PostgreSQL is back and a checkpoint covers the backlog")
     d.stop()
 finally:
     d.cleanup()

@@ -44,6 +44,7 @@ import json
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -397,6 +398,90 @@ def scenario_outage():
     log = d.read_log()
     check("postgres: writing rows failed" in log or "postgres: cannot connect" in log,
           "the outage is logged", d)
+    check(d.stop() == 0, "SIGTERM exits 0", d)
+
+
+def reload_price(d, old, new):
+    """Edits the config and sends SIGHUP; waits until the daemon logged it."""
+    with open(d.config) as f:
+        text = f.read()
+    assert old in text
+    with open(d.config, "w") as f:
+        f.write(text.replace(old, new))
+    before = d.read_log().count("reloaded ")
+    d.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: (d.read_log().count("reloaded ") > before, "not yet"), 10, "reloaded", d)
+
+
+def scenario_reloadcrash():
+    """A reload (a corrected valley price) is journaled where it happened:
+    a kill -9 after it, before any checkpoint, replays the records before
+    it under the price they had. Then a late sample re-prices a closed
+    interval under the new price; the adjustment is the difference from
+    what the ledger holds. The ledger equals, exactly, that of the same
+    stream on a daemon never killed."""
+    first = "".join(f"power,cluster=c2 kw=40 {T0 + 60 * m}\n" for m in range(32))  # 00:00-00:31
+    late = f"power,cluster=c2 kw=100 {T0 + 900 + 450}\n"  # 00:22:30, in the closed 00:15 interval
+    ledgers = []
+    for crash in (False, True):
+        d = new_daemon().start()
+        writable(d)
+        send(d, first, "the first half hour")
+        wait_until(lambda: (len(d.table("billing_rows")) == 2, d.table("billing_rows")), 15,
+                   "00:00 and 00:15 closed and committed", d)
+        reload_price(d, "price.valley = 0.25", "price.valley = 0.3")
+        if crash:
+            d.kill()
+            d.start()
+            writable(d)
+        send(d, late, "the late sample")
+
+        def adjusted():
+            rs = d.table("billing_rows")
+            return any(r["revision"] == "1" for r in rs), rs
+        wait_until(adjusted, 15, "an adjustment row", d)
+        ledgers.append((d.table("billing_rows"), d.table("demand_charges")))
+        check(d.stop() == 0, "SIGTERM exits 0", d)
+    (rows, demand), (crows, cdemand) = ledgers
+    key = ("cluster", "interval_start", "revision")
+    got, want = sums(crows, key, MONEY), sums(rows, key, MONEY)
+    check(got == want, f"killed after the reload: the same rows as without the kill: "
+          f"{differences(got, want, 'row')[:3]}")
+    adj = [r for r in crows if r["revision"] == "1"]
+    # 10.5 kWh at the corrected 0.3 (3.1500) less the 10 kWh at 0.25 billed (2.5000).
+    check(len(adj) == 1 and adj[0]["energy_charge"] == "0.6500", f"the adjustment bills the correction: {adj}")
+    check(sums(cdemand, ("cluster", "month", "revision"), ["charge"])
+          == sums(demand, ("cluster", "month", "revision"), ["charge"]), "the same demand rows")
+
+
+def scenario_stop():
+    """SIGTERM: the ledger catches up, then the final checkpoint, and the
+    log says so; the next start replays nothing. With PostgreSQL down the
+    flush times out, the log says that, and the next start replays the
+    journal into an exact ledger."""
+    rng = random.Random(9)
+    bs = batches(samples(0, 180), 45, rng, late=False)
+    d = new_daemon().start()
+    writable(d)
+    for i, b in enumerate(bs[:6]):
+        send_now(d, b, f"batch {i}")
+    check(d.stop() == 0, "SIGTERM exits 0", d)
+    log = d.read_log()
+    check("stop: the ledger caught up; final checkpoint" in log, "the log says the ledger caught up", d)
+    d.start()
+    check("checkpoint loaded, 0 journal records replayed" in d.read_log(),
+          "the next start replays nothing", d)
+    pg_ctl("-m fast stop")
+    for i, b in enumerate(bs[6:]):
+        send_now(d, b, f"batch {i + 6} (PostgreSQL down)")
+    t = time.time()
+    check(d.stop() == 0 and time.time() - t < 15, f"SIGTERM exits 0 ({time.time() - t:.1f}s)", d)
+    check("stop: the flush timed out after 5000 ms" in d.read_log(), "the log says the flush timed out", d)
+    pg_ctl("start")
+    d.start()
+    want = offline(d.config, "".join(bs))
+    rows, demand = wait_ledger(d, want)
+    unique_keys(d, rows, demand)
     check(d.stop() == 0, "SIGTERM exits 0", d)
 
 
@@ -843,7 +928,8 @@ SCENARIOS = [("offline", scenario_offline), ("cap", scenario_cap), ("outage", sc
              ("restart", scenario_restart), ("standby", scenario_standby), ("notify", scenario_notify),
              ("late", scenario_late), ("capstate", scenario_capstate), ("poison", scenario_poison),
              ("oldjournal", scenario_oldjournal), ("refused", scenario_refused),
-             ("backoff", scenario_backoff)]
+             ("backoff", scenario_backoff), ("reloadcrash", scenario_reloadcrash),
+             ("stop", scenario_stop)]
 
 start = time.time()
 for name, fn in SCENARIOS:
