@@ -80,15 +80,10 @@ static bool journal_has_caps(struct journal *j)
     return has;
 }
 
-bool recover(struct server *s, struct error *err)
+static bool open_journal(struct server *s, struct error *err)
 {
-    const char *dir = s->cfg->daemon.state_dir;
-    if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
-        error_set(err, "could not create state_dir %s: %s", dir, strerror(errno));
-        return false;
-    }
     uint64_t cut_at = UINT64_MAX;
-    s->journal = journal_open(dir, SEGMENT_BYTES, &cut_at, err);
+    s->journal = journal_open(s->state_dir, SEGMENT_BYTES, &cut_at, err);
     if (!s->journal)
         return false;
     if (cut_at != JOURNAL_NOTHING_CUT) {
@@ -96,7 +91,14 @@ bool recover(struct server *s, struct error *err)
         journal_describe_lsn(s->journal, cut_at, where, sizeof where);
         log_msg(LOG_WARNING, "journal: cut a torn or corrupt tail at %s", where);
     }
+    return true;
+}
 
+/* Loads the checkpoint and replays the journal after it into a new engine;
+ * at start (starting) it also starts the ledger writer. */
+static bool rebuild(struct server *s, bool starting, struct error *err)
+{
+    const char *dir = s->state_dir;
     bool found = false;
     uint64_t lsn = 0;
     void *payload = NULL;
@@ -136,9 +138,11 @@ bool recover(struct server *s, struct error *err)
      * PostgreSQL): what the yearly caps have consumed is in the ledger, and
      * no write is taken before it is read back. No checkpoint is written
      * meanwhile, so a restart still knows. */
-    s->caps_pending = !found && !journal_has_caps(s->journal);
-    struct pg_callbacks cb = {server_pg_changed, server_pg_log, s};
-    s->pg = pg_start(s->cfg, s->caps_pending, &cb);
+    if (starting) {
+        s->caps_pending = !found && !journal_has_caps(s->journal);
+        struct pg_callbacks cb = {server_pg_changed, server_pg_log, s};
+        s->pg = pg_start(s->cfg, s->caps_pending, &cb);
+    }
     if (found && lsn < journal_start(s->journal)) {
         error_set(err,
                   "the checkpoint starts at journal offset %llu but the journal starts at %llu: "
@@ -170,7 +174,7 @@ bool recover(struct server *s, struct error *err)
     s->replaying = false;
     server_flush_replayed(s);
     /* The first checkpoint must wait for the replay's rows too (the worker
-     * starts after this, so no lock). */
+     * is not running, so no lock). */
     s->rows_seq = s->next_seq;
     log_msg(
         LOG_INFO, "recovered: checkpoint %s, %llu journal records replayed (%llu configurations)",
@@ -185,9 +189,37 @@ bool recover(struct server *s, struct error *err)
                        "record holds");
         return false;
     }
-    /* Every start journals the config it runs with. */
+    /* Every start (and every recovery after a journal failure) journals the
+     * config it runs with. */
     worker_submit_record(s, RECORD_CONFIG, &s->config_record);
     s->checkpoint_lsn = found ? lsn : journal_start(s->journal);
     worker_measure(s);
+    return true;
+}
+
+bool recover(struct server *s, struct error *err)
+{
+    if (mkdir(s->state_dir, 0750) != 0 && errno != EEXIST) {
+        error_set(err, "could not create state_dir %s: %s", s->state_dir, strerror(errno));
+        return false;
+    }
+    return open_journal(s, err) && rebuild(s, true, err);
+}
+
+bool recover_again(struct server *s, struct error *err)
+{
+    journal_close(s->journal);
+    s->journal = NULL;
+    if (!open_journal(s, err))
+        return false; /* the old engine stays for /metrics meanwhile */
+    engine_free(s->engine);
+    s->engine = NULL;
+    ledger_rows_free(&s->rows);
+    if (!rebuild(s, false, err)) {
+        /* What the files hold cannot be replayed: nothing in-process can
+         * make that right. */
+        log_msg(LOG_ERR, "journal: %s; stopping", err->msg);
+        exit(1);
+    }
     return true;
 }

@@ -81,6 +81,7 @@ const struct engine *server_engine(const struct server *s)
 
 void server_pg_changed(void *arg);
 static void notify_status(struct server *s);
+static bool disk_nearly_full(const struct server *s);
 
 /* ------------------------------------------------------------------ */
 /* Rows out of the engine                                              */
@@ -190,6 +191,99 @@ static void apply_recovered_caps(struct server *s)
     log_msg(LOG_NOTICE, "yearly caps recovered from the ledger; taking writes");
 }
 
+static void start_worker(struct server *s)
+{
+    s->worker_stop = false;
+    pthread_create(&s->worker, NULL, worker_main, s);
+    s->worker_running = true;
+}
+
+static void stop_worker(struct server *s)
+{
+    if (!s->worker_running)
+        return;
+    pthread_mutex_lock(&s->lock);
+    s->worker_stop = true;
+    pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    pthread_join(s->worker, NULL);
+    s->worker_running = false;
+}
+
+/* Every second while suspended: once the disk has room and the journal
+ * opens, stop the worker, rebuild the engine from the checkpoint and the
+ * journal (what was acknowledged, exactly) and take writes again. */
+static void on_rebuild(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct server *s = arg;
+    if (s->stopping || disk_nearly_full(s))
+        return;
+    struct error err;
+    if (!recover_again(s, &err)) {
+        /* Not yet: the worker stays stopped, and the journal closed. */
+        if (strcmp(err.msg, s->journal_error) != 0) {
+            log_msg(LOG_ERR, "journal: %s; retrying every second", err.msg);
+            snprintf(s->journal_error, sizeof s->journal_error, "%s", err.msg);
+        }
+        return;
+    }
+    pthread_mutex_lock(&s->lock);
+    s->journal_failed = false;
+    pthread_mutex_unlock(&s->lock);
+    start_worker(s);
+    worker_submit_checkpoint(s);
+    s->suspended = false;
+    event_del(s->rebuild);
+    log_msg(LOG_NOTICE, "journal: writable again, the engine rebuilt from it; taking writes");
+}
+
+/* The worker could not journal: the requests it did not make durable get
+ * 503 (the client retries them), and writes are refused until on_rebuild
+ * succeeds. */
+static void suspend(struct server *s, uint64_t durable)
+{
+    /* The worker is done with the journal; close it at once, so nothing
+     * holds a file on a filesystem the operator must unmount to repair. */
+    stop_worker(s);
+    journal_close(s->journal);
+    s->journal = NULL;
+    if (s->checkpoint) {
+        worker_free_job(s->checkpoint);
+        s->checkpoint = NULL;
+    }
+    pthread_mutex_lock(&s->lock);
+    struct job *jobs = s->jobs;
+    s->jobs = NULL;
+    s->jobs_tail = &s->jobs;
+    pthread_mutex_unlock(&s->lock);
+    while (jobs) {
+        struct job *next = jobs->next;
+        worker_free_job(jobs);
+        jobs = next;
+    }
+    s->suspended = true;
+    snprintf(s->suspended_why, sizeof s->suspended_why,
+             "the journal cannot be written (%.500s); retry later", s->journal_error);
+    log_msg(LOG_ERR, "journal: %s; writes get 503 until it can be written again", s->journal_error);
+    while (s->waiters) {
+        struct waiter *w = s->waiters;
+        s->waiters = w->next;
+        if (w->seq <= durable) {
+            metrics_request(&s->metrics, w->v2 ? ENDPOINT_WRITE_V2 : ENDPOINT_WRITE_V1, 204);
+            evhttp_send_reply(w->req, 204, "No Content", NULL);
+        } else {
+            metrics_request(&s->metrics, w->v2 ? ENDPOINT_WRITE_V2 : ENDPOINT_WRITE_V1, 503);
+            http_error(w->req, w->v2, 503, s->suspended_why, 1);
+        }
+        free(w);
+    }
+    s->waiters_tail = &s->waiters;
+    struct timeval second = {1, 0};
+    event_add(s->rebuild, &second);
+}
+
 static void on_wake(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -200,7 +294,10 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
     apply_recovered_caps(s);
     pthread_mutex_lock(&s->lock);
     uint64_t durable = s->durable_seq;
+    bool failed = s->journal_failed;
     pthread_mutex_unlock(&s->lock);
+    if (failed && !s->suspended)
+        suspend(s, durable);
     while (s->waiters && s->waiters->seq <= durable) {
         struct waiter *w = s->waiters;
         s->waiters = w->next;
@@ -243,6 +340,14 @@ const char *server_failed(struct server *s)
     return s->failed;
 }
 
+/* Room for two requests and a checkpoint's worth of margin. */
+static bool disk_nearly_full(const struct server *s)
+{
+    struct statvfs fs;
+    return statvfs(s->state_dir, &fs) == 0 &&
+           (uint64_t)fs.f_bavail * fs.f_frsize < 2 * s->cfg->daemon.max_body_bytes + (64u << 20);
+}
+
 const char *server_refuses_writes(const struct server *s)
 {
     if (s->stopping)
@@ -251,6 +356,8 @@ const char *server_refuses_writes(const struct server *s)
     pg_status(s->pg, &st);
     if (st.standby)
         return "standby: another tariffd writes this schema";
+    if (s->suspended)
+        return s->suspended_why;
     if (s->caps_pending)
         return "recovering the yearly caps from PostgreSQL; retry later";
     struct server *m = (struct server *)s;
@@ -259,9 +366,7 @@ const char *server_refuses_writes(const struct server *s)
     pthread_mutex_unlock(&m->lock);
     if (backlog > s->cfg->daemon.max_backlog_bytes)
         return "journal backlog over max_backlog; retry later";
-    struct statvfs fs;
-    if (statvfs(s->cfg->daemon.state_dir, &fs) == 0 &&
-        (uint64_t)fs.f_bavail * fs.f_frsize < 2 * s->cfg->daemon.max_body_bytes + (64u << 20))
+    if (disk_nearly_full(s))
         return "disk of state_dir nearly full; retry later";
     return NULL;
 }
@@ -271,7 +376,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct server *s = arg;
-    if (s->stopping)
+    if (s->stopping || s->suspended)
         return;
     struct record_buf r = {0};
     struct error err;
@@ -550,7 +655,8 @@ int server_run(struct config *cfg, struct config_source *src, const char *config
         watchdog = event_new(s->base, -1, EV_PERSIST, on_watchdog, s);
         event_add(watchdog, &half);
     }
-    pthread_create(&s->worker, NULL, worker_main, s);
+    s->rebuild = event_new(s->base, -1, EV_PERSIST, on_rebuild, s);
+    start_worker(s);
     /* What the replay rebuilt becomes the new starting point. */
     worker_submit_checkpoint(s);
     log_msg(LOG_NOTICE, "ready");
@@ -558,19 +664,20 @@ int server_run(struct config *cfg, struct config_source *src, const char *config
 
     event_base_dispatch(s->base);
 
-    pthread_mutex_lock(&s->lock);
-    s->worker_stop = true;
-    pthread_cond_signal(&s->cond);
-    pthread_mutex_unlock(&s->lock);
-    pthread_join(s->worker, NULL);
+    stop_worker(s);
     /* The ledger catches up (or the flush times out), then the final
      * checkpoint, in that order: rows not yet in the ledger stay in the
      * journal for the next start. */
-    worker_final_checkpoint(s, STOP_FLUSH_MS);
+    if (s->suspended)
+        log_msg(LOG_NOTICE, "stop: no final checkpoint, the journal could not be written; it "
+                            "replays at the next start");
+    else
+        worker_final_checkpoint(s, STOP_FLUSH_MS);
     pg_stop(s->pg, 0);
     if (s->checkpoint)
         worker_free_job(s->checkpoint);
     event_free(tick);
+    event_free(s->rebuild);
     event_free(term);
     event_free(intr);
     event_free(hup);

@@ -28,6 +28,7 @@
 #define CHECKPOINT_EVERY_S     60
 #define CHECKPOINT_EVERY_BYTES (256ull << 20)
 #define STOP_FLUSH_MS          5000 /* at SIGTERM, for the ledger to catch up */
+#define CHECKPOINT_RETRY_S     5    /* after a checkpoint could not be written */
 
 enum job_kind { JOB_RECORD, JOB_CHECKPOINT };
 
@@ -83,6 +84,10 @@ struct server {
     uint64_t next_seq;
     struct waiter *waiters, **waiters_tail;
     bool stopping;
+    bool suspended;          /* the journal failed: writes refused until it is rebuilt */
+    char suspended_why[600]; /* server_refuses_writes' message meanwhile */
+    struct event *rebuild;   /* tries the journal again, every second */
+    bool worker_running;
     time_t last_checkpoint;
     uint64_t bytes_since_checkpoint;
 
@@ -93,15 +98,18 @@ struct server {
     struct job *jobs, **jobs_tail;
     bool worker_stop;
     uint64_t durable_seq;
-    uint64_t journal_bytes; /* on disk */
-    uint64_t backlog_bytes; /* after the last checkpoint: not yet known to be in PostgreSQL */
+    bool journal_failed;     /* the worker could not journal: see worker.c */
+    char journal_error[512]; /* ... why */
+    uint64_t journal_bytes;  /* on disk */
+    uint64_t backlog_bytes;  /* after the last checkpoint: not yet known to be in PostgreSQL */
     struct event *wake;
 
     /* The worker's own. */
-    uint64_t rows_seq;         /* the last record whose rows went to the writer */
-    uint64_t checkpoint_lsn;   /* where the last checkpoint written starts replay */
-    struct job *checkpoint;    /* waiting for the ledger to commit its rows */
-    uint64_t checkpoint_needs; /* ... up to this record */
+    uint64_t rows_seq;          /* the last record whose rows went to the writer */
+    uint64_t checkpoint_lsn;    /* where the last checkpoint written starts replay */
+    time_t checkpoint_retry_at; /* after one could not be written */
+    struct job *checkpoint;     /* waiting for the ledger to commit its rows */
+    uint64_t checkpoint_needs;  /* ... up to this record */
 };
 
 /* server.c: the engine's sink (rows into s->rows), and the ledger writer's
@@ -133,6 +141,12 @@ void worker_final_checkpoint(struct server *s, int timeout_ms);
 /* recover.c: opens the journal (cutting a torn tail), loads the checkpoint,
  * starts the ledger writer and replays the journal after the checkpoint. */
 bool recover(struct server *s, struct error *err);
+
+/* After the journal failed (disk full, read-only): closes the journal and
+ * drops the engine, then opens and replays again, the ledger writer left
+ * running. False (err set) while the journal cannot be opened: try again
+ * later. The worker must be stopped. */
+bool recover_again(struct server *s, struct error *err);
 
 /* server.c: makes cfg (built from src, both taken over) the config in
  * force: the engine's, journaled as a RECORD_CONFIG record. */

@@ -11,14 +11,35 @@
 #include "daemon/server_private.h"
 #include "tariff/alloc.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-static void worker_fail(const char *what, const struct error *err)
+static void free_jobs(struct job *j)
 {
-    log_msg(LOG_ERR, "%s: %s; stopping so a restart replays the journal", what, err->msg);
-    exit(1);
+    while (j) {
+        struct job *next = j->next;
+        worker_free_job(j);
+        j = next;
+    }
+}
+
+/* The journal could not take a record, or could not make records durable
+ * (disk full, read-only, an I/O error): their requests are not answered
+ * 204, and nothing after them may be journaled either, since the engine
+ * applied them. The loop answers 503 and rebuilds the engine from what the
+ * journal holds once it can be written again (server.c); until then every
+ * job is dropped. */
+static void journal_failed(struct server *s, const struct error *err)
+{
+    pthread_mutex_lock(&s->lock);
+    if (!s->journal_failed) {
+        s->journal_failed = true;
+        snprintf(s->journal_error, sizeof s->journal_error, "%s", err->msg);
+    }
+    pthread_mutex_unlock(&s->lock);
+    event_active(s->wake, 0, 0);
 }
 
 void worker_free_job(struct job *j)
@@ -39,15 +60,27 @@ void worker_measure(struct server *s)
 
 /* Writes the waiting checkpoint: its records are durable and the ledger
  * has every row it covers, so the journal before it may go. */
-static void write_checkpoint(struct server *s)
+static bool write_checkpoint(struct server *s)
 {
     struct job *j = s->checkpoint;
     struct error err;
-    if (!journal_sync(s->journal, &err))
-        worker_fail("journal", &err);
+    if (!journal_sync(s->journal, &err)) {
+        journal_failed(s, &err);
+        return false;
+    }
     uint64_t lsn = j->seq_lsn;
-    if (!journal_write_checkpoint(s->state_dir, lsn, j->data, j->len, &err))
-        worker_fail("checkpoint", &err);
+    if (!journal_write_checkpoint(s->state_dir, lsn, j->data, j->len, &err)) {
+        /* The journal still holds everything: only the restart gets
+         * slower. Tried again in a while, logged once. */
+        if (!s->checkpoint_retry_at)
+            log_msg(LOG_WARNING, "checkpoint: %s; the journal keeps growing until one is written",
+                    err.msg);
+        s->checkpoint_retry_at = time(NULL) + CHECKPOINT_RETRY_S;
+        return false;
+    }
+    if (s->checkpoint_retry_at)
+        log_msg(LOG_NOTICE, "checkpoint: written again");
+    s->checkpoint_retry_at = 0;
     if (!journal_trim(s->journal, lsn, &err))
         log_msg(LOG_WARNING, "journal: %s", err.msg);
     log_msg(LOG_INFO, "checkpoint at journal offset %llu (%zu bytes of engine state)",
@@ -56,12 +89,13 @@ static void write_checkpoint(struct server *s)
     s->checkpoint_lsn = lsn;
     worker_free_job(j);
     worker_measure(s);
+    return true;
 }
 
 /* Writes the waiting checkpoint once the ledger has every row it covers. */
 static void try_checkpoint(struct server *s)
 {
-    if (!s->checkpoint)
+    if (!s->checkpoint || s->journal_failed || time(NULL) < s->checkpoint_retry_at)
         return;
     struct pg_status st;
     pg_status(s->pg, &st);
@@ -122,8 +156,12 @@ void *worker_main(void *arg)
         struct job *batch = s->jobs;
         s->jobs = NULL;
         s->jobs_tail = &s->jobs;
-        bool stop = s->worker_stop;
+        bool stop = s->worker_stop, failed = s->journal_failed;
         pthread_mutex_unlock(&s->lock);
+        if (failed) {
+            free_jobs(batch);
+            batch = NULL;
+        }
         try_checkpoint(s);
         if (!batch && stop)
             return NULL;
@@ -132,14 +170,22 @@ void *worker_main(void *arg)
             /* A group: the records up to the next checkpoint share one fsync. */
             struct job *group = batch, *j = batch, *last = NULL;
             struct error err;
-            for (; j && j->kind == JOB_RECORD; j = j->next) {
+            bool ok = true;
+            for (; j && j->kind == JOB_RECORD && ok; j = j->next) {
                 uint64_t lsn;
-                if (!journal_append(s->journal, j->type, j->data, j->len, &lsn, &err))
-                    worker_fail("journal", &err);
+                ok = journal_append(s->journal, j->type, j->data, j->len, &lsn, &err);
                 last = j;
             }
-            if (last && s->fsync_each_group && !journal_sync(s->journal, &err))
-                worker_fail("journal", &err);
+            if (ok && last && s->fsync_each_group)
+                ok = journal_sync(s->journal, &err);
+            if (!ok) {
+                /* None of the group is durable (some of it may be on disk:
+                 * a replay may apply it, and a client's retry of it is a
+                 * duplicate). */
+                journal_failed(s, &err);
+                free_jobs(batch);
+                break;
+            }
             /* Durable now: their rows may go to the ledger. */
             for (struct job *k = group; k != j; k = k->next)
                 if (k->rows.n) {
