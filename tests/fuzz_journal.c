@@ -161,6 +161,25 @@ static bool decodes(uint8_t type, const unsigned char *p, size_t len, uint32_t *
     return r.ok && r.p == r.end;
 }
 
+/* Whether a RECORD_CONFIG payload decodes: u32 n >= 1, then n x {u32 len,
+ * a name without NUL, u32 len, a text}, nothing after. */
+static bool config_decodes(const unsigned char *p, size_t len)
+{
+    struct rd r = {p, p + len, true};
+    uint32_t n = 0;
+    take(&r, &n, 4);
+    for (uint32_t i = 0; i < n && r.ok; i++) {
+        uint32_t name = 0, text = 0;
+        take(&r, &name, 4);
+        if (r.ok && (size_t)(r.end - r.p) >= name && memchr(r.p, '\0', name))
+            return false;
+        take(&r, NULL, name);
+        take(&r, &text, 4);
+        take(&r, NULL, text);
+    }
+    return r.ok && n > 0 && r.p == r.end;
+}
+
 /* Whether every time in a payload is one the daemon could have written
  * now (2024 to 2026: the wall clock, or up to max_future ahead of it) and
  * every value finite and >= 0, as the line protocol parser guarantees.
@@ -233,6 +252,18 @@ static bool replay_record(void *ctx, uint8_t type, const void *payload, size_t l
     struct replay *r = ctx;
     if (!any_time && !plausible(type, payload, len)) {
         implausible++;
+        r->records++;
+        return true;
+    }
+    if (type == RECORD_CONFIG) {
+        /* A config that builds came from a payload that decodes; one that
+         * does not build says why. */
+        struct errors errs = {0};
+        struct config *cfg = ingest_config_of(payload, len, &errs);
+        check(!cfg || config_decodes(payload, len));
+        check(cfg || errs.n > 0);
+        config_free(cfg);
+        errors_free(&errs);
         r->records++;
         return true;
     }
@@ -734,6 +765,10 @@ static int make_seeds(const char *out)
     struct record_buf recs[8] = {{0}};
     uint8_t types[8];
     size_t n = 0;
+    struct config_file file = {"fuzz.conf", (char *)fuzz_config_text, strlen(fuzz_config_text)};
+    struct config_source src = {&file, 1};
+    ingest_encode_config(&src, &recs[n]);
+    types[n++] = RECORD_CONFIG;
     struct cap_consumed caps[2] = {{"t1", "pa", 2025, 1234567}, {"t2", "pa", 2025, 0}};
     ingest_encode_caps(caps, 2, &recs[n]);
     types[n++] = RECORD_CAPS;
