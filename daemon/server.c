@@ -340,6 +340,34 @@ const char *server_failed(struct server *s)
     return s->failed;
 }
 
+static int64_t ms_between(const struct timespec *a, const struct timespec *b)
+{
+    return (int64_t)(b->tv_sec - a->tv_sec) * 1000 + (b->tv_nsec - a->tv_nsec) / 1000000;
+}
+
+/* Admission control: when the oldest write still waiting for the journal
+ * has waited longer than SHED_MS, or the loop itself ran that late (its
+ * requests queue behind it), a new write gets 503 at once rather than a
+ * place at the back of the queue. Latency stays bounded; the client
+ * retries. */
+static const char *overloaded(const struct server *s)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    int64_t waited = s->waiters ? ms_between(&s->waiters->started, &now) : 0;
+    int64_t lag = s->lag_ms > ms_between(&s->last_tick, &now) - s->tick_ms
+                      ? s->lag_ms
+                      : ms_between(&s->last_tick, &now) - s->tick_ms;
+    if (waited <= SHED_MS && lag <= SHED_MS)
+        return NULL;
+    struct server *m = (struct server *)s;
+    snprintf(m->overloaded, sizeof m->overloaded,
+             "overloaded: writes wait %lld ms for the journal, the loop runs %lld ms late; "
+             "retry later",
+             (long long)waited, (long long)(lag > 0 ? lag : 0));
+    return s->overloaded;
+}
+
 /* Room for two requests and a checkpoint's worth of margin. */
 static bool disk_nearly_full(const struct server *s)
 {
@@ -368,7 +396,7 @@ const char *server_refuses_writes(const struct server *s)
         return "journal backlog over max_backlog; retry later";
     if (disk_nearly_full(s))
         return "disk of state_dir nearly full; retry later";
-    return NULL;
+    return overloaded(s);
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -376,6 +404,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct server *s = arg;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    s->lag_ms = ms_between(&s->last_tick, &now) - s->tick_ms;
+    s->last_tick = now;
     if (s->stopping || s->suspended)
         return;
     struct record_buf r = {0};
@@ -638,6 +670,8 @@ int server_run(struct config *cfg, struct config_source *src, const char *config
      * is noticed soon after grace has passed. */
     int64_t tick_ms = cfg->daemon.grace_s * 1000 / 4;
     tick_ms = tick_ms < 100 ? 100 : tick_ms > 1000 ? 1000 : tick_ms;
+    s->tick_ms = tick_ms;
+    clock_gettime(CLOCK_MONOTONIC, &s->last_tick);
     struct timeval period = {(time_t)(tick_ms / 1000), (suseconds_t)(tick_ms % 1000 * 1000)};
     struct event *tick = event_new(s->base, -1, EV_PERSIST, on_tick, s);
     event_add(tick, &period);

@@ -29,6 +29,7 @@
 #define CHECKPOINT_EVERY_BYTES (256ull << 20)
 #define STOP_FLUSH_MS          5000 /* at SIGTERM, for the ledger to catch up */
 #define CHECKPOINT_RETRY_S     5    /* after a checkpoint could not be written */
+#define SHED_MS                1000 /* writes waiting longer than this: shed new ones (503) */
 
 enum job_kind { JOB_RECORD, JOB_CHECKPOINT };
 
@@ -89,6 +90,10 @@ struct server {
     struct event *rebuild;   /* tries the journal again, every second */
     bool worker_running;
     time_t last_checkpoint;
+    int64_t tick_ms;           /* the clock's period */
+    struct timespec last_tick; /* monotonic, for the loop's lag */
+    int64_t lag_ms;            /* how late the last tick ran: the loop's backlog */
+    char overloaded[200];      /* server_refuses_writes' message when shedding */
     uint64_t bytes_since_checkpoint;
 
     /* Shared with the worker, under lock. */
