@@ -262,6 +262,9 @@ static void write_error(struct server *s, struct evhttp_request *req, bool v2, i
     http_error(req, v2, status, msg, retry_after_s);
 }
 
+static void parse_and_accept(struct server *s, struct evhttp_request *req, bool v2,
+                             const struct tenant *tenant, enum lp_precision precision);
+
 static void handle_write(struct server *s, struct evhttp_request *req, bool v2)
 {
     const struct config *cfg = server_config(s);
@@ -290,11 +293,23 @@ static void handle_write(struct server *s, struct evhttp_request *req, bool v2)
     }
     evhttp_clear_headers(&query);
     const char *refusal = server_refuses_writes(s);
+    if (!refusal)
+        refusal = server_shed_write(s);
     if (refusal) {
         write_error(s, req, v2, 503, refusal, 1);
         return;
     }
+    struct timespec started;
+    clock_gettime(CLOCK_MONOTONIC, &started);
+    parse_and_accept(s, req, v2, tenant, precision);
+    server_write_work(s, &started);
+}
 
+/* The body of an admitted write: decompressed, parsed whole, accepted. */
+static void parse_and_accept(struct server *s, struct evhttp_request *req, bool v2,
+                             const struct tenant *tenant, enum lp_precision precision)
+{
+    const struct config *cfg = server_config(s);
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t len = evbuffer_get_length(in);
     const unsigned char *raw = evbuffer_pullup(in, -1);

@@ -345,27 +345,45 @@ static int64_t ms_between(const struct timespec *a, const struct timespec *b)
     return (int64_t)(b->tv_sec - a->tv_sec) * 1000 + (b->tv_nsec - a->tv_nsec) / 1000000;
 }
 
-/* Admission control: when the oldest write still waiting for the journal
- * has waited longer than SHED_MS, or the loop itself ran that late (its
- * requests queue behind it), a new write gets 503 at once rather than a
- * place at the back of the queue. Latency stays bounded; the client
- * retries. */
-static const char *overloaded(const struct server *s)
+/* Admission control, so an overloaded daemon answers at once instead of
+ * queueing without bound (the client retries):
+ * - the oldest write still waiting for the journal has waited longer than
+ *   SHED_MS, or the loop itself runs that late: every new write is shed;
+ * - the loop spent over 80% of the last ticks parsing and applying
+ *   writes: a growing share of new writes is shed (all of them at 100%),
+ *   spread evenly, so the work admitted stays under what the loop does. */
+const char *server_shed_write(struct server *s)
 {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     int64_t waited = s->waiters ? ms_between(&s->waiters->started, &now) : 0;
-    int64_t lag = s->lag_ms > ms_between(&s->last_tick, &now) - s->tick_ms
-                      ? s->lag_ms
-                      : ms_between(&s->last_tick, &now) - s->tick_ms;
-    if (waited <= SHED_MS && lag <= SHED_MS)
+    int64_t late = ms_between(&s->last_tick, &now) - s->tick_ms;
+    int64_t lag = s->lag_ms > late ? s->lag_ms : late;
+    if (waited > SHED_MS || lag > SHED_MS) {
+        snprintf(s->overloaded, sizeof s->overloaded,
+                 "overloaded: writes wait %lld ms for the journal, the loop runs %lld ms late; "
+                 "retry later",
+                 (long long)waited, (long long)(lag > 0 ? lag : 0));
+        return s->overloaded;
+    }
+    if (s->busy_permille <= 800)
         return NULL;
-    struct server *m = (struct server *)s;
-    snprintf(m->overloaded, sizeof m->overloaded,
-             "overloaded: writes wait %lld ms for the journal, the loop runs %lld ms late; "
-             "retry later",
-             (long long)waited, (long long)(lag > 0 ? lag : 0));
+    s->shed_credit += (s->busy_permille - 800) * 5;
+    if (s->shed_credit < 1000)
+        return NULL;
+    s->shed_credit -= 1000;
+    snprintf(s->overloaded, sizeof s->overloaded,
+             "overloaded: the loop is %lld%% busy with writes; retry later",
+             (long long)(s->busy_permille / 10));
     return s->overloaded;
+}
+
+void server_write_work(struct server *s, const struct timespec *started)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    s->busy_ns +=
+        (int64_t)(now.tv_sec - started->tv_sec) * 1000000000 + (now.tv_nsec - started->tv_nsec);
 }
 
 /* Room for two requests and a checkpoint's worth of margin. */
@@ -396,7 +414,7 @@ const char *server_refuses_writes(const struct server *s)
         return "journal backlog over max_backlog; retry later";
     if (disk_nearly_full(s))
         return "disk of state_dir nearly full; retry later";
-    return overloaded(s);
+    return NULL;
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -406,7 +424,13 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     struct server *s = arg;
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    s->lag_ms = ms_between(&s->last_tick, &now) - s->tick_ms;
+    int64_t elapsed = ms_between(&s->last_tick, &now);
+    s->lag_ms = elapsed - s->tick_ms;
+    /* The share of the loop's time writes took since the last tick,
+     * smoothed over about two ticks. */
+    int64_t busy = elapsed > 0 ? s->busy_ns / 1000 / elapsed : 0;
+    s->busy_permille = (s->busy_permille + (busy > 1000 ? 1000 : busy)) / 2;
+    s->busy_ns = 0;
     s->last_tick = now;
     if (s->stopping || s->suspended)
         return;

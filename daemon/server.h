@@ -28,6 +28,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 struct server;
 struct evhttp_request;
@@ -44,6 +45,15 @@ const struct engine *server_engine(const struct server *s);
 /* Why a write cannot be taken now (NULL when it can): shutting down, the
  * journal backlog over max_backlog, the disk nearly full. */
 const char *server_refuses_writes(const struct server *s);
+
+/* NULL when a write may go on; otherwise why it is shed (503, retry):
+ * admission control under overload. Asked once per write request, after
+ * server_refuses_writes. */
+const char *server_shed_write(struct server *s);
+
+/* A write request's parsing and applying took the loop from started to
+ * now (monotonic): the load admission control measures. */
+void server_write_work(struct server *s, const struct timespec *started);
 
 /* Why the daemon is degraded but working (NULL when healthy): PostgreSQL
  * unreachable or failing transiently; rows wait in the journal. */

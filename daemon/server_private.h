@@ -93,7 +93,10 @@ struct server {
     int64_t tick_ms;           /* the clock's period */
     struct timespec last_tick; /* monotonic, for the loop's lag */
     int64_t lag_ms;            /* how late the last tick ran: the loop's backlog */
-    char overloaded[200];      /* server_refuses_writes' message when shedding */
+    char overloaded[200];      /* server_shed_write's message */
+    int64_t busy_ns;           /* the loop's time in writes since the last tick */
+    int64_t busy_permille;     /* ... as a share of the time, smoothed */
+    int64_t shed_credit;       /* spreads the writes shed evenly */
     uint64_t bytes_since_checkpoint;
 
     /* Shared with the worker, under lock. */

@@ -107,6 +107,18 @@ const char *server_degraded(struct server *s)
     return s->degraded;
 }
 
+const char *server_shed_write(struct server *s)
+{
+    (void)s;
+    return NULL;
+}
+
+void server_write_work(struct server *s, const struct timespec *started)
+{
+    (void)s;
+    (void)started;
+}
+
 const char *server_failed(struct server *s)
 {
     return s->failed;
