@@ -908,6 +908,8 @@ static void check_backlog(struct build *b, const struct daemon_config *d)
     if (d->max_backlog_bytes / 2 >= d->max_body_bytes)
         return;
     const struct source_loc *at = d->max_backlog_loc.file ? &d->max_backlog_loc : &d->max_body_loc;
+    if (!at->file)
+        return; /* a value refused already, with its own error */
     ERR(b,
         "%s:%d: max_backlog (%llu bytes) must be at least twice max_body (%llu bytes), or a "
         "request could never fit",

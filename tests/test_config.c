@@ -200,6 +200,9 @@ START_TEST(test_backlog_under_body)
     ck_assert_errors(base_with(2, "max_body = 600MiB", NULL),
                      "t.conf:2: max_backlog (1073741824 bytes) must be at least twice max_body "
                      "(629145600 bytes), or a request could never fit");
+    /* A value refused on its own gets its own error only. */
+    ck_assert_errors(base_with(2, "max_backlog = 0GiB", NULL),
+                     "t.conf:2: max_backlog \"0GiB\" must be greater than 0");
 }
 END_TEST
 
