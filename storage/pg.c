@@ -365,8 +365,13 @@ static void note_error(struct write_result *res, const PGresult *r, PGconn *conn
                        : PQerrorMessage(conn),
                res->message, sizeof res->message);
     snprintf(res->sqlstate, sizeof res->sqlstate, "%s", st ? st : "");
+    /* Only a data exception (22) or an integrity violation (23) is a row's
+     * fault. Anything else (no privilege, a missing table or column, a full
+     * NOTIFY queue, an internal error) is PostgreSQL failing for every
+     * row: they all wait and are retried, with /health saying why. */
     bool lost = PQstatus(conn) != CONNECTION_OK;
-    res->outcome = lost || transient_sqlstate(st) ? WRITE_TRANSIENT : WRITE_REFUSED;
+    bool rows_fault = st && (strncmp(st, "22", 2) == 0 || strncmp(st, "23", 2) == 0);
+    res->outcome = lost || transient_sqlstate(st) || !rows_fault ? WRITE_TRANSIENT : WRITE_REFUSED;
     res->refused_at = row;
 }
 
@@ -547,24 +552,18 @@ static enum write_outcome write_all(struct pg_writer *w, const struct ledger_row
         if (at > 0 && write_all(w, rows, at, res) != WRITE_OK)
             return res->outcome;
         dead_letter(w, &rows[at], &refusal, res);
-        if (res->outcome == WRITE_TRANSIENT)
+        if (res->outcome != WRITE_OK) {
+            /* Not even dead_letters takes it: the row stays queued (and in
+             * the journal) and is tried again with the rest, /health
+             * saying why, until an operator fixes the table or its
+             * grants. */
+            char why[sizeof res->message];
+            snprintf(why, sizeof why, "%s", res->message);
+            snprintf(res->message, sizeof res->message,
+                     "a refused %s row (SQLSTATE %s) cannot be kept in dead_letters: %.160s",
+                     table_of(rows[at].kind), refusal.sqlstate, why);
+            res->outcome = WRITE_TRANSIENT;
             return res->outcome;
-        if (res->outcome == WRITE_REFUSED) {
-            /* Not even dead_letters takes it (dropped, no privilege): the
-             * row is in the log, whole, and in the journal until it is
-             * trimmed. */
-            char hex[4096];
-            size_t o = 0;
-            for (int i = 0; i < rows[at].n && o + 8 < sizeof hex; i++) {
-                o += (size_t)snprintf(hex + o, sizeof hex - o, "%s", i ? " | " : "");
-                for (const char *c = rows[at].values[i] ? rows[at].values[i] : "";
-                     *c && o + 3 < sizeof hex; c++)
-                    o += (size_t)snprintf(hex + o, sizeof hex - o, "%02x", (unsigned char)*c);
-            }
-            plog(w, PG_LOG_ERR,
-                 "postgres: could not keep a refused %s row in dead_letters (%s); "
-                 "the row, hex: %s",
-                 table_of(rows[at].kind), res->message, hex);
         }
         plog(w, PG_LOG_ERR, "postgres: refused a %s row (SQLSTATE %s: %s); kept in dead_letters",
              table_of(rows[at].kind), refusal.sqlstate, refusal.message);

@@ -8,7 +8,7 @@
 -- "Dead letters"). fingerprint (SHA-256 of row_table and params) keeps a
 -- replay of the journal from adding a refused row twice.
 CREATE TABLE dead_letters (
-    id bigserial PRIMARY KEY,
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     row_table text NOT NULL CHECK (row_table IN ('billing_rows', 'demand_charges', 'quarantined_samples')),
     params bytea[] NOT NULL,
     fingerprint bytea NOT NULL UNIQUE,

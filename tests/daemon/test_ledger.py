@@ -894,6 +894,52 @@ def scenario_refused():
     check(d.stop() == 0, "SIGTERM exits 0", d)
 
 
+def scenario_failing():
+    """Errors that are no row's fault: a trigger on billing_rows raising
+    (SQLSTATE P0001, named on a row's statement), then dead_letters itself
+    refusing (its own trigger) while a CHECK refuses a row. Nothing is
+    dead-lettered or dropped: every row waits, /health warns naming the
+    error, and once the triggers are gone the ledger equals tariffd price
+    (and the refused row is a dead letter)."""
+    rng = random.Random(6)
+    bs = batches(samples(0, 180, t0=T0 + 7 * 3600), 45, rng, late=False)
+    d = new_daemon().start()
+    writable(d)
+    psql(d.db, f"CREATE FUNCTION {d.schema}.refuse_all() RETURNS trigger LANGUAGE plpgsql AS "
+               f"$$BEGIN RAISE EXCEPTION 'maintenance: no inserts'; END$$")
+    psql(d.db, f"CREATE TRIGGER refuse_all BEFORE INSERT ON {d.schema}.billing_rows "
+               f"FOR EACH ROW EXECUTE FUNCTION {d.schema}.refuse_all()")
+    for i, b in enumerate(bs):
+        send(d, b, f"batch {i}")
+    h = wait_until(lambda: ((h := health(d))["status"] == "warn", h), 20, "/health warns", d)[1]
+    check("maintenance: no inserts" in h.get("message", ""), f"/health names the error: {h}", d)
+    check(metric(d, "tariffd_rows_dead_lettered_total") == 0, "nothing dead-lettered", d)
+    check(len(d.table("billing_rows")) == 0 and metric(d, "tariffd_ledger_rows_queued") > 0,
+          "the rows wait", d)
+    # Now one row is refused (a CHECK) while dead_letters cannot take it.
+    refused_at = "2025-02-28T23:15:00Z"
+    psql(d.db, f"ALTER TABLE {d.schema}.billing_rows ADD CONSTRAINT refuse_one "
+               f"CHECK (cluster <> 'c1' OR interval_start <> '{refused_at}')")
+    psql(d.db, f"CREATE TRIGGER refuse_all BEFORE INSERT ON {d.schema}.dead_letters "
+               f"FOR EACH ROW EXECUTE FUNCTION {d.schema}.refuse_all()")
+    psql(d.db, f"DROP TRIGGER refuse_all ON {d.schema}.billing_rows")
+
+    def kept_waiting():
+        h = health(d)
+        return "cannot be kept in dead_letters" in h.get("message", ""), h
+    wait_until(kept_waiting, 20, "/health: the refused row cannot be kept", d)
+    check(metric(d, "tariffd_rows_dead_lettered_total") == 0, "still nothing dead-lettered (or dropped)", d)
+    psql(d.db, f"DROP TRIGGER refuse_all ON {d.schema}.dead_letters")
+    want = offline(d.config, "".join(bs))
+    others = dict(want, billing_rows=[r for r in want["billing_rows"]
+                                      if not (r["cluster"] == "c1" and r["interval_start"] == refused_at)])
+    rows, demand = wait_ledger(d, others, timeout=30)
+    unique_keys(d, rows, demand)
+    dead = query(d.db, f"SELECT sqlstate FROM {d.schema}.dead_letters")
+    check(dead == [{"sqlstate": "23514"}], f"the refused row is a dead letter, once: {dead}", d)
+    check(d.stop() == 0, "SIGTERM exits 0", d)
+
+
 def scenario_backoff():
     """While PostgreSQL is down the writer retries with backoff, not in a
     loop: a handful of attempts in 8 s, and /health stays warn (never
@@ -929,7 +975,7 @@ SCENARIOS = [("offline", scenario_offline), ("cap", scenario_cap), ("outage", sc
              ("late", scenario_late), ("capstate", scenario_capstate), ("poison", scenario_poison),
              ("oldjournal", scenario_oldjournal), ("refused", scenario_refused),
              ("backoff", scenario_backoff), ("reloadcrash", scenario_reloadcrash),
-             ("stop", scenario_stop)]
+             ("stop", scenario_stop), ("failing", scenario_failing)]
 
 start = time.time()
 for name, fn in SCENARIOS:

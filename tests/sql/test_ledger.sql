@@ -754,6 +754,15 @@ SELECT pg_temp.check((SELECT count(*) FROM billing_rows) = 10
                      'writer: the daemon''s inserts add one billing row, one demand row and '
                      'their three subsidy lines; the replay adds nothing');
 
+-- A row PostgreSQL refused, kept as the writer keeps it (storage/pg.c
+-- dead_letter): the writer's INSERT privilege is enough, no sequence to be
+-- granted (the id is an identity column).
+INSERT INTO dead_letters (row_table, fingerprint, sqlstate, message, params)
+    VALUES ('quarantined_samples', sha256('x'::bytea), '22021', 'invalid byte sequence',
+            ARRAY['qy-a01'::bytea, '\x6dff'::bytea]) ON CONFLICT (fingerprint) DO NOTHING;
+SELECT pg_temp.check((SELECT count(*) FROM dead_letters WHERE sqlstate = '22021') = 1,
+                     'writer: keeps a refused row in dead_letters');
+
 -- After its inserts, in the same transaction, the daemon notifies the
 -- largest id (no privilege needed beyond SELECT on billing_rows).
 SELECT pg_temp.check(t.payload = (SELECT max(id)::text FROM billing_rows),
