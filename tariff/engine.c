@@ -634,15 +634,18 @@ static void close_month_at(struct engine *e, struct cluster_state *cs, int64_t l
     price_month(e, cs, ms);
 }
 
-/* Whether item i is the last of the batch for its cluster and month (the
- * items are sorted by start, then cluster): a month of which several
- * closed intervals are priced again is priced again once, right after the
- * last of them, as it would be had they come one by one; not once per
- * interval, which made a counter spread over months cost their square. */
+/* Whether item i is the last interval of the batch for its cluster and
+ * month (the items are sorted by start, then cluster): a month of which
+ * several closed intervals are priced again is priced again once, right
+ * after the last of them, as it would be had they come one by one; not
+ * once per interval, which made a counter spread over months cost their
+ * square. Only intervals count: the month's own close item, which sorts
+ * right after its last interval, prices nothing in a month the clock has
+ * closed already, so counting it would leave the month unpriced. */
 static bool last_of_month(const struct engine *e, size_t i, const struct month_state *ms)
 {
     for (size_t j = i + 1; j < e->n_items && e->items[j].start_s < ms->end_s; j++)
-        if (e->items[j].cluster == e->items[i].cluster)
+        if (e->items[j].cluster == e->items[i].cluster && e->items[j].kind == CLOSE_INTERVAL)
             return false;
     return true;
 }

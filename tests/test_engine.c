@@ -877,6 +877,73 @@ START_TEST(test_insert_reaching_into_a_final_interval_is_quarantined)
 }
 END_TEST
 
+/* The charge of c1's demand rows for month y-mo, summed: what the ledger
+ * holds for that month after every adjustment. */
+static int64_t demand_charge_of(int y, int mo)
+{
+    int32_t day = civil_to_day((struct civil_date){y, mo, 1});
+    int64_t sum = 0;
+    for (size_t i = 0; i < n_demand; i++)
+        if (demand[i].month_day == day && strcmp(demand[i].cluster, "c1") == 0)
+            sum += demand[i].charge;
+    return sum;
+}
+
+static const struct kept_demand *last_demand_of(int y, int mo)
+{
+    int32_t day = civil_to_day((struct civil_date){y, mo, 1});
+    const struct kept_demand *last = NULL;
+    for (size_t i = 0; i < n_demand; i++)
+        if (demand[i].month_day == day && strcmp(demand[i].cluster, "c1") == 0)
+            last = &demand[i];
+    return last;
+}
+
+START_TEST(test_clock_closed_month_is_priced_again_when_one_batch_holds_its_last_interval)
+{
+    /* max_gap 90m. 40 kW Mar 31 23:00-23:10, then silence: the tick at Apr 1
+     * 00:05 closes 23:00 (40 x 10/60 = 6.666667 kWh -> 26.666668 kW) and,
+     * March being over by grace, March (26.666668 x 30 = 800.0000).
+     * A 100 kW sample at 00:20 joins 23:10 by a 70-minute line (under
+     * max_gap): P(t) = 40 + 60 x (t - 23:10)/70 min, so P(23:45) = 70 and
+     * P(00:00) = 82.857142..; the 23:45 interval is
+     * (70 + 82.857142..)/2 x 1/4 h = 19.1071428.. -> 19.107143 kWh, and
+     * max_kw = 19.107143 x 4 = 76.428572 (the rounded kWh over the hours,
+     * docs/design.md section 5; the line's own average is 76.4285714..).
+     * The same sample closes 23:15, 23:30, 23:45 (March, closed by the
+     * clock) and 00:00 in one batch, with March's close item after 23:45:
+     * March must be priced again after 23:45, to 76.428572 x 30 =
+     * 2292.85716 -> 2292.8572, as pricing everything at once says. */
+    const char *text = edit(base_config, "max_gap = 5m", "max_gap = 90m");
+    start_with(text);
+    constant("c1", L(2025, 3, 31, 23, 0), L(2025, 3, 31, 23, 10), 40);
+    now_ns = L(2025, 4, 1, 0, 5) * NS;
+    engine_tick(eng, now_ns);
+    ck_assert_uint_eq(n_demand, 1);
+    ck_assert_int_eq(demand[0].max_kw, 26666668);
+    ck_assert_int_eq(demand[0].charge, 8000000);
+    push("c1", L(2025, 4, 1, 0, 20), 100);
+    const struct kept_demand *march = last_demand_of(2025, 3);
+    ck_assert_int_eq(march->max_kw, 76428572);
+    ck_assert_int_eq(march->max_start_s, L(2025, 3, 31, 23, 45));
+    ck_assert_int_eq(march->billing_kw, 76428572);
+    int64_t live = demand_charge_of(2025, 3);
+    ck_assert_int_eq(live, 22928572);
+    stop();
+
+    /* Priced independently, all at once as `tariffd price` does: the same
+     * month, the same money. */
+    start_with(text);
+    constant("c1", L(2025, 3, 31, 23, 0), L(2025, 3, 31, 23, 10), 40);
+    push("c1", L(2025, 4, 1, 0, 20), 100);
+    finish();
+    ck_assert_int_eq(last_demand_of(2025, 3)->revision, 0);
+    ck_assert_int_eq(last_demand_of(2025, 3)->max_kw, 76428572);
+    ck_assert_int_eq(demand_charge_of(2025, 3), live);
+    stop();
+}
+END_TEST
+
 static Suite *engine_suite(void)
 {
     Suite *s = suite_create("engine");
@@ -927,6 +994,8 @@ static Suite *engine_suite(void)
     tcase_add_test(t, test_refused_first_sample_leaves_no_meter_behind);
     tcase_add_test(t, test_absurd_values_are_refused);
     tcase_add_test(t, test_insert_reaching_into_a_final_interval_is_quarantined);
+    tcase_add_test(t,
+                   test_clock_closed_month_is_priced_again_when_one_batch_holds_its_last_interval);
     suite_add_tcase(s, t);
     return s;
 }
