@@ -31,7 +31,8 @@ Exits 77 (SKIP) without PGHOST.
 usage: test_overload.py TARIFFD   (prints "N passed, N failed")
   $TARIFFD_OVERLOAD_CLIENTS, $TARIFFD_OVERLOAD_S, $TARIFFD_OVERLOAD_BODY_KIB
   and $TARIFFD_OVERLOAD_REQUEST_S override CLIENTS, OVERLOAD_S, BODY_KIB and
-  REQUEST_S. The suite runs 128 clients with a 15 s bound: a check that no
+  REQUEST_S ($TARIFFD_OVERLOAD_PROBE_S: PROBE_S). The suite runs 128 clients
+  with a 15 s bound for writes and 10 s for probes: a check that no
   write hangs, not a timing benchmark (RELIABILITY.md has the 5 s runs)."""
 import gzip
 import http.client
@@ -54,7 +55,7 @@ OVERLOAD_S = float(os.environ.get("TARIFFD_OVERLOAD_S", "20"))
 BODY_KIB = int(os.environ.get("TARIFFD_OVERLOAD_BODY_KIB", "900"))
 BODIES = 2  # distinct bodies per client; then they repeat (duplicates)
 REQUEST_S = float(os.environ.get("TARIFFD_OVERLOAD_REQUEST_S", "5"))  # Telegraf's default timeout
-PROBE_S = 2
+PROBE_S = float(os.environ.get("TARIFFD_OVERLOAD_PROBE_S", "2"))
 SHED_S = 1
 MAX_BODY_MIB = 1  # tests/daemon/daemon.conf.in
 T0 = 1740758400  # 2025-03-01 00:00 local (+08:00)
