@@ -262,49 +262,6 @@ static void write_error(struct server *s, struct evhttp_request *req, bool v2, i
     http_error(req, v2, status, msg, retry_after_s);
 }
 
-static void parse_and_accept(struct server *s, struct evhttp_request *req, bool v2,
-                             const struct tenant *tenant, enum lp_precision precision);
-
-static void handle_write(struct server *s, struct evhttp_request *req, bool v2)
-{
-    const struct config *cfg = server_config(s);
-    struct evkeyvalq query;
-    TAILQ_INIT(&query);
-    const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
-    if (q && evhttp_parse_query_str(q, &query) != 0) {
-        write_error(s, req, v2, 400, "malformed query string", 0);
-        return;
-    }
-    const struct tenant *tenant = authenticate(cfg, req, &query, v2);
-    if (!tenant) {
-        evhttp_clear_headers(&query);
-        write_error(s, req, v2, 401, "unauthorized access", 0);
-        return;
-    }
-    enum lp_precision precision;
-    const char *p = evhttp_find_header(&query, "precision");
-    if (!lp_parse_precision(p, !v2, &precision)) {
-        char msg[128];
-        snprintf(msg, sizeof msg, "unknown precision \"%.32s\" (expected %s)", p,
-                 v2 ? "ns, us, ms or s" : "n, u, ms, s, m or h");
-        evhttp_clear_headers(&query);
-        write_error(s, req, v2, 400, msg, 0);
-        return;
-    }
-    evhttp_clear_headers(&query);
-    const char *refusal = server_refuses_writes(s);
-    if (!refusal)
-        refusal = server_shed_write(s);
-    if (refusal) {
-        write_error(s, req, v2, 503, refusal, 1);
-        return;
-    }
-    struct timespec started;
-    clock_gettime(CLOCK_MONOTONIC, &started);
-    parse_and_accept(s, req, v2, tenant, precision);
-    server_write_work(s, &started);
-}
-
 /* The body of an admitted write: decompressed, parsed whole, accepted. */
 static void parse_and_accept(struct server *s, struct evhttp_request *req, bool v2,
                              const struct tenant *tenant, enum lp_precision precision)
@@ -357,6 +314,46 @@ static void parse_and_accept(struct server *s, struct evhttp_request *req, bool 
     }
     server_accept(s, req, v2, &record);
     record_buf_free(&record);
+}
+
+static void handle_write(struct server *s, struct evhttp_request *req, bool v2)
+{
+    const struct config *cfg = server_config(s);
+    struct evkeyvalq query;
+    TAILQ_INIT(&query);
+    const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+    if (q && evhttp_parse_query_str(q, &query) != 0) {
+        write_error(s, req, v2, 400, "malformed query string", 0);
+        return;
+    }
+    const struct tenant *tenant = authenticate(cfg, req, &query, v2);
+    if (!tenant) {
+        evhttp_clear_headers(&query);
+        write_error(s, req, v2, 401, "unauthorized access", 0);
+        return;
+    }
+    enum lp_precision precision;
+    const char *p = evhttp_find_header(&query, "precision");
+    if (!lp_parse_precision(p, !v2, &precision)) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "unknown precision \"%.32s\" (expected %s)", p,
+                 v2 ? "ns, us, ms or s" : "n, u, ms, s, m or h");
+        evhttp_clear_headers(&query);
+        write_error(s, req, v2, 400, msg, 0);
+        return;
+    }
+    evhttp_clear_headers(&query);
+    const char *refusal = server_refuses_writes(s);
+    if (!refusal)
+        refusal = server_shed_write(s);
+    if (refusal) {
+        write_error(s, req, v2, 503, refusal, 1);
+        return;
+    }
+    struct timespec started;
+    clock_gettime(CLOCK_MONOTONIC, &started);
+    parse_and_accept(s, req, v2, tenant, precision);
+    server_write_work(s, &started);
 }
 
 static enum metrics_endpoint endpoint_of(const char *path)

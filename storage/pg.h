@@ -22,12 +22,14 @@
  * connection when it is still good, and so is any error that is no row's
  * fault (no privilege, a missing table, a trigger raising, dead_letters
  * refusing a row): every row waits. A data exception (22) or an integrity
- * violation (23) refuses one row: the pipeline names it (or halves of the group are tried until one
- * row is left), the rows around it are committed in order, and the row goes to the dead_letters
- * table with its raw parameters and the error, so one bad row never stops the ledger and nothing is
- * lost. Text parameters are valid UTF-8 without NUL by construction (daemon/lineproto.h and the
- * config reader refuse anything else); a journal written before that was
- * checked is what dead_letters is for.
+ * violation (23) refuses one row: the pipeline names it (or halves of the
+ * group are tried until one row is left), the rows around it are committed
+ * in order, and the row goes to the dead_letters table with its raw
+ * parameters and the error, so one bad row never stops the ledger and
+ * nothing is lost. Text parameters are valid UTF-8 without NUL by
+ * construction (daemon/lineproto.h and the config reader refuse anything
+ * else); a journal written before that was checked is what dead_letters is
+ * for.
  */
 #ifndef STORAGE_PG_H
 #define STORAGE_PG_H

@@ -877,25 +877,21 @@ START_TEST(test_insert_reaching_into_a_final_interval_is_quarantined)
 }
 END_TEST
 
-/* The charge of c1's demand rows for month y-mo, summed: what the ledger
- * holds for that month after every adjustment. */
-static int64_t demand_charge_of(int y, int mo)
-{
-    int32_t day = civil_to_day((struct civil_date){y, mo, 1});
-    int64_t sum = 0;
-    for (size_t i = 0; i < n_demand; i++)
-        if (demand[i].month_day == day && strcmp(demand[i].cluster, "c1") == 0)
-            sum += demand[i].charge;
-    return sum;
-}
-
-static const struct kept_demand *last_demand_of(int y, int mo)
+/* c1's last demand row for month y-mo; *charge (may be NULL) receives the
+ * charge of all of them summed: what the ledger holds for the month after
+ * every adjustment. */
+static const struct kept_demand *demand_of(int y, int mo, int64_t *charge)
 {
     int32_t day = civil_to_day((struct civil_date){y, mo, 1});
     const struct kept_demand *last = NULL;
+    int64_t sum = 0;
     for (size_t i = 0; i < n_demand; i++)
-        if (demand[i].month_day == day && strcmp(demand[i].cluster, "c1") == 0)
+        if (demand[i].month_day == day && strcmp(demand[i].cluster, "c1") == 0) {
             last = &demand[i];
+            sum += demand[i].charge;
+        }
+    if (charge)
+        *charge = sum;
     return last;
 }
 
@@ -923,11 +919,11 @@ START_TEST(test_clock_closed_month_is_priced_again_when_one_batch_holds_its_last
     ck_assert_int_eq(demand[0].max_kw, 26666668);
     ck_assert_int_eq(demand[0].charge, 8000000);
     push("c1", L(2025, 4, 1, 0, 20), 100);
-    const struct kept_demand *march = last_demand_of(2025, 3);
+    int64_t live;
+    const struct kept_demand *march = demand_of(2025, 3, &live);
     ck_assert_int_eq(march->max_kw, 76428572);
     ck_assert_int_eq(march->max_start_s, L(2025, 3, 31, 23, 45));
     ck_assert_int_eq(march->billing_kw, 76428572);
-    int64_t live = demand_charge_of(2025, 3);
     ck_assert_int_eq(live, 22928572);
     stop();
 
@@ -937,9 +933,11 @@ START_TEST(test_clock_closed_month_is_priced_again_when_one_batch_holds_its_last
     constant("c1", L(2025, 3, 31, 23, 0), L(2025, 3, 31, 23, 10), 40);
     push("c1", L(2025, 4, 1, 0, 20), 100);
     finish();
-    ck_assert_int_eq(last_demand_of(2025, 3)->revision, 0);
-    ck_assert_int_eq(last_demand_of(2025, 3)->max_kw, 76428572);
-    ck_assert_int_eq(demand_charge_of(2025, 3), live);
+    int64_t offline;
+    march = demand_of(2025, 3, &offline);
+    ck_assert_int_eq(march->revision, 0);
+    ck_assert_int_eq(march->max_kw, 76428572);
+    ck_assert_int_eq(offline, live);
     stop();
 }
 END_TEST
