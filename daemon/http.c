@@ -367,10 +367,10 @@ static enum metrics_endpoint endpoint_of(const char *path)
 }
 
 /* /health: pass (rows are committed, or there is nothing to commit), warn
- * (degraded: PostgreSQL unreachable or failing, rows wait in the journal),
- * or fail: writes are refused (standby, backlog, disk, caps recovery,
- * shutting down), or rows PostgreSQL refused wait in dead_letters for an
- * operator. A fail is 503, as InfluxDB answers it. */
+ * (degraded: PostgreSQL unreachable or failing, rows wait in the journal;
+ * or closing waits for the yearly caps), or fail: writes are refused
+ * (standby, backlog, disk, shutting down), or rows PostgreSQL refused wait
+ * in dead_letters for an operator. A fail is 503, as InfluxDB answers it. */
 static int health(struct server *s, struct evhttp_request *req)
 {
     const char *refusal = server_refuses_writes(s);

@@ -371,6 +371,8 @@ bool ingest_apply_caps(struct engine *e, const void *payload, size_t len, struct
         error_set(err, "a caps record of %zu bytes does not decode", len);
         return false;
     }
+    /* All of them are in: what waited for them closes now. */
+    engine_caps_recovered(e);
     return true;
 }
 

@@ -66,7 +66,9 @@ bool ingest_apply(struct engine *e, const void *payload, size_t len, struct erro
 void ingest_encode_tick(int64_t now_ns, struct record_buf *out);
 bool ingest_apply_tick(struct engine *e, const void *payload, size_t len, struct error *err);
 
-/* A RECORD_CAPS payload: the yearly caps read back from the ledger. */
+/* A RECORD_CAPS payload: the yearly caps read back from the ledger. Applying
+ * one sets them all, then ends the engine's wait for them
+ * (engine_caps_recovered): the closes it held run. */
 void ingest_encode_caps(const struct cap_consumed *caps, size_t n, struct record_buf *out);
 bool ingest_apply_caps(struct engine *e, const void *payload, size_t len, struct error *err);
 

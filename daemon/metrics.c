@@ -122,6 +122,11 @@ void metrics_expose(const struct metrics *m, const struct metrics_gauges *g, str
           (double)g->max_connections);
     gauge(out, "tariffd_samples_kept", "Samples held for open and adjustable intervals.",
           (double)g->samples_kept);
+    gauge(out, "tariffd_waiting_for_caps",
+          "1 while closing waits for the yearly caps to be read back from PostgreSQL.",
+          g->waiting_for_caps ? 1 : 0);
+    gauge(out, "tariffd_held_calls", "Pushes and ticks kept until the yearly caps are read back.",
+          (double)g->held_calls);
     gauge(out, "tariffd_journal_bytes", "Bytes in the journal's segments on disk.",
           (double)g->journal_bytes);
     gauge(out, "tariffd_journal_backlog_bytes",

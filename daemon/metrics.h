@@ -6,6 +6,7 @@
 #ifndef DAEMON_METRICS_H
 #define DAEMON_METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -54,6 +55,8 @@ struct metrics_gauges {
     uint64_t samples_accepted, duplicates, conflicts, quarantined;
     uint64_t intervals_closed, adjustments, demand_rows;
     size_t meters, samples_kept;
+    bool waiting_for_caps;
+    size_t held_calls;
     uint64_t journal_bytes, backlog_bytes, max_backlog_bytes;
     uint64_t rows_queued, rows_written;
     int postgres_up;

@@ -254,6 +254,7 @@ int offline_price(const struct config *cfg, FILE *in, const struct offline_optio
     }
     struct engine_sink sink = {&o, on_billing, on_demand, on_quarantine};
     o.engine = engine_new(cfg, &sink);
+    engine_caps_recovered(o.engine); /* offline, every cap starts unconsumed */
 
     /* Read in large chunks; parse every complete line, carry the rest. */
     size_t cap = 1 << 20, have = 0;

@@ -69,6 +69,8 @@ void server_gauges(const struct server *s, struct metrics_gauges *g)
         .dead_letters_unresolved = pg.dead_letters_unresolved,
         .postgres_errors_transient = pg.errors_transient,
         .postgres_errors_refused = pg.errors_refused,
+        .waiting_for_caps = st.waiting_for_caps,
+        .held_calls = st.held_calls,
         .connections = conns_open(s->conns),
         .max_connections = (size_t)s->cfg->daemon.max_connections,
     };
@@ -188,7 +190,7 @@ static void apply_recovered_caps(struct server *s)
     record_buf_free(&r);
     free(caps);
     s->caps_pending = false;
-    log_msg(LOG_NOTICE, "yearly caps recovered from the ledger; taking writes");
+    log_msg(LOG_NOTICE, "yearly caps recovered from the ledger; what waited for them closes now");
 }
 
 static void start_worker(struct server *s)
@@ -319,12 +321,24 @@ const char *server_degraded(struct server *s)
 {
     struct pg_status st;
     pg_status(s->pg, &st);
-    if (st.standby || (st.connected && !st.failing))
+    if (st.standby)
         return NULL;
-    snprintf(s->degraded, sizeof s->degraded, "%s, rows wait in the journal%s%.256s",
-             st.connected ? "writing to PostgreSQL fails, retrying" : "PostgreSQL unreachable",
-             st.last_error[0] ? ": " : "", st.last_error);
-    return s->degraded;
+    if (!st.connected || st.failing) {
+        snprintf(s->degraded, sizeof s->degraded, "%s, rows wait in the journal%s%.256s",
+                 st.connected ? "writing to PostgreSQL fails, retrying" : "PostgreSQL unreachable",
+                 st.last_error[0] ? ": " : "", st.last_error);
+        return s->degraded;
+    }
+    if (engine_waiting_for_caps(s->engine)) {
+        struct engine_stats es;
+        engine_stats(s->engine, &es);
+        snprintf(s->degraded, sizeof s->degraded,
+                 "reading the yearly caps back from PostgreSQL; closing waits for them "
+                 "(%zu calls held), writes are taken",
+                 es.held_calls);
+        return s->degraded;
+    }
+    return NULL;
 }
 
 const char *server_failed(struct server *s)
@@ -404,8 +418,6 @@ const char *server_refuses_writes(const struct server *s)
         return "standby: another tariffd writes this schema";
     if (s->suspended)
         return s->suspended_why;
-    if (s->caps_pending)
-        return "recovering the yearly caps from PostgreSQL; retry later";
     struct server *m = (struct server *)s;
     pthread_mutex_lock(&m->lock);
     uint64_t backlog = s->backlog_bytes;

@@ -720,13 +720,20 @@ static void freeze(struct engine *e, struct cluster_state *cs, int64_t now_ns)
 /* ------------------------------------------------------------------ */
 /* Public                                                              */
 
-struct engine *engine_new(const struct config *cfg, const struct engine_sink *sink)
+struct engine *engine_alloc(const struct config *cfg, const struct engine_sink *sink)
 {
     struct engine *e = xcalloc(1, sizeof *e);
     e->cfg = cfg;
     e->interval_s = cfg->daemon.interval_s;
     if (sink)
         e->sink = *sink;
+    return e;
+}
+
+struct engine *engine_new(const struct config *cfg, const struct engine_sink *sink)
+{
+    struct engine *e = engine_alloc(cfg, sink);
+    hold_update(e);
     return e;
 }
 
@@ -749,6 +756,7 @@ void engine_set_config(struct engine *e, const struct config *cfg)
         cs->cfg = config_find_cluster(cfg, cs->id);
         cs->tariff_from_s = first_tariff_from_s(cs->cfg);
     }
+    hold_update(e);
 }
 
 /* engine_judge's rule, for s whose meter is m (NULL when new): the
@@ -809,16 +817,23 @@ enum quarantine_reason quarantine_reason_parse(const char *text)
     return QUARANTINE_REFUSED;
 }
 
-void engine_quarantine(struct engine *e, const struct engine_sample *s, const char *reason)
+static void quarantine_text(struct engine *e, const struct engine_sample *s, const char *reason)
 {
     e->stats.quarantined++;
     if (e->sink.quarantine)
         e->sink.quarantine(e->sink.ctx, s, reason);
 }
 
+void engine_quarantine(struct engine *e, const struct engine_sample *s, const char *reason)
+{
+    if (e->hold)
+        hold_call(e, HELD_QUARANTINE, s, reason, 0);
+    quarantine_text(e, s, reason);
+}
+
 static void quarantine(struct engine *e, const struct engine_sample *s, enum quarantine_reason why)
 {
-    engine_quarantine(e, s, quarantine_reason_name(why));
+    quarantine_text(e, s, quarantine_reason_name(why));
 }
 
 /* Recounts the blockers of cs after its closed_until_s moved. */
@@ -982,7 +997,7 @@ static void close_what_can_close(struct engine *e, size_t ci, int64_t now_ns)
     count_blockers(e, cs);
 }
 
-bool engine_push(struct engine *e, const struct engine_sample *s, int64_t now_ns, struct error *err)
+static bool push(struct engine *e, const struct engine_sample *s, int64_t now_ns, struct error *err)
 {
     struct meter_state *m = find_meter(e, s->cluster, s->meter);
     const struct cluster *c = admit(e, m, s, err);
@@ -1018,6 +1033,15 @@ bool engine_push(struct engine *e, const struct engine_sample *s, int64_t now_ns
         reprice_closed(e, cs, m, at, lo_ns);
     if (may_close)
         close_what_can_close(e, m->cluster, now_ns);
+    return true;
+}
+
+bool engine_push(struct engine *e, const struct engine_sample *s, int64_t now_ns, struct error *err)
+{
+    if (!push(e, s, now_ns, err))
+        return false;
+    if (e->hold)
+        hold_call(e, HELD_PUSH, s, NULL, now_ns);
     return true;
 }
 
@@ -1057,6 +1081,8 @@ static void close_all(struct engine *e, int64_t now_ns, bool all_silent)
 
 void engine_tick(struct engine *e, int64_t now_ns)
 {
+    if (e->hold)
+        hold_call(e, HELD_TICK, NULL, NULL, now_ns);
     int64_t grace_ns = e->cfg->daemon.grace_s * NS;
     for (size_t i = 0; i < e->n_meters; i++) {
         struct meter_state *m = &e->meters[i];
@@ -1068,6 +1094,8 @@ void engine_tick(struct engine *e, int64_t now_ns)
 
 void engine_finish(struct engine *e, int64_t now_ns)
 {
+    if (e->hold)
+        hold_call(e, HELD_FINISH, NULL, NULL, now_ns);
     close_all(e, now_ns, true);
 }
 
@@ -1078,11 +1106,23 @@ void engine_stats(const struct engine *e, struct engine_stats *out)
     out->samples_kept = 0;
     for (size_t i = 0; i < e->n_meters; i++)
         out->samples_kept += e->meters[i].buf.n;
+    out->waiting_for_caps = engine_waiting_for_caps(e);
+    out->held_calls = 0;
+    if (e->hold) {
+        /* The rows priced while waiting are not emitted: the counters stand
+         * where the wait began until the replay counts them. */
+        out->billing_rows = e->hold->billing_rows;
+        out->adjustment_rows = e->hold->adjustment_rows;
+        out->demand_rows = e->hold->demand_rows;
+        out->held_calls = e->hold->n_calls;
+    }
 }
 
 void engine_set_cap_consumed(struct engine *e, const char *tenant, const char *programme,
                              int32_t year, int64_t consumed_cny4)
 {
+    if (e->hold)
+        hold_cap(e, tenant, programme, year, consumed_cny4);
     *caps_consumed(&e->caps, tenant, programme, year) = consumed_cny4;
 }
 
@@ -1111,5 +1151,6 @@ void engine_free(struct engine *e)
         free(e->names[i]);
     free(e->names);
     free(e->items);
+    hold_free(e->hold);
     free(e);
 }

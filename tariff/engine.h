@@ -16,7 +16,25 @@
  *  - per cluster: how far its intervals are closed (closed_until_s) and
  *    final (frozen_until_s), the money of each closed interval that can
  *    still be adjusted, and its open or adjustable months;
- *  - the yearly caps consumed, per tenant, programme and local year.
+ *  - the yearly caps consumed, per tenant, programme and local year, and
+ *    whether they are known (caps_known).
+ *
+ * Waiting for the caps: a daemon started on an empty state_dir reads back
+ * from the ledger what the yearly caps have consumed, and until
+ * engine_caps_recovered() no capped subsidy can be priced. Meanwhile, when
+ * the config in force has a capped programme (engine_waiting_for_caps),
+ * the engine takes pushes and ticks as always (the same duplicates,
+ * conflicts and quarantines, at the same moments) but emits no billing,
+ * demand or adjustment row: it keeps every call since the wait began, with
+ * its samples, and engine_caps_recovered() replays them from the state the
+ * wait began in, with the caps set. The rows are then exactly those of an
+ * engine that had the caps before the wait: the same amounts, cap order
+ * and revisions, and the same state after. Memory grows with the calls
+ * kept; the daemon bounds it by its journal backlog limit (max_backlog),
+ * since every call kept is a journal record not yet covered by a
+ * checkpoint. A reload during the wait prices every call kept under the
+ * config in force when they are replayed, as a replay of the journal
+ * would.
  *
  * The engine holds a pointer to the config; engine_set_config() swaps it
  * (reload). Rows handed to the sink point into the engine and the config:
@@ -128,15 +146,21 @@ struct engine_stats {
     uint64_t demand_rows;
     size_t meters;
     size_t samples_kept;
+    bool waiting_for_caps; /* engine_waiting_for_caps */
+    size_t held_calls;     /* pushes and ticks kept for engine_caps_recovered */
 };
 
 struct engine;
 
+/* A new engine, empty, with the caps not known: it waits for
+ * engine_caps_recovered() when cfg has a capped programme. */
 struct engine *engine_new(const struct config *cfg, const struct engine_sink *sink);
 void engine_free(struct engine *e);
 
 /* Swaps in a new config (a reload). Closed rows are not re-priced; later
- * adjustments price under it. Clusters no longer in it keep their state. */
+ * adjustments price under it. Clusters no longer in it keep their state.
+ * A config that brings the first capped programme while the caps are not
+ * known starts the wait; one without any ends it (the calls kept run). */
 void engine_set_config(struct engine *e, const struct config *cfg);
 
 /* Whether s can be pushed: its value is in range, its cluster exists, and
@@ -187,8 +211,24 @@ struct cap_consumed {
 void engine_set_cap_consumed(struct engine *e, const char *tenant, const char *programme,
                              int32_t year, int64_t consumed_cny4);
 
+/* The caps are all set (engine_set_cap_consumed) or none was consumed
+ * (offline pricing, a fresh ledger): the closes that waited for them run
+ * now, in the order they would have run, and later ones run as they come. */
+void engine_caps_recovered(struct engine *e);
+
+/* Whether the caps are known: engine_caps_recovered() was called, or the
+ * state was loaded from a snapshot of an engine that knew them. */
+bool engine_caps_known(const struct engine *e);
+
+/* Whether closing waits for the caps: they are not known and the config in
+ * force has a programme with a yearly cap. Without one nothing waits. */
+bool engine_waiting_for_caps(const struct engine *e);
+
 /* The whole state as bytes (malloc'd, *len set), and back. engine_load
- * fails (NULL, err set) on bytes it did not write. */
+ * fails (NULL, err set) on bytes it did not write. A waiting engine's
+ * bytes keep the calls it holds, and it loads still waiting. Bytes of the
+ * format before caps_known (version 1) load with the caps known: a
+ * checkpoint was only ever written once they were. */
 void *engine_save(const struct engine *e, size_t *len);
 struct engine *engine_load(const struct config *cfg, const struct engine_sink *sink,
                            const void *bytes, size_t len, struct error *err);

@@ -119,6 +119,51 @@ struct close_item {
     enum close_kind kind;
 };
 
+/* A call made while the engine waits for the caps (hold.c), in order. */
+enum held_kind {
+    HELD_PUSH,       /* engine_push that returned true */
+    HELD_QUARANTINE, /* engine_quarantine */
+    HELD_TICK,       /* engine_tick */
+    HELD_FINISH,     /* engine_finish */
+};
+
+struct held_call {
+    enum held_kind kind;
+    int64_t now_ns; /* PUSH, TICK, FINISH */
+    /* PUSH and QUARANTINE: the sample, whose cluster, meter (and the
+     * quarantine's reason) are at text_at in the hold's text, each ended
+     * by a NUL. */
+    enum sample_kind sample_kind;
+    int64_t ts_ns;
+    double value;
+    size_t text_at;
+};
+
+/* An engine_set_cap_consumed made while waiting: tenant and programme at
+ * text_at, each ended by a NUL. */
+struct held_cap {
+    size_t text_at;
+    int32_t year;
+    int64_t consumed_cny4;
+};
+
+/* What the engine keeps while it waits for the caps. The engine itself
+ * goes on as always, to take the same decisions, but with a sink that has
+ * no billing or demand: the rows it prices do not know the caps. */
+struct hold {
+    void *base; /* engine_save of the state when the wait began */
+    size_t base_len;
+    struct engine_sink sink; /* the real one */
+    /* the row counters when the wait began: engine_stats reports them */
+    uint64_t billing_rows, adjustment_rows, demand_rows;
+    struct held_cap *caps;
+    size_t n_caps, cap_caps;
+    struct held_call *calls;
+    size_t n_calls, cap_calls;
+    char *text;
+    size_t text_len, text_cap;
+};
+
 struct engine {
     const struct config *cfg;
     struct engine_sink sink;
@@ -137,7 +182,27 @@ struct engine {
     struct close_item *items;
     size_t n_items, cap_items;
     struct engine_stats stats;
+    bool caps_known;   /* engine_caps_recovered, or loaded knowing them */
+    struct hold *hold; /* while engine_waiting_for_caps; else NULL */
 };
+
+/* engine_new and engine_load without looking at the caps (hold_update):
+ * the engine as created, or as the bytes say. */
+struct engine *engine_alloc(const struct config *cfg, const struct engine_sink *sink);
+struct engine *snapshot_read(const struct config *cfg, const struct engine_sink *sink,
+                             const void *bytes, size_t len, struct error *err);
+
+/* hold.c. Starts the wait when engine_waiting_for_caps(e) became true,
+ * ends it (replaying what it held) when it became false. */
+void hold_update(struct engine *e);
+/* Appends a call to e->hold (non-NULL). reason: HELD_QUARANTINE only. */
+void hold_call(struct engine *e, enum held_kind kind, const struct engine_sample *s,
+               const char *reason, int64_t now_ns);
+void hold_cap(struct engine *e, const char *tenant, const char *programme, int32_t year,
+              int64_t consumed_cny4);
+/* Appends n bytes of text (NUL included) and returns where they start. */
+size_t hold_text(struct hold *h, const char *text, size_t n);
+void hold_free(struct hold *h);
 
 /* A stable copy of a programme name; equal names give equal pointers. */
 const char *engine_intern(struct engine *e, const char *name);

@@ -3,18 +3,24 @@
  * (engine_load), for the journal's checkpoints.
  *
  * Format, host byte order (a checkpoint is read back on the machine that
- * wrote it): a magic and version, the interval it was made with, then the
- * caps, the clusters (closing marks, adjustable rows, months), the meters
- * (samples) and the counters. Names are stored, not config pointers, so a
- * snapshot loads under a reloaded config. The reader checks every length
- * against what is left, so truncated or foreign bytes fail cleanly.
+ * wrote it): a magic and version, the interval it was made with, whether
+ * the caps are known, then the caps, the clusters (closing marks,
+ * adjustable rows, months), the meters (samples), the counters, and what a
+ * waiting engine holds (hold.c): the bytes of the state its wait began in,
+ * the caps set and the calls made since. Names are stored, not config
+ * pointers, so a snapshot loads under a reloaded config. The reader checks
+ * every length against what is left, so truncated or foreign bytes fail
+ * cleanly.
+ *
+ * Version 1 had neither caps_known nor the hold, and is read still: such a
+ * checkpoint was written only once the caps were known.
  */
 #include "engine_private.h"
 
 #include <stdio.h>
 
 static const char magic[8] = {'T', 'F', 'E', 'N', 'G', 'I', 'N', 'E'};
-#define SNAPSHOT_VERSION 1
+#define SNAPSHOT_VERSION 2
 
 struct wbuf {
     unsigned char *p;
@@ -54,6 +60,49 @@ static void put_str(struct wbuf *w, const char *s)
     put(w, s, len);
 }
 
+static void put_text(struct wbuf *w, const struct hold *h, size_t *at)
+{
+    const char *t = h->text + *at;
+    put_str(w, t);
+    *at += strlen(t) + 1;
+}
+
+static void put_hold(struct wbuf *w, const struct hold *h)
+{
+    put_u64(w, h != NULL);
+    if (!h)
+        return;
+    put_u64(w, h->base_len);
+    put(w, h->base, h->base_len);
+    put_u64(w, h->billing_rows);
+    put_u64(w, h->adjustment_rows);
+    put_u64(w, h->demand_rows);
+    put_u64(w, h->n_caps);
+    for (size_t i = 0; i < h->n_caps; i++) {
+        size_t at = h->caps[i].text_at;
+        put_text(w, h, &at);
+        put_text(w, h, &at);
+        put_i64(w, h->caps[i].year);
+        put_i64(w, h->caps[i].consumed_cny4);
+    }
+    put_u64(w, h->n_calls);
+    for (size_t i = 0; i < h->n_calls; i++) {
+        const struct held_call *c = &h->calls[i];
+        put_i64(w, c->kind);
+        put_i64(w, c->now_ns);
+        if (c->kind != HELD_PUSH && c->kind != HELD_QUARANTINE)
+            continue;
+        put_i64(w, c->sample_kind);
+        put_i64(w, c->ts_ns);
+        put_f64(w, c->value);
+        size_t at = c->text_at;
+        put_text(w, h, &at);
+        put_text(w, h, &at);
+        if (c->kind == HELD_QUARANTINE)
+            put_text(w, h, &at);
+    }
+}
+
 static void put_paid(struct wbuf *w, const struct stored_paid *paid, size_t n)
 {
     put_u64(w, n);
@@ -69,6 +118,7 @@ void *engine_save(const struct engine *e, size_t *len)
     put(&w, magic, sizeof magic);
     put_u64(&w, SNAPSHOT_VERSION);
     put_i64(&w, e->interval_s);
+    put_u64(&w, e->caps_known);
 
     put_u64(&w, e->caps.n);
     for (size_t i = 0; i < e->caps.n; i++) {
@@ -148,6 +198,7 @@ void *engine_save(const struct engine *e, size_t *len)
     put_u64(&w, st->billing_rows);
     put_u64(&w, st->adjustment_rows);
     put_u64(&w, st->demand_rows);
+    put_hold(&w, e->hold);
     *len = w.n;
     return w.p;
 }
@@ -221,8 +272,81 @@ static size_t get_paid(struct engine *e, struct rbuf *r, struct stored_paid *pai
     return n;
 }
 
+/* A string of the hold's text, copied into it; its offset. */
+static size_t get_text(struct rbuf *r, struct hold *h)
+{
+    char *t = get_str(r);
+    size_t at = hold_text(h, t, strlen(t) + 1);
+    free(t);
+    return at;
+}
+
+/* The hold of a waiting engine, NULL (and r->ok) when it had none. The
+ * caller installs it. Its base must read back as an engine that holds
+ * nothing, for the wait's end replays from it. */
+static struct hold *get_hold(const struct config *cfg, struct rbuf *r)
+{
+    if (get_u64(r) == 0)
+        return NULL;
+    struct hold *h = xcalloc(1, sizeof *h);
+    h->base_len = get_count(r, 1);
+    h->base = xmalloc(h->base_len);
+    get(r, h->base, h->base_len);
+    if (r->ok) {
+        struct error err;
+        struct engine *base = snapshot_read(cfg, NULL, h->base, h->base_len, &err);
+        r->ok = base && !base->hold;
+        engine_free(base);
+    }
+    h->billing_rows = get_u64(r);
+    h->adjustment_rows = get_u64(r);
+    h->demand_rows = get_u64(r);
+    for (size_t n = get_count(r, 32), i = 0; i < n && r->ok; i++) {
+        ARRAY_RESERVE_ONE(h->caps, h->n_caps, h->cap_caps);
+        struct held_cap *c = &h->caps[h->n_caps++];
+        c->text_at = get_text(r, h);
+        get_text(r, h);
+        c->year = (int32_t)get_i64(r);
+        c->consumed_cny4 = get_i64(r);
+    }
+    for (size_t n = get_count(r, 16), i = 0; i < n && r->ok; i++) {
+        ARRAY_RESERVE_ONE(h->calls, h->n_calls, h->cap_calls);
+        struct held_call *c = &h->calls[h->n_calls++];
+        memset(c, 0, sizeof *c);
+        int64_t kind = get_i64(r);
+        c->now_ns = get_i64(r);
+        if (kind < HELD_PUSH || kind > HELD_FINISH) {
+            r->ok = false;
+            break;
+        }
+        c->kind = (enum held_kind)kind;
+        if (c->kind != HELD_PUSH && c->kind != HELD_QUARANTINE)
+            continue;
+        int64_t sample_kind = get_i64(r);
+        if (sample_kind != SAMPLE_POWER && sample_kind != SAMPLE_COUNTER)
+            r->ok = false;
+        c->sample_kind = (enum sample_kind)sample_kind;
+        c->ts_ns = get_i64(r);
+        get(r, &c->value, sizeof c->value);
+        c->text_at = get_text(r, h);
+        get_text(r, h);
+        if (c->kind == HELD_QUARANTINE)
+            get_text(r, h);
+    }
+    return h;
+}
+
 struct engine *engine_load(const struct config *cfg, const struct engine_sink *sink,
                            const void *bytes, size_t len, struct error *err)
+{
+    struct engine *e = snapshot_read(cfg, sink, bytes, len, err);
+    if (e)
+        hold_update(e); /* under this config the wait may begin or end */
+    return e;
+}
+
+struct engine *snapshot_read(const struct config *cfg, const struct engine_sink *sink,
+                             const void *bytes, size_t len, struct error *err)
 {
     struct rbuf r = {bytes, len, true};
     char m[sizeof magic];
@@ -232,8 +356,8 @@ struct engine *engine_load(const struct config *cfg, const struct engine_sink *s
         return NULL;
     }
     uint64_t version = get_u64(&r);
-    if (version != SNAPSHOT_VERSION) {
-        error_set(err, "engine snapshot version %llu is not %d", (unsigned long long)version,
+    if (version != 1 && version != SNAPSHOT_VERSION) {
+        error_set(err, "engine snapshot version %llu is not 1 or %d", (unsigned long long)version,
                   SNAPSHOT_VERSION);
         return NULL;
     }
@@ -245,7 +369,8 @@ struct engine *engine_load(const struct config *cfg, const struct engine_sink *s
                   (long long)interval_s, (long long)cfg->daemon.interval_s);
         return NULL;
     }
-    struct engine *e = engine_new(cfg, sink);
+    struct engine *e = engine_alloc(cfg, sink);
+    e->caps_known = version == 1 || get_u64(&r) != 0;
 
     for (size_t n = get_count(&r, 32), i = 0; i < n && r.ok; i++) {
         char *tenant = get_str(&r), *programme = get_str(&r);
@@ -338,6 +463,14 @@ struct engine *engine_load(const struct config *cfg, const struct engine_sink *s
     st->billing_rows = get_u64(&r);
     st->adjustment_rows = get_u64(&r);
     st->demand_rows = get_u64(&r);
+    if (version >= 2) {
+        e->hold = get_hold(cfg, &r);
+        if (e->hold) {
+            e->hold->sink = e->sink;
+            e->sink.billing = NULL;
+            e->sink.demand = NULL;
+        }
+    }
     if (!r.ok || r.n != 0) {
         error_set(err, "engine snapshot is truncated or corrupt");
         engine_free(e);

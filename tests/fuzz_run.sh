@@ -44,7 +44,7 @@ mkdir -p "$out/obj"
 cflags=(-g -O1 -std=c17 -D_GNU_SOURCE -fsanitize=address,undefined -fno-sanitize-recover=undefined
     -fno-omit-frame-pointer
     -I"$src" -I"$src/tariff" -I"$build")
-tariff=(civil config config_build config_read config_resolve decimal eligibility engine errors meter
+tariff=(civil config config_build config_read config_resolve decimal eligibility engine errors hold meter
     price schedule snapshot statement utf8)
 
 # Objects built with other flags (or another compiler) are rebuilt.

@@ -152,7 +152,9 @@ static const char *edit(const char *text, const char *from, const char *to)
     return buf;
 }
 
-static void start_with(const char *text)
+/* An engine that does not know the caps yet, as a daemon started on an
+ * empty state_dir. */
+static void start_waiting_with(const char *text)
 {
     struct errors errs = {0};
     snprintf(config_text, sizeof config_text, "%s", text);
@@ -161,6 +163,13 @@ static void start_with(const char *text)
     errors_free(&errs);
     eng = engine_new(cfg, &sink);
     n_billing = n_demand = n_quarantined = 0;
+}
+
+/* An engine that knows the caps (none consumed), as offline pricing. */
+static void start_with(const char *text)
+{
+    start_waiting_with(text);
+    engine_caps_recovered(eng);
 }
 
 static void start(void)
@@ -942,6 +951,345 @@ START_TEST(test_clock_closed_month_is_priced_again_when_one_batch_holds_its_last
 }
 END_TEST
 
+/* ---------------------------------------------------------------- */
+/* Waiting for the caps                                              */
+
+/* Tenant t1's pa capped at 30 CNY a year, of which the ledger says 1.0000
+ * was consumed: c1 (about 1.9 a flat interval) and c2 (a counter, about
+ * 5.6) run it out within the hour, so the order they consume it in
+ * shows. */
+static const char *capped_config(void)
+{
+    return edit(base_config, "mode = pro_rata\n", "mode = pro_rata\ncap_cny_per_year = 30\n");
+}
+
+static void recover_caps(void)
+{
+    engine_set_cap_consumed(eng, "t1", "pa", 2025, 10000);
+    engine_caps_recovered(eng);
+}
+
+/* From Mar 31 23:00 local, a minute apart: c1's power with a late sample
+ * now and then (an adjustment), c2's counter silent from minute 50 to 70
+ * (the clock closes it after grace, its return adjusts), a tick every ten
+ * minutes 30 s after the newest sample. April's first interval closes
+ * March. */
+static void feed(int from, int to)
+{
+    int64_t t0 = L(2025, 3, 31, 23, 0);
+    for (int m = from; m < to; m++) {
+        push("c1", t0 + m * 60, 40 + m % 7);
+        if (m < 50 || m > 70)
+            push_kind("c2", "ctr", SAMPLE_COUNTER, t0 + m * 60, 1000 + m * 3);
+        if (m % 45 == 20)
+            push("c1", t0 + (m - 17) * 60 + 30, 90);
+        if (m % 10 == 5)
+            engine_tick(eng, now_ns + 30 * NS);
+    }
+}
+
+static struct kept_billing expect_billing[512];
+static size_t n_expect_billing;
+static struct kept_demand expect_demand[64];
+static size_t n_expect_demand;
+static size_t n_expect_quarantined;
+static void *expect_state;
+static size_t expect_state_len;
+
+/* The rows and state of an engine that had the caps from the start. */
+static void run_with_caps_first(void (*calls)(void))
+{
+    now_ns = 0;
+    start_with(capped_config());
+    engine_set_cap_consumed(eng, "t1", "pa", 2025, 10000);
+    calls();
+    memcpy(expect_billing, billing, sizeof billing);
+    n_expect_billing = n_billing;
+    memcpy(expect_demand, demand, sizeof demand);
+    n_expect_demand = n_demand;
+    n_expect_quarantined = n_quarantined;
+    free(expect_state);
+    expect_state = engine_save(eng, &expect_state_len);
+    stop();
+    now_ns = 0;
+}
+
+/* Row by row, every field, money first so a failure names it. */
+static void assert_rows_as_expected(void)
+{
+    ck_assert_uint_eq(n_billing, n_expect_billing);
+    for (size_t i = 0; i < n_billing; i++) {
+        const struct kept_billing *a = &billing[i], *b = &expect_billing[i];
+        ck_assert_str_eq(a->cluster, b->cluster);
+        ck_assert_int_eq(a->start_s, b->start_s);
+        ck_assert_int_eq(a->revision, b->revision);
+        ck_assert_int_eq(a->kwh, b->kwh);
+        ck_assert_int_eq(a->energy, b->energy);
+        ck_assert_int_eq(a->surcharge, b->surcharge);
+        ck_assert_int_eq(a->subsidy, b->subsidy);
+        ck_assert_int_eq(a->net, b->net);
+        ck_assert_str_eq(a->programme, b->programme);
+        ck_assert_uint_eq(a->n_lines, b->n_lines);
+        ck_assert_int_eq(memcmp(a, b, sizeof *a), 0); /* the rest: price, lines, ... */
+    }
+    ck_assert_uint_eq(n_demand, n_expect_demand);
+    for (size_t i = 0; i < n_demand; i++) {
+        const struct kept_demand *a = &demand[i], *b = &expect_demand[i];
+        ck_assert_str_eq(a->cluster, b->cluster);
+        ck_assert_int_eq(a->revision, b->revision);
+        ck_assert_int_eq(a->charge, b->charge);
+        ck_assert_int_eq(a->subsidy, b->subsidy);
+        ck_assert_int_eq(a->net, b->net);
+        ck_assert_int_eq(memcmp(a, b, sizeof *a), 0);
+    }
+    ck_assert_uint_eq(n_quarantined, n_expect_quarantined);
+}
+
+static void assert_state_as_expected(void)
+{
+    size_t len;
+    void *bytes = engine_save(eng, &len);
+    ck_assert_uint_eq(len, expect_state_len);
+    ck_assert_int_eq(memcmp(bytes, expect_state, len), 0);
+    free(bytes);
+}
+
+/* Then an hour of silence: past grace for every meter. */
+static void feed_all_and_wait_an_hour(void)
+{
+    feed(0, 200);
+    engine_tick(eng, now_ns + 3600 * NS);
+}
+
+static void feed_all_and_finish(void)
+{
+    feed(0, 200);
+    finish();
+}
+
+START_TEST(test_waiting_engine_emits_nothing_then_what_caps_first_would_have)
+{
+    run_with_caps_first(feed_all_and_wait_an_hour);
+    /* The scenario does what it claims: adjustments, a March demand row,
+     * and the cap running out. */
+    bool adjusted = false, capped = false;
+    for (size_t i = 0; i < n_expect_billing; i++) {
+        adjusted |= expect_billing[i].revision > 0;
+        capped |= expect_billing[i].revision == 0 && expect_billing[i].subsidy == 0 &&
+                  expect_billing[i].energy > 0;
+    }
+    ck_assert(adjusted && capped);
+    ck_assert_uint_ge(n_expect_demand, 2); /* March, c1 and c2 */
+
+    start_waiting_with(capped_config());
+    ck_assert(engine_waiting_for_caps(eng));
+    ck_assert(!engine_caps_known(eng));
+    feed_all_and_wait_an_hour();
+    ck_assert_uint_eq(n_billing, 0);
+    ck_assert_uint_eq(n_demand, 0);
+    struct engine_stats st;
+    engine_stats(eng, &st);
+    ck_assert(st.waiting_for_caps);
+    ck_assert_uint_gt(st.held_calls, 400);
+    ck_assert_uint_eq(st.billing_rows + st.adjustment_rows + st.demand_rows, 0);
+    ck_assert_uint_gt(st.accepted, 350);
+
+    recover_caps();
+    ck_assert(!engine_waiting_for_caps(eng));
+    ck_assert(engine_caps_known(eng));
+    assert_rows_as_expected();
+    assert_state_as_expected();
+    engine_stats(eng, &st);
+    ck_assert(!st.waiting_for_caps);
+    ck_assert_uint_eq(st.held_calls, 0);
+    stop();
+}
+END_TEST
+
+START_TEST(test_rows_and_state_after_the_wait_equal_caps_first)
+{
+    /* The same calls, finish included, before the caps come: identical
+     * rows and engine_save bytes. */
+    run_with_caps_first(feed_all_and_finish);
+    start_waiting_with(capped_config());
+    feed_all_and_finish();
+    ck_assert_uint_eq(n_billing + n_demand, 0);
+    recover_caps();
+    assert_rows_as_expected();
+    assert_state_as_expected();
+    stop();
+}
+END_TEST
+
+static void feed_half_then_rest(void)
+{
+    feed(0, 97);
+    if (!engine_caps_known(eng))
+        recover_caps();
+    feed(97, 200);
+    finish();
+}
+
+START_TEST(test_calls_after_the_caps_come_price_as_they_come)
+{
+    /* Caps arriving mid-stream: the held half replays, the rest prices
+     * live; the same as caps first. */
+    run_with_caps_first(feed_half_then_rest);
+    start_waiting_with(capped_config());
+    feed_half_then_rest();
+    assert_rows_as_expected();
+    assert_state_as_expected();
+    stop();
+}
+END_TEST
+
+START_TEST(test_config_without_capped_programme_does_not_wait)
+{
+    /* base_config's pa has no cap: rows come out though the caps are not
+     * known. 40 kW flat from 08:00: 10 kWh x 0.5 = 5.0000. */
+    start_waiting_with(base_config);
+    ck_assert(!engine_caps_known(eng));
+    ck_assert(!engine_waiting_for_caps(eng));
+    constant("c1", L(2025, 3, 1, 8, 0), L(2025, 3, 1, 8, 30), 40);
+    ck_assert_uint_eq(n_billing, 2);
+    ck_assert_int_eq(billing[0].energy, 50000);
+    struct engine_stats st;
+    engine_stats(eng, &st);
+    ck_assert(!st.waiting_for_caps);
+    stop();
+}
+END_TEST
+
+START_TEST(test_reload_that_brings_a_cap_starts_the_wait)
+{
+    /* Without a capped programme the first hour prices at once; the
+     * reload that adds the cap makes the rest wait for it. The reference
+     * knew the caps all along (and its cap starts consumed at 1.0000,
+     * set after the reload like the waiting engine's). */
+    now_ns = 0;
+    start_with(base_config);
+    feed(0, 60);
+    struct errors errs = {0};
+    struct config *capped = config_from_string("t2.conf", capped_config(), &errs);
+    engine_set_config(eng, capped);
+    engine_set_cap_consumed(eng, "t1", "pa", 2025, 10000);
+    feed(60, 200);
+    finish();
+    memcpy(expect_billing, billing, sizeof billing);
+    n_expect_billing = n_billing;
+    memcpy(expect_demand, demand, sizeof demand);
+    n_expect_demand = n_demand;
+    n_expect_quarantined = n_quarantined;
+    engine_set_config(eng, cfg);
+    config_free(capped);
+    stop();
+
+    now_ns = 0;
+    start_waiting_with(base_config);
+    feed(0, 60);
+    size_t before = n_billing;
+    ck_assert_uint_gt(before, 0);
+    capped = config_from_string("t2.conf", capped_config(), &errs);
+    engine_set_config(eng, capped);
+    ck_assert(engine_waiting_for_caps(eng));
+    feed(60, 200);
+    finish();
+    ck_assert_uint_eq(n_billing, before);
+    recover_caps();
+    assert_rows_as_expected();
+    engine_set_config(eng, cfg);
+    config_free(capped);
+    stop();
+}
+END_TEST
+
+START_TEST(test_reload_that_drops_the_cap_ends_the_wait)
+{
+    /* Waiting under the capped config; a reload to one without a cap
+     * runs what was held (under it), without the caps ever known. */
+    start_waiting_with(capped_config());
+    constant("c1", L(2025, 3, 1, 8, 0), L(2025, 3, 1, 8, 30), 40);
+    ck_assert_uint_eq(n_billing, 0);
+    struct errors errs = {0};
+    struct config *uncapped = config_from_string("t2.conf", base_config, &errs);
+    engine_set_config(eng, uncapped);
+    ck_assert(!engine_waiting_for_caps(eng));
+    ck_assert(!engine_caps_known(eng));
+    ck_assert_uint_eq(n_billing, 2);
+    ck_assert_int_eq(billing[0].subsidy, 18750); /* 0.5 x 0.75 x 5.0000 */
+    engine_set_config(eng, cfg);
+    config_free(uncapped);
+    stop();
+}
+END_TEST
+
+START_TEST(test_snapshot_while_waiting_keeps_waiting_and_the_held_calls)
+{
+    run_with_caps_first(feed_all_and_finish);
+    start_waiting_with(capped_config());
+    feed(0, 97);
+    size_t len;
+    void *bytes = engine_save(eng, &len);
+    engine_free(eng);
+    struct error err;
+    eng = engine_load(cfg, &sink, bytes, len, &err);
+    ck_assert_msg(eng != NULL, "load: %s", err.msg);
+    ck_assert(engine_waiting_for_caps(eng));
+    struct engine_stats st;
+    engine_stats(eng, &st);
+    ck_assert_uint_gt(st.held_calls, 180);
+    size_t len2;
+    void *bytes2 = engine_save(eng, &len2);
+    ck_assert_uint_eq(len, len2);
+    ck_assert_int_eq(memcmp(bytes, bytes2, len), 0);
+    free(bytes);
+    free(bytes2);
+    feed(97, 200);
+    finish();
+    ck_assert_uint_eq(n_billing + n_demand, 0);
+    recover_caps();
+    assert_rows_as_expected();
+    assert_state_as_expected();
+    stop();
+}
+END_TEST
+
+START_TEST(test_snapshot_of_the_format_before_caps_known_loads_knowing_them)
+{
+    /* Version 1 is version 2 without the caps_known word after the
+     * interval and without the hold word at the end. Such a checkpoint
+     * was written only once the caps were known: it loads not waiting,
+     * and prices at once. */
+    start_with(capped_config());
+    constant("c1", L(2025, 3, 1, 8, 0), L(2025, 3, 1, 8, 20), 40);
+    size_t len;
+    unsigned char *v2 = engine_save(eng, &len);
+    stop();
+    unsigned char *v1 = malloc(len - 16);
+    uint64_t version = 1;
+    memcpy(v1, v2, 8);
+    memcpy(v1 + 8, &version, 8);
+    memcpy(v1 + 16, v2 + 16, 8);            /* interval_s */
+    memcpy(v1 + 24, v2 + 32, len - 32 - 8); /* all but the hold word */
+    free(v2);
+
+    start_waiting_with(capped_config());
+    engine_free(eng);
+    struct error err;
+    eng = engine_load(cfg, &sink, v1, len - 16, &err);
+    free(v1);
+    ck_assert_msg(eng != NULL, "load: %s", err.msg);
+    ck_assert(engine_caps_known(eng));
+    ck_assert(!engine_waiting_for_caps(eng));
+    push("c1", L(2025, 3, 1, 8, 30), 40);
+    /* 08:15: 40 kW to 08:20, then a gap over max_gap: 3.333333 kWh x 0.5 =
+     * 1.6667, x 0.5 x 0.75 = 0.6250125 -> 0.6250. */
+    ck_assert_uint_eq(n_billing, 1);
+    ck_assert_int_eq(billing[0].subsidy, 6250);
+    stop();
+}
+END_TEST
+
 static Suite *engine_suite(void)
 {
     Suite *s = suite_create("engine");
@@ -994,6 +1342,18 @@ static Suite *engine_suite(void)
     tcase_add_test(t, test_insert_reaching_into_a_final_interval_is_quarantined);
     tcase_add_test(t,
                    test_clock_closed_month_is_priced_again_when_one_batch_holds_its_last_interval);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("caps");
+    tcase_add_checked_fixture(t, setup, NULL);
+    tcase_add_test(t, test_waiting_engine_emits_nothing_then_what_caps_first_would_have);
+    tcase_add_test(t, test_rows_and_state_after_the_wait_equal_caps_first);
+    tcase_add_test(t, test_calls_after_the_caps_come_price_as_they_come);
+    tcase_add_test(t, test_config_without_capped_programme_does_not_wait);
+    tcase_add_test(t, test_reload_that_brings_a_cap_starts_the_wait);
+    tcase_add_test(t, test_reload_that_drops_the_cap_ends_the_wait);
+    tcase_add_test(t, test_snapshot_while_waiting_keeps_waiting_and_the_held_calls);
+    tcase_add_test(t, test_snapshot_of_the_format_before_caps_known_loads_knowing_them);
     suite_add_tcase(s, t);
     return s;
 }

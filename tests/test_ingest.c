@@ -67,7 +67,9 @@ static struct engine *new_engine(void)
 {
     n_rows = n_quarantined = 0;
     struct engine_sink sink = {NULL, on_billing, NULL, on_quarantine};
-    return engine_new(cfg, &sink);
+    struct engine *e = engine_new(cfg, &sink);
+    engine_caps_recovered(e); /* as after a checkpoint; the caps tests set them on top */
+    return e;
 }
 
 static void setup(void)
@@ -482,6 +484,37 @@ START_TEST(test_caps_record_round_trips_into_the_engine)
 }
 END_TEST
 
+START_TEST(test_caps_record_ends_the_engines_wait_for_the_caps)
+{
+    /* A daemon started empty: samples are taken, nothing closes; the caps
+     * record sets t1's 0.9990 of 1 CNY and closes what waited, with what
+     * is left of the cap: 0.0010 (not 0.9375). */
+    n_rows = n_quarantined = 0;
+    struct engine_sink sink = {NULL, on_billing, NULL, on_quarantine};
+    struct engine *e = engine_new(cfg, &sink);
+    struct record_buf samples = {0};
+    struct ingest_result res;
+    parse_ok(e,
+             "power,cluster=c1 kw=40 1740758400\npower,cluster=c1 kw=40 1740758700\n"
+             "power,cluster=c1 kw=40 1740759000\npower,cluster=c1 kw=40 1740759300\n",
+             T0 + 900, &samples, &res);
+    struct error err;
+    ck_assert(ingest_apply(e, samples.p, samples.len, &err));
+    engine_finish(e, (T0 + 900) * NS);
+    ck_assert_uint_eq(n_rows, 0);
+    ck_assert(engine_waiting_for_caps(e));
+    struct record_buf rec = {0};
+    ingest_encode_caps(two_caps, 2, &rec);
+    ck_assert_msg(ingest_apply_caps(e, rec.p, rec.len, &err), "caps: %s", err.msg);
+    ck_assert(!engine_waiting_for_caps(e));
+    ck_assert_uint_eq(n_rows, 1);
+    ck_assert_int_eq(rows[0].subsidy_cny4, 10);
+    record_buf_free(&samples);
+    record_buf_free(&rec);
+    engine_free(e);
+}
+END_TEST
+
 START_TEST(test_empty_caps_record_round_trips)
 {
     struct record_buf rec = {0};
@@ -536,6 +569,7 @@ static Suite *ingest_suite(void)
     tcase_add_test(tc, test_record_with_an_implausible_clock_does_not_decode);
     tcase_add_test(tc, test_caps_record_has_the_documented_layout);
     tcase_add_test(tc, test_caps_record_round_trips_into_the_engine);
+    tcase_add_test(tc, test_caps_record_ends_the_engines_wait_for_the_caps);
     tcase_add_test(tc, test_empty_caps_record_round_trips);
     tcase_add_test(tc, test_truncated_caps_record_does_not_decode);
     suite_add_tcase(s, tc);

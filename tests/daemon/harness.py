@@ -88,9 +88,7 @@ class Daemon:
         return self.wait_writable()
 
     def wait_writable(self, timeout=15):
-        """Until /health stops saying "fail" (a first start reads the yearly
-        caps back from PostgreSQL before it takes writes), says the daemon
-        stands by, or fails only for rows in dead_letters while an empty
+        """Until /health stops saying "fail", says the daemon stands by, or fails only for rows in dead_letters while an empty
         write gets 204; raises Timeout with the last answer and the log tail
         when none of these comes in time."""
         def writable():

@@ -17,6 +17,9 @@ on its own database (the PostgreSQL of PGHOST):
   late        a late sample makes an adjustment row; the views include it
   capstate    a yearly cap across kill -9, and a daemon on a new empty
               state_dir recovers it from subsidy_lines
+  capswait    a first start with PostgreSQL down takes every write; with a
+              cap, closing waits for the caps and then pays what the cap
+              has left; without one, rows close at once
   poison      invalid UTF-8 in a meter (also of a sample that would be
               quarantined), a surrogate, an overlong form, a field key, a
               measurement: 400 naming line and column, nothing accepted;
@@ -31,7 +34,7 @@ on its own database (the PostgreSQL of PGHOST):
               the daemon replays it, that one row goes to dead_letters,
               the rest is billed, /health fails until it is resolved
 
-The outage and restart scenarios stop and start PostgreSQL with
+The outage, restart and capswait scenarios stop and start PostgreSQL with
 $TARIFFD_PG_CTL (scripts/lib/common.sh start_postgres): they are part of
 the test, so without PGHOST or TARIFFD_PG_CTL the test exits 77 (SKIP)
 rather than pass without them. Every wait has a deadline and fails loudly;
@@ -61,7 +64,7 @@ need_postgres()
 TARIFFD = sys.argv[1]
 ONLY = sys.argv[2:]
 PG_CTL = os.environ.get("TARIFFD_PG_CTL")
-if not PG_CTL and (not ONLY or {"outage", "restart"} & set(ONLY)):
+if not PG_CTL and (not ONLY or {"outage", "restart", "capswait"} & set(ONLY)):
     checks.skip("TARIFFD_PG_CTL is unset: the outage and restart scenarios need to stop and "
                 "start PostgreSQL (scripts/test sets it)")
 MIGRATIONS = sorted(f for f in os.listdir(os.path.join(HERE, "..", "..", "storage", "sql"))
@@ -184,8 +187,8 @@ def send_now(d, body, what, max_s=5):
 
 
 def writable(d, timeout=15):
-    """An empty write is refused (503) until the daemon takes writes: after
-    it read the yearly caps back on an empty state_dir."""
+    """Until an empty write gets 204 (a daemon that just started, or one
+    that stands by, refuses it)."""
     return wait_until(lambda: ((s := try_write(d, "")[0]) == 204, f"empty write got {s}; health {health(d)}"),
                       timeout, "daemon takes writes", d, every=0.05)[0]
 
@@ -734,6 +737,70 @@ def scenario_capstate():
     check(b.stop() == 0, "SIGTERM exits 0", b)
 
 
+def scenario_capswait():
+    """A first start while PostgreSQL is down takes every write (204 at
+    once). With a capped programme, closing waits until the caps are read
+    back and then pays exactly what the cap has left; without one, rows
+    close at once and wait in the journal."""
+    rng = random.Random(16)
+    cap = Decimal("6.0000")
+    march = batches(samples(0, 90), 45, rng, late=False)  # 00:00-00:30 local
+    april = batches(samples(0, 180, t0=T_APR), 45, rng, late=False)  # 00:00-01:00
+    a = new_daemon()
+    set_cap(a, cap)
+    a.start()
+    for i, b in enumerate(march):
+        send(a, b, f"March, batch {i}")
+    wait_ledger(a, offline(a.config, "".join(march)), subsidy=False)
+    check(a.stop() == 0, "SIGTERM exits 0", a)
+    consumed = sum((subsidy_total(t) for t in ledger(a)), Decimal(0))
+    left = cap - consumed
+    uncapped = subsidy_total(offline(a.uncapped, "".join(april))["billing_rows"])
+    check(Decimal(0) < left < uncapped, f"{consumed} of the cap was consumed in March, {left} is "
+          f"left, April alone would be paid {uncapped}")
+
+    b = new_daemon(db=a.db)  # empty state_dir, the ledger with March in it
+    set_cap(b, cap)
+    c = new_daemon()  # no capped programme
+    pg_ctl("-m fast stop")
+    try:
+        b.start()
+        c.start()
+        for i, x in enumerate(april):
+            send_now(b, x, f"PostgreSQL down, capped, batch {i}")
+            send_now(c, x, f"PostgreSQL down, uncapped, batch {i}")
+        check(metric(b, "tariffd_waiting_for_caps") == 1 and metric(b, "tariffd_held_calls") > 0,
+              f"the capped daemon waits for the caps: waiting {metric(b, 'tariffd_waiting_for_caps')}, "
+              f"{metric(b, 'tariffd_held_calls')} calls held", b)
+        check(metric(c, "tariffd_waiting_for_caps") == 0 and metric(c, "tariffd_held_calls") == 0,
+              "the uncapped daemon does not wait", c)
+        wait_until(lambda: ((n := metric(c, "tariffd_ledger_rows_queued")) > 0, f"{n} rows queued"), 10,
+                   "without a cap, rows close while PostgreSQL is down", c)
+        time.sleep(1.5)  # ticks pass: the capped daemon still closes nothing
+        check(metric(b, "tariffd_ledger_rows_queued") == 0,
+              f"closing waits for the caps: {metric(b, 'tariffd_ledger_rows_queued')} rows queued", b)
+        h = health(b)
+        check(h["status"] == "warn" and h["http"] == 200, f"/health warns, writes are taken: {h}", b)
+    finally:
+        pg_ctl("start")
+    want = offline(b.config, "".join(april))
+    rows, demand = wait_ledger(b, want, timeout=30, subsidy=False,
+                               rows_filter=lambda r: r["month"] == "2025-04-01")
+    paid = subsidy_total(rows) + subsidy_total(demand)
+    check(paid == left, f"April is paid {paid}, what the cap had left ({left})", b)
+    all_rows, all_demand = ledger(b)
+    unique_keys(b, all_rows, all_demand)
+    total = subsidy_total(all_rows) + subsidy_total(all_demand)
+    check(total == cap, f"the tenant's subsidy for 2025 is {total}, the cap {cap}", b)
+    wait_until(lambda: ((w := metric(b, "tariffd_waiting_for_caps")) == 0, f"waiting {w}"), 10,
+               "the wait ended", b)
+    check(re.search(r"recovered \d+ yearly cap totals", b.read_log()) is not None,
+          "the caps were read back from subsidy_lines", b)
+    rows, demand = wait_ledger(c, offline(c.config, "".join(april)), timeout=30)
+    unique_keys(c, rows, demand)
+    check(b.stop() == 0 and c.stop() == 0, "SIGTERM exits 0", b)
+
+
 def scenario_poison():
     """Poison pills: each is refused at the door with 400 naming the line and
     column, nothing of it reaches the journal or PostgreSQL, and a valid
@@ -975,7 +1042,7 @@ SCENARIOS = [("offline", scenario_offline), ("cap", scenario_cap), ("outage", sc
              ("late", scenario_late), ("capstate", scenario_capstate), ("poison", scenario_poison),
              ("oldjournal", scenario_oldjournal), ("refused", scenario_refused),
              ("backoff", scenario_backoff), ("reloadcrash", scenario_reloadcrash),
-             ("stop", scenario_stop), ("failing", scenario_failing)]
+             ("stop", scenario_stop), ("failing", scenario_failing), ("capswait", scenario_capswait)]
 
 start = time.time()
 for name, fn in SCENARIOS:
