@@ -10,6 +10,7 @@
  * or a malformed input line.
  */
 #include "build_config.h"
+#include "daemon/clock.h"
 #include "daemon/loader.h"
 #include "daemon/offline.h"
 #include "daemon/server.h"
@@ -149,6 +150,11 @@ int main(int argc, char **argv)
         return price(config_path, precision, out_dir);
     if (check)
         return check_config(config_path);
+    struct error err;
+    if (!clock_init(&err)) {
+        fprintf(stderr, "tariffd: %s\n", err.msg);
+        return 1;
+    }
     struct config_source src = {0};
     struct config *cfg = load(config_path, &src);
     if (!cfg) {

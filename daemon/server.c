@@ -725,6 +725,11 @@ int server_run(struct config *cfg, struct config_source *src, const char *config
         watchdog = event_new(s->base, -1, EV_PERSIST, on_watchdog, s);
         event_add(watchdog, &half);
     }
+    if (clock_is_hooked())
+        log_msg(LOG_WARNING,
+                "TARIFFD_TEST_CLOCK is set: the wall clock is shifted by %lld s (a test hook, "
+                "never for production)",
+                (long long)clock_shift_s());
     s->rebuild = event_new(s->base, -1, EV_PERSIST, on_rebuild, s);
     start_worker(s);
     /* What the replay rebuilt becomes the new starting point. */

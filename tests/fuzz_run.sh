@@ -72,9 +72,9 @@ sources() {
     lineproto) echo tests/fuzz_lineproto.c daemon/lineproto.c tariff/utf8.c ;;
     config) echo tests/fuzz_config.c ;;
     http)
-        echo tests/fuzz_http.c daemon/http.c daemon/connections.c daemon/ingest.c daemon/loader.c \
-            daemon/lineproto.c daemon/metrics.c daemon/log.c storage/ledger_rows.c storage/csv.c \
-            storage/columns.c
+        echo tests/fuzz_http.c daemon/http.c daemon/clock.c daemon/connections.c daemon/ingest.c \
+            daemon/loader.c daemon/lineproto.c daemon/metrics.c daemon/log.c storage/ledger_rows.c \
+            storage/csv.c storage/columns.c
         ;;
     journal)
         echo tests/fuzz_journal.c storage/journal.c daemon/ingest.c daemon/loader.c daemon/lineproto.c \

@@ -73,9 +73,12 @@ class Daemon:
         with open(self.config, "w") as f:
             f.write(text)
 
-    def start(self):
+    def start(self, env=None, writable=True):
+        """Starts the daemon (env: variables to add to its environment) and
+        waits until it answers /ping and, when writable, takes writes."""
         self.log = open(os.path.join(self.dir, "daemon.log"), "ab")
-        self.proc = subprocess.Popen([self.tariffd, "-c", self.config], stderr=self.log)
+        self.proc = subprocess.Popen([self.tariffd, "-c", self.config], stderr=self.log,
+                                     env={**os.environ, **env} if env else None)
 
         def answers():
             if self.proc.poll() is not None:
@@ -85,7 +88,7 @@ class Daemon:
             except OSError as e:
                 return False, repr(e)
         wait_until(answers, 15, "tariffd answers /ping")
-        return self.wait_writable()
+        return self.wait_writable() if writable else self
 
     def wait_writable(self, timeout=15):
         """Until /health stops saying "fail", says the daemon stands by, or fails only for rows in dead_letters while an empty
