@@ -264,7 +264,8 @@ static void write_error(struct server *s, struct evhttp_request *req, bool v2, i
 
 /* The body of an admitted write: decompressed, parsed whole, accepted. */
 static void parse_and_accept(struct server *s, struct evhttp_request *req, bool v2,
-                             const struct tenant *tenant, enum lp_precision precision)
+                             const struct tenant *tenant, enum lp_precision precision,
+                             int64_t now_ns)
 {
     const struct config *cfg = server_config(s);
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
@@ -298,8 +299,8 @@ static void parse_and_accept(struct server *s, struct evhttp_request *req, bool 
 
     struct record_buf record = {0};
     struct ingest_result res;
-    ingest_parse(cfg, server_engine(s), tenant, body ? body : "", len, precision, clock_wall_ns(),
-                 &record, &res);
+    ingest_parse(cfg, server_engine(s), tenant, body ? body : "", len, precision, now_ns, &record,
+                 &res);
     free(inflated);
     if (res.status != INGEST_OK) {
         write_error(s, req, v2, res.status == INGEST_FORBIDDEN ? 403 : 400, res.msg, 0);
@@ -343,7 +344,9 @@ static void handle_write(struct server *s, struct evhttp_request *req, bool v2)
         return;
     }
     evhttp_clear_headers(&query);
-    const char *refusal = server_refuses_writes(s);
+    /* One reading of the clock: the one checked is the one journaled. */
+    int64_t now_ns = clock_wall_ns();
+    const char *refusal = server_refuses_writes(s, now_ns);
     if (!refusal)
         refusal = server_shed_write(s);
     if (refusal) {
@@ -352,7 +355,7 @@ static void handle_write(struct server *s, struct evhttp_request *req, bool v2)
     }
     struct timespec started;
     clock_gettime(CLOCK_MONOTONIC, &started);
-    parse_and_accept(s, req, v2, tenant, precision);
+    parse_and_accept(s, req, v2, tenant, precision, now_ns);
     server_write_work(s, &started);
 }
 
@@ -373,7 +376,7 @@ static enum metrics_endpoint endpoint_of(const char *path)
  * in dead_letters for an operator. A fail is 503, as InfluxDB answers it. */
 static int health(struct server *s, struct evhttp_request *req)
 {
-    const char *refusal = server_refuses_writes(s);
+    const char *refusal = server_refuses_writes(s, clock_wall_ns());
     const char *failed = refusal ? refusal : server_failed(s);
     const char *degraded = server_degraded(s);
     const char *status = failed ? "fail" : degraded ? "warn" : "pass";

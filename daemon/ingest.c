@@ -261,15 +261,9 @@ static void get_str(struct reader *r, char *buf, size_t size)
     buf[r->ok ? len : 0] = '\0';
 }
 
-/* A record's clock must be one the daemon could have read: the engine does
- * arithmetic on it (now - last arrival) that a clock near the int64 limits
- * would overflow. A journal the daemon wrote always passes. */
-#define CLOCK_MIN_NS (INT64_C(946684800) * 1000000000)  /* 2000-01-01 */
-#define CLOCK_MAX_NS (INT64_C(7258118400) * 1000000000) /* 2200-01-01 */
-
-static bool plausible_clock(int64_t now_ns)
+bool ingest_clock_plausible(int64_t now_ns)
 {
-    return now_ns >= CLOCK_MIN_NS && now_ns < CLOCK_MAX_NS;
+    return now_ns >= INGEST_CLOCK_MIN_NS && now_ns < INGEST_CLOCK_MAX_NS;
 }
 
 /* Reads sample i of a samples record (after its header) into s. */
@@ -298,7 +292,7 @@ bool ingest_apply(struct engine *e, const void *payload, size_t len, struct erro
         struct engine_sample s = {.cluster = cluster, .meter = meter};
         get_sample(&r, &s, cluster, meter, sizeof cluster);
     }
-    if (!r.ok || r.p != r.end || !plausible_clock(now_ns)) {
+    if (!r.ok || r.p != r.end || !ingest_clock_plausible(now_ns)) {
         error_set(err, "a samples record of %zu bytes does not decode", len);
         return false;
     }
@@ -330,7 +324,7 @@ bool ingest_apply_tick(struct engine *e, const void *payload, size_t len, struct
         return false;
     }
     memcpy(&now_ns, payload, sizeof now_ns);
-    if (!plausible_clock(now_ns)) {
+    if (!ingest_clock_plausible(now_ns)) {
         error_set(err, "a tick record of %zu bytes does not decode", len);
         return false;
     }

@@ -62,6 +62,17 @@ void ingest_parse(const struct config *cfg, const struct engine *e, const struct
  * (err set) only for a payload it cannot decode. */
 bool ingest_apply(struct engine *e, const void *payload, size_t len, struct error *err);
 
+/* The clocks a record may carry: from 2000-01-01 (inclusive) to
+ * 2200-01-01 (exclusive), UTC. The engine does arithmetic on a record's
+ * clock (now - a meter's last arrival) that a clock near the int64 limits
+ * would overflow. The daemon checks its wall clock against this before it
+ * takes a write or applies a tick, so it never journals a record with
+ * another; ingest_apply and ingest_apply_tick refuse one as a record that
+ * does not decode. */
+#define INGEST_CLOCK_MIN_NS (INT64_C(946684800) * 1000000000)  /* 2000-01-01 */
+#define INGEST_CLOCK_MAX_NS (INT64_C(7258118400) * 1000000000) /* 2200-01-01 */
+bool ingest_clock_plausible(int64_t now_ns);
+
 /* A RECORD_TICK payload, and its application. */
 void ingest_encode_tick(int64_t now_ns, struct record_buf *out);
 bool ingest_apply_tick(struct engine *e, const void *payload, size_t len, struct error *err);

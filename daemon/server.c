@@ -408,17 +408,46 @@ static bool disk_nearly_full(const struct server *s)
            (uint64_t)fs.f_bavail * fs.f_frsize < 2 * s->cfg->daemon.max_body_bytes + (64u << 20);
 }
 
-const char *server_refuses_writes(const struct server *s)
+/* ns since the epoch as RFC 3339 UTC, or as the number when gmtime cannot. */
+static void format_utc(int64_t ns, char *buf, size_t size)
+{
+    time_t t = (time_t)(ns / 1000000000 - (ns % 1000000000 < 0));
+    struct tm tm;
+    if (!gmtime_r(&t, &tm) || !strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm))
+        snprintf(buf, size, "%lld ns after the epoch", (long long)ns);
+}
+
+/* Why the wall clock at now_ns cannot be journaled (NULL when it can), in
+ * buf. */
+static const char *clock_refusal(int64_t now_ns, char *buf, size_t size)
+{
+    if (ingest_clock_plausible(now_ns))
+        return NULL;
+    char now[40], min[40], max[40];
+    format_utc(now_ns, now, sizeof now);
+    format_utc(INGEST_CLOCK_MIN_NS, min, sizeof min);
+    format_utc(INGEST_CLOCK_MAX_NS, max, sizeof max);
+    snprintf(buf, size,
+             "the wall clock reads %s, outside %s to %s: nothing is journaled until the host "
+             "clock is set right",
+             now, min, max);
+    return buf;
+}
+
+const char *server_refuses_writes(const struct server *s, int64_t now_ns)
 {
     if (s->stopping)
         return "shutting down";
+    struct server *m = (struct server *)s;
+    const char *clock = clock_refusal(now_ns, m->clock_refusal, sizeof m->clock_refusal);
+    if (clock)
+        return clock;
     struct pg_status st;
     pg_status(s->pg, &st);
     if (st.standby)
         return "standby: another tariffd writes this schema";
     if (s->suspended)
         return s->suspended_why;
-    struct server *m = (struct server *)s;
     pthread_mutex_lock(&m->lock);
     uint64_t backlog = s->backlog_bytes;
     pthread_mutex_unlock(&m->lock);
@@ -446,12 +475,28 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     s->last_tick = now;
     if (s->stopping || s->suspended)
         return;
-    struct record_buf r = {0};
-    struct error err;
-    ingest_encode_tick(clock_wall_ns(), &r);
-    ingest_apply_tick(s->engine, r.p, r.len, &err);
-    worker_submit_record(s, RECORD_TICK, &r);
-    record_buf_free(&r);
+    /* A clock no record may carry (docs/design.md section 6: replay refuses
+     * one) skips the tick: nothing closes by silence meanwhile, and writes
+     * are refused at the door. Said once, not once per tick. */
+    int64_t now_ns = clock_wall_ns();
+    const char *bad = clock_refusal(now_ns, s->clock_refusal, sizeof s->clock_refusal);
+    if (bad != NULL) {
+        if (!s->clock_bad)
+            log_msg(LOG_ERR, "%s; ticks and writes wait for it", bad);
+        s->clock_bad = true;
+    } else {
+        if (s->clock_bad)
+            log_msg(LOG_NOTICE, "the wall clock is plausible again; ticks and writes resume");
+        s->clock_bad = false;
+        struct record_buf r = {0};
+        struct error err;
+        ingest_encode_tick(now_ns, &r);
+        if (ingest_apply_tick(s->engine, r.p, r.len, &err))
+            worker_submit_record(s, RECORD_TICK, &r);
+        else
+            log_msg(LOG_ERR, "tick not journaled: %s", err.msg);
+        record_buf_free(&r);
+    }
     /* Often enough that a healthy ledger keeps the backlog well under
      * max_backlog. */
     uint64_t every = s->cfg->daemon.max_backlog_bytes / 4;
@@ -475,7 +520,7 @@ static void notify_status(struct server *s)
                                : 0;
     s->status_accepted = g.samples_accepted;
     s->status_at = now;
-    const char *degraded = server_degraded(s), *refusal = server_refuses_writes(s);
+    const char *degraded = server_degraded(s), *refusal = server_refuses_writes(s, clock_wall_ns());
     if (!refusal)
         refusal = server_failed(s);
     sd_notifyf(0, "STATUS=%.0f samples/s, %zu meters, journal %.1f MiB, %s%s%s", rate, g.meters,

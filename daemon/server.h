@@ -42,9 +42,11 @@ int server_run(struct config *cfg, struct config_source *src, const char *config
 const struct config *server_config(const struct server *s);
 const struct engine *server_engine(const struct server *s);
 
-/* Why a write cannot be taken now (NULL when it can): shutting down, the
- * journal backlog over max_backlog, the disk nearly full. */
-const char *server_refuses_writes(const struct server *s);
+/* Why a write cannot be taken at the wall clock now_ns (NULL when it
+ * can): shutting down, a clock no record may carry (ingest.h), standby,
+ * the yearly caps being read back, the journal backlog over max_backlog,
+ * the disk nearly full. */
+const char *server_refuses_writes(const struct server *s, int64_t now_ns);
 
 /* NULL when a write may go on; otherwise why it is shed (503, retry):
  * admission control under overload. Asked once per write request, after

@@ -71,6 +71,8 @@ struct server {
     struct metrics metrics;
     char degraded[360];       /* server_degraded's message */
     char failed[400];         /* server_failed's */
+    char clock_refusal[256];  /* server_refuses_writes' for the wall clock, and on_tick's */
+    bool clock_bad;           /* on_tick said the clock cannot be journaled */
     uint64_t status_accepted; /* samples accepted at the last STATUS= */
     time_t status_at;
     struct event_base *base;

@@ -97,8 +97,9 @@ const struct engine *server_engine(const struct server *s)
     return s->engine;
 }
 
-const char *server_refuses_writes(const struct server *s)
+const char *server_refuses_writes(const struct server *s, int64_t now_ns)
 {
+    (void)now_ns;
     return s->refusal;
 }
 

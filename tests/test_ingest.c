@@ -407,6 +407,38 @@ START_TEST(test_record_with_an_implausible_clock_does_not_decode)
 }
 END_TEST
 
+/* The daemon checks its wall clock with ingest_clock_plausible before it
+ * takes a write or journals a tick; replay refuses exactly the clocks it
+ * refuses, so whatever the live path journals replays. The edges:
+ * 2000-01-01T00:00:00Z is the first clock taken, 2200-01-01T00:00:00Z the
+ * first refused. */
+START_TEST(test_replay_refuses_exactly_the_clocks_the_door_refuses)
+{
+    static const int64_t clocks[] = {
+        INGEST_CLOCK_MIN_NS - 1,  INGEST_CLOCK_MIN_NS, INGEST_CLOCK_MAX_NS - 1,
+        INGEST_CLOCK_MAX_NS,      928195200 * NS, /* 1999-06-01 */
+        (int64_t)4102444800 * NS,                 /* 2100-01-01 */
+    };
+    static const bool taken[] = {false, true, true, false, false, true};
+    ck_assert_int_eq(INGEST_CLOCK_MIN_NS, (int64_t)946684800 * NS);
+    ck_assert_int_eq(INGEST_CLOCK_MAX_NS, (int64_t)7258118400 * NS);
+    for (size_t i = 0; i < sizeof clocks / sizeof clocks[0]; i++) {
+        ck_assert_msg(ingest_clock_plausible(clocks[i]) == taken[i], "clock %zu", i);
+        struct engine *e = new_engine();
+        struct record_buf rec = {0};
+        struct error err;
+        ingest_encode_tick(clocks[i], &rec);
+        ck_assert(ingest_apply_tick(e, rec.p, rec.len, &err) == taken[i]);
+        struct ingest_result res;
+        parse_ok(e, "power,cluster=c1 kw=40 1740758400\n", T0 + 60, &rec, &res);
+        memcpy(rec.p, &clocks[i], sizeof clocks[i]); /* the record's clock */
+        ck_assert(ingest_apply(e, rec.p, rec.len, &err) == taken[i]);
+        record_buf_free(&rec);
+        engine_free(e);
+    }
+}
+END_TEST
+
 START_TEST(test_tick_record_of_another_size_does_not_decode)
 {
     struct engine *e = new_engine();
@@ -567,6 +599,7 @@ static Suite *ingest_suite(void)
     tcase_add_test(tc, test_tick_record_round_trips);
     tcase_add_test(tc, test_tick_record_of_another_size_does_not_decode);
     tcase_add_test(tc, test_record_with_an_implausible_clock_does_not_decode);
+    tcase_add_test(tc, test_replay_refuses_exactly_the_clocks_the_door_refuses);
     tcase_add_test(tc, test_caps_record_has_the_documented_layout);
     tcase_add_test(tc, test_caps_record_round_trips_into_the_engine);
     tcase_add_test(tc, test_caps_record_ends_the_engines_wait_for_the_caps);
