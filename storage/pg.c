@@ -350,6 +350,7 @@ enum write_outcome { WRITE_OK, WRITE_TRANSIENT, WRITE_REFUSED };
 struct write_result {
     enum write_outcome outcome;
     long refused_at; /* the row PostgreSQL refused; -1: not one row (COMMIT) */
+    bool broken;     /* the connection's state is unknown (pipeline left open): drop it */
     char sqlstate[6];
     char message[256];
 };
@@ -396,6 +397,7 @@ static void write_rows(struct pg_writer *w, const struct ledger_row *rows, size_
     *res = (struct write_result){.outcome = WRITE_OK, .refused_at = -1};
     if (!PQenterPipelineMode(w->conn)) {
         note_error(res, NULL, w->conn, -1);
+        res->broken = true;
         return;
     }
     /* Statement k of the pipeline: 0 BEGIN, 1..n the rows, n+1 NOTIFY, n+2
@@ -414,8 +416,12 @@ static void write_rows(struct pg_writer *w, const struct ledger_row *rows, size_
     sent += ok;
     ok = ok && PQpipelineSync(w->conn);
     if (!ok) {
+        /* Could not even send: whatever went out has no sync after it, so
+         * the pipeline cannot be drained and left; only a new connection
+         * is in a known state. */
         note_error(res, NULL, w->conn, -1);
-        res->outcome = WRITE_TRANSIENT; /* could not even send: the connection */
+        res->outcome = WRITE_TRANSIENT;
+        res->broken = true;
         return;
     }
     for (long k = 0; k < sent; k++) {
@@ -432,6 +438,7 @@ static void write_rows(struct pg_writer *w, const struct ledger_row *rows, size_
         if (PQstatus(w->conn) != CONNECTION_OK) {
             note_error(res, NULL, w->conn, -1);
             res->outcome = WRITE_TRANSIENT;
+            res->broken = true;
             return;
         }
     }
@@ -444,6 +451,7 @@ static void write_rows(struct pg_writer *w, const struct ledger_row *rows, size_
     if (!synced || !PQexitPipelineMode(w->conn)) {
         note_error(res, NULL, w->conn, -1);
         res->outcome = WRITE_TRANSIENT;
+        res->broken = true;
         return;
     }
     /* After an error the server skipped the rest up to the sync, COMMIT
@@ -759,7 +767,7 @@ static void *writer_main(void *arg)
                      res.message);
             plog(w, PG_LOG_WARNING, "postgres: %s", full);
             set_failing(w, res.message);
-            if (PQstatus(w->conn) != CONNECTION_OK)
+            if (res.broken || PQstatus(w->conn) != CONNECTION_OK)
                 disconnect(w, NULL);
             if (back_off(w, &backoff_ms, &seed))
                 break;
