@@ -21,7 +21,7 @@
 #define BACKOFF_MIN_MS 250
 #define BACKOFF_MAX_MS 30000
 #define BATCH_ROWS_MAX 20000
-#define DEAD_RECOUNT_S 10 /* how often an idle writer rereads the unresolved dead letters */
+#define DEAD_RECOUNT_S 10 /* how often the writer rereads the unresolved dead letters */
 
 static char *xstrdup_or_empty(const char *s)
 {
@@ -744,9 +744,16 @@ static void *writer_main(void *arg)
             last = last->next;
             n += last->rows.n;
         }
+        bool recount =
+            w->status.dead_letters_unresolved && since_s(&w->dead_counted) >= DEAD_RECOUNT_S;
         pthread_mutex_unlock(&w->lock);
         if (!first)
             continue;
+        /* Under a load that never lets the queue run dry, as well. */
+        if (recount) {
+            count_dead_letters(w);
+            w->cb.wake(w->cb.arg);
+        }
         /* The rows of the group, in order (they point into the batches). */
         struct ledger_row *rows = xcalloc(n + 1, sizeof *rows);
         size_t k = 0;

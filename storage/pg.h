@@ -54,8 +54,8 @@ struct pg_status {
     char last_error[256];
     /* Rows PostgreSQL refused (by SQLSTATE: not transient) went to
      * dead_letters: how many since start, how many the table holds
-     * unresolved (counted at connect, after each and every 10 s while any
-     * are), and the newest unresolved one's "SQLSTATE: message". */
+     * unresolved (counted at connect, after each, and every 10 s while any
+     * are, the writer busy or idle), and the newest unresolved one's "SQLSTATE: message". */
     uint64_t dead_lettered;
     uint64_t dead_letters_unresolved;
     char dead_letter_error[300];

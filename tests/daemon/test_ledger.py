@@ -29,6 +29,8 @@ on its own database (the PostgreSQL of PGHOST):
               committed, the row waits in dead_letters, /health fails with
               the SQLSTATE, a replay keeps it once, resubmit_dead_letter
               puts it in once the cause is gone
+  recount     a dead letter resolved while the writer is never idle:
+              /health stops failing within the recount period
   backoff     PostgreSQL down: a handful of attempts, /health warn throughout
   oldjournal  a journal of an older version holding a non-UTF-8 meter:
               the daemon replays it, that one row goes to dead_letters,
@@ -1007,6 +1009,58 @@ def scenario_failing():
     check(d.stop() == 0, "SIGTERM exits 0", d)
 
 
+def scenario_recount():
+    """A dead letter resolved while the writer is never idle (every
+    transaction takes 0.4 s, and rows come faster): /health stops failing
+    within the recount period, not only once the load stops."""
+    d = new_daemon().start()
+    writable(d)
+    refused_at = "2025-02-28T23:30:00Z"  # c1's 07:30 local interval
+    psql(d.db, f"ALTER TABLE {d.schema}.billing_rows ADD CONSTRAINT refuse_one "
+               f"CHECK (cluster <> 'c1' OR interval_start <> '{refused_at}')")
+    send(d, "\n".join(samples(0, 180, t0=T0 + 7 * 3600)) + "\n", "07:00-08:00")
+    wait_until(lambda: ((h := health(d))["status"] == "fail", h), 15, "/health fails for the dead letter", d)
+    psql(d.db, f"""CREATE FUNCTION {d.schema}.slow() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF current_setting('test.slept', true) IS DISTINCT FROM txid_current()::text THEN
+                PERFORM pg_sleep(0.4);
+                PERFORM set_config('test.slept', txid_current()::text, true);
+            END IF;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER slow BEFORE INSERT ON {d.schema}.billing_rows
+            FOR EACH ROW EXECUTE FUNCTION {d.schema}.slow()""")
+    stop = threading.Event()
+    sent = []
+
+    def load():  # 15 minutes of samples (an interval closes) every 0.1 s
+        t0 = T0 + 8 * 3600
+        while not stop.is_set() and len(sent) < 400:
+            s_, _, _ = try_write(d, "\n".join(samples(len(sent) * 15, 15, t0=t0, step=60)) + "\n")
+            sent.append(s_)
+            time.sleep(0.1)
+    loader = threading.Thread(target=load)
+    loader.start()
+    try:
+        wait_until(lambda: ((q := metric(d, "tariffd_ledger_rows_queued")) > 0, q), 10, "rows queue up", d)
+        psql(d.db, f"UPDATE {d.schema}.dead_letters SET resolved_at = now()")
+        queued = []
+
+        def probe():
+            h = health(d)
+            queued.append(metric(d, "tariffd_ledger_rows_queued"))
+            return h["status"] != "fail", h
+        wait_until(probe, 25, "/health stops failing under load once the letter is resolved", d)
+        check(queued and min(queued) > 0, f"the writer was never idle meanwhile: queued {queued}", d)
+    finally:
+        stop.set()
+        loader.join()
+    check(sent and all(x == 204 for x in sent), f"every load batch 204: {set(sent)}", d)
+    psql(d.db, f"DROP TRIGGER slow ON {d.schema}.billing_rows")
+    wait_until(lambda: ((h := health(d))["status"] == "pass", h), 30, "/health passes", d)
+    check(d.stop() == 0, "SIGTERM exits 0", d)
+
+
 def scenario_backoff():
     """While PostgreSQL is down the writer retries with backoff, not in a
     loop: a handful of attempts in 8 s, and /health stays warn (never
@@ -1042,7 +1096,8 @@ SCENARIOS = [("offline", scenario_offline), ("cap", scenario_cap), ("outage", sc
              ("late", scenario_late), ("capstate", scenario_capstate), ("poison", scenario_poison),
              ("oldjournal", scenario_oldjournal), ("refused", scenario_refused),
              ("backoff", scenario_backoff), ("reloadcrash", scenario_reloadcrash),
-             ("stop", scenario_stop), ("failing", scenario_failing), ("capswait", scenario_capswait)]
+             ("stop", scenario_stop), ("failing", scenario_failing), ("capswait", scenario_capswait),
+             ("recount", scenario_recount)]
 
 start = time.time()
 for name, fn in SCENARIOS:
