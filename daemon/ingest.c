@@ -307,6 +307,7 @@ bool ingest_apply(struct engine *e, const void *payload, size_t len, struct erro
         if (!engine_push(e, &s, now_ns, err))
             engine_quarantine(e, &s, err->msg);
     }
+    engine_batch_done(e, now_ns); /* one adjustment per reopened interval per request */
     return true;
 }
 

@@ -116,6 +116,12 @@ void metrics_expose(const struct metrics *m, const struct metrics_gauges *g, str
     counter(out, "tariffd_adjustments_total", "Adjustment rows produced by late samples.",
             g->adjustments);
     counter(out, "tariffd_demand_rows_total", "Demand charge rows produced.", g->demand_rows);
+    counter(out, "tariffd_late_samples_total",
+            "Samples that changed closed intervals (absorbed into their reopened intervals).",
+            g->late_samples);
+    counter(out, "tariffd_intervals_reopened_total",
+            "Closed intervals reopened by late samples; each closes again with one adjustment.",
+            g->intervals_reopened);
     gauge(out, "tariffd_meters", "Meters known to the engine.", (double)g->meters);
     gauge(out, "tariffd_connections", "HTTP connections open.", (double)g->connections);
     gauge(out, "tariffd_connections_max", "max_connections: at it, new connections wait.",

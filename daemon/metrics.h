@@ -54,6 +54,7 @@ void metrics_tenant(struct metrics *m, const char *tenant, int64_t kwh_micro, in
 struct metrics_gauges {
     uint64_t samples_accepted, duplicates, conflicts, quarantined;
     uint64_t intervals_closed, adjustments, demand_rows;
+    uint64_t late_samples, intervals_reopened;
     size_t meters, samples_kept;
     bool waiting_for_caps;
     size_t held_calls;

@@ -290,6 +290,9 @@ int offline_price(const struct config *cfg, FILE *in, const struct offline_optio
             status = 2;
             break;
         }
+        /* A chunk is priced as the daemon prices a request: intervals its
+         * late samples reopened close again once their meters let them. */
+        engine_batch_done(o.engine, o.now_ns);
         o.line_base += (int)stats.lines;
         if (done == 0 && !eof && have == cap) {
             cap *= 2; /* one point (a string with newlines) longer than the buffer */

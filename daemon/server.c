@@ -57,6 +57,8 @@ void server_gauges(const struct server *s, struct metrics_gauges *g)
         .intervals_closed = st.billing_rows,
         .adjustments = st.adjustment_rows,
         .demand_rows = st.demand_rows,
+        .late_samples = st.late_samples,
+        .intervals_reopened = st.intervals_reopened,
         .meters = st.meters,
         .samples_kept = st.samples_kept,
         .journal_bytes = journal,

@@ -671,6 +671,95 @@ static void run_items(struct engine *e)
     e->n_items = 0;
 }
 
+/* ------------------------------------------------------------------ */
+/* Reopened intervals                                                  */
+
+/* A late sample does not price the closed intervals it changes: it reopens
+ * them, and each closes again by the rules of its first close, once every
+ * meter of the cluster that is not silent has data past its end (or is
+ * silent for grace), checked at the end of a request, at a tick and at
+ * the end of input; or when it is about to become final. So a meter that
+ * sends an hour it had buffered makes one adjustment per interval, not
+ * one per sample, and its subsidy is returned and consumed again once. */
+
+static void reopen(struct engine *e, struct cluster_state *cs, int64_t start_s)
+{
+    size_t i = cs->n_reopened;
+    while (i > 0 && cs->reopened[i - 1] > start_s)
+        i--;
+    if (i > 0 && cs->reopened[i - 1] == start_s)
+        return;
+    ARRAY_RESERVE_ONE(cs->reopened, cs->n_reopened, cs->cap_reopened);
+    memmove(&cs->reopened[i + 1], &cs->reopened[i], (cs->n_reopened - i) * sizeof *cs->reopened);
+    cs->reopened[i] = start_s;
+    cs->n_reopened++;
+    e->stats.intervals_reopened++;
+}
+
+/* Where the meters of cs that are not silent let intervals close: the
+ * earliest boundary at or below one's last sample (INT64_MAX when all are
+ * silent), as close_target has it for a first close. */
+static int64_t ready_until(const struct engine *e, const struct cluster_state *cs)
+{
+    int64_t until = INT64_MAX;
+    for (size_t i = 0; i < cs->n_meters; i++) {
+        const struct meter_state *m = &e->meters[cs->meters[i]];
+        if (m->last_ns == NONE || m->silent)
+            continue;
+        int64_t f = floor_boundary(e, m->last_ns);
+        if (f < until)
+            until = f;
+    }
+    return until;
+}
+
+/* Queues the reopened intervals of cluster ci that close again: every one
+ * with all, else those its meters let close or that end by final_s.
+ * Returns whether it queued any. */
+static bool queue_reclose(struct engine *e, size_t ci, bool all, int64_t final_s)
+{
+    struct cluster_state *cs = &e->clusters[ci];
+    if (cs->n_reopened == 0 || !cs->cfg)
+        return false;
+    int64_t until = all ? INT64_MAX : ready_until(e, cs);
+    if (final_s != NONE && final_s > until)
+        until = final_s;
+    size_t kept = 0;
+    for (size_t i = 0; i < cs->n_reopened; i++) {
+        int64_t start_s = cs->reopened[i];
+        if (start_s + e->interval_s <= until)
+            add_item(e, start_s, ci, CLOSE_INTERVAL);
+        else
+            cs->reopened[kept++] = start_s;
+    }
+    bool queued = kept < cs->n_reopened;
+    cs->n_reopened = kept;
+    return queued;
+}
+
+/* A late sample may give a month its first row after the data closed it:
+ * it closes now, as its last interval did. */
+static void close_months_behind(struct engine *e, struct cluster_state *cs)
+{
+    for (size_t k = 0; k < cs->n_months; k++)
+        if (!cs->months[k].closed && cs->months[k].end_s < cs->closed_until_s)
+            close_month_at(e, cs, cs->months[k].start_s);
+}
+
+/* Closes again what may close again, in every cluster; the months of
+ * those that had some are priced again once. */
+static void reclose_ready(struct engine *e)
+{
+    bool any = false;
+    for (size_t i = 0; i < e->n_clusters; i++)
+        any |= queue_reclose(e, i, false, NONE);
+    if (!any)
+        return;
+    run_items(e);
+    for (size_t i = 0; i < e->n_clusters; i++)
+        close_months_behind(e, &e->clusters[i]);
+}
+
 /* Intervals closed late_window ago become final: their money and all but
  * one neighbouring sample are forgotten; months wholly final and closed
  * are dropped. */
@@ -684,6 +773,17 @@ static void freeze(struct engine *e, struct cluster_state *cs, int64_t now_ns)
         return;
     memmove(cs->marks, cs->marks + k, (cs->n_marks - k) * sizeof *cs->marks);
     cs->n_marks -= k;
+    /* A reopened interval is priced before it becomes final; one whose
+     * cluster the config no longer has cannot be, and stays as it was. */
+    if (queue_reclose(e, (size_t)(cs - e->clusters), false, cs->frozen_until_s)) {
+        run_items(e);
+        close_months_behind(e, cs);
+    }
+    size_t kept = 0;
+    for (size_t i = 0; i < cs->n_reopened; i++)
+        if (cs->reopened[i] + e->interval_s > cs->frozen_until_s)
+            cs->reopened[kept++] = cs->reopened[i];
+    cs->n_reopened = kept;
 
     int64_t per_hour = 3600 / e->interval_s;
     size_t r = 0;
@@ -946,17 +1046,17 @@ static bool take_in_span(const struct engine *e, struct cluster_state *cs, struc
     return may_close;
 }
 
-/* Prices again the closed, not final intervals that the segments of m's
+/* Reopens the closed, not final intervals that the segments of m's
  * sample at index `at` touch: from its earlier neighbour (lo_ns) to its
  * later one. For power, a segment longer than max_gap carries no energy
  * and all its seconds are missing, before the sample split it and after:
- * the intervals it spans do not change, so they are not priced again (else
+ * the intervals it spans do not change, so they are not reopened (else
  * one sample far from the others would make each later-arriving sample
- * re-price every interval up to it). A counter spreads its difference over
+ * reopen every interval up to it). A counter spreads its difference over
  * the whole segment, so there the whole segment changes; and a new first
  * or last sample brings the whole segment to its neighbour into the span. */
-static void reprice_closed(struct engine *e, struct cluster_state *cs, const struct meter_state *m,
-                           size_t at, int64_t lo_ns)
+static void reopen_closed(struct engine *e, struct cluster_state *cs, const struct meter_state *m,
+                          size_t at, int64_t lo_ns)
 {
     int64_t hi_ns = sample_buf_at(&m->buf, at + 1 < m->buf.n ? at + 1 : at)->ts_ns; /* or itself */
     if (!m->counter && at > 0 && at + 1 < m->buf.n) {
@@ -976,15 +1076,10 @@ static void reprice_closed(struct engine *e, struct cluster_state *cs, const str
     int64_t to = ceil_boundary(e, hi_ns);
     if (to > cs->closed_until_s)
         to = cs->closed_until_s;
+    e->stats.late_samples++;
     for (int64_t st = from; st < to; st += e->interval_s)
         if (covered(e, cs, st))
-            add_item(e, st, m->cluster, CLOSE_INTERVAL);
-    run_items(e);
-    /* A late sample may give a month its first row after the month
-     * closed by the data: close it now, as its last interval did. */
-    for (size_t k = 0; k < cs->n_months; k++)
-        if (!cs->months[k].closed && cs->months[k].end_s < cs->closed_until_s)
-            close_month_at(e, cs, cs->months[k].start_s);
+            reopen(e, cs, st);
 }
 
 /* Closes cluster ci as far as its meters now let it, then recounts what
@@ -1025,12 +1120,12 @@ static bool push(struct engine *e, const struct engine_sample *s, int64_t now_ns
 
     /* The segments the sample changed start at its earlier neighbour: for
      * an append the previous last sample, known without reading the (cold)
-     * buffer. Closed intervals among them are priced again. */
+     * buffer. Closed intervals among them are reopened. */
     int64_t lo_ns = appended ? (prev_last_ns != NONE ? prev_last_ns : s->ts_ns)
                     : at > 0 ? sample_buf_at(&m->buf, at - 1)->ts_ns
                              : s->ts_ns;
     if (cs->closed_until_s != NONE && lo_ns < cs->closed_until_s * NS)
-        reprice_closed(e, cs, m, at, lo_ns);
+        reopen_closed(e, cs, m, at, lo_ns);
     if (may_close)
         close_what_can_close(e, m->cluster, now_ns);
     return true;
@@ -1043,6 +1138,13 @@ bool engine_push(struct engine *e, const struct engine_sample *s, int64_t now_ns
     if (e->hold)
         hold_call(e, HELD_PUSH, s, NULL, now_ns);
     return true;
+}
+
+void engine_batch_done(struct engine *e, int64_t now_ns)
+{
+    if (e->hold)
+        hold_call(e, HELD_BATCH, NULL, NULL, now_ns);
+    reclose_ready(e);
 }
 
 static void close_all(struct engine *e, int64_t now_ns, bool all_silent)
@@ -1072,7 +1174,12 @@ static void close_all(struct engine *e, int64_t now_ns, bool all_silent)
                 add_item(e, ms->end_s - e->interval_s, i, CLOSE_MONTH);
         }
     }
+    bool reopened = false;
+    for (size_t i = 0; i < e->n_clusters; i++)
+        reopened |= queue_reclose(e, i, all_silent, NONE);
     run_items(e);
+    for (size_t i = 0; reopened && i < e->n_clusters; i++)
+        close_months_behind(e, &e->clusters[i]);
     for (size_t i = 0; i < e->n_clusters; i++) {
         freeze(e, &e->clusters[i], now_ns);
         e->clusters[i].blockers_valid = false; /* silences changed */
@@ -1143,6 +1250,7 @@ void engine_free(struct engine *e)
         free(cs->marks);
         free(cs->rows);
         free(cs->months);
+        free(cs->reopened);
     }
     free(e->clusters);
     free(e->cluster_table);

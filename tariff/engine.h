@@ -144,6 +144,8 @@ struct engine_stats {
     uint64_t billing_rows;
     uint64_t adjustment_rows;
     uint64_t demand_rows;
+    uint64_t late_samples;       /* samples that changed closed intervals */
+    uint64_t intervals_reopened; /* closed intervals reopened by them */
     size_t meters;
     size_t samples_kept;
     bool waiting_for_caps; /* engine_waiting_for_caps */
@@ -176,13 +178,22 @@ enum engine_verdict engine_judge(const struct engine *e, const struct engine_sam
 bool engine_push(struct engine *e, const struct engine_sample *s, int64_t now_ns,
                  struct error *err);
 
+/* The samples of one request are all pushed. A late sample does not price
+ * the closed intervals it changes at once: it reopens them, and each closes
+ * again by the rules of a first close (every meter of its cluster that is
+ * not silent has data past its end) at the end of a request, at a tick or
+ * at engine_finish, so a burst of late samples makes at most one adjustment
+ * per interval per request (docs/design.md section 4). */
+void engine_batch_done(struct engine *e, int64_t now_ns);
+
 /* Quarantines a sample the engine cannot take (e.g. replayed for a
  * cluster a reload removed), so it is kept with its reason, not lost: a
  * QUARANTINE_REFUSED whose text is `reason`. */
 void engine_quarantine(struct engine *e, const struct engine_sample *s, const char *reason);
 
 /* The wall clock moved: meters silent for grace stop holding intervals
- * open, months end, intervals become final. */
+ * open (reopened ones too), months end, intervals become final (a reopened
+ * one is priced first). */
 void engine_tick(struct engine *e, int64_t now_ns);
 
 /* The end of offline input: every meter counts as silent, every interval

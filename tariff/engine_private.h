@@ -104,6 +104,11 @@ struct cluster_state {
     size_t n_rows, cap_rows;
     struct month_state *months; /* sorted by start_s */
     size_t n_months, cap_months;
+    /* Closed, not final intervals a late sample changed, sorted: each is
+     * priced again once, when it closes again (engine.c, "Reopened
+     * intervals"). */
+    int64_t *reopened;
+    size_t n_reopened, cap_reopened;
 };
 
 /* What one queued close item does. Of a cluster's items at one start_s
@@ -125,11 +130,12 @@ enum held_kind {
     HELD_QUARANTINE, /* engine_quarantine */
     HELD_TICK,       /* engine_tick */
     HELD_FINISH,     /* engine_finish */
+    HELD_BATCH,      /* engine_batch_done */
 };
 
 struct held_call {
     enum held_kind kind;
-    int64_t now_ns; /* PUSH, TICK, FINISH */
+    int64_t now_ns; /* PUSH, TICK, FINISH, BATCH */
     /* PUSH and QUARANTINE: the sample, whose cluster, meter (and the
      * quarantine's reason) are at text_at in the hold's text, each ended
      * by a NUL. */
@@ -191,6 +197,11 @@ struct engine {
 struct engine *engine_alloc(const struct config *cfg, const struct engine_sink *sink);
 struct engine *snapshot_read(const struct config *cfg, const struct engine_sink *sink,
                              const void *bytes, size_t len, struct error *err);
+
+/* The current snapshot format, and engine_save in any format from 1 to it
+ * (the older ones only for tests that load them). */
+#define SNAPSHOT_VERSION 3
+void *snapshot_write(const struct engine *e, size_t *len, int version);
 
 /* hold.c. Starts the wait when engine_waiting_for_caps(e) became true,
  * ends it (replaying what it held) when it became false. */

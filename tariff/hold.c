@@ -129,6 +129,10 @@ static void replay(struct engine *r, const struct hold *h, const struct held_cal
         engine_finish(r, c->now_ns);
         return;
     }
+    if (c->kind == HELD_BATCH) {
+        engine_batch_done(r, c->now_ns);
+        return;
+    }
     size_t at = c->text_at;
     struct engine_sample s = {.kind = c->sample_kind, .ts_ns = c->ts_ns, .value = c->value};
     s.cluster = next_text(h, &at);

@@ -5,7 +5,7 @@
  * Format, host byte order (a checkpoint is read back on the machine that
  * wrote it): a magic and version, the interval it was made with, whether
  * the caps are known, then the caps, the clusters (closing marks,
- * adjustable rows, months), the meters (samples), the counters, and what a
+ * adjustable rows, months, reopened intervals), the meters (samples), the counters, and what a
  * waiting engine holds (hold.c): the bytes of the state its wait began in,
  * the caps set and the calls made since. Names are stored, not config
  * pointers, so a snapshot loads under a reloaded config. The reader checks
@@ -13,14 +13,15 @@
  * cleanly.
  *
  * Version 1 had neither caps_known nor the hold, and is read still: such a
- * checkpoint was written only once the caps were known.
+ * checkpoint was written only once the caps were known. Version 2 had no
+ * reopened intervals (every late sample was priced at once) and no
+ * late-sample counters.
  */
 #include "engine_private.h"
 
 #include <stdio.h>
 
 static const char magic[8] = {'T', 'F', 'E', 'N', 'G', 'I', 'N', 'E'};
-#define SNAPSHOT_VERSION 2
 
 struct wbuf {
     unsigned char *p;
@@ -114,11 +115,17 @@ static void put_paid(struct wbuf *w, const struct stored_paid *paid, size_t n)
 
 void *engine_save(const struct engine *e, size_t *len)
 {
+    return snapshot_write(e, len, SNAPSHOT_VERSION);
+}
+
+void *snapshot_write(const struct engine *e, size_t *len, int version)
+{
     struct wbuf w = {0};
     put(&w, magic, sizeof magic);
-    put_u64(&w, SNAPSHOT_VERSION);
+    put_u64(&w, (uint64_t)version);
     put_i64(&w, e->interval_s);
-    put_u64(&w, e->caps_known);
+    if (version >= 2)
+        put_u64(&w, e->caps_known);
 
     put_u64(&w, e->caps.n);
     for (size_t i = 0; i < e->caps.n; i++) {
@@ -171,6 +178,11 @@ void *engine_save(const struct engine *e, size_t *len)
             put_i64(&w, ms->billing_kw_micro);
             put_paid(&w, ms->paid, ms->n_paid);
         }
+        if (version < 3)
+            continue;
+        put_u64(&w, cs->n_reopened);
+        for (size_t k = 0; k < cs->n_reopened; k++)
+            put_i64(&w, cs->reopened[k]);
     }
 
     put_u64(&w, e->n_meters);
@@ -198,7 +210,12 @@ void *engine_save(const struct engine *e, size_t *len)
     put_u64(&w, st->billing_rows);
     put_u64(&w, st->adjustment_rows);
     put_u64(&w, st->demand_rows);
-    put_hold(&w, e->hold);
+    if (version >= 3) {
+        put_u64(&w, st->late_samples);
+        put_u64(&w, st->intervals_reopened);
+    }
+    if (version >= 2)
+        put_hold(&w, e->hold);
     *len = w.n;
     return w.p;
 }
@@ -315,7 +332,7 @@ static struct hold *get_hold(const struct config *cfg, struct rbuf *r)
         memset(c, 0, sizeof *c);
         int64_t kind = get_i64(r);
         c->now_ns = get_i64(r);
-        if (kind < HELD_PUSH || kind > HELD_FINISH) {
+        if (kind < HELD_PUSH || kind > HELD_BATCH) {
             r->ok = false;
             break;
         }
@@ -356,8 +373,8 @@ struct engine *snapshot_read(const struct config *cfg, const struct engine_sink 
         return NULL;
     }
     uint64_t version = get_u64(&r);
-    if (version != 1 && version != SNAPSHOT_VERSION) {
-        error_set(err, "engine snapshot version %llu is not 1 or %d", (unsigned long long)version,
+    if (version < 1 || version > SNAPSHOT_VERSION) {
+        error_set(err, "engine snapshot version %llu is not 1 to %d", (unsigned long long)version,
                   SNAPSHOT_VERSION);
         return NULL;
     }
@@ -428,6 +445,17 @@ struct engine *snapshot_read(const struct config *cfg, const struct engine_sink 
             ms->billing_kw_micro = get_i64(&r);
             ms->n_paid = get_paid(e, &r, ms->paid);
         }
+        for (size_t no = version >= 3 ? get_count(&r, 8) : 0, k = 0; k < no && r.ok; k++) {
+            int64_t start_s = get_i64(&r);
+            /* sorted, each once, on the interval grid */
+            if (start_s % e->interval_s != 0 ||
+                (cs->n_reopened > 0 && start_s <= cs->reopened[cs->n_reopened - 1])) {
+                r.ok = false;
+                break;
+            }
+            ARRAY_RESERVE_ONE(cs->reopened, cs->n_reopened, cs->cap_reopened);
+            cs->reopened[cs->n_reopened++] = start_s;
+        }
     }
 
     for (size_t n = get_count(&r, 64), i = 0; i < n && r.ok; i++) {
@@ -463,6 +491,10 @@ struct engine *snapshot_read(const struct config *cfg, const struct engine_sink 
     st->billing_rows = get_u64(&r);
     st->adjustment_rows = get_u64(&r);
     st->demand_rows = get_u64(&r);
+    if (version >= 3) {
+        st->late_samples = get_u64(&r);
+        st->intervals_reopened = get_u64(&r);
+    }
     if (version >= 2) {
         e->hold = get_hold(cfg, &r);
         if (e->hold) {

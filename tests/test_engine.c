@@ -10,6 +10,7 @@
 #include "civil.h"
 #include "config.h"
 #include "engine.h"
+#include "engine_private.h" /* snapshot_write, for the formats of earlier versions */
 
 #include <check.h>
 #include <stdio.h>
@@ -203,6 +204,7 @@ static void push_kind(const char *cluster, const char *meter, enum sample_kind k
     if (ts_s * NS > now_ns)
         now_ns = ts_s * NS;
     ck_assert(engine_push(eng, &s, now_ns, &err));
+    engine_batch_done(eng, now_ns); /* a request of one sample */
 }
 
 static void push(const char *cluster, int64_t ts_s, double kw)
@@ -952,6 +954,274 @@ START_TEST(test_clock_closed_month_is_priced_again_when_one_batch_holds_its_last
 END_TEST
 
 /* ---------------------------------------------------------------- */
+/* Late bursts                                                       */
+
+/* One sample of a request of several; batch_done() ends the request. */
+static void push_in_batch(const char *cluster, const char *meter, int64_t ts_s, double kw)
+{
+    struct engine_sample s = {cluster, meter, SAMPLE_POWER, ts_s * NS, kw};
+    struct error err;
+    ck_assert_msg(engine_push(eng, &s, now_ns, &err), "push: %s", err.msg);
+}
+
+static void batch_done(void)
+{
+    engine_batch_done(eng, now_ns);
+}
+
+/* Rows from index `from` on: whether no interval has two adjustments. */
+static bool one_adjustment_per_interval(size_t from)
+{
+    for (size_t i = from; i < n_billing; i++)
+        for (size_t j = i + 1; j < n_billing; j++)
+            if (billing[i].revision > 0 && billing[j].revision > 0 &&
+                billing[i].start_s == billing[j].start_s &&
+                strcmp(billing[i].cluster, billing[j].cluster) == 0)
+                return false;
+    return true;
+}
+
+static size_t adjustments_since(size_t from)
+{
+    size_t n = 0;
+    for (size_t i = from; i < n_billing; i++)
+        n += billing[i].revision > 0;
+    return n;
+}
+
+/* Per interval of c1, the sums over revisions: what the ledger holds. */
+struct interval_sum {
+    int64_t start_s, kwh, energy, surcharge, subsidy, net, missing_s;
+};
+
+static size_t interval_sums(struct interval_sum *out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < n_billing; i++) {
+        size_t k = 0;
+        while (k < n && out[k].start_s != billing[i].start_s)
+            k++;
+        if (k == n) {
+            ck_assert_uint_lt(n, cap);
+            out[n++] = (struct interval_sum){.start_s = billing[i].start_s};
+        }
+        out[k].kwh += billing[i].kwh;
+        out[k].energy += billing[i].energy;
+        out[k].surcharge += billing[i].surcharge;
+        out[k].subsidy += billing[i].subsidy;
+        out[k].net += billing[i].net;
+        out[k].missing_s += billing[i].missing_s;
+    }
+    return n;
+}
+
+static int64_t demand_charge_sum(void)
+{
+    int64_t sum = 0;
+    for (size_t i = 0; i < n_demand; i++)
+        sum += demand[i].charge;
+    return sum;
+}
+
+/* c1 has meters a (40 kW) and b (60 kW), a sample every 10 s from t0 to
+ * t0 + 90 min, sent live with a tick a minute; b's agent loses its link
+ * from t0 + 10 min to t0 + 70 min and then sends the hour it buffered
+ * (360 samples) in `requests` requests back to back. */
+static void buffered_hour(int64_t t0, int requests, size_t *adjustments)
+{
+    int64_t outage = t0 + 600, back = t0 + 4200;
+    *adjustments = 0;
+    for (int64_t t = t0; t <= t0 + 5400; t += 10) {
+        push_kind("c1", "a", SAMPLE_POWER, t, 40);
+        if (t <= outage || t > back)
+            push_kind("c1", "b", SAMPLE_POWER, t, 60);
+        if (t == back) {
+            int per = 360 / requests;
+            for (int r = 0; r < requests; r++) {
+                size_t before = n_billing;
+                for (int k = 1; k <= per; k++)
+                    push_in_batch("c1", "b", outage + (r * per + k) * 10, 60);
+                batch_done();
+                ck_assert_msg(one_adjustment_per_interval(before),
+                              "request %d of %d: an interval adjusted twice", r + 1, requests);
+                *adjustments += adjustments_since(before);
+            }
+        }
+        if (t % 60 == 0)
+            engine_tick(eng, now_ns);
+    }
+    finish();
+}
+
+/* The same samples priced at once, in timestamp order. */
+static void buffered_hour_at_once(int64_t t0)
+{
+    for (int64_t t = t0; t <= t0 + 5400; t += 10) {
+        push_kind("c1", "a", SAMPLE_POWER, t, 40);
+        push_kind("c1", "b", SAMPLE_POWER, t, 60);
+    }
+    finish();
+}
+
+static void assert_sums_equal(const struct interval_sum *got, size_t n_got,
+                              const struct interval_sum *want, size_t n_want)
+{
+    ck_assert_uint_eq(n_got, n_want);
+    for (size_t i = 0; i < n_want; i++) {
+        size_t k = 0;
+        while (k < n_got && got[k].start_s != want[i].start_s)
+            k++;
+        ck_assert_msg(k < n_got, "interval %lld missing", (long long)want[i].start_s);
+        ck_assert_int_eq(got[k].kwh, want[i].kwh);
+        ck_assert_int_eq(got[k].energy, want[i].energy);
+        ck_assert_int_eq(got[k].surcharge, want[i].surcharge);
+        ck_assert_int_eq(got[k].subsidy, want[i].subsidy);
+        ck_assert_int_eq(got[k].net, want[i].net);
+        ck_assert_int_eq(got[k].missing_s, want[i].missing_s);
+    }
+}
+
+START_TEST(test_an_hour_sent_late_in_one_request_adjusts_each_interval_once)
+{
+    /* 00:00 local: b is silent from 00:10 (grace 2 m), so a closes 00:00,
+     * 00:15, 00:30 and 00:45 without b's last hour. At 01:10 b sends
+     * 00:10:10..01:10:00: the four intervals reopen and, both meters being
+     * past 01:00, close again at the end of the request: four adjustments,
+     * not 360. The sums over revisions are those of pricing it all at
+     * once. */
+    struct interval_sum live[16], once[16];
+    for (int requests = 1; requests <= 4; requests *= 4) {
+        now_ns = 0;
+        start();
+        size_t adjustments;
+        buffered_hour(L(2025, 3, 1, 0, 0), requests, &adjustments);
+        ck_assert_uint_eq(adjustments, 4);
+        struct engine_stats st;
+        engine_stats(eng, &st);
+        ck_assert_uint_eq(st.adjustment_rows, 4);
+        ck_assert_uint_eq(st.intervals_reopened, 4);
+        ck_assert_uint_eq(st.late_samples, 300); /* 00:10:10..01:00:00; 01:00 is still open */
+        size_t n_live = interval_sums(live, 16);
+        stop();
+
+        now_ns = 0;
+        start();
+        buffered_hour_at_once(L(2025, 3, 1, 0, 0));
+        ck_assert_uint_eq(adjustments_since(0), 0);
+        size_t n_once = interval_sums(once, 16);
+        stop();
+        assert_sums_equal(live, n_live, once, n_once);
+    }
+}
+END_TEST
+
+START_TEST(test_a_late_burst_over_a_month_boundary_adjusts_the_month_once)
+{
+    /* From Mar 31 23:30 local: b is silent from 23:40; a closes March's
+     * last intervals and, with April's first, March (a demand row). At
+     * 00:40 b sends its hour: March's 23:30 and 23:45 reopen with April's
+     * 00:00 and 00:15, close again in one go, and March's demand is priced
+     * again once: one demand adjustment, and the month's charge is that of
+     * pricing it all at once. */
+    now_ns = 0;
+    start();
+    int64_t t0 = L(2025, 3, 31, 23, 30);
+    int64_t outage = t0 + 600, back = t0 + 4200;
+    size_t demand_before = 0;
+    for (int64_t t = t0; t <= t0 + 5400; t += 10) {
+        push_kind("c1", "a", SAMPLE_POWER, t, 40);
+        if (t <= outage || t > back)
+            push_kind("c1", "b", SAMPLE_POWER, t, 60);
+        if (t == back) {
+            demand_before = n_demand;
+            ck_assert_uint_eq(demand_before, 1); /* March, closed */
+            for (int k = 1; k <= 360; k++)
+                push_in_batch("c1", "b", outage + k * 10, 60);
+            batch_done();
+            ck_assert_uint_eq(n_demand, 2);
+            ck_assert_int_eq(demand[1].revision, 1);
+            ck_assert_int_eq(demand[1].month_day, demand[0].month_day);
+            ck_assert(one_adjustment_per_interval(0));
+        }
+        if (t % 60 == 0)
+            engine_tick(eng, now_ns);
+    }
+    int64_t march_live = 0;
+    for (size_t i = 0; i < n_demand; i++)
+        if (demand[i].month_day == demand[0].month_day)
+            march_live += demand[i].charge;
+    finish();
+    int64_t live_all = demand_charge_sum();
+    stop();
+
+    now_ns = 0;
+    start();
+    buffered_hour_at_once(t0);
+    ck_assert_int_eq(demand_charge_sum(), live_all);
+    ck_assert_int_eq(demand[0].charge, march_live);
+    stop();
+}
+END_TEST
+
+START_TEST(test_a_late_sample_that_changes_nothing_makes_no_row)
+{
+    /* 40 kW a minute, 00:07 missing (the 00:06-00:08 segment is 40 kW
+     * anyway). 00:07 arrives late with 40 kW: 00:00 reopens and closes
+     * again with the same energy: no row. */
+    start();
+    for (int m = 0; m <= 20; m++)
+        if (m != 7)
+            push("c1", L(2025, 3, 1, 0, m), 40);
+    ck_assert_uint_eq(n_billing, 1);
+    push("c1", L(2025, 3, 1, 0, 7), 40);
+    ck_assert_uint_eq(n_billing, 1);
+    struct engine_stats st;
+    engine_stats(eng, &st);
+    ck_assert_uint_eq(st.late_samples, 1);
+    ck_assert_uint_eq(st.intervals_reopened, 1);
+    ck_assert_uint_eq(st.adjustment_rows, 0);
+    stop();
+}
+END_TEST
+
+START_TEST(test_a_reopened_interval_gets_back_only_its_own_subsidy_once_the_cap_ran_out)
+{
+    /* Cap 3 CNY. c1's flat 08:00 (10 kWh, 5.0000) is paid 0.5 x 0.75 x 5 =
+     * 1.8750; then c2's 08:00 (share 0.5: 0.5 x 0.5 x 5 = 1.2500) gets the
+     * 1.1250 left. A late 100 kW sample at c1's 08:07 adds 1 kWh (+0.5000
+     * energy, +0.0200 surcharge): priced again, c1's 08:00 would be paid
+     * 2.0625, but only its own 1.8750 comes back to the cap: the
+     * adjustment pays no subsidy, and the year's total stays the cap. */
+    start_with(edit(base_config, "mode = pro_rata\n", "mode = pro_rata\ncap_cny_per_year = 3\n"));
+    for (int m = 0; m <= 20; m++)
+        if (m != 7)
+            push("c1", L(2025, 3, 1, 8, m), 40);
+    constant("c2", L(2025, 3, 1, 8, 0), L(2025, 3, 1, 8, 20), 40);
+    ck_assert_uint_eq(n_billing, 2);
+    ck_assert_int_eq(billing[0].subsidy, 18750);
+    ck_assert_str_eq(billing[1].cluster, "c2");
+    ck_assert_int_eq(billing[1].subsidy, 11250);
+    push("c1", L(2025, 3, 1, 8, 7), 100);
+    ck_assert_uint_eq(n_billing, 3);
+    ck_assert_str_eq(billing[2].cluster, "c1");
+    ck_assert_int_eq(billing[2].revision, 1);
+    ck_assert_int_eq(billing[2].kwh, 1000000);
+    ck_assert_int_eq(billing[2].energy, 5000);
+    ck_assert_int_eq(billing[2].surcharge, 200);
+    ck_assert_int_eq(billing[2].subsidy, 0);
+    ck_assert_int_eq(billing[2].net, 5200);
+    finish();
+    int64_t total = 0;
+    for (size_t i = 0; i < n_billing; i++)
+        total += billing[i].subsidy;
+    for (size_t i = 0; i < n_demand; i++)
+        total += demand[i].subsidy;
+    ck_assert_int_eq(total, 30000);
+    stop();
+}
+END_TEST
+
+/* ---------------------------------------------------------------- */
 /* Waiting for the caps                                              */
 
 /* Tenant t1's pa capped at 30 CNY a year, of which the ledger says 1.0000
@@ -1256,27 +1526,19 @@ END_TEST
 
 START_TEST(test_snapshot_of_the_format_before_caps_known_loads_knowing_them)
 {
-    /* Version 1 is version 2 without the caps_known word after the
-     * interval and without the hold word at the end. Such a checkpoint
-     * was written only once the caps were known: it loads not waiting,
-     * and prices at once. */
+    /* Version 1 had no caps_known word and no hold. Such a checkpoint was
+     * written only once the caps were known: it loads not waiting, and
+     * prices at once. */
     start_with(capped_config());
     constant("c1", L(2025, 3, 1, 8, 0), L(2025, 3, 1, 8, 20), 40);
     size_t len;
-    unsigned char *v2 = engine_save(eng, &len);
+    unsigned char *v1 = snapshot_write(eng, &len, 1);
     stop();
-    unsigned char *v1 = malloc(len - 16);
-    uint64_t version = 1;
-    memcpy(v1, v2, 8);
-    memcpy(v1 + 8, &version, 8);
-    memcpy(v1 + 16, v2 + 16, 8);            /* interval_s */
-    memcpy(v1 + 24, v2 + 32, len - 32 - 8); /* all but the hold word */
-    free(v2);
 
     start_waiting_with(capped_config());
     engine_free(eng);
     struct error err;
-    eng = engine_load(cfg, &sink, v1, len - 16, &err);
+    eng = engine_load(cfg, &sink, v1, len, &err);
     free(v1);
     ck_assert_msg(eng != NULL, "load: %s", err.msg);
     ck_assert(engine_caps_known(eng));
@@ -1342,6 +1604,10 @@ static Suite *engine_suite(void)
     tcase_add_test(t, test_insert_reaching_into_a_final_interval_is_quarantined);
     tcase_add_test(t,
                    test_clock_closed_month_is_priced_again_when_one_batch_holds_its_last_interval);
+    tcase_add_test(t, test_an_hour_sent_late_in_one_request_adjusts_each_interval_once);
+    tcase_add_test(t, test_a_late_burst_over_a_month_boundary_adjusts_the_month_once);
+    tcase_add_test(t, test_a_late_sample_that_changes_nothing_makes_no_row);
+    tcase_add_test(t, test_a_reopened_interval_gets_back_only_its_own_subsidy_once_the_cap_ran_out);
     suite_add_tcase(s, t);
 
     t = tcase_create("caps");

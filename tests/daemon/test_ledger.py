@@ -29,6 +29,9 @@ on its own database (the PostgreSQL of PGHOST):
               committed, the row waits in dead_letters, /health fails with
               the SQLSTATE, a replay keeps it once, resubmit_dead_letter
               puts it in once the cause is gone
+  burst       a meter sends the hour it buffered, in one request and in
+              four: at most one adjustment per interval per request, the
+              sums equal offline
   recount     a dead letter resolved while the writer is never idle:
               /health stops failing within the recount period
   backoff     PostgreSQL down: a handful of attempts, /health warn throughout
@@ -43,6 +46,7 @@ rather than pass without them. Every wait has a deadline and fails loudly;
 a failure prints the daemon's log tail.
 
 usage: test_ledger.py TARIFFD [SCENARIO...]   (prints "N passed, N failed")"""
+import calendar
 import csv
 import io
 import json
@@ -803,6 +807,63 @@ def scenario_capswait():
     check(b.stop() == 0 and c.stop() == 0, "SIGTERM exits 0", b)
 
 
+def epoch_of(iso):
+    """Seconds since the epoch of the ledger's "2025-03-01T00:15:00Z"."""
+    return calendar.timegm(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ"))
+
+
+def scenario_burst():
+    """One meter of c1 loses its link for an hour and then sends the hour it
+    buffered (360 samples at 10 s), in one request and, on a second daemon,
+    in 4 requests back to back: every interval it changes is adjusted at
+    most once per request (not once per sample), and the ledger's sums over
+    revisions equal `tariffd price` on the same samples."""
+    t0 = T0 + 8 * 3600  # 08:00 local, flat
+    outage, back, end = t0 + 600, t0 + 4200, t0 + 5400
+
+    def line(meter, t, kw):
+        return f"power,cluster=c1,meter={meter} kw={kw} {t}"
+    live = []
+    for t in range(t0, end + 1, 10):
+        live.append(line("a", t, 40))
+        if t <= outage or t > back:
+            live.append(line("b", t, 60))
+    hour = [line("b", outage + k * 10, 60) for k in range(1, 361)]
+    everything = sorted(live + hour, key=lambda x: (int(x.split()[-1]), x))
+    for requests in (1, 4):
+        d = new_daemon().start()
+        writable(d)
+        for k in range(0, len(live), 60):
+            send(d, "\n".join(live[k:k + 60]) + "\n", f"live batch {k // 60}")
+        wait_ledger(d, offline(d.config, "\n".join(live) + "\n"))
+        per = 360 // requests
+        touched = {}  # interval start -> requests whose samples' segments reach into it
+        for r in range(requests):
+            part = hour[r * per:(r + 1) * per]
+            first, last = int(part[0].split()[-1]) - 10, int(part[-1].split()[-1]) + 10
+            for start in range(first - first % 900, last, 900):
+                touched[start] = touched.get(start, 0) + 1
+            send_now(d, "\n".join(part) + "\n", f"the buffered hour, request {r + 1} of {requests}")
+        rows, demand = wait_ledger(d, offline(d.config, "\n".join(everything) + "\n"))
+        unique_keys(d, rows, demand)
+        adjusted = {}
+        for r in rows:
+            if r["kind"] == "adjustment":
+                adjusted[r["interval_start"]] = adjusted.get(r["interval_start"], 0) + 1
+        over = {k: n for k, n in adjusted.items() if n > touched.get(epoch_of(k), 0)}
+        check(adjusted and not over,
+              f"{requests} request(s): adjustments per interval {sorted(adjusted.items())}, "
+              f"over the requests that reach each: {over}", d)
+        if requests == 1:
+            check(len(adjusted) == 5 and set(adjusted.values()) == {1},
+                  f"one request: 08:00 to 09:00 adjusted once each: {adjusted}", d)
+            check(metric(d, "tariffd_late_samples_total") == 360
+                  and metric(d, "tariffd_intervals_reopened_total") == 5,
+                  f"/metrics: {metric(d, 'tariffd_late_samples_total')} late samples, "
+                  f"{metric(d, 'tariffd_intervals_reopened_total')} intervals reopened", d)
+        check(d.stop() == 0, "SIGTERM exits 0", d)
+
+
 def scenario_poison():
     """Poison pills: each is refused at the door with 400 naming the line and
     column, nothing of it reaches the journal or PostgreSQL, and a valid
@@ -1097,7 +1158,7 @@ SCENARIOS = [("offline", scenario_offline), ("cap", scenario_cap), ("outage", sc
              ("oldjournal", scenario_oldjournal), ("refused", scenario_refused),
              ("backoff", scenario_backoff), ("reloadcrash", scenario_reloadcrash),
              ("stop", scenario_stop), ("failing", scenario_failing), ("capswait", scenario_capswait),
-             ("recount", scenario_recount)]
+             ("recount", scenario_recount), ("burst", scenario_burst)]
 
 start = time.time()
 for name, fn in SCENARIOS:
