@@ -4,6 +4,7 @@
  *   tariffd [-c FILE]                  the daemon (daemon/server.c)
  *   tariffd --check-config [-c FILE]   validate, print a summary; exit 0 or 1
  *   tariffd price [-c FILE] [--precision ns|us|ms|s] [--out DIR] < telemetry.lp
+ *   tariffd token                      a new tenant token and its token_sha256 line
  *   tariffd --version
  *
  * Exit status: 0 success, 1 configuration (or output) error, 2 usage error
@@ -14,6 +15,7 @@
 #include "daemon/loader.h"
 #include "daemon/offline.h"
 #include "daemon/server.h"
+#include "daemon/token.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -28,6 +30,8 @@ static void usage(FILE *out)
             "usage: tariffd [-c FILE]                        run the daemon\n"
             "       tariffd --check-config [-c FILE]\n"
             "       tariffd price [-c FILE] [--precision ns|us|ms|s] [--out DIR] < telemetry.lp\n"
+            "       tariffd token                            a new tenant token and its "
+            "token_sha256 line\n"
             "       tariffd --version\n"
             "\n"
             "  -c, --config FILE   configuration file (default " DEFAULT_CONFIG ")\n"
@@ -66,8 +70,30 @@ static int check_config(const char *path)
     for (size_t i = 0; i < cfg->n_tariffs; i++)
         for (size_t j = 0; j < cfg->tariffs[i].n_versions; j++)
             printf("  tariff version %s\n", cfg->tariffs[i].versions[j]->label);
+    /* Valid, but a daemon on it answers every write 401: the installed
+     * template is such a file until the operator adds a tenant. */
+    if (cfg->n_tenants == 0)
+        printf("note: no [tenant] section, so every write would get 401; add one with the "
+               "token_sha256 line of \"tariffd token\"\n");
     config_free(cfg);
     return 0;
+}
+
+/* `tariffd token` takes no options: anything after it is a mistake, not
+ * something to ignore (a script that meant another command must not get a
+ * token instead). */
+static int token_main(int argc, char **argv)
+{
+    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        usage(stdout);
+        return 0;
+    }
+    if (argc > 1) {
+        fprintf(stderr, "tariffd: \"tariffd token\" takes no arguments (got \"%s\")\n", argv[1]);
+        usage(stderr);
+        return 2;
+    }
+    return token_command();
 }
 
 static int price(const char *config_path, const char *precision, const char *out_dir)
@@ -101,6 +127,8 @@ int main(int argc, char **argv)
     const char *config_path = DEFAULT_CONFIG;
     const char *precision = "ns", *out_dir = NULL;
     bool check = false, pricing = false;
+    if (argc > 1 && strcmp(argv[1], "token") == 0)
+        return token_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "price") == 0) {
         pricing = true;
         argv[1] = argv[0];
