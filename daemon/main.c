@@ -16,6 +16,7 @@
 #include "daemon/offline.h"
 #include "daemon/server.h"
 #include "daemon/token.h"
+#include "storage/pg.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -59,6 +60,15 @@ static int check_config(const char *path)
     struct config *cfg = load(path, NULL);
     if (!cfg)
         return 1;
+    /* Malformed, it would only show as a writer that never connects; the
+     * daemon's log cannot say why (libpq's reason may quote a password). */
+    char why[256];
+    if (!pg_conninfo_parses(cfg->postgres.conninfo, why, sizeof why)) {
+        fprintf(stderr, "%s: [postgres] conninfo is not a valid libpq connection string: %s\n",
+                path, why);
+        config_free(cfg);
+        return 1;
+    }
     printf("%s: configuration ok (%zu file%s)\n", path, cfg->n_files, cfg->n_files == 1 ? "" : "s");
     printf("  tenants     %zu\n", cfg->n_tenants);
     printf("  chips       %zu\n", cfg->n_chips);

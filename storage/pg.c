@@ -609,10 +609,34 @@ static void on_notice(void *arg, const char *message)
     plog(w, PG_LOG_DEBUG, "postgres: %s", line);
 }
 
+bool pg_conninfo_parses(const char *conninfo, char *why, size_t size)
+{
+    char *libpq_why = NULL;
+    PQconninfoOption *opts = PQconninfoParse(conninfo, &libpq_why);
+    if (opts) {
+        PQconninfoFree(opts);
+        return true;
+    }
+    if (why)
+        first_line(libpq_why ? libpq_why : "out of memory", why, size);
+    PQfreemem(libpq_why);
+    return false;
+}
+
 /* Connects, takes the writer lock, migrates: true when ready to write. */
 static bool get_ready(struct pg_writer *w, long *backoff_ms)
 {
     char err[256];
+    if (!pg_conninfo_parses(w->conninfo, NULL, 0)) {
+        char msg[400];
+        snprintf(msg, sizeof msg,
+                 "cannot connect (retrying in %ld ms): [postgres] conninfo is not a valid libpq "
+                 "connection string (not shown, it may hold a password; tariffd --check-config "
+                 "says why)",
+                 *backoff_ms);
+        disconnect(w, msg);
+        return false;
+    }
     w->conn = PQconnectdb(w->conninfo);
     PQsetNoticeProcessor(w->conn, on_notice, w);
     if (PQstatus(w->conn) != CONNECTION_OK) {

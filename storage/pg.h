@@ -76,6 +76,13 @@ struct pg_callbacks {
     void *arg;
 };
 
+/* Whether libpq can parse conninfo; when it cannot and why is not NULL,
+ * libpq's reason. That reason may quote a piece of the string, part of a
+ * password even ("missing "=" after "def""), so it is for the operator's
+ * terminal (tariffd --check-config), never for the log: the writer logs a
+ * fixed message instead. */
+bool pg_conninfo_parses(const char *conninfo, char *why, size_t size);
+
 /* Starts the writer. With recover_caps, it reads the caps from
  * subsidy_lines once connected (pg_take_caps). */
 struct pg_writer *pg_start(const struct config *cfg, bool recover_caps,

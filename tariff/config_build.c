@@ -387,10 +387,12 @@ static void tenant_key(struct build *b, void *obj)
     } else if (strcmp(b->e->key, "max_meters") == 0) {
         count(b, &t->max_meters);
     } else if (strcmp(b->e->key, "token_sha256") == 0) {
+        /* The messages never quote a value: an operator who pastes the
+         * token itself here would find it in the log of a reload. */
         char *copy = xstrdup(b->e->value), *items[MAX_LIST];
         int n = split_list(copy, items, MAX_LIST);
         if (n < 0)
-            bad_value(b, "has an empty item");
+            bad_entry(b, "token_sha256 has an empty item, or more than %d", MAX_LIST);
         for (int i = 0; i < n; i++) {
             uint8_t digest[32];
             bool ok = strlen(items[i]) == 64;
@@ -401,8 +403,10 @@ static void tenant_key(struct build *b, void *obj)
                     digest[j] = (uint8_t)(hi << 4 | lo);
             }
             if (!ok) {
-                bad_entry(b, "token_sha256 \"%s\" is not a SHA-256 hex digest (64 hex digits)",
-                          items[i]);
+                bad_entry(b,
+                          "token_sha256 item %d (%zu characters, not shown: it may be a token) "
+                          "is not a SHA-256 hex digest of 64 hex digits",
+                          i + 1, strlen(items[i]));
                 continue;
             }
             t->token_sha256 =
@@ -845,10 +849,12 @@ static void programme_key(struct build *b, void *obj)
     struct programme *p = obj;
     const char *k = b->e->key;
     if (strcmp(k, "provinces") == 0) {
+        /* The messages never quote a value: an operator who pastes the
+         * token itself here would find it in the log of a reload. */
         char *copy = xstrdup(b->e->value), *items[MAX_LIST];
         int n = split_list(copy, items, MAX_LIST);
         if (n < 0)
-            bad_value(b, "has an empty item");
+            bad_entry(b, "token_sha256 has an empty item, or more than %d", MAX_LIST);
         for (int i = 0; i < n; i++) {
             p->provinces = xrealloc_array(p->provinces, p->n_provinces + 1, sizeof *p->provinces);
             p->provinces[p->n_provinces++] = xstrdup(items[i]);

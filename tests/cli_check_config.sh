@@ -70,6 +70,14 @@ expect "missing file" 1 "$tmp/none.conf: could not open: No such file or directo
 expect "over-long line" 1 "$tmp/long.conf:2: line is longer than 198 bytes" \
     -- --check-config -c "$tmp/long.conf"
 
+# A conninfo libpq cannot parse is a config error here, with libpq's reason
+# (the daemon's log only says it is malformed: the reason may quote a
+# password).
+printf '[postgres]\nconninfo = host=db password=abc def\n' >"$tmp/pg.conf"
+expect "malformed conninfo" 1 \
+    "$tmp/pg.conf: [postgres] conninfo is not a valid libpq connection string: missing \"=\" after \"def\" in connection info string" \
+    -- --check-config -c "$tmp/pg.conf"
+
 # Usage.
 expect "version" 0 "" -- --version
 usage_err=$("$tariffd" --bogus 2>&1 >/dev/null)

@@ -391,8 +391,12 @@ END_TEST
 START_TEST(test_malformed_token_hash)
 {
     ck_assert_errors(base_with(0, NULL, "[tenant other]\ntoken_sha256 = 9f86d0"),
-                     "t.conf:39: token_sha256 \"9f86d0\" is not a SHA-256 hex digest (64 hex "
-                     "digits)");
+                     "t.conf:39: token_sha256 item 1 (6 characters, not shown: it may be a "
+                     "token) is not a SHA-256 hex digest of 64 hex digits");
+    /* The items are never quoted: a pasted token would reach the log. */
+    ck_assert_errors(
+        base_with(0, NULL, "[tenant other]\ntoken_sha256 = 7GFf26FUn912e2-SWOKTNgeXfClN04y,,x"),
+        "t.conf:39: token_sha256 has an empty item, or more than 256");
 }
 END_TEST
 
