@@ -123,6 +123,38 @@ static void first_line(const char *msg, char *out, size_t size)
     out[strcspn(out, "\n")] = '\0';
 }
 
+/* libpq's message after a failed connect has one line per address or host
+ * it tried, each with indented hints. The last attempt, where libpq gave
+ * up, comes first and the earlier ones after it, so a cut for length keeps
+ * it: when "localhost" resolves to ::1 before 127.0.0.1, the first line
+ * alone says "Connection refused" while the server itself refused, say,
+ * the certificate. */
+static void connect_error(const char *msg, char *out, size_t size)
+{
+    enum { MAX_TRIES = 16 };
+    const char *line[MAX_TRIES];
+    int len[MAX_TRIES], n = 0;
+    for (const char *p = msg ? msg : ""; *p;) {
+        size_t l = strcspn(p, "\n");
+        if (l > 0 && p[0] != '\t' && p[0] != ' ') {
+            int i = n < MAX_TRIES ? n++ : MAX_TRIES - 1; /* past the limit, keep the last */
+            line[i] = p;
+            len[i] = (int)l;
+        }
+        p += l + (p[l] == '\n');
+    }
+    if (n == 0) {
+        first_line(msg, out, size);
+        return;
+    }
+    size_t w = (size_t)snprintf(out, size, "%.*s", len[n - 1], line[n - 1]);
+    for (int i = 0; i < n - 1 && w < size; i++)
+        w += (size_t)snprintf(out + w, size - w, "%s%.*s", i == 0 ? " (tried before: " : "; ",
+                              len[i], line[i]);
+    if (n > 1 && w < size)
+        snprintf(out + w, size - w, ")");
+}
+
 /* Runs one statement (n > 0: with parameters; n < 0: a script of several
  * statements, simple protocol). */
 static bool exec_ok(struct pg_writer *w, const char *sql, int n, const char *const *params,
@@ -640,9 +672,9 @@ static bool get_ready(struct pg_writer *w, long *backoff_ms)
     w->conn = PQconnectdb(w->conninfo);
     PQsetNoticeProcessor(w->conn, on_notice, w);
     if (PQstatus(w->conn) != CONNECTION_OK) {
-        char msg[400];
-        first_line(PQerrorMessage(w->conn), err, sizeof err);
-        snprintf(msg, sizeof msg, "cannot connect (retrying in %ld ms): %s", *backoff_ms, err);
+        char why[512], msg[600];
+        connect_error(PQerrorMessage(w->conn), why, sizeof why);
+        snprintf(msg, sizeof msg, "cannot connect (retrying in %ld ms): %s", *backoff_ms, why);
         disconnect(w, msg);
         return false;
     }
