@@ -53,6 +53,7 @@ class Daemon:
         self.tariffd = tariffd
         self.dir = state or tempfile.mkdtemp(prefix="tariffd-test-")
         self.port = port or free_port()
+        self.metrics_port = free_port()
         self.proc = None
         self.schema = schema
         self.own_db = db is None
@@ -64,7 +65,7 @@ class Daemon:
                     f"user={os.environ.get('PGUSER', 'postgres')} dbname={self.db} connect_timeout=2")
         with open(os.path.join(HERE, "daemon.conf.in")) as f:
             text = f.read()
-        text = (text.replace("@PORT@", str(self.port)).replace("@STATE@", self.dir + "/state")
+        text = (text.replace("@PORT@", str(self.port)).replace("@MPORT@", str(self.metrics_port)).replace("@STATE@", self.dir + "/state")
                 .replace("@T1@", hashlib.sha256(b"t1-secret").hexdigest())
                 .replace("@T2@", hashlib.sha256(b"t2-secret").hexdigest()))
         text = text.replace("[daemon]\n", "[daemon]\n" + extra)
@@ -96,7 +97,7 @@ class Daemon:
         when none of these comes in time."""
         def writable():
             try:
-                health = json.loads(self.request("GET", "/health")[1])
+                health = json.loads(self.admin("GET", "/health")[1])
                 if health["status"] != "fail" or "standby" in health["message"]:
                     return True, health
                 if "dead_letters" not in health["message"]:
@@ -144,8 +145,13 @@ class Daemon:
             return []  # not migrated yet
         return list(csv.DictReader(io.StringIO(out)))
 
-    def request(self, method, path, body=None, headers=None, host="127.0.0.1", chunked=False):
-        conn = http.client.HTTPConnection(host, self.port, timeout=30)
+    def admin(self, method, path):
+        """A request to metrics_listen: /metrics and the detailed /health."""
+        return self.request(method, path, port=self.metrics_port)
+
+    def request(self, method, path, body=None, headers=None, host="127.0.0.1", chunked=False,
+                port=None):
+        conn = http.client.HTTPConnection(host, port or self.port, timeout=30)
         try:
             if chunked:
                 conn.putrequest(method, path)
@@ -191,7 +197,7 @@ class Daemon:
 
 def metric(d, name):
     """The value of a metric without labels in d's /metrics; None when absent."""
-    s, data, _ = d.request("GET", "/metrics")
+    s, data, _ = d.admin("GET", "/metrics")
     for line in data.decode().splitlines():
         if line.startswith(name + " "):
             return float(line.split()[1])
