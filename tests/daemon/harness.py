@@ -31,6 +31,11 @@ QUERIES = {
 }
 
 
+def postgres_accepts():
+    """Whether the test's PostgreSQL (PGHOST, PGPORT) accepts connections now."""
+    return subprocess.run(["pg_isready", "-q"], stdin=subprocess.DEVNULL).returncode == 0
+
+
 def need_postgres():
     if not os.environ.get("PGHOST"):
         skip("no PostgreSQL (PGHOST is unset; scripts/test starts one)")
@@ -74,9 +79,11 @@ class Daemon:
         with open(self.config, "w") as f:
             f.write(text)
 
-    def start(self, env=None, writable=True):
+    def start(self, env=None, writable=True, connected=True):
         """Starts the daemon (env: variables to add to its environment) and
-        waits until it answers /ping and, when writable, takes writes."""
+        waits until it answers /ping and, when writable, takes writes and,
+        when connected and PostgreSQL accepts connections, has connected to
+        it (a daemon takes writes before it connects)."""
         self.log = open(os.path.join(self.dir, "daemon.log"), "ab")
         self.proc = subprocess.Popen([self.tariffd, "-c", self.config], stderr=self.log,
                                      env={**os.environ, **env} if env else None)
@@ -89,7 +96,16 @@ class Daemon:
             except OSError as e:
                 return False, repr(e)
         wait_until(answers, 15, "tariffd answers /ping")
-        return self.wait_writable() if writable else self
+        if not writable:
+            return self
+        self.wait_writable()
+        if connected and postgres_accepts():
+            try:
+                wait_until(lambda: ((up := metric(self, "tariffd_postgres_up")) == 1, up), 15,
+                           "tariffd connects to PostgreSQL")
+            except Timeout as e:
+                raise Timeout(f"{e}\n{self.read_log()[-2000:]}") from None
+        return self
 
     def wait_writable(self, timeout=15):
         """Until /health stops saying "fail", says the daemon stands by, or fails only for rows in dead_letters while an empty
