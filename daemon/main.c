@@ -14,6 +14,7 @@
 #include "daemon/loader.h"
 #include "daemon/offline.h"
 #include "daemon/server.h"
+#include "daemon/tls.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -55,6 +56,17 @@ static int check_config(const char *path)
     struct config *cfg = load(path, NULL);
     if (!cfg)
         return 1;
+    /* The certificate and key as the daemon will read them. */
+    if (cfg->daemon.tls_cert && cfg->daemon.tls_key) {
+        struct error err;
+        SSL_CTX *tls = tls_context_new(&cfg->daemon, &err);
+        if (!tls) {
+            fprintf(stderr, "%s\n", err.msg);
+            config_free(cfg);
+            return 1;
+        }
+        tls_context_free(tls);
+    }
     printf("%s: configuration ok (%zu file%s)\n", path, cfg->n_files, cfg->n_files == 1 ? "" : "s");
     printf("  tenants     %zu\n", cfg->n_tenants);
     printf("  chips       %zu\n", cfg->n_chips);

@@ -4,6 +4,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +35,18 @@ static const char *expand(const char *key, const char *path, char *buf, size_t s
     return path;
 }
 
+/* OpenSSL says "system lib" for a file it cannot open: say why first. */
+static bool readable(const char *key, const char *path, struct error *err)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        error_set(err, "%s %s: %s", key, path, strerror(errno));
+        return false;
+    }
+    fclose(f);
+    return true;
+}
+
 /* OpenSSL's reason for the last failure, its queue emptied. */
 static const char *reason(char *buf, size_t size)
 {
@@ -54,6 +68,9 @@ SSL_CTX *tls_context_new(const struct daemon_config *d, struct error *err)
                               ? expand("tls_client_ca", d->tls_client_ca, ca, sizeof ca, err)
                               : NULL;
     if (!key_path || (d->tls_client_ca && !ca_path))
+        return NULL;
+    if (!readable("tls_cert", cert_path, err) || !readable("tls_key", key_path, err) ||
+        (ca_path && !readable("tls_client_ca", ca_path, err)))
         return NULL;
     ERR_clear_error();
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());

@@ -8,8 +8,10 @@ makes with the openssl CLI:
   - plain HTTP on the TLS port gets no HTTP answer and is not accepted;
     a client offering only TLS 1.1 is refused by the server (a protocol
     version alert), TLS 1.2 and 1.3 are served;
-  - with tls_client_ca (and `listen` empty: TLS only) a client without a
-    certificate is refused, one with a certificate the CA signed writes;
+  - as under systemd (the TLS socket passed in by socket activation with
+    the name "tls", the key read from $CREDENTIALS_DIRECTORY, `listen`
+    empty) and with tls_client_ca: a client without a certificate is
+    refused, one with a certificate the CA signed writes;
   - SIGHUP reads the certificate and key again: a new connection sees the
     new certificate, without a restart; a key that does not match its
     certificate rejects the reload, and the certificate in use stays;
@@ -253,22 +255,51 @@ try:
     check(d.stop() == 0, "SIGTERM exits 0")
 
     # ------------------------------------------------------------ client certificates, TLS only
-    tls2 = free_port()
-    e = Daemon(TARIFFD, extra=tls_conf.replace(str(tls_port), str(tls2)) +
-               f"tls_client_ca = {path('ca.pem')}\n")
+    # As under systemd: the TLS socket passed in by socket activation
+    # (FileDescriptorName=tls), the key read from a credential
+    # ($CREDENTIALS_DIRECTORY, LoadCredential=), listen empty.
+    creds = path("creds")
+    os.mkdir(creds, 0o700)
+    shutil.copy(path("server1.key"), os.path.join(creds, "tls.key"))
+    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(16)
+    tls2 = lsock.getsockname()[1]
+    e = Daemon(TARIFFD, extra=f"listen_tls = 127.0.0.1:{tls2}\n"
+                              f"tls_cert = {path('server1.pem')}\n"
+                              "tls_key = $CREDENTIALS_DIRECTORY/tls.key\n"
+                              f"tls_client_ca = {path('ca.pem')}\n")
     daemons.append(e)
     with open(e.config) as f:
         text = f.read()
     with open(e.config, "w") as f:  # TLS only: listen is empty
         f.write(text.replace(f"listen = 127.0.0.1:{e.port}, [::1]:{e.port}\n", "listen =\n"))
-    e.port = e.metrics_port  # /ping (start's probe) is served there too
-    e.start()
+    fd = lsock.detach()
+    if fd != 3:
+        os.dup2(fd, 3)
+        os.close(fd)
+    e.log = open(os.path.join(e.dir, "daemon.log"), "ab")
+    # LISTEN_PID must be the daemon's own pid: set it from the shell that execs it.
+    e.proc = subprocess.Popen(
+        ["sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=tls exec "$0" -c "$1"', TARIFFD,
+         e.config], pass_fds=(3,), stderr=e.log, env={**os.environ, "CREDENTIALS_DIRECTORY": creds})
+    os.close(3)
+    e.port = e.metrics_port  # /ping and /health are served there too
+    def answers():
+        try:
+            return e.request("GET", "/ping")[0] == 204, "no 204"
+        except OSError as x:
+            return False, f"{x!r} {e.read_log()[-300:]}"
+    expect_within(answers, 10, "the TLS-only daemon answers on metrics_listen", every=0.1)
+    e.wait_writable()
+    log = e.read_log()
+    check("serving inherited socket 3 (tls)" in log and "(http)" not in log,
+          f"the inherited socket serves TLS, nothing listens in plain HTTP: {log[-400:]}")
     status, rc, err = curl_write(tls2, LINE.format(T0))
     check(status != "204" and rc != 0, f"without a client certificate: refused (curl exit {rc}: {err})")
     status, rc, err = curl_write(tls2, LINE.format(T0), cert="agent")
     check(status == "204", f"with a certificate the CA signed: HTTP {status} {err}")
-    log = e.read_log()
-    check("listening on" in log and "(http)" not in log, "nothing listens in plain HTTP")
     check(e.stop() == 0, "SIGTERM exits 0")
 except Exception as ex:  # noqa: BLE001
     check(False, f"{type(ex).__name__}: {ex}")
