@@ -101,11 +101,17 @@ class Daemon:
         self.wait_writable()
         if connected and postgres_accepts():
             try:
-                wait_until(lambda: ((up := metric(self, "tariffd_postgres_up")) == 1, up), 15,
-                           "tariffd connects to PostgreSQL")
+                wait_until(self.connected, 15, "tariffd connects to PostgreSQL (or stands by)")
             except Timeout as e:
                 raise Timeout(f"{e}\n{self.read_log()[-2000:]}") from None
         return self
+
+    def connected(self):
+        """(True, ...) once the daemon writes the ledger or stands by."""
+        if metric(self, "tariffd_postgres_up") == 1:
+            return True, "connected"
+        health = json.loads(self.request("GET", "/health")[1])
+        return "standby" in health["message"], health
 
     def wait_writable(self, timeout=15):
         """Until /health stops saying "fail", says the daemon stands by, or fails only for rows in dead_letters while an empty
