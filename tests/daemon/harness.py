@@ -110,7 +110,7 @@ class Daemon:
         """(True, ...) once the daemon writes the ledger or stands by."""
         if metric(self, "tariffd_postgres_up") == 1:
             return True, "connected"
-        health = json.loads(self.request("GET", "/health")[1])
+        health = json.loads(self.admin("GET", "/health")[1])
         return "standby" in health["message"], health
 
     def wait_writable(self, timeout=15):
