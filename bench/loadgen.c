@@ -9,11 +9,17 @@
  * in POST /api/v2/write requests of LINES lines. Bodies are built before
  * the clock starts. Prints samples per second, the p50/p99 request
  * latency (time to the 204) and the wall-clock time the first request went.
+ *
+ * With LOADGEN_TLS_CA=FILE in the environment the connections speak TLS
+ * (OpenSSL, the server's certificate checked against FILE for the name
+ * "localhost"), each handshake made before the clock starts.
  */
 #include "power.h"
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <pthread.h>
 
 #include <stdio.h>
@@ -31,6 +37,9 @@ struct request {
 
 struct worker {
     int port;
+    SSL_CTX *tls; /* NULL: plain */
+    SSL *ssl;
+    int fd;
     struct request *reqs;
     size_t n_reqs;
     double *latency_ms;
@@ -45,24 +54,55 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static void *run(void *arg)
+static ssize_t send_some(struct worker *w, const char *p, size_t n)
 {
-    struct worker *w = arg;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (!w->ssl)
+        return write(w->fd, p, n);
+    int r = SSL_write(w->ssl, p, (int)n);
+    return r > 0 ? r : -1;
+}
+
+static ssize_t recv_some(struct worker *w, char *p, size_t n)
+{
+    if (!w->ssl)
+        return read(w->fd, p, n);
+    int r = SSL_read(w->ssl, p, (int)n);
+    return r > 0 ? r : -1;
+}
+
+/* Connects (and shakes hands) before the clock starts. */
+static int connect_worker(struct worker *w)
+{
+    w->fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)w->port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+    setsockopt(w->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (connect(w->fd, (struct sockaddr *)&a, sizeof a) != 0) {
         perror("connect");
-        w->failed = 1;
-        return NULL;
+        return -1;
     }
+    if (!w->tls)
+        return 0;
+    w->ssl = SSL_new(w->tls);
+    SSL_set_fd(w->ssl, w->fd);
+    SSL_set_tlsext_host_name(w->ssl, "localhost");
+    SSL_set1_host(w->ssl, "localhost");
+    if (SSL_connect(w->ssl) != 1) {
+        ERR_print_errors_fp(stderr);
+        return -1;
+    }
+    return 0;
+}
+
+static void *run(void *arg)
+{
+    struct worker *w = arg;
     char buf[4096];
     for (size_t i = 0; i < w->n_reqs; i++) {
         double t = now_s();
         for (size_t off = 0; off < w->reqs[i].len;) {
-            ssize_t n = write(fd, w->reqs[i].data + off, w->reqs[i].len - off);
+            ssize_t n = send_some(w, w->reqs[i].data + off, w->reqs[i].len - off);
             if (n <= 0) {
                 perror("write");
                 w->failed = 1;
@@ -73,7 +113,7 @@ static void *run(void *arg)
         /* A 204 has no body: read up to the end of the headers. */
         size_t have = 0;
         while (!(have >= 4 && memmem(buf, have, "\r\n\r\n", 4))) {
-            ssize_t n = read(fd, buf + have, sizeof buf - have - 1);
+            ssize_t n = recv_some(w, buf + have, sizeof buf - have - 1);
             if (n <= 0) {
                 fprintf(stderr, "connection closed\n");
                 w->failed = 1;
@@ -90,7 +130,11 @@ static void *run(void *arg)
         w->latency_ms[i] = (now_s() - t) * 1000;
         w->samples += w->reqs[i].lines;
     }
-    close(fd);
+    if (w->ssl) {
+        SSL_shutdown(w->ssl);
+        SSL_free(w->ssl);
+    }
+    close(w->fd);
     return NULL;
 }
 
@@ -148,6 +192,21 @@ int main(int argc, char **argv)
                 w[t].reqs[r++] = (struct request){req, (size_t)h + len, n};
             }
         }
+    }
+    SSL_CTX *tls = NULL;
+    const char *ca = getenv("LOADGEN_TLS_CA");
+    if (ca && *ca) {
+        tls = SSL_CTX_new(TLS_client_method());
+        if (!tls || SSL_CTX_load_verify_locations(tls, ca, NULL) != 1) {
+            ERR_print_errors_fp(stderr);
+            return 1;
+        }
+        SSL_CTX_set_verify(tls, SSL_VERIFY_PEER, NULL);
+    }
+    for (int t = 0; t < threads; t++) {
+        w[t].tls = tls;
+        if (connect_worker(&w[t]) != 0)
+            return 1;
     }
     double t0 = now_s();
     struct timespec wall;

@@ -4,18 +4,32 @@
 #include "tariff/alloc.h"
 
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/listener.h>
 
+#include <openssl/ssl.h>
+
 #include <stdbool.h>
 #include <stdlib.h>
 
-#define LISTENERS_MAX 16
+#define LISTENERS_MAX 64
+#define DOORS_MAX     3
+
+/* One evhttp the limits apply to: plain, TLS (its context is read at each
+ * accept, so a reload's new one serves the next connection) or admin. */
+struct door {
+    struct conns *c;
+    struct evhttp *http;
+    SSL_CTX *const *tls; /* NULL: plain */
+};
 
 struct conns {
     struct event_base *base;
-    struct evhttp *http;
+    struct door doors[DOORS_MAX];
+    size_t n_doors;
+    int64_t idle_timeout_s;
     size_t max, open;
     bool paused;
     struct evconnlistener *listeners[LISTENERS_MAX];
@@ -75,8 +89,21 @@ static void on_adopt(evutil_socket_t fd, short what, void *arg)
 
 static struct bufferevent *on_accept(struct event_base *base, void *arg)
 {
-    struct conns *c = arg;
-    struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    struct door *d = arg;
+    struct conns *c = d->c;
+    struct bufferevent *bev;
+    if (d->tls) {
+        SSL *ssl = SSL_new(*d->tls);
+        if (!ssl)
+            return NULL;
+        /* evhttp gives the bufferevent its socket later, as for a plain one. */
+        bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                             BEV_OPT_CLOSE_ON_FREE);
+        if (bev) /* a client that just closes is not an error worth a log line */
+            bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    } else {
+        bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    }
     if (!bev)
         return NULL;
     if (c->n_fresh == c->cap_fresh) {
@@ -90,18 +117,25 @@ static struct bufferevent *on_accept(struct event_base *base, void *arg)
     return bev;
 }
 
-struct conns *conns_new(struct event_base *base, struct evhttp *http, int64_t max_connections,
-                        int64_t idle_timeout_s)
+struct conns *conns_new(struct event_base *base, int64_t max_connections, int64_t idle_timeout_s)
 {
     struct conns *c = xcalloc(1, sizeof *c);
     c->base = base;
-    c->http = http;
     /* First in the loop's queue, before any I/O of the new connection. */
     c->adopt = event_new(base, -1, 0, on_adopt, c);
-    evhttp_set_bevcb(http, on_accept, c);
-    evhttp_set_max_headers_size(http, HEADERS_MAX_BYTES);
     conns_set_limits(c, max_connections, idle_timeout_s);
     return c;
+}
+
+void conns_attach(struct conns *c, struct evhttp *http, SSL_CTX *const *tls)
+{
+    if (c->n_doors == DOORS_MAX)
+        abort(); /* the daemon has three kinds of listener */
+    struct door *d = &c->doors[c->n_doors++];
+    *d = (struct door){c, http, tls};
+    evhttp_set_bevcb(http, on_accept, d);
+    evhttp_set_max_headers_size(http, HEADERS_MAX_BYTES);
+    evhttp_set_timeout(http, (int)c->idle_timeout_s);
 }
 
 void conns_add_listener(struct conns *c, struct evhttp_bound_socket *bound)
@@ -113,7 +147,9 @@ void conns_add_listener(struct conns *c, struct evhttp_bound_socket *bound)
 void conns_set_limits(struct conns *c, int64_t max_connections, int64_t idle_timeout_s)
 {
     c->max = (size_t)max_connections;
-    evhttp_set_timeout(c->http, (int)idle_timeout_s);
+    c->idle_timeout_s = idle_timeout_s;
+    for (size_t i = 0; i < c->n_doors; i++)
+        evhttp_set_timeout(c->doors[i].http, (int)idle_timeout_s);
     set_paused(c, c->open >= c->max);
 }
 

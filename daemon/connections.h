@@ -13,6 +13,9 @@
  * and the connection is closed; idle or stalled connections are closed
  * without an answer.
  *
+ * Several evhttp may share the limits (the plain, TLS and metrics
+ * listeners); a TLS one wraps each connection in an OpenSSL bufferevent.
+ *
  * Runs on the loop thread only. Memory: conns_new's result is freed by
  * conns_free, after evhttp_free (which closes the connections).
  */
@@ -29,9 +32,15 @@ struct evhttp_bound_socket;
 struct event_base;
 struct conns;
 
-/* Installs the limits on http; max_connections >= 1, idle_timeout_s >= 1. */
-struct conns *conns_new(struct event_base *base, struct evhttp *http, int64_t max_connections,
-                        int64_t idle_timeout_s);
+typedef struct ssl_ctx_st SSL_CTX;
+
+/* The limits, shared by every evhttp attached; max_connections >= 1,
+ * idle_timeout_s >= 1. */
+struct conns *conns_new(struct event_base *base, int64_t max_connections, int64_t idle_timeout_s);
+
+/* Installs the limits on http (at most three). With tls, its connections
+ * speak TLS with the context *tls holds when each is accepted. */
+void conns_attach(struct conns *c, struct evhttp *http, SSL_CTX *const *tls);
 
 /* A listener to pause at the limit. */
 void conns_add_listener(struct conns *c, struct evhttp_bound_socket *bound);

@@ -374,7 +374,7 @@ static enum metrics_endpoint endpoint_of(const char *path)
  * or closing waits for the yearly caps), or fail: writes are refused
  * (standby, backlog, disk, shutting down), or rows PostgreSQL refused wait
  * in dead_letters for an operator. A fail is 503, as InfluxDB answers it. */
-static int health(struct server *s, struct evhttp_request *req)
+static int health(struct server *s, struct evhttp_request *req, bool detailed)
 {
     const char *refusal = server_refuses_writes(s, clock_wall_ns());
     const char *failed = refusal ? refusal : server_failed(s);
@@ -382,7 +382,14 @@ static int health(struct server *s, struct evhttp_request *req)
     const char *status = failed ? "fail" : degraded ? "warn" : "pass";
     struct evbuffer *b = evbuffer_new();
     evbuffer_add_printf(b, "{\"name\":\"tariffd\",\"message\":\"");
-    json_string(b, failed ? failed : degraded ? degraded : "ready for writes");
+    /* The reasons (PostgreSQL's own messages among them) are for the
+     * operator, on metrics_listen; a tenant learns only the status. */
+    json_string(b, !detailed  ? (failed     ? "not taking writes"
+                                 : degraded ? "degraded"
+                                            : "ready for writes")
+                   : failed   ? failed
+                   : degraded ? degraded
+                              : "ready for writes");
     evbuffer_add_printf(b, "\",\"status\":\"%s\",\"checks\":[],\"version\":\"%s\"}", status,
                         TARIFFD_VERSION);
     add_version_headers(req);
@@ -391,18 +398,23 @@ static int health(struct server *s, struct evhttp_request *req)
     return code;
 }
 
-static void on_request(struct evhttp_request *req, void *arg)
+/* A request on a tenant listener (plain or TLS), or with admin on
+ * metrics_listen, which serves /metrics, the detailed /health and /ping
+ * only: a tenant never reads another's energy or PostgreSQL's errors. */
+static void route(struct server *s, struct evhttp_request *req, bool admin)
 {
-    struct server *s = arg;
     const char *uri_path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
     const char *path = uri_path && *uri_path ? uri_path : "/";
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
     struct evkeyvalq *out = evhttp_request_get_output_headers(req);
     bool v2 = uri_path && strncmp(uri_path, "/api/", 5) == 0;
     enum metrics_endpoint endpoint = endpoint_of(path);
+    bool served = admin ? endpoint == ENDPOINT_METRICS || endpoint == ENDPOINT_HEALTH ||
+                              endpoint == ENDPOINT_PING
+                        : endpoint != ENDPOINT_METRICS;
     struct metrics *m = server_metrics(s);
     const char *allow = NULL;
-    switch (endpoint) {
+    switch (served ? endpoint : ENDPOINT_OTHER) {
     case ENDPOINT_WRITE_V1:
     case ENDPOINT_WRITE_V2:
         if (cmd == EVHTTP_REQ_POST) {
@@ -422,7 +434,7 @@ static void on_request(struct evhttp_request *req, void *arg)
         break;
     case ENDPOINT_HEALTH:
         if (cmd == EVHTTP_REQ_GET) {
-            metrics_request(m, endpoint, health(s, req));
+            metrics_request(m, endpoint, health(s, req, admin));
             return;
         }
         allow = "GET";
@@ -467,10 +479,20 @@ static void on_request(struct evhttp_request *req, void *arg)
     metrics_request(m, endpoint, 405);
 }
 
-void http_install(struct server *s, struct evhttp *http)
+static void on_request(struct evhttp_request *req, void *arg)
+{
+    route(arg, req, false);
+}
+
+static void on_admin_request(struct evhttp_request *req, void *arg)
+{
+    route(arg, req, true);
+}
+
+void http_install(struct server *s, struct evhttp *http, enum http_role role)
 {
     evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
                                          EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
                                          EVHTTP_REQ_PATCH);
-    evhttp_set_gencb(http, on_request, s);
+    evhttp_set_gencb(http, role == HTTP_ADMIN ? on_admin_request : on_request, s);
 }

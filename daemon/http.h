@@ -14,8 +14,13 @@ struct server;
 struct evhttp;
 struct evhttp_request;
 
-/* Installs the routes on http; they run on the loop thread. */
-void http_install(struct server *s, struct evhttp *http);
+/* Who a listener serves: the tenants (writes, /ping, /health with its
+ * status only, /query), or the operator on metrics_listen (/metrics, the
+ * detailed /health, /ping). */
+enum http_role { HTTP_TENANTS, HTTP_ADMIN };
+
+/* Installs the routes for role on http; they run on the loop thread. */
+void http_install(struct server *s, struct evhttp *http, enum http_role role);
 
 /* Sends a JSON error in the style of the endpoint (v1 {"error":...}, v2
  * {"code":...,"message":...}); retry_after_s > 0 adds Retry-After. */

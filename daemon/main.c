@@ -15,6 +15,7 @@
 #include "daemon/loader.h"
 #include "daemon/offline.h"
 #include "daemon/server.h"
+#include "daemon/tls.h"
 #include "daemon/token.h"
 #include "storage/pg.h"
 
@@ -60,6 +61,17 @@ static int check_config(const char *path)
     struct config *cfg = load(path, NULL);
     if (!cfg)
         return 1;
+    /* The certificate and key as the daemon will read them. */
+    if (cfg->daemon.tls_cert && cfg->daemon.tls_key) {
+        struct error err;
+        SSL_CTX *tls = tls_context_new(&cfg->daemon, &err);
+        if (!tls) {
+            fprintf(stderr, "%s\n", err.msg);
+            config_free(cfg);
+            return 1;
+        }
+        tls_context_free(tls);
+    }
     /* Malformed, it would only show as a writer that never connects; the
      * daemon's log cannot say why (libpq's reason may quote a password). */
     char why[256];

@@ -6,6 +6,7 @@
 #include "daemon/loader.h"
 #include "daemon/log.h"
 #include "daemon/metrics.h"
+#include "daemon/tls.h"
 #include "storage/journal.h"
 #include "storage/ledger_rows.h"
 #include "storage/pg.h"
@@ -585,6 +586,16 @@ static uint64_t source_bytes(const struct config_source *src)
     return n;
 }
 
+static bool same_addresses(char *const *a, size_t n_a, char *const *b, size_t n_b)
+{
+    if (n_a != n_b)
+        return false;
+    for (size_t i = 0; i < n_a; i++)
+        if (strcmp(a[i], b[i]) != 0)
+            return false;
+    return true;
+}
+
 /* SIGHUP: build the new config, then swap it in whole. Requests in flight
  * hold nothing of the old one across an event, so it can go at once. The
  * new config's texts are journaled where it took effect, so a replay after
@@ -609,6 +620,16 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
     else if (cfg && source_bytes(&src) > JOURNAL_MAX_PAYLOAD)
         refused =
             "the configuration files together exceed 64 MiB, more than a journal record holds";
+    /* The certificate and key are read again (a rotation); a pair that
+     * cannot be used rejects the reload, and the one in force stays. */
+    SSL_CTX *tls = NULL;
+    struct error tls_err;
+    if (cfg && !refused && s->https) {
+        if (!cfg->daemon.tls_cert || !cfg->daemon.tls_key)
+            refused = "tls_cert and tls_key cannot be removed while listen_tls is served; restart";
+        else if (!(tls = tls_context_new(&cfg->daemon, &tls_err)))
+            refused = tls_err.msg;
+    }
     if (!cfg || refused) {
         for (size_t i = 0; i < errs.n; i++)
             log_msg(LOG_ERR, "reload: %s", errs.msgs[i]);
@@ -620,10 +641,21 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
         config_source_free(&src);
     } else {
         if (strcmp(cfg->daemon.state_dir, s->state_dir) != 0 ||
-            cfg->daemon.n_listen != s->cfg->daemon.n_listen ||
+            !same_addresses(cfg->daemon.listen, cfg->daemon.n_listen, s->cfg->daemon.listen,
+                            s->cfg->daemon.n_listen) ||
+            !same_addresses(cfg->daemon.listen_tls, cfg->daemon.n_listen_tls,
+                            s->cfg->daemon.listen_tls, s->cfg->daemon.n_listen_tls) ||
+            !same_addresses(cfg->daemon.metrics_listen, cfg->daemon.n_metrics_listen,
+                            s->cfg->daemon.metrics_listen, s->cfg->daemon.n_metrics_listen) ||
             strcmp(cfg->postgres.conninfo, s->cfg->postgres.conninfo) != 0)
-            log_msg(LOG_WARNING, "reload: state_dir, listen and conninfo take effect at the "
-                                 "next restart");
+            log_msg(LOG_WARNING, "reload: state_dir, listen, listen_tls, metrics_listen and "
+                                 "conninfo take effect at the next restart");
+        if (tls) {
+            tls_context_free(s->tls); /* connections made with it keep it */
+            s->tls = tls;
+            log_msg(LOG_NOTICE, "reload: TLS certificate and key read again from %s and %s",
+                    cfg->daemon.tls_cert, cfg->daemon.tls_key);
+        }
         log_changes(s->cfg, cfg);
         pg_reload(s->pg, cfg);
         conns_set_limits(s->conns, cfg->daemon.max_connections, cfg->daemon.idle_timeout_s);
@@ -651,30 +683,13 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 /* ------------------------------------------------------------------ */
 /* Start: listen, run                                                  */
 
-static bool listen_all(struct server *s, struct error *err)
+/* Binds each HOST:PORT of a listen key to http. */
+static bool bind_all(struct server *s, struct evhttp *http, char *const *addresses, size_t n,
+                     const char *what, struct error *err)
 {
-    /* Socket activation: serve what systemd passed instead of listen. */
-    int n = sd_listen_fds(1);
-    if (n < 0) {
-        error_set(err, "sd_listen_fds: %s", strerror(-n));
-        return false;
-    }
-    for (int i = 0; i < n; i++) {
-        int fd = SD_LISTEN_FDS_START + i;
-        evutil_make_socket_nonblocking(fd);
-        struct evhttp_bound_socket *bound = evhttp_accept_socket_with_handle(s->http, fd);
-        if (!bound) {
-            error_set(err, "could not serve inherited socket %d", fd);
-            return false;
-        }
-        conns_add_listener(s->conns, bound);
-        log_msg(LOG_INFO, "serving inherited socket %d", fd);
-    }
-    if (n > 0)
-        return true;
-    for (size_t i = 0; i < s->cfg->daemon.n_listen; i++) {
+    for (size_t i = 0; i < n; i++) {
         char host[256];
-        const char *a = s->cfg->daemon.listen[i];
+        const char *a = addresses[i];
         const char *colon = strrchr(a, ':');
         int port = atoi(colon + 1);
         if (a[0] == '[')
@@ -682,14 +697,82 @@ static bool listen_all(struct server *s, struct error *err)
         else
             snprintf(host, sizeof host, "%.*s", (int)(colon - a), a);
         struct evhttp_bound_socket *bound =
-            evhttp_bind_socket_with_handle(s->http, host, (ev_uint16_t)port);
+            evhttp_bind_socket_with_handle(http, host, (ev_uint16_t)port);
         if (!bound) {
-            error_set(err, "could not listen on %s: %s", a, strerror(errno));
+            error_set(err, "could not listen on %s (%s): %s", a, what, strerror(errno));
             return false;
         }
         conns_add_listener(s->conns, bound);
-        log_msg(LOG_INFO, "listening on %s", a);
+        log_msg(LOG_INFO, "listening on %s (%s)", a, what);
     }
+    return true;
+}
+
+/* Which evhttp an inherited socket serves, by its FileDescriptorName=:
+ * "tls" the TLS listener, "metrics" the metrics listener, any other name
+ * the plain one. */
+static struct evhttp *door_of(struct server *s, const char *name, const char **what)
+{
+    if (strcmp(name, "tls") == 0) {
+        *what = "tls";
+        return s->https;
+    }
+    if (strcmp(name, "metrics") == 0) {
+        *what = "metrics";
+        return s->admin;
+    }
+    *what = "http";
+    return s->http;
+}
+
+/* Socket activation first: systemd's sockets serve the listener their
+ * name says, and a listener that got one does not bind its listen key.
+ * The others bind what the config says. */
+static bool listen_all(struct server *s, struct error *err)
+{
+    char **names = NULL;
+    int n = sd_listen_fds_with_names(1, &names);
+    if (n < 0) {
+        error_set(err, "sd_listen_fds: %s", strerror(-n));
+        return false;
+    }
+    bool inherited[3] = {false, false, false}; /* http, tls, metrics */
+    bool ok = true;
+    for (int i = 0; i < n && ok; i++) {
+        int fd = SD_LISTEN_FDS_START + i;
+        const char *what;
+        struct evhttp *http = door_of(s, names && names[i] ? names[i] : "", &what);
+        if (!http) {
+            error_set(err, "systemd passed a socket named \"tls\" but tls_cert and tls_key are not "
+                           "set");
+            ok = false;
+            break;
+        }
+        evutil_make_socket_nonblocking(fd);
+        struct evhttp_bound_socket *bound = evhttp_accept_socket_with_handle(http, fd);
+        if (!bound) {
+            error_set(err, "could not serve inherited socket %d (%s)", fd, what);
+            ok = false;
+            break;
+        }
+        conns_add_listener(s->conns, bound);
+        inherited[http == s->http ? 0 : http == s->https ? 1 : 2] = true;
+        log_msg(LOG_INFO, "serving inherited socket %d (%s)", fd, what);
+    }
+    for (int i = 0; names && i < n; i++)
+        free(names[i]);
+    free(names);
+    if (!ok)
+        return false;
+    const struct daemon_config *d = &s->cfg->daemon;
+    if (!inherited[0] && !bind_all(s, s->http, d->listen, d->n_listen, "http", err))
+        return false;
+    if (!inherited[1] && d->n_listen_tls > 0 &&
+        !bind_all(s, s->https, d->listen_tls, d->n_listen_tls, "tls", err))
+        return false;
+    if (!inherited[2] &&
+        !bind_all(s, s->admin, d->metrics_listen, d->n_metrics_listen, "metrics", err))
+        return false;
     return true;
 }
 
@@ -740,11 +823,26 @@ int server_run(struct config *cfg, struct config_source *src, const char *config
         log_msg(LOG_ERR, "%s", err.msg);
         return 1;
     }
+    if (cfg->daemon.tls_cert && cfg->daemon.tls_key) {
+        s->tls = tls_context_new(&cfg->daemon, &err);
+        if (!s->tls) {
+            log_msg(LOG_ERR, "%s", err.msg);
+            return 1;
+        }
+    }
+    s->conns = conns_new(s->base, cfg->daemon.max_connections, cfg->daemon.idle_timeout_s);
     s->http = evhttp_new(s->base);
-    evhttp_set_max_body_size(s->http, (ev_ssize_t)cfg->daemon.max_body_bytes);
-    s->conns = conns_new(s->base, s->http, cfg->daemon.max_connections, cfg->daemon.idle_timeout_s);
+    s->admin = evhttp_new(s->base);
+    s->https = s->tls ? evhttp_new(s->base) : NULL;
+    struct evhttp *doors[] = {s->http, s->https, s->admin};
+    for (size_t i = 0; i < 3; i++) {
+        if (!doors[i])
+            continue;
+        evhttp_set_max_body_size(doors[i], (ev_ssize_t)cfg->daemon.max_body_bytes);
+        conns_attach(s->conns, doors[i], doors[i] == s->https ? &s->tls : NULL);
+        http_install(s, doors[i], doors[i] == s->admin ? HTTP_ADMIN : HTTP_TENANTS);
+    }
     raise_fd_limit(cfg->daemon.max_connections);
-    http_install(s, s->http);
     if (!listen_all(s, &err)) {
         log_msg(LOG_ERR, "%s", err.msg);
         return 1;
@@ -807,7 +905,11 @@ int server_run(struct config *cfg, struct config_source *src, const char *config
         event_free(watchdog);
     event_free(s->wake);
     evhttp_free(s->http); /* closes the connections, so before conns_free */
+    if (s->https)
+        evhttp_free(s->https);
+    evhttp_free(s->admin);
     conns_free(s->conns);
+    tls_context_free(s->tls);
     event_base_free(s->base);
     engine_free(s->engine);
     journal_close(s->journal);

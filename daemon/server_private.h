@@ -76,7 +76,10 @@ struct server {
     uint64_t status_accepted; /* samples accepted at the last STATUS= */
     time_t status_at;
     struct event_base *base;
-    struct evhttp *http;
+    struct evhttp *http;    /* the tenants' listeners, plain */
+    struct evhttp *https;   /* listen_tls; NULL without tls_cert and tls_key */
+    struct evhttp *admin;   /* metrics_listen: /metrics and the detailed /health */
+    struct ssl_ctx_st *tls; /* SSL_CTX new TLS connections get; a reload swaps it */
     struct conns *conns;
     struct engine *engine;
     struct ledger_rows rows; /* produced by the engine since the last job */

@@ -40,6 +40,9 @@ struct config *config_new(void)
     d->listen = xcalloc(1, sizeof *d->listen);
     d->listen[0] = xstrdup("127.0.0.1:8086");
     d->n_listen = 1;
+    d->metrics_listen = xcalloc(1, sizeof *d->metrics_listen);
+    d->metrics_listen[0] = xstrdup("127.0.0.1:8087");
+    d->n_metrics_listen = 1;
     d->state_dir = xstrdup("/var/lib/tariffd");
     d->interval_s = 15 * 60;
     d->grace_s = 2 * 60;
@@ -83,9 +86,17 @@ void config_free(struct config *cfg)
 {
     if (!cfg)
         return;
-    for (size_t i = 0; i < cfg->daemon.n_listen; i++)
-        free(cfg->daemon.listen[i]);
-    free(cfg->daemon.listen);
+    struct daemon_config *d = &cfg->daemon;
+    char **lists[] = {d->listen, d->listen_tls, d->metrics_listen};
+    size_t counts[] = {d->n_listen, d->n_listen_tls, d->n_metrics_listen};
+    for (size_t l = 0; l < 3; l++) {
+        for (size_t i = 0; i < counts[l]; i++)
+            free(lists[l][i]);
+        free(lists[l]);
+    }
+    free(d->tls_cert);
+    free(d->tls_key);
+    free(d->tls_client_ca);
     free(cfg->daemon.state_dir);
     free(cfg->daemon.include);
     free(cfg->postgres.conninfo);

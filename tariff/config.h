@@ -58,8 +58,15 @@ struct source_loc {
 };
 
 struct daemon_config {
-    char **listen; /* "host:port" or "[v6]:port" */
+    char **listen; /* "host:port" or "[v6]:port"; may be empty with listen_tls */
     size_t n_listen;
+    char **listen_tls; /* served over TLS with tls_cert and tls_key */
+    size_t n_listen_tls;
+    char **metrics_listen; /* /metrics and the detailed /health; default loopback */
+    size_t n_metrics_listen;
+    char *tls_cert, *tls_key; /* PEM chain and key (NULL: not set) */
+    char *tls_client_ca;      /* NULL: no client certificate asked */
+    struct source_loc listen_loc, listen_tls_loc;
     char *state_dir;
     int64_t interval_s;
     int64_t grace_s;

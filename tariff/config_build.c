@@ -208,37 +208,64 @@ static bool valid_listen(const char *s)
     return v >= 1 && v <= 65535;
 }
 
+/* A listen key: HOST:PORT[, ...], or empty for none. */
+static void address_list(struct build *b, char ***list, size_t *n_list)
+{
+    char *copy = xstrdup(b->e->value), *items[MAX_LIST];
+    int n = *trim(copy) == '\0' ? 0 : split_list(copy, items, MAX_LIST);
+    if (n < 0) {
+        bad_value(b, "has an empty address");
+        free(copy);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        if (!valid_listen(items[i])) {
+            bad_entry(b,
+                      "listen address \"%s\" is not HOST:PORT (like 127.0.0.1:8086 or [::1]:8086)",
+                      items[i]);
+            free(copy);
+            return;
+        }
+    for (size_t i = 0; i < *n_list; i++)
+        free((*list)[i]);
+    free(*list);
+    *list = n ? xcalloc((size_t)n, sizeof **list) : NULL;
+    for (int i = 0; i < n; i++)
+        (*list)[i] = xstrdup(items[i]);
+    *n_list = (size_t)n;
+    free(copy);
+}
+
+/* A file the daemon reads (a certificate or key): not empty. */
+static void path_value(struct build *b, char **path)
+{
+    if (b->e->value[0] == '\0') {
+        bad_value(b, "must not be empty");
+        return;
+    }
+    free(*path);
+    *path = xstrdup(b->e->value);
+}
+
 static void daemon_key(struct build *b, void *obj)
 {
     struct daemon_config *d = obj;
     const char *k = b->e->key;
     static const int64_t intervals[] = {300, 600, 900, 1800, 3600};
     if (strcmp(k, "listen") == 0) {
-        char *copy = xstrdup(b->e->value), *items[MAX_LIST];
-        int n = split_list(copy, items, MAX_LIST);
-        if (n < 0) {
-            bad_value(b, "has an empty address");
-        } else {
-            bool ok = true;
-            for (int i = 0; i < n && ok; i++)
-                if (!valid_listen(items[i])) {
-                    bad_entry(b,
-                              "listen address \"%s\" is not HOST:PORT (like 127.0.0.1:8086 or "
-                              "[::1]:8086)",
-                              items[i]);
-                    ok = false;
-                }
-            if (ok) {
-                for (size_t i = 0; i < d->n_listen; i++)
-                    free(d->listen[i]);
-                free(d->listen);
-                d->listen = xcalloc((size_t)n, sizeof *d->listen);
-                for (int i = 0; i < n; i++)
-                    d->listen[i] = xstrdup(items[i]);
-                d->n_listen = (size_t)n;
-            }
-        }
-        free(copy);
+        address_list(b, &d->listen, &d->n_listen);
+        d->listen_loc = (struct source_loc){b->s->loc.file, b->e->line};
+    } else if (strcmp(k, "listen_tls") == 0) {
+        address_list(b, &d->listen_tls, &d->n_listen_tls);
+        d->listen_tls_loc = (struct source_loc){b->s->loc.file, b->e->line};
+    } else if (strcmp(k, "metrics_listen") == 0) {
+        address_list(b, &d->metrics_listen, &d->n_metrics_listen);
+    } else if (strcmp(k, "tls_cert") == 0) {
+        path_value(b, &d->tls_cert);
+    } else if (strcmp(k, "tls_key") == 0) {
+        path_value(b, &d->tls_key);
+    } else if (strcmp(k, "tls_client_ca") == 0) {
+        path_value(b, &d->tls_client_ca);
     } else if (strcmp(k, "state_dir") == 0) {
         if (b->e->value[0] == '\0') {
             bad_value(b, "must not be empty");
@@ -923,6 +950,18 @@ static void check_backlog(struct build *b, const struct daemon_config *d)
         (unsigned long long)d->max_body_bytes);
 }
 
+/* Something to serve, and what TLS needs. The certificate and key are read
+ * by the daemon (daemon/tls.c), not here: the config stays pure. */
+static void check_listeners(struct build *b, const struct daemon_config *d)
+{
+    if (d->n_listen == 0 && d->n_listen_tls == 0 && d->listen_loc.file)
+        ERR(b, "%s:%d: listen is empty and listen_tls is not set: nothing would take writes",
+            d->listen_loc.file, d->listen_loc.line);
+    if (d->n_listen_tls > 0 && (!d->tls_cert || !d->tls_key))
+        ERR(b, "%s:%d: listen_tls needs tls_cert and tls_key", d->listen_tls_loc.file,
+            d->listen_tls_loc.line);
+}
+
 void config_build(struct build *b)
 {
     struct config *cfg = b->cfg;
@@ -935,6 +974,7 @@ void config_build(struct build *b)
     /* The daemon section first: tariffs and programmes check against it. */
     build_singleton(b, SECTION_DAEMON, daemon_key, &cfg->daemon);
     check_backlog(b, &cfg->daemon);
+    check_listeners(b, &cfg->daemon);
     build_singleton(b, SECTION_POSTGRES, postgres_key, &cfg->postgres);
 
     cfg->tenants = xcalloc(count[SECTION_TENANT], sizeof *cfg->tenants);

@@ -78,6 +78,34 @@ expect "malformed conninfo" 1 \
     "$tmp/pg.conf: [postgres] conninfo is not a valid libpq connection string: missing \"=\" after \"def\" in connection info string" \
     -- --check-config -c "$tmp/pg.conf"
 
+# TLS: the certificate and key are read as the daemon reads them.
+{
+    echo "[daemon]"
+    echo "listen_tls = 127.0.0.1:8443"
+    echo "tls_cert = $tmp/none.pem"
+    echo "tls_key = $tmp/none.key"
+    echo "[tenant t]"
+    echo "token_sha256 = $(printf '%064d' 0)"
+} >"$tmp/tls.conf"
+err=$("$tariffd" --check-config -c "$tmp/tls.conf" 2>&1 >/dev/null)
+status=$?
+if [ "$status" -eq 1 ] && [[ $err == "tls_cert $tmp/none.pem: "*"No such file"* ]]; then
+    passed=$((passed + 1))
+else
+    failed=$((failed + 1))
+    echo "FAIL a missing tls_cert: status $status, stderr: $err"
+fi
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tmp/a.key" \
+    -out "$tmp/a.pem" -days 1 -subj /CN=a 2>/dev/null
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tmp/b.key" \
+    -out "$tmp/b.pem" -days 1 -subj /CN=b 2>/dev/null
+sed -i "s|^tls_cert = .*|tls_cert = $tmp/a.pem|; s|^tls_key = .*|tls_key = $tmp/b.key|" "$tmp/tls.conf"
+expect "a key that does not match its certificate" 1 \
+    "tls_key $tmp/b.key does not match the certificate in tls_cert $tmp/a.pem" \
+    -- --check-config -c "$tmp/tls.conf"
+sed -i "s|^tls_key = .*|tls_key = $tmp/a.key|" "$tmp/tls.conf"
+expect "a matching certificate and key" 0 "" -- --check-config -c "$tmp/tls.conf"
+
 # Usage.
 expect "version" 0 "" -- --version
 usage_err=$("$tariffd" --bogus 2>&1 >/dev/null)

@@ -328,10 +328,10 @@ static void fuzz_init(void)
     base = event_base_new();
     http = evhttp_new(base);
     evhttp_set_max_body_size(http, (ev_ssize_t)srv.cfg->daemon.max_body_bytes);
-    srv.conns =
-        conns_new(base, http, srv.cfg->daemon.max_connections, srv.cfg->daemon.idle_timeout_s);
+    srv.conns = conns_new(base, srv.cfg->daemon.max_connections, srv.cfg->daemon.idle_timeout_s);
     srv.answer = event_new(base, -1, 0, on_answer, &srv);
-    http_install(&srv, http);
+    conns_attach(srv.conns, http, NULL);
+    http_install(&srv, http, HTTP_TENANTS);
 
     /* A socket in the abstract namespace: nothing to clean up. */
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

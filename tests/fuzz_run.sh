@@ -87,7 +87,7 @@ libs() {
     case $1 in
     lineproto) echo -lm ;;
     config) echo -linih -lcrypto -lm ;;
-    http) echo -levent -lz -linih -lcrypto -lm ;;
+    http) echo -levent -levent_openssl -lssl -lz -linih -lcrypto -lm ;;
     journal) echo -lz -linih -lcrypto -lm ;;
     esac
 }

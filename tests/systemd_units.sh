@@ -63,6 +63,7 @@ trap 'rm -rf "$tmp"' EXIT
 units_checks() {
     service=$build/tariffd.service
     socket=$src/systemd/tariffd.socket
+    tls_socket=$src/systemd/tariffd-tls.socket
     if [ ! -f "$service" ]; then
         check FAIL "meson generated $service"
         echo "$passed passed, $failed failed"
@@ -93,9 +94,14 @@ units_checks() {
     done
 
     for line in 'ListenStream=127.0.0.1:8086' 'ListenStream=[::1]:8086' \
-        'Service=tariffd.service' 'WantedBy=sockets.target'; do
+        'Service=tariffd.service' 'WantedBy=sockets.target' 'FileDescriptorName=http'; do
         grep -qxF -- "$line" "$socket"
         ok_if $? "tariffd.socket has $line"
+    done
+    for line in 'ListenStream=8443' 'Service=tariffd.service' 'FileDescriptorName=tls' \
+        'WantedBy=sockets.target'; do
+        grep -qxF -- "$line" "$tls_socket"
+        ok_if $? "tariffd-tls.socket has $line"
     done
 
     # --- systemd-analyze verify ----------------------------------------------
@@ -108,12 +114,15 @@ units_checks() {
     mkdir "$tmp/units" "$tmp/bad"
     sed "s|^ExecStart=[^ ]*|ExecStart=$bin|" "$service" >"$tmp/units/tariffd.service"
     cp "$socket" "$tmp/units/tariffd.socket"
+    cp "$tls_socket" "$tmp/units/tariffd-tls.socket"
     # verify exits 0 on unknown keys and unparsable values and only warns, so
     # any output at all is a failure.
-    out=$(cd "$tmp/units" && systemd-analyze verify --man=no ./tariffd.service ./tariffd.socket 2>&1)
+    out=$(cd "$tmp/units" && systemd-analyze verify --man=no ./tariffd.service ./tariffd.socket \
+        ./tariffd-tls.socket 2>&1)
     rc=$?
     [ $rc -eq 0 ] && [ -z "$out" ]
-    ok_if $? "systemd-analyze verify tariffd.service tariffd.socket: silent, exit 0" "exit $rc: $out"
+    ok_if $? "systemd-analyze verify tariffd.service tariffd.socket tariffd-tls.socket: silent, exit 0" \
+        "exit $rc: $out"
 
     # ...and it does see a mistake in these files (the check above is not vacuous).
     sed 's/^ProtectSystem=/ProtectSystm=/' "$tmp/units/tariffd.service" >"$tmp/bad/tariffd.service"

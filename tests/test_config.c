@@ -206,6 +206,39 @@ START_TEST(test_backlog_under_body)
 }
 END_TEST
 
+START_TEST(test_listeners)
+{
+    /* Line 2 is in [daemon]: each case replaces it. */
+    ck_assert_errors(base_with(2, "listen =", NULL),
+                     "t.conf:2: listen is empty and listen_tls is not set: nothing would take "
+                     "writes");
+    ck_assert_errors(base_with(2, "listen_tls = 0.0.0.0:8443", NULL),
+                     "t.conf:2: listen_tls needs tls_cert and tls_key");
+    ck_assert_errors(base_with(2, "listen_tls = 0.0.0.0:8443, 8444", NULL),
+                     "t.conf:2: listen address \"8444\" is not HOST:PORT (like 127.0.0.1:8086 or "
+                     "[::1]:8086)");
+    ck_assert_errors(base_with(2, "tls_key =", NULL), "t.conf:2: tls_key \"\" must not be empty");
+    /* TLS only, and no metrics listener: valid. */
+    struct config *cfg =
+        parse_ok(base_with(2,
+                           "listen =\nlisten_tls = [::]:8443\ntls_cert = c.pem\ntls_key = k.pem\n"
+                           "metrics_listen =",
+                           NULL));
+    ck_assert_uint_eq(cfg->daemon.n_listen, 0);
+    ck_assert_uint_eq(cfg->daemon.n_listen_tls, 1);
+    ck_assert_str_eq(cfg->daemon.listen_tls[0], "[::]:8443");
+    ck_assert_str_eq(cfg->daemon.tls_key, "k.pem");
+    ck_assert_ptr_null(cfg->daemon.tls_client_ca);
+    ck_assert_uint_eq(cfg->daemon.n_metrics_listen, 0);
+    config_free(cfg);
+    /* The default: metrics on loopback. */
+    cfg = parse_ok(base_with(0, NULL, NULL));
+    ck_assert_uint_eq(cfg->daemon.n_metrics_listen, 1);
+    ck_assert_str_eq(cfg->daemon.metrics_listen[0], "127.0.0.1:8087");
+    config_free(cfg);
+}
+END_TEST
+
 START_TEST(test_unknown_key)
 {
     ck_assert_errors(base_with(0, NULL, "colour = red"),
@@ -1036,6 +1069,7 @@ static Suite *config_suite(void)
 
     TCase *mistakes = tcase_create("mistakes");
     tcase_add_test(mistakes, test_backlog_under_body);
+    tcase_add_test(mistakes, test_listeners);
     tcase_add_test(mistakes, test_unknown_key);
     tcase_add_test(mistakes, test_unknown_section_kind);
     tcase_add_test(mistakes, test_duplicate_name);

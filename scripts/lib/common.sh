@@ -5,7 +5,7 @@
 TARIFFD_PACKAGES=(
     gcc libc6-dev pkg-config meson ninja-build python3 clang-format
     libinih-dev check libssl-dev libevent-dev zlib1g-dev libpq-dev libsystemd-dev
-    postgresql systemd clang libclang-rt-14-dev openssl
+    postgresql systemd clang libclang-rt-14-dev curl openssl python3-influxdb
 )
 
 as_root() {

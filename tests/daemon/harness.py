@@ -31,6 +31,11 @@ QUERIES = {
 }
 
 
+def postgres_accepts():
+    """Whether the test's PostgreSQL (PGHOST, PGPORT) accepts connections now."""
+    return subprocess.run(["pg_isready", "-q"], stdin=subprocess.DEVNULL).returncode == 0
+
+
 def need_postgres():
     if not os.environ.get("PGHOST"):
         skip("no PostgreSQL (PGHOST is unset; scripts/test starts one)")
@@ -53,6 +58,7 @@ class Daemon:
         self.tariffd = tariffd
         self.dir = state or tempfile.mkdtemp(prefix="tariffd-test-")
         self.port = port or free_port()
+        self.metrics_port = free_port()
         self.proc = None
         self.schema = schema
         self.own_db = db is None
@@ -64,7 +70,7 @@ class Daemon:
                     f"user={os.environ.get('PGUSER', 'postgres')} dbname={self.db} connect_timeout=2")
         with open(os.path.join(HERE, "daemon.conf.in")) as f:
             text = f.read()
-        text = (text.replace("@PORT@", str(self.port)).replace("@STATE@", self.dir + "/state")
+        text = (text.replace("@PORT@", str(self.port)).replace("@MPORT@", str(self.metrics_port)).replace("@STATE@", self.dir + "/state")
                 .replace("@T1@", hashlib.sha256(b"t1-secret").hexdigest())
                 .replace("@T2@", hashlib.sha256(b"t2-secret").hexdigest()))
         text = text.replace("[daemon]\n", "[daemon]\n" + extra)
@@ -73,9 +79,11 @@ class Daemon:
         with open(self.config, "w") as f:
             f.write(text)
 
-    def start(self, env=None, writable=True):
+    def start(self, env=None, writable=True, connected=True):
         """Starts the daemon (env: variables to add to its environment) and
-        waits until it answers /ping and, when writable, takes writes."""
+        waits until it answers /ping and, when writable, takes writes and,
+        when connected and PostgreSQL accepts connections, has connected to
+        it (a daemon takes writes before it connects)."""
         self.log = open(os.path.join(self.dir, "daemon.log"), "ab")
         self.proc = subprocess.Popen([self.tariffd, "-c", self.config], stderr=self.log,
                                      env={**os.environ, **env} if env else None)
@@ -88,7 +96,22 @@ class Daemon:
             except OSError as e:
                 return False, repr(e)
         wait_until(answers, 15, "tariffd answers /ping")
-        return self.wait_writable() if writable else self
+        if not writable:
+            return self
+        self.wait_writable()
+        if connected and postgres_accepts():
+            try:
+                wait_until(self.connected, 15, "tariffd connects to PostgreSQL (or stands by)")
+            except Timeout as e:
+                raise Timeout(f"{e}\n{self.read_log()[-2000:]}") from None
+        return self
+
+    def connected(self):
+        """(True, ...) once the daemon writes the ledger or stands by."""
+        if metric(self, "tariffd_postgres_up") == 1:
+            return True, "connected"
+        health = json.loads(self.admin("GET", "/health")[1])
+        return "standby" in health["message"], health
 
     def wait_writable(self, timeout=15):
         """Until /health stops saying "fail", says the daemon stands by, or fails only for rows in dead_letters while an empty
@@ -96,7 +119,7 @@ class Daemon:
         when none of these comes in time."""
         def writable():
             try:
-                health = json.loads(self.request("GET", "/health")[1])
+                health = json.loads(self.admin("GET", "/health")[1])
                 if health["status"] != "fail" or "standby" in health["message"]:
                     return True, health
                 if "dead_letters" not in health["message"]:
@@ -144,8 +167,13 @@ class Daemon:
             return []  # not migrated yet
         return list(csv.DictReader(io.StringIO(out)))
 
-    def request(self, method, path, body=None, headers=None, host="127.0.0.1", chunked=False):
-        conn = http.client.HTTPConnection(host, self.port, timeout=30)
+    def admin(self, method, path):
+        """A request to metrics_listen: /metrics and the detailed /health."""
+        return self.request(method, path, port=self.metrics_port)
+
+    def request(self, method, path, body=None, headers=None, host="127.0.0.1", chunked=False,
+                port=None):
+        conn = http.client.HTTPConnection(host, port or self.port, timeout=30)
         try:
             if chunked:
                 conn.putrequest(method, path)
@@ -191,7 +219,7 @@ class Daemon:
 
 def metric(d, name):
     """The value of a metric without labels in d's /metrics; None when absent."""
-    s, data, _ = d.request("GET", "/metrics")
+    s, data, _ = d.admin("GET", "/metrics")
     for line in data.decode().splitlines():
         if line.startswith(name + " "):
             return float(line.split()[1])

@@ -62,7 +62,7 @@ def run_at(tariffd, clock_s, label):
                   and msg.startswith(f"the wall clock reads {label}")
                   and "outside 2000-01-01T00:00:00Z to 2200-01-01T00:00:00Z" in msg,
                   f"{label}: {'v2' if v2 else 'v1'} write refused at the door: {s} {headers} {msg}")
-        s, data, _ = d.request("GET", "/health")
+        s, data, _ = d.admin("GET", "/health")
         health = json.loads(data)
         check(s == 503 and health["status"] == "fail" and label in health["message"],
               f"{label}: /health fails naming the clock: {s} {health}")

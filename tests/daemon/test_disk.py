@@ -45,7 +45,7 @@ def batch(k):
 
 
 def health(d):
-    s, data, _ = d.request("GET", "/health")
+    s, data, _ = d.admin("GET", "/health")
     return s, json.loads(data)
 
 

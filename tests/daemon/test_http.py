@@ -46,7 +46,7 @@ try:
     check(s == 204 and h.get("X-Influxdb-Version", "").startswith("tariffd-"), "ping")
     s, data, h = d.request("HEAD", "/ping")
     check(s == 204, "ping HEAD")
-    s, data, h = d.request("GET", "/health")
+    s, data, h = d.admin("GET", "/health")
     check(s == 200 and json.loads(data)["status"] == "pass" and
           h["Content-Type"] == "application/json", f"health {s} {data!r}")
     for method in ("GET", "POST"):
@@ -210,7 +210,7 @@ try:
             s, data, h = d.write(lines("c1", T0 + 60 * 900 * 40, 5))
             check(s == 503 and h.get("Retry-After") == "1" and json.loads(data)["code"] == "unavailable",
                   f"503 over max_backlog: {s} {data!r} {h}")
-            s, data, h = d.request("GET", "/health")
+            s, data, h = d.admin("GET", "/health")
             check(s == 503 and json.loads(data)["status"] == "fail" and
                   "max_backlog" in json.loads(data)["message"], f"health says why: {s} {data!r}")
         finally:

@@ -178,7 +178,7 @@ try:
     peak_conns = peak_journal = 0
     while time.monotonic() - t < OVERLOAD_S:
         try:
-            s, data, _ = d.request("GET", "/metrics")
+            s, data, _ = d.admin("GET", "/metrics")
             text = data.decode()
             conns = float(re.search(r"^tariffd_connections (\S+)", text, re.M).group(1))
             journal = float(re.search(r"^tariffd_journal_bytes (\S+)", text, re.M).group(1))
@@ -238,7 +238,7 @@ try:
     want = sum(n for _, _, n in acked) + 1
     checks.check(accepted is not None and accepted >= want,
                  f"samples accepted {accepted}, at least the {want} distinct ones acknowledged")
-    health = json.loads(d.request("GET", "/health")[1])
+    health = json.loads(d.admin("GET", "/health")[1])
     print(f"after: /health {health}")
     checks.check(d.stop() == 0, "SIGTERM exits 0")
 finally:

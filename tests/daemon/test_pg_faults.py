@@ -252,7 +252,7 @@ def scenario_restarts():
                 time.sleep(RESTART_GAP_S)  # the schedule of the fault, not a wait for a condition
         print(f"  {RESTARTS} restarts of PostgreSQL in {time.monotonic() - t:.1f}s", flush=True)
         w.finish()
-        s, data, _ = d.request("GET", "/metrics")
+        s, data, _ = d.admin("GET", "/metrics")
         m = re.search(r'tariffd_postgres_errors_total\{class="transient"\} (\d+)', data.decode())
         transient = int(m.group(1)) if m else None
         print(f"  transient PostgreSQL errors the writer saw: {transient}")

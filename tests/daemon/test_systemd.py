@@ -178,7 +178,7 @@ try:
     d.write("power,cluster=c1 kw=x 1\n")    # 400
     d.write(lines("c1", T0, 1), tenant="t2")  # 403
     d.request("GET", "/ping")
-    s, data, h = d.request("GET", "/metrics")
+    s, data, h = d.admin("GET", "/metrics")
     text = data.decode()
     check(s == 200 and h.get("Content-Type", "").startswith("text/plain"), "metrics answer")
 
