@@ -11,7 +11,8 @@ password (stored as SCRAM).
              as authenticated by scram-sha-256; psql without TLS is refused
   wrong CA   sslrootcert names another CA: writes still get 204, the log
              says "certificate verify failed" (also when an earlier host of
-             the conninfo failed otherwise), /health warns, the rows wait
+             the conninfo failed otherwise), so does the detailed /health on
+             metrics_listen (a tenant's /health only warns), the rows wait
   passfile   the right CA again, the password in a passfile instead: the
              rows that waited arrive, and every write is billed
 
@@ -196,16 +197,19 @@ try:
     set_conninfo(f"host=localhost,localhost port={closed},{server.port} dbname=tariffd_tls "
                  f"user=tariffd_tls connect_timeout=5 password={password} sslmode=verify-full "
                  f"sslrootcert={other_pem}")
-    d.start()
+    d.start(connected=False)  # it cannot connect: that is the point
     check(write_burst(d) == 204, "wrong CA: a write still gets 204")
     wait_until(lambda: "certificate verify failed" in d.read_log(), 15,
                "wrong CA: the log names the failed verification")
     line = next(x for x in d.read_log().splitlines() if "certificate verify failed" in x)
     check(line.startswith("<4>postgres: cannot connect") and f"port {server.port} failed" in line,
           f"wrong CA: the logged line: {line}")
-    health = json.loads(d.request("GET", "/health")[1])
+    health = json.loads(d.admin("GET", "/health")[1])
     check(health["status"] == "warn" and "certificate verify failed" in health["message"],
-          f"wrong CA: /health warns with the cause: {health}")
+          f"wrong CA: the detailed /health (metrics_listen) warns with the cause: {health}")
+    health = json.loads(d.request("GET", "/health")[1])
+    check(health["status"] == "warn" and "certificate" not in health["message"],
+          f"wrong CA: a tenant's /health warns without the error text: {health}")
     check(harness.metric(d, "tariffd_postgres_up") == 0, "wrong CA: tariffd_postgres_up is 0")
     wait_until(lambda: (harness.metric(d, "tariffd_ledger_rows_queued") or 0) > 0, 15,
                "wrong CA: rows close and wait for the ledger")
