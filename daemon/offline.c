@@ -160,6 +160,15 @@ void offline_format_fen(int64_t cny4, char *buf, size_t size)
     decimal_format(statement_round_fen(cny4), 2, buf, size);
 }
 
+void offline_format_per_pflop_hour(const struct statement *st, char *buf, size_t size)
+{
+    int64_t cny4;
+    if (statement_cny4_per_pflop_hour(st, &cny4))
+        decimal_format(cny4, 4, buf, size);
+    else if (size > 0)
+        buf[0] = '\0';
+}
+
 static bool write_statements(const struct statements *s, const char *dir)
 {
     char path[4096];
@@ -173,12 +182,13 @@ static bool write_statements(const struct statements *s, const char *dir)
             fclose(out);
         return false;
     }
-    fputs("tenant,cluster,province,month,kwh,energy_charge,surcharge,demand_charge,subsidy,net\n",
+    fputs("tenant,cluster,province,month,kwh,energy_charge,surcharge,demand_charge,subsidy,net,"
+          "cny_per_pflop_hour\n",
           out);
     fputs("tenant,cluster,month,period,kwh,energy_charge\n", by_period);
     for (size_t i = 0; i < s->n; i++) {
         const struct statement *st = &s->v[i];
-        char line[CSV_LINE_MAX], v[6][40], month[16];
+        char line[CSV_LINE_MAX], v[7][40], month[16];
         size_t len = 0;
         line[0] = '\0';
         csv_text(line, &len, st->tenant);
@@ -196,7 +206,9 @@ static bool write_statements(const struct statements *s, const char *dir)
         offline_format_fen(st->demand_charge_cny4, v[3], sizeof v[3]);
         offline_format_fen(st->subsidy_cny4, v[4], sizeof v[4]);
         offline_format_fen(st->net_cny4, v[5], sizeof v[5]);
-        fprintf(out, "%s,%s,%s,%s,%s,%s,%s,%s\n", line, month, v[0], v[1], v[2], v[3], v[4], v[5]);
+        offline_format_per_pflop_hour(st, v[6], sizeof v[6]);
+        fprintf(out, "%s,%s,%s,%s,%s,%s,%s,%s,%s\n", line, month, v[0], v[1], v[2], v[3], v[4],
+                v[5], v[6]);
         for (int p = 0; p < PERIOD_COUNT; p++) {
             if (!st->period_seen[p])
                 continue;
@@ -217,11 +229,19 @@ static bool write_statements(const struct statements *s, const char *dir)
 void offline_run_print_statements(const struct offline_run *o)
 {
     const struct statements *s = &o->statements;
-    printf("%-10s  %-12s  %-12s  %-14s  %16s  %14s  %12s  %12s  %14s  %14s\n", "month", "tenant",
-           "cluster", "province", "kwh", "energy", "surcharge", "demand", "subsidy", "net");
+    /* The compute column only when some statement has a figure, so a
+     * config without pflops prints what it always printed. */
+    bool rated = false;
+    for (size_t i = 0; i < s->n && !rated; i++) {
+        int64_t unused;
+        rated = statement_cny4_per_pflop_hour(&s->v[i], &unused);
+    }
+    printf("%-10s  %-12s  %-12s  %-14s  %16s  %14s  %12s  %12s  %14s  %14s%s\n", "month", "tenant",
+           "cluster", "province", "kwh", "energy", "surcharge", "demand", "subsidy", "net",
+           rated ? "  CNY/PFLOP-h" : "");
     for (size_t i = 0; i < s->n; i++) {
         const struct statement *st = &s->v[i];
-        char month[16], kwh[40], v[5][40];
+        char month[16], kwh[40], v[5][40], per_pflop_hour[40];
         civil_format_date(st->month_day, month, sizeof month);
         decimal_format(st->kwh_micro, 6, kwh, sizeof kwh);
         offline_format_fen(st->energy_charge_cny4, v[0], sizeof v[0]);
@@ -229,8 +249,12 @@ void offline_run_print_statements(const struct offline_run *o)
         offline_format_fen(st->demand_charge_cny4, v[2], sizeof v[2]);
         offline_format_fen(st->subsidy_cny4, v[3], sizeof v[3]);
         offline_format_fen(st->net_cny4, v[4], sizeof v[4]);
-        printf("%-10s  %-12s  %-12s  %-14s  %16s  %14s  %12s  %12s  %14s  %14s\n", month,
-               st->tenant, st->cluster, st->province, kwh, v[0], v[1], v[2], v[3], v[4]);
+        offline_format_per_pflop_hour(st, per_pflop_hour, sizeof per_pflop_hour);
+        printf("%-10s  %-12s  %-12s  %-14s  %16s  %14s  %12s  %12s  %14s  %14s", month, st->tenant,
+               st->cluster, st->province, kwh, v[0], v[1], v[2], v[3], v[4]);
+        if (per_pflop_hour[0])
+            printf("  %11s", per_pflop_hour);
+        putchar('\n');
     }
 }
 

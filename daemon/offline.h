@@ -65,4 +65,8 @@ void offline_run_free(struct offline_run *o);
  * to the fen, 2 decimals. */
 void offline_format_fen(int64_t cny4, char *buf, size_t size);
 
+/* Its net per PFLOP-hour of rated compute, 4 decimals, or "" when it has
+ * none (statement_cny4_per_pflop_hour). */
+void offline_format_per_pflop_hour(const struct statement *st, char *buf, size_t size);
+
 #endif
