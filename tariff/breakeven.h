@@ -13,11 +13,13 @@
  * at which the net reaches the target: about 15 pricings.
  *
  * Bisection assumes the net never falls as F grows. It holds for energy,
- * surcharges, subsidies (at most max_subsidy of what grows) and every
- * demand basis, but not across a load_factor_rule threshold, which cuts a
- * month's demand charge once its kWh per kVA reach it: there the net can
- * reach the target more than once, and the search finds one of the
- * crossings, not necessarily the first.
+ * surcharges and every demand basis, and for subsidies up to their
+ * rounding (stacked programmes that all round up on one row can pay a
+ * unit of 0.0001 CNY more than the charge grew), but not across a
+ * load_factor_rule threshold, which cuts a month's demand charge once its
+ * kWh per kVA reach it: there the net can reach the target more than
+ * once, and the search finds one of the crossings, not necessarily the
+ * first.
  *
  * Pure: the caller's function does the pricing. Nothing is allocated.
  */
