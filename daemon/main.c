@@ -5,6 +5,7 @@
  *   tariffd --check-config [-c FILE]   validate, print a summary; exit 0 or 1
  *   tariffd price [-c FILE] [--precision ns|us|ms|s] [--out DIR] < telemetry.lp
  *   tariffd token                      a new tenant token and its token_sha256 line
+ *   tariffd price [-c FILE] --compare ALT [--scale F] [--precision P] [--out DIR] < telemetry.lp
  *   tariffd --version
  *
  * Exit status: 0 success, 1 configuration (or output) error, 2 usage error
@@ -12,12 +13,14 @@
  */
 #include "build_config.h"
 #include "daemon/clock.h"
+#include "daemon/compare.h"
 #include "daemon/loader.h"
 #include "daemon/offline.h"
 #include "daemon/server.h"
 #include "daemon/tls.h"
 #include "daemon/token.h"
 #include "storage/pg.h"
+#include "tariff/decimal.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -34,12 +37,17 @@ static void usage(FILE *out)
             "       tariffd price [-c FILE] [--precision ns|us|ms|s] [--out DIR] < telemetry.lp\n"
             "       tariffd token                            a new tenant token and its "
             "token_sha256 line\n"
+            "       tariffd price [-c FILE] --compare ALT [--scale F] [--precision P] [--out DIR]\n"
+            "                     < telemetry.lp\n"
             "       tariffd --version\n"
             "\n"
             "  -c, --config FILE   configuration file (default " DEFAULT_CONFIG ")\n"
             "      --check-config  validate the configuration, print a summary and exit\n"
             "      --precision P   timestamp precision of the input (default ns)\n"
             "      --out DIR       also write the ledger rows and statements as CSV into DIR\n"
+            "      --compare ALT   price the input under ALT too, side by side, and find the\n"
+            "                      break-even power scale of ALT\n"
+            "      --scale F       multiply ALT's power (and counters) by F (default 1)\n"
             "      --version       print the version and exit\n");
 }
 
@@ -134,20 +142,65 @@ static int price(const char *config_path, const char *precision, const char *out
     return status;
 }
 
+/* The largest --scale: far beyond any real difference in power draw, and
+ * small enough that a scaled value stays in the engine's range. */
+#define MAX_SCALE_MICRO 1000000000LL
+
+static int compare(const char *config_path, const char *alt_path, const char *precision,
+                   const char *out_dir, const char *scale_text)
+{
+    struct compare_options opt = {
+        .out_dir = out_dir, .conf_path = config_path, .alt_path = alt_path};
+    if (!lp_parse_precision(precision, false, &opt.precision)) {
+        fprintf(stderr, "tariffd: unknown precision \"%s\" (expected ns, us, ms or s)\n",
+                precision);
+        return 2;
+    }
+    /* A plain decimal (no exponent, no "inf"), read as the double a line
+     * protocol value of the same text would be. */
+    int64_t scale_micro;
+    const char *why;
+    if (!decimal_parse(scale_text, 6, &scale_micro, &why)) {
+        fprintf(stderr, "tariffd: --scale \"%s\" %s\n", scale_text, why);
+        return 2;
+    }
+    if (scale_micro <= 0 || scale_micro > MAX_SCALE_MICRO) {
+        fprintf(stderr, "tariffd: --scale \"%s\" must be greater than 0 and at most 1000\n",
+                scale_text);
+        return 2;
+    }
+    opt.scale_text = scale_text;
+    opt.scale = strtod(scale_text, NULL);
+    struct config *conf = load(config_path, NULL);
+    if (!conf)
+        return 1;
+    struct config *alt = load(alt_path, NULL);
+    if (!alt) {
+        config_free(conf);
+        return 1;
+    }
+    int status = compare_price(conf, alt, stdin, &opt);
+    config_free(alt);
+    config_free(conf);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
-    enum { OPT_CHECK = 256, OPT_VERSION, OPT_PRECISION, OPT_OUT };
+    enum { OPT_CHECK = 256, OPT_VERSION, OPT_PRECISION, OPT_OUT, OPT_COMPARE, OPT_SCALE };
     static const struct option options[] = {
         {"config", required_argument, NULL, 'c'},
         {"check-config", no_argument, NULL, OPT_CHECK},
         {"version", no_argument, NULL, OPT_VERSION},
         {"precision", required_argument, NULL, OPT_PRECISION},
         {"out", required_argument, NULL, OPT_OUT},
+        {"compare", required_argument, NULL, OPT_COMPARE},
+        {"scale", required_argument, NULL, OPT_SCALE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *config_path = DEFAULT_CONFIG;
-    const char *precision = "ns", *out_dir = NULL;
+    const char *precision = "ns", *out_dir = NULL, *alt_path = NULL, *scale = NULL;
     bool check = false, pricing = false;
     if (argc > 1 && strcmp(argv[1], "token") == 0)
         return token_main(argc - 1, argv + 1);
@@ -175,6 +228,12 @@ int main(int argc, char **argv)
         case OPT_OUT:
             out_dir = optarg;
             break;
+        case OPT_COMPARE:
+            alt_path = optarg;
+            break;
+        case OPT_SCALE:
+            scale = optarg;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -188,14 +247,21 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if ((out_dir || strcmp(precision, "ns") != 0) && !pricing) {
-        fprintf(stderr, "tariffd: --precision and --out are options of \"tariffd price\"\n");
+    if ((out_dir || alt_path || scale || strcmp(precision, "ns") != 0) && !pricing) {
+        fprintf(stderr, "tariffd: --precision, --out, --compare and --scale are options of "
+                        "\"tariffd price\"\n");
+        return 2;
+    }
+    if (scale && !alt_path) {
+        fprintf(stderr, "tariffd: --scale scales ALT's power: it needs --compare ALT\n");
         return 2;
     }
     if (pricing && check) {
         fprintf(stderr, "tariffd: give either price or --check-config\n");
         return 2;
     }
+    if (pricing && alt_path)
+        return compare(config_path, alt_path, precision, out_dir, scale ? scale : "1");
     if (pricing)
         return price(config_path, precision, out_dir);
     if (check)

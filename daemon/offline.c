@@ -30,7 +30,7 @@ struct row_file {
     size_t n, cap;
 };
 
-struct offline {
+struct offline_run {
     const struct config *cfg;
     struct engine *engine;
     struct statements statements;
@@ -41,15 +41,17 @@ struct offline {
     int64_t now_ns;
     int line_base;
     bool io_error;
+    double power_scale; /* every value read is multiplied by it (--compare's ALT) */
+    struct engine_sink sink;
 };
 
-static size_t rank_of(const struct offline *o, const struct cluster *c)
+static size_t rank_of(const struct offline_run *o, const struct cluster *c)
 {
     return o->cluster_rank[c - o->cfg->clusters];
 }
 
-static void keep_row(struct offline *o, struct row_file *f, int64_t when, const struct cluster *c,
-                     int revision, const char *line, size_t len)
+static void keep_row(struct offline_run *o, struct row_file *f, int64_t when,
+                     const struct cluster *c, int revision, const char *line, size_t len)
 {
     if (!f->tmp)
         return;
@@ -62,7 +64,7 @@ static void keep_row(struct offline *o, struct row_file *f, int64_t when, const 
 
 static void on_billing(void *ctx, const struct billing_row *r)
 {
-    struct offline *o = ctx;
+    struct offline_run *o = ctx;
     statements_add_billing(&o->statements, r);
     if (o->write_rows) {
         char line[CSV_LINE_MAX];
@@ -73,7 +75,7 @@ static void on_billing(void *ctx, const struct billing_row *r)
 
 static void on_demand(void *ctx, const struct demand_row *r)
 {
-    struct offline *o = ctx;
+    struct offline_run *o = ctx;
     statements_add_demand(&o->statements, r);
     if (o->write_rows) {
         char line[CSV_LINE_MAX];
@@ -84,23 +86,28 @@ static void on_demand(void *ctx, const struct demand_row *r)
 
 static void on_quarantine(void *ctx, const struct engine_sample *s, const char *reason)
 {
-    struct offline *o = ctx;
+    struct offline_run *o = ctx;
     (void)s;
     o->quarantined_by_reason[quarantine_reason_parse(reason)]++;
 }
 
 static bool on_point(void *ctx, const struct lp_point *p, struct lp_error *err)
 {
-    struct offline *o = ctx;
+    struct offline_run *o = ctx;
     /* Like the parser's own errors, line numbers here count from the start
-     * of the chunk; offline_price makes them absolute. */
+     * of the chunk; offline_run_price makes them absolute. */
     if (!p->has_ts) {
         err->line = p->line;
         snprintf(err->msg, sizeof err->msg,
                  "line %d: no timestamp (offline pricing needs one on every line)", p->line);
         return false;
     }
-    struct engine_sample s = ingest_sample_of(p, p->ts_ns);
+    /* The value as read is scaled, whatever its unit (kw, w, kwh, wh): the
+     * same double as a file with every value multiplied would give. A
+     * counter's every reading scales, so its differences do too. */
+    struct lp_point scaled = *p;
+    scaled.value *= o->power_scale;
+    struct engine_sample s = ingest_sample_of(&scaled, p->ts_ns);
     /* Offline, the clock is the input: the newest timestamp read so far. */
     if (s.ts_ns > o->now_ns)
         o->now_ns = s.ts_ns;
@@ -148,9 +155,18 @@ static bool write_sorted(struct row_file *f, const char *dir, const char *name, 
     return true;
 }
 
-static void fen(int64_t cny4, char *buf, size_t size)
+void offline_format_fen(int64_t cny4, char *buf, size_t size)
 {
     decimal_format(statement_round_fen(cny4), 2, buf, size);
+}
+
+void offline_format_per_pflop_hour(const struct statement *st, char *buf, size_t size)
+{
+    int64_t cny4;
+    if (statement_cny4_per_pflop_hour(st, &cny4))
+        decimal_format(cny4, 4, buf, size);
+    else if (size > 0)
+        buf[0] = '\0';
 }
 
 static bool write_statements(const struct statements *s, const char *dir)
@@ -166,12 +182,13 @@ static bool write_statements(const struct statements *s, const char *dir)
             fclose(out);
         return false;
     }
-    fputs("tenant,cluster,province,month,kwh,energy_charge,surcharge,demand_charge,subsidy,net\n",
+    fputs("tenant,cluster,province,month,kwh,energy_charge,surcharge,demand_charge,subsidy,net,"
+          "cny_per_pflop_hour\n",
           out);
     fputs("tenant,cluster,month,period,kwh,energy_charge\n", by_period);
     for (size_t i = 0; i < s->n; i++) {
         const struct statement *st = &s->v[i];
-        char line[CSV_LINE_MAX], v[6][40], month[16];
+        char line[CSV_LINE_MAX], v[7][40], month[16];
         size_t len = 0;
         line[0] = '\0';
         csv_text(line, &len, st->tenant);
@@ -184,17 +201,19 @@ static bool write_statements(const struct statements *s, const char *dir)
         csv_text(line, &len, st->province);
         civil_format_date(st->month_day, month, sizeof month);
         decimal_format(st->kwh_micro, 6, v[0], sizeof v[0]);
-        fen(st->energy_charge_cny4, v[1], sizeof v[1]);
-        fen(st->surcharge_cny4, v[2], sizeof v[2]);
-        fen(st->demand_charge_cny4, v[3], sizeof v[3]);
-        fen(st->subsidy_cny4, v[4], sizeof v[4]);
-        fen(st->net_cny4, v[5], sizeof v[5]);
-        fprintf(out, "%s,%s,%s,%s,%s,%s,%s,%s\n", line, month, v[0], v[1], v[2], v[3], v[4], v[5]);
+        offline_format_fen(st->energy_charge_cny4, v[1], sizeof v[1]);
+        offline_format_fen(st->surcharge_cny4, v[2], sizeof v[2]);
+        offline_format_fen(st->demand_charge_cny4, v[3], sizeof v[3]);
+        offline_format_fen(st->subsidy_cny4, v[4], sizeof v[4]);
+        offline_format_fen(st->net_cny4, v[5], sizeof v[5]);
+        offline_format_per_pflop_hour(st, v[6], sizeof v[6]);
+        fprintf(out, "%s,%s,%s,%s,%s,%s,%s,%s,%s\n", line, month, v[0], v[1], v[2], v[3], v[4],
+                v[5], v[6]);
         for (int p = 0; p < PERIOD_COUNT; p++) {
             if (!st->period_seen[p])
                 continue;
             decimal_format(st->period_kwh_micro[p], 6, v[0], sizeof v[0]);
-            fen(st->period_energy_charge_cny4[p], v[1], sizeof v[1]);
+            offline_format_fen(st->period_energy_charge_cny4[p], v[1], sizeof v[1]);
             fprintf(by_period, "%.*s,%s,%s,%s,%s\n", (int)prefix, line, month,
                     period_name((enum period)p), v[0], v[1]);
         }
@@ -207,23 +226,53 @@ static bool write_statements(const struct statements *s, const char *dir)
     return ok;
 }
 
-static void print_statements(const struct statements *s)
+void offline_run_print_statements(const struct offline_run *o)
 {
-    printf("%-10s  %-12s  %-12s  %-14s  %16s  %14s  %12s  %12s  %14s  %14s\n", "month", "tenant",
-           "cluster", "province", "kwh", "energy", "surcharge", "demand", "subsidy", "net");
+    const struct statements *s = &o->statements;
+    /* The compute column only when some statement has a figure, so a
+     * config without pflops prints what it always printed. */
+    bool rated = false;
+    for (size_t i = 0; i < s->n && !rated; i++) {
+        int64_t unused;
+        rated = statement_cny4_per_pflop_hour(&s->v[i], &unused);
+    }
+    printf("%-10s  %-12s  %-12s  %-14s  %16s  %14s  %12s  %12s  %14s  %14s%s\n", "month", "tenant",
+           "cluster", "province", "kwh", "energy", "surcharge", "demand", "subsidy", "net",
+           rated ? "  CNY/PFLOP-h" : "");
     for (size_t i = 0; i < s->n; i++) {
         const struct statement *st = &s->v[i];
-        char month[16], kwh[40], v[5][40];
+        char month[16], kwh[40], v[5][40], per_pflop_hour[40];
         civil_format_date(st->month_day, month, sizeof month);
         decimal_format(st->kwh_micro, 6, kwh, sizeof kwh);
-        fen(st->energy_charge_cny4, v[0], sizeof v[0]);
-        fen(st->surcharge_cny4, v[1], sizeof v[1]);
-        fen(st->demand_charge_cny4, v[2], sizeof v[2]);
-        fen(st->subsidy_cny4, v[3], sizeof v[3]);
-        fen(st->net_cny4, v[4], sizeof v[4]);
-        printf("%-10s  %-12s  %-12s  %-14s  %16s  %14s  %12s  %12s  %14s  %14s\n", month,
-               st->tenant, st->cluster, st->province, kwh, v[0], v[1], v[2], v[3], v[4]);
+        offline_format_fen(st->energy_charge_cny4, v[0], sizeof v[0]);
+        offline_format_fen(st->surcharge_cny4, v[1], sizeof v[1]);
+        offline_format_fen(st->demand_charge_cny4, v[2], sizeof v[2]);
+        offline_format_fen(st->subsidy_cny4, v[3], sizeof v[3]);
+        offline_format_fen(st->net_cny4, v[4], sizeof v[4]);
+        offline_format_per_pflop_hour(st, per_pflop_hour, sizeof per_pflop_hour);
+        printf("%-10s  %-12s  %-12s  %-14s  %16s  %14s  %12s  %12s  %14s  %14s", month, st->tenant,
+               st->cluster, st->province, kwh, v[0], v[1], v[2], v[3], v[4]);
+        if (per_pflop_hour[0])
+            printf("  %11s", per_pflop_hour);
+        putchar('\n');
     }
+}
+
+void offline_run_print_counts(const struct offline_run *o, const char *label)
+{
+    struct engine_stats st;
+    engine_stats(o->engine, &st);
+    printf("%s%s%llu samples priced, %llu duplicates ignored (%llu with another value), "
+           "%llu quarantined; %llu interval rows, %llu adjustments, %llu demand rows\n",
+           label ? label : "", label ? ": " : "", (unsigned long long)st.accepted,
+           (unsigned long long)st.duplicates, (unsigned long long)st.conflicts,
+           (unsigned long long)st.quarantined, (unsigned long long)st.billing_rows,
+           (unsigned long long)st.adjustment_rows, (unsigned long long)st.demand_rows);
+    for (int r = 0; r < QUARANTINE_REASON_COUNT; r++)
+        if (o->quarantined_by_reason[r])
+            fprintf(stderr, "tariffd: %s%s%llu samples quarantined: %s\n", label ? label : "",
+                    label ? ": " : "", (unsigned long long)o->quarantined_by_reason[r],
+                    quarantine_reason_name((enum quarantine_reason)r));
 }
 
 static int rank_order(const void *a, const void *b, void *ctx)
@@ -233,34 +282,42 @@ static int rank_order(const void *a, const void *b, void *ctx)
     return strcmp(cfg->clusters[x].id, cfg->clusters[y].id);
 }
 
-int offline_price(const struct config *cfg, FILE *in, const struct offline_options *opt)
+struct offline_run *offline_run_new(const struct config *cfg, double power_scale, bool keep_rows)
 {
-    struct offline o = {.cfg = cfg, .write_rows = opt->out_dir != NULL, .now_ns = INT64_MIN};
-    o.cluster_rank = xcalloc(cfg->n_clusters, sizeof *o.cluster_rank);
+    struct offline_run *o = xcalloc(1, sizeof *o);
+    *o = (struct offline_run){
+        .cfg = cfg, .write_rows = keep_rows, .now_ns = INT64_MIN, .power_scale = power_scale};
+    o->cluster_rank = xcalloc(cfg->n_clusters, sizeof *o->cluster_rank);
     size_t *by_id = xcalloc(cfg->n_clusters, sizeof *by_id);
     for (size_t i = 0; i < cfg->n_clusters; i++)
         by_id[i] = i;
     qsort_r(by_id, cfg->n_clusters, sizeof *by_id, rank_order, (void *)cfg);
     for (size_t i = 0; i < cfg->n_clusters; i++)
-        o.cluster_rank[by_id[i]] = i;
+        o->cluster_rank[by_id[i]] = i;
     free(by_id);
-    if (o.write_rows) {
-        o.billing.tmp = tmpfile();
-        o.demand.tmp = tmpfile();
-        if (!o.billing.tmp || !o.demand.tmp) {
+    if (o->write_rows) {
+        o->billing.tmp = tmpfile();
+        o->demand.tmp = tmpfile();
+        if (!o->billing.tmp || !o->demand.tmp) {
             fprintf(stderr, "tariffd: could not create a temporary file: %s\n", strerror(errno));
-            return 1;
+            offline_run_free(o);
+            return NULL;
         }
     }
-    struct engine_sink sink = {&o, on_billing, on_demand, on_quarantine};
-    o.engine = engine_new(cfg, &sink);
-    engine_caps_recovered(o.engine); /* offline, every cap starts unconsumed */
+    o->sink = (struct engine_sink){o, on_billing, on_demand, on_quarantine};
+    o->engine = engine_new(cfg, &o->sink);
+    engine_caps_recovered(o->engine); /* offline, every cap starts unconsumed */
+    return o;
+}
 
+int offline_run_price(struct offline_run *o, FILE *in, enum lp_precision precision,
+                      const char *label)
+{
     /* Read in large chunks; parse every complete line, carry the rest. */
     size_t cap = 1 << 20, have = 0;
     char *buf = xmalloc(cap);
     int status = 0;
-    o.line_base = 1;
+    o->line_base = 1;
     for (;;) {
         size_t got = fread(buf + have, 1, cap - have, in);
         have += got;
@@ -280,20 +337,19 @@ int offline_price(const struct config *cfg, FILE *in, const struct offline_optio
         struct lp_stats stats = {0};
         struct lp_error err = {0};
         size_t done = upto;
-        bool ok =
-            eof ? lp_parse(buf, upto, opt->precision, on_point, &o, &stats, &err)
-                : lp_parse_stream(buf, upto, opt->precision, on_point, &o, &stats, &err, &done);
+        bool ok = eof ? lp_parse(buf, upto, precision, on_point, o, &stats, &err)
+                      : lp_parse_stream(buf, upto, precision, on_point, o, &stats, &err, &done);
         if (upto > 0 && !ok) {
             const char *reason = strstr(err.msg, ": ");
-            fprintf(stderr, "line %d: %s\n", o.line_base + err.line - 1,
-                    reason ? reason + 2 : err.msg);
+            fprintf(stderr, "%s%sline %d: %s\n", label ? label : "", label ? ": " : "",
+                    o->line_base + err.line - 1, reason ? reason + 2 : err.msg);
             status = 2;
             break;
         }
         /* A chunk is priced as the daemon prices a request: intervals its
          * late samples reopened close again once their meters let them. */
-        engine_batch_done(o.engine, o.now_ns);
-        o.line_base += (int)stats.lines;
+        engine_batch_done(o->engine, o->now_ns);
+        o->line_base += (int)stats.lines;
         if (done == 0 && !eof && have == cap) {
             cap *= 2; /* one point (a string with newlines) longer than the buffer */
             buf = xrealloc(buf, cap);
@@ -308,42 +364,57 @@ int offline_price(const struct config *cfg, FILE *in, const struct offline_optio
         fprintf(stderr, "tariffd: could not read the input: %s\n", strerror(errno));
         status = 1;
     }
-
     if (status == 0) {
-        engine_finish(o.engine, o.now_ns);
-        statements_sort(&o.statements);
-        print_statements(&o.statements);
-        struct engine_stats st;
-        engine_stats(o.engine, &st);
-        printf("\n%llu samples priced, %llu duplicates ignored (%llu with another value), "
-               "%llu quarantined; %llu interval rows, %llu adjustments, %llu demand rows\n",
-               (unsigned long long)st.accepted, (unsigned long long)st.duplicates,
-               (unsigned long long)st.conflicts, (unsigned long long)st.quarantined,
-               (unsigned long long)st.billing_rows, (unsigned long long)st.adjustment_rows,
-               (unsigned long long)st.demand_rows);
-        for (int r = 0; r < QUARANTINE_REASON_COUNT; r++)
-            if (o.quarantined_by_reason[r])
-                fprintf(stderr, "tariffd: %llu samples quarantined: %s\n",
-                        (unsigned long long)o.quarantined_by_reason[r],
-                        quarantine_reason_name((enum quarantine_reason)r));
-        char billing_header[CSV_LINE_MAX], demand_header[CSV_LINE_MAX];
-        csv_billing_header(billing_header);
-        csv_demand_header(demand_header);
-        if (o.write_rows &&
-            (o.io_error ||
-             !write_sorted(&o.billing, opt->out_dir, "billing_rows.csv", billing_header) ||
-             !write_sorted(&o.demand, opt->out_dir, "demand_charges.csv", demand_header) ||
-             !write_statements(&o.statements, opt->out_dir)))
+        engine_finish(o->engine, o->now_ns);
+        statements_sort(&o->statements);
+    }
+    return status;
+}
+
+const struct statements *offline_run_statements(const struct offline_run *o)
+{
+    return &o->statements;
+}
+
+bool offline_run_write(struct offline_run *o, const char *dir)
+{
+    char billing_header[CSV_LINE_MAX], demand_header[CSV_LINE_MAX];
+    csv_billing_header(billing_header);
+    csv_demand_header(demand_header);
+    return !o->io_error && write_sorted(&o->billing, dir, "billing_rows.csv", billing_header) &&
+           write_sorted(&o->demand, dir, "demand_charges.csv", demand_header) &&
+           write_statements(&o->statements, dir);
+}
+
+void offline_run_free(struct offline_run *o)
+{
+    if (!o)
+        return;
+    if (o->billing.tmp)
+        fclose(o->billing.tmp);
+    if (o->demand.tmp)
+        fclose(o->demand.tmp);
+    free(o->billing.keys);
+    free(o->demand.keys);
+    free(o->cluster_rank);
+    statements_free(&o->statements);
+    engine_free(o->engine);
+    free(o);
+}
+
+int offline_price(const struct config *cfg, FILE *in, const struct offline_options *opt)
+{
+    struct offline_run *o = offline_run_new(cfg, 1.0, opt->out_dir != NULL);
+    if (!o)
+        return 1;
+    int status = offline_run_price(o, in, opt->precision, NULL);
+    if (status == 0) {
+        offline_run_print_statements(o);
+        putchar('\n');
+        offline_run_print_counts(o, NULL);
+        if (opt->out_dir && !offline_run_write(o, opt->out_dir))
             status = 1;
     }
-    if (o.billing.tmp)
-        fclose(o.billing.tmp);
-    if (o.demand.tmp)
-        fclose(o.demand.tmp);
-    free(o.billing.keys);
-    free(o.demand.keys);
-    free(o.cluster_rank);
-    statements_free(&o.statements);
-    engine_free(o.engine);
+    offline_run_free(o);
     return status;
 }

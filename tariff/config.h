@@ -105,6 +105,8 @@ struct chip {
     char *vendor;
     bool domestic;
     int64_t rated_micro_kw;
+    bool has_pflops;
+    int64_t pflops_micro; /* rated dense BF16 PFLOPS per accelerator: 0.78125 is 781250 */
     struct source_loc loc;
 };
 
@@ -128,6 +130,8 @@ struct inventory {
     size_t n_items;
     int64_t domestic_micro_kw; /* rated power of domestic chips */
     int64_t total_micro_kw;    /* rated power of all chips; > 0 */
+    bool has_pflops;           /* every chip of it has pflops */
+    int64_t pflops_micro;      /* then their rated PFLOPS (pflops x count), summed */
     struct source_loc loc;
 };
 

@@ -459,6 +459,8 @@ static void chip_key(struct build *b, void *obj)
             c->domestic = v == 1;
     } else if (strcmp(b->e->key, "rated_kw") == 0) {
         dec_positive(b, 6, &c->rated_micro_kw);
+    } else if (strcmp(b->e->key, "pflops") == 0) {
+        c->has_pflops = dec_positive(b, 6, &c->pflops_micro);
     } else {
         unknown_key(b);
     }

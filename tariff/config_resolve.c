@@ -51,6 +51,7 @@ static bool parse_inventory(struct build *b, struct inventory *inv)
     if (n < 0)
         bad_entry(b, "inventory \"%s\" has an empty item (expected CHIP*COUNT, ...)", b->e->value);
     inv->items = xcalloc(n > 0 ? (size_t)n : 1, sizeof *inv->items);
+    inv->has_pflops = true;
     for (int i = 0; i < n && ok; i++) {
         char *star = strchr(items[i], '*');
         if (!star) {
@@ -92,6 +93,15 @@ static bool parse_inventory(struct build *b, struct inventory *inv)
         }
         if (chip->domestic)
             inv->domestic_micro_kw += item_micro_kw; /* <= total: cannot overflow */
+        int64_t item_pflops_micro;
+        inv->has_pflops &= chip->has_pflops;
+        if (inv->has_pflops &&
+            (__builtin_mul_overflow(chip->pflops_micro, v, &item_pflops_micro) ||
+             __builtin_add_overflow(inv->pflops_micro, item_pflops_micro, &inv->pflops_micro))) {
+            bad_entry(b, "inventory \"%s\" is too large to add up", b->e->value);
+            ok = false;
+            break;
+        }
     }
     free(copy);
     return ok;

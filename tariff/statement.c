@@ -2,6 +2,7 @@
 
 #include "alloc.h"
 #include "decimal.h"
+#include "eligibility.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,14 @@ void statements_add_billing(struct statements *s, const struct billing_row *r)
     st->period_kwh_micro[r->period] += r->kwh_micro;
     st->period_energy_charge_cny4[r->period] += r->energy_charge_cny4;
     st->period_seen[r->period] = true;
+    if (r->revision == 0) {
+        const struct inventory *inv = cluster_inventory_at(r->cluster, r->interval_start_s);
+        if (inv->has_pflops)
+            st->pflop_s_micro +=
+                (__int128)inv->pflops_micro * (r->interval_end_s - r->interval_start_s);
+        else
+            st->pflops_unrated = true;
+    }
 }
 
 void statements_add_demand(struct statements *s, const struct demand_row *r)
@@ -55,6 +64,29 @@ void statements_sort(struct statements *s)
 {
     if (s->n > 1)
         qsort(s->v, s->n, sizeof *s->v, order);
+}
+
+bool statement_cny4_per_pflop_hour(const struct statement *st, int64_t *out)
+{
+    if (st->pflops_unrated || st->pflop_s_micro <= 0)
+        return false;
+    /* net_cny4 / 1e4 CNY over pflop_s_micro / (1e6 x 3600) PFLOP-hours, at
+     * scale 4: net_cny4 x 3600 x 1e6 / pflop_s_micro. The product fits:
+     * |net_cny4| < 2^63 and 3.6e9 < 2^32. */
+    __int128 num = (__int128)st->net_cny4 * 3600000000;
+    __int128 q = num / st->pflop_s_micro;
+    if (q > INT64_MAX / 2 || q < -(INT64_MAX / 2))
+        return false;
+    *out = decimal_div_half_even(num, st->pflop_s_micro);
+    return true;
+}
+
+int64_t statements_net_cny4(const struct statements *s)
+{
+    int64_t sum = 0;
+    for (size_t i = 0; i < s->n; i++)
+        sum += s->v[i].net_cny4;
+    return sum;
 }
 
 int64_t statement_round_fen(int64_t cny4)

@@ -5,6 +5,13 @@
  * the 4-decimal amounts summed first, rounded half-even to 0.01 CNY when
  * shown (statement_round_fen).
  *
+ * Cost per unit of compute (display only, never money): where the chips of
+ * a cluster are rated in PFLOPS ([chip] pflops), a statement also sums the
+ * rated compute of its priced span, the rated PFLOPS of the inventory in
+ * force at the start of each interval row (revision 0) times the interval's
+ * length. Adjustments add no time: they re-price an interval already
+ * counted. statement_cny4_per_pflop_hour divides the net by it.
+ *
  * Owns copies of the names it is given; statements_free releases them.
  */
 #ifndef TARIFF_STATEMENT_H
@@ -20,6 +27,8 @@ struct statement {
     int64_t period_kwh_micro[PERIOD_COUNT];
     int64_t period_energy_charge_cny4[PERIOD_COUNT];
     bool period_seen[PERIOD_COUNT];
+    __int128 pflop_s_micro; /* rated PFLOPS x seconds of the priced span, at scale 6 */
+    bool pflops_unrated;    /* an inventory of the span has a chip without pflops */
 };
 
 struct statements {
@@ -32,6 +41,16 @@ void statements_add_demand(struct statements *s, const struct demand_row *r);
 
 /* Sorts by month, tenant, cluster. */
 void statements_sort(struct statements *s);
+
+/* The net of st per PFLOP-hour of rated compute over its priced span, in
+ * CNY at scale 4, rounded half-even: false when some inventory of the span
+ * has a chip without pflops, when the span is empty (a month with only
+ * demand or adjustment rows), or when the figure would not fit. */
+bool statement_cny4_per_pflop_hour(const struct statement *st, int64_t *out);
+
+/* The net of every statement, summed at scale 4 (the total the break-even
+ * of tariffd price --compare compares). */
+int64_t statements_net_cny4(const struct statements *s);
 
 /* A 4-decimal amount rounded half-even to 2 decimals (fen). */
 int64_t statement_round_fen(int64_t cny4);

@@ -934,6 +934,58 @@ START_TEST(test_inventory_and_domestic_share_over_time)
 }
 END_TEST
 
+START_TEST(test_pflops_rates_an_inventory_when_every_chip_has_it)
+{
+    /* dom 0.78125 PFLOPS, foreign 0.148: c1's dom*3, foreign*1 is
+     * 3 x 0.78125 + 0.148 = 2.49175, then dom*1, foreign*3 is 0.78125 +
+     * 0.444 = 1.22525. Without foreign's rating neither inventory of c1 is
+     * rated, while c2's dom*2 (1.5625) still is. */
+    const char *c2 = "[cluster c2]\ntenant = acme\nsite = s1\ninventory = dom*2";
+    struct config *cfg = parse_ok(edit(base_with(8, "rated_kw = 0.3\npflops = 0.78125", c2),
+                                       "rated_kw = 0.4", "rated_kw = 0.4\npflops = 0.148"));
+    const struct cluster *c = config_find_cluster(cfg, "c1");
+    ck_assert(c->inventories[0].has_pflops && c->inventories[1].has_pflops);
+    ck_assert_int_eq(c->inventories[0].pflops_micro, 2491750);
+    ck_assert_int_eq(c->inventories[1].pflops_micro, 1225250);
+    ck_assert_int_eq(cfg->chips[0].pflops_micro, 781250);
+    config_free(cfg);
+
+    cfg = parse_ok(base_with(8, "rated_kw = 0.3\npflops = 0.78125", c2));
+    c = config_find_cluster(cfg, "c1");
+    ck_assert(!cfg->chips[1].has_pflops);
+    ck_assert(!c->inventories[0].has_pflops && !c->inventories[1].has_pflops);
+    c = config_find_cluster(cfg, "c2");
+    ck_assert(c->inventories[0].has_pflops);
+    ck_assert_int_eq(c->inventories[0].pflops_micro, 1562500);
+    config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_bad_pflops)
+{
+    /* pflops is line 9, right after dom's rated_kw. */
+    ck_assert_errors(base_with(8, "rated_kw = 0.3\npflops = 0", NULL),
+                     "t.conf:9: pflops \"0\" must be greater than 0");
+    ck_assert_errors(base_with(8, "rated_kw = 0.3\npflops = -0.78", NULL),
+                     "t.conf:9: pflops \"-0.78\" must be greater than 0");
+    ck_assert_errors(base_with(8, "rated_kw = 0.3\npflops = 0.78 PFLOPS", NULL),
+                     "t.conf:9: pflops \"0.78 PFLOPS\" is not a number");
+    ck_assert_errors(base_with(8, "rated_kw = 0.3\npflops = 7.8e-1", NULL),
+                     "t.conf:9: pflops \"7.8e-1\" is not a number");
+    ck_assert_errors(base_with(8, "rated_kw = 0.3\npflops = 0.0000001", NULL),
+                     "t.conf:9: pflops \"0.0000001\" has more than 6 decimals");
+    ck_assert_errors(base_with(8, "rated_kw = 0.3\npflops = ", NULL),
+                     "t.conf:9: pflops \"\" is not a number");
+    ck_assert_errors(base_with(8, "rated_kw = 0.3\npflops = 0.78\npflops = 0.8", NULL),
+                     "t.conf:10: duplicate key \"pflops\" in [chip dom] (first at line 9)");
+    /* 1e11 PFLOPS x 999999999 chips does not fit the inventory's sum. */
+    ck_assert_errors(base_with(8, "rated_kw = 0.3\npflops = 100000000000",
+                               "[cluster c2]\ntenant = acme\nsite = s1\n"
+                               "inventory = dom*999999999"),
+                     "t.conf:42: inventory \"dom*999999999\" is too large to add up");
+}
+END_TEST
+
 START_TEST(test_domestic_share_rounds_half_even)
 {
     /* dom 0.000001 kW x1, foreign 0.000001 kW x 1999999: share = 1/2000000
@@ -1106,6 +1158,7 @@ static Suite *config_suite(void)
     tcase_add_test(mistakes, test_limits);
     tcase_add_test(mistakes, test_invalid_utf8_is_an_error);
     tcase_add_test(mistakes, test_bad_number);
+    tcase_add_test(mistakes, test_bad_pflops);
     tcase_add_test(mistakes, test_bad_enum_values);
     tcase_add_test(mistakes, test_demand_basis_needs_its_price);
     tcase_add_test(mistakes, test_capacity_basis_needs_transformer_on_clusters);
@@ -1128,6 +1181,7 @@ static Suite *config_suite(void)
     tcase_add_test(lookups, test_version_label_hashes_section_text);
     tcase_add_test(lookups, test_inventory_and_domestic_share_over_time);
     tcase_add_test(lookups, test_domestic_share_rounds_half_even);
+    tcase_add_test(lookups, test_pflops_rates_an_inventory_when_every_chip_has_it);
     tcase_add_test(lookups, test_eligibility_crosses_threshold_with_inventory);
     tcase_add_test(lookups, test_eligibility_rules);
     suite_add_tcase(s, lookups);
