@@ -60,19 +60,28 @@ stop_pid() {
 # PostgreSQL database DB; returns once tariffd answers /ping, is connected
 # to PostgreSQL and has its yearly caps (so it closes and prices as it
 # takes writes, instead of holding every close until the caps come). Sets
-# TARIFFD_PID.
+# TARIFFD_PID and TARIFFD_METRICS (the URL of /metrics: on the listener
+# where a tree has no metrics_listen, else on metrics_listen, which gets a
+# free port of its own).
 start_tariffd() {
     local conf=$1 port=$2 db=$3
     rm -rf "$WORK/state"
     createdb "$db"
     sed -i "s|^listen = .*|listen = 127.0.0.1:$port|; s|^state_dir = .*|state_dir = $WORK/state|; s|^conninfo = .*|conninfo = host=$PGHOST port=$PGPORT user=$PGUSER dbname=$db|" \
         "$conf"
+    TARIFFD_METRICS=http://127.0.0.1:$port/metrics
+    if grep -q '^metrics_listen *=' "$conf"; then
+        local mport
+        mport=$(free_port)
+        sed -i "s|^metrics_listen *=.*|metrics_listen = 127.0.0.1:$mport|" "$conf"
+        TARIFFD_METRICS=http://127.0.0.1:$mport/metrics
+    fi
     build-bench/tariffd -c "$conf" 2>"$WORK/tariffd.log" &
     TARIFFD_PID=$!
     wait_status "http://127.0.0.1:$port/ping" 204 "$TARIFFD_PID" "$WORK/tariffd.log"
     for _ in $(seq 600); do
         if grep -q "postgres: connected" "$WORK/tariffd.log" &&
-            [ "$(metric "$(http_body "http://127.0.0.1:$port/metrics")" tariffd_waiting_for_caps)" = 0 ]; then
+            [ "$(metric "$(http_body "$TARIFFD_METRICS")" tariffd_waiting_for_caps)" = 0 ]; then
             return 0
         fi
         sleep 0.1
