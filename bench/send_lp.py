@@ -1,7 +1,7 @@
 """Sends a line-protocol file to an InfluxDB write endpoint the way a
 Telegraf fleet would, and times it: bench/run_peers's sender.
 
-usage: send_lp.py FILE PORT PATH [TOKEN] [--conns N] [--lines N]
+usage: send_lp.py FILE PORT PATH [TOKEN] [--conns N] [--lines N] [--retry-503]
 
 PATH is the request target with its query, e.g.
 /api/v2/write?org=o&bucket=b&precision=s or /write?db=bench&precision=s.
@@ -14,9 +14,13 @@ connection's lines go in requests of --lines lines (default 5,000,
 Telegraf's metric_batch_size) over --conns keep-alive http.client
 connections (default 2), one thread each. All request bodies are built in
 memory before the clock starts. Every answer must be 204: anything else
-stops the run with the answer on stderr and exit status 1.
+stops the run with the answer on stderr and exit status 1. With
+--retry-503, a 503 (a server shedding load) is instead waited out for its
+Retry-After seconds (1 without one) on that connection and the same
+request sent again, as a well-behaved client would; the clock keeps
+running and the retries are counted.
 
-Prints: samples SECONDS samples_per_second requests"""
+Prints: samples SECONDS samples_per_second requests retries"""
 import argparse
 import http.client
 import sys
@@ -32,6 +36,7 @@ def main():
     ap.add_argument("token", nargs="?")
     ap.add_argument("--conns", type=int, default=2)
     ap.add_argument("--lines", type=int, default=5000)
+    ap.add_argument("--retry-503", action="store_true")
     a = ap.parse_args()
 
     with open(a.file, "rb") as f:
@@ -58,6 +63,7 @@ def main():
 
     start = threading.Barrier(a.conns + 1)
     failed = []
+    retries = []
 
     def send(mine):
         conn = http.client.HTTPConnection("127.0.0.1", a.port, timeout=300)
@@ -65,14 +71,20 @@ def main():
         start.wait()
         try:
             for body in mine:
-                if failed:
-                    return
-                conn.request("POST", a.path, body, headers)
-                r = conn.getresponse()
-                answer = r.read()
-                if r.status != 204:
-                    failed.append(f"{r.status} {r.reason}: {answer[:300]!r}")
-                    return
+                while True:
+                    if failed:
+                        return
+                    conn.request("POST", a.path, body, headers)
+                    r = conn.getresponse()
+                    answer = r.read()
+                    if r.status == 503 and a.retry_503:
+                        retries.append(1)
+                        time.sleep(float(r.getheader("Retry-After") or 1))
+                        continue
+                    if r.status != 204:
+                        failed.append(f"{r.status} {r.reason}: {answer[:300]!r}")
+                        return
+                    break
         except Exception as e:  # a reset or a timeout is a failure too
             failed.append(repr(e))
         finally:
@@ -89,7 +101,7 @@ def main():
     if failed:
         print(f"send_lp: {a.path} on port {a.port}: {failed[0]}", file=sys.stderr)
         sys.exit(1)
-    print(f"{samples} {secs:.3f} {samples / secs:.0f} {sum(len(b) for b in bodies)}")
+    print(f"{samples} {secs:.3f} {samples / secs:.0f} {sum(len(b) for b in bodies)} {len(retries)}")
 
 
 main()
