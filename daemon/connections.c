@@ -23,6 +23,7 @@ struct door {
     struct conns *c;
     struct evhttp *http;
     SSL_CTX *const *tls; /* NULL: plain */
+    bool counted;        /* false: the operator's listener, outside the limit */
 };
 
 struct conns {
@@ -93,19 +94,22 @@ static struct bufferevent *on_accept(struct event_base *base, void *arg)
     struct conns *c = d->c;
     struct bufferevent *bev;
     if (d->tls) {
+        /* evhttp gives the bufferevent its socket later, as for a plain one.
+         * Returning NULL would make evhttp serve the connection in plain
+         * HTTP: out of memory here is fatal, as it is in xmalloc. */
         SSL *ssl = SSL_new(*d->tls);
-        if (!ssl)
-            return NULL;
-        /* evhttp gives the bufferevent its socket later, as for a plain one. */
-        bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                             BEV_OPT_CLOSE_ON_FREE);
-        if (bev) /* a client that just closes is not an error worth a log line */
-            bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+        bev = ssl ? bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                   BEV_OPT_CLOSE_ON_FREE)
+                  : NULL;
+        if (!bev) {
+            log_msg(LOG_ERR, "out of memory for a TLS connection");
+            abort();
+        }
     } else {
         bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
     }
-    if (!bev)
-        return NULL;
+    if (!bev || !d->counted)
+        return bev;
     if (c->n_fresh == c->cap_fresh) {
         c->cap_fresh = c->cap_fresh ? c->cap_fresh * 2 : 16;
         c->fresh = xrealloc(c->fresh, c->cap_fresh * sizeof *c->fresh);
@@ -127,12 +131,12 @@ struct conns *conns_new(struct event_base *base, int64_t max_connections, int64_
     return c;
 }
 
-void conns_attach(struct conns *c, struct evhttp *http, SSL_CTX *const *tls)
+void conns_attach(struct conns *c, struct evhttp *http, SSL_CTX *const *tls, bool counted)
 {
     if (c->n_doors == DOORS_MAX)
         abort(); /* the daemon has three kinds of listener */
     struct door *d = &c->doors[c->n_doors++];
-    *d = (struct door){c, http, tls};
+    *d = (struct door){c, http, tls, counted};
     evhttp_set_bevcb(http, on_accept, d);
     evhttp_set_max_headers_size(http, HEADERS_MAX_BYTES);
     evhttp_set_timeout(http, (int)c->idle_timeout_s);

@@ -22,6 +22,7 @@
 #ifndef DAEMON_CONNECTIONS_H
 #define DAEMON_CONNECTIONS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,8 +40,11 @@ typedef struct ssl_ctx_st SSL_CTX;
 struct conns *conns_new(struct event_base *base, int64_t max_connections, int64_t idle_timeout_s);
 
 /* Installs the limits on http (at most three). With tls, its connections
- * speak TLS with the context *tls holds when each is accepted. */
-void conns_attach(struct conns *c, struct evhttp *http, SSL_CTX *const *tls);
+ * speak TLS with the context *tls holds when each is accepted. A listener
+ * not counted (the operator's metrics_listen) is neither counted against
+ * max_connections nor paused at it, so tenants cannot shut the operator
+ * out of /metrics and /health; its idle timeout and header limit hold. */
+void conns_attach(struct conns *c, struct evhttp *http, SSL_CTX *const *tls, bool counted);
 
 /* A listener to pause at the limit. */
 void conns_add_listener(struct conns *c, struct evhttp_bound_socket *bound);

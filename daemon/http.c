@@ -298,23 +298,21 @@ static void parse_and_accept(struct server *s, struct evhttp_request *req, bool 
     }
 
     struct record_buf record = {0};
+    struct ingest_meters meters = {0};
     struct ingest_result res;
     ingest_parse(cfg, server_engine(s), tenant, body ? body : "", len, precision, now_ns, &record,
-                 &res);
+                 &meters, &res);
     free(inflated);
-    if (res.status != INGEST_OK) {
+    if (res.status != INGEST_OK)
         write_error(s, req, v2, res.status == INGEST_FORBIDDEN ? 403 : 400, res.msg, 0);
-        record_buf_free(&record);
-        return;
-    }
-    if (res.samples == 0) {
-        record_buf_free(&record);
+    else if (res.samples == 0) {
         metrics_request(server_metrics(s), v2 ? ENDPOINT_WRITE_V2 : ENDPOINT_WRITE_V1, 204);
         evhttp_send_reply(req, 204, "No Content", NULL);
-        return;
+    } else {
+        server_accept(s, req, v2, &record, &meters);
     }
-    server_accept(s, req, v2, &record);
     record_buf_free(&record);
+    ingest_meters_free(&meters);
 }
 
 static void handle_write(struct server *s, struct evhttp_request *req, bool v2)

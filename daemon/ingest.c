@@ -53,6 +53,7 @@ struct parse_ctx {
     const struct tenant *tenant;
     struct record_buf *out;
     struct ingest_result *res;
+    struct ingest_meters *handles; /* NULL: not wanted */
     int64_t default_ts_ns;
     const struct cluster *last_cluster;
     uint32_t n;
@@ -157,7 +158,8 @@ static bool on_point(void *ctx, const struct lp_point *p, struct lp_error *err)
     struct engine_sample s = ingest_sample_of(p, c->default_ts_ns);
     enum sample_kind kind = s.kind;
     struct error e;
-    enum engine_verdict verdict = engine_judge(c->engine, &s, &e);
+    size_t handle;
+    enum engine_verdict verdict = engine_judge_meter(c->engine, &s, &e, &handle);
     if (verdict == ENGINE_REFUSED) {
         c->res->status = INGEST_INVALID;
         snprintf(err->msg, sizeof err->msg, "line %d: %.200s", p->line, e.msg);
@@ -195,15 +197,25 @@ static bool on_point(void *ctx, const struct lp_point *p, struct lp_error *err)
     put(c->out, &k, 1);
     put(c->out, &s.ts_ns, sizeof s.ts_ns);
     put(c->out, &s.value, sizeof s.value);
+    struct ingest_meters *m = c->handles;
+    if (m) {
+        if (m->n == m->cap) {
+            m->cap = m->cap ? m->cap * 2 : 1024;
+            m->v = xrealloc(m->v, m->cap * sizeof *m->v);
+        }
+        m->v[m->n++] = handle;
+    }
     c->n++;
     return true;
 }
 
 void ingest_parse(const struct config *cfg, const struct engine *e, const struct tenant *t,
                   const char *body, size_t len, enum lp_precision precision, int64_t now_ns,
-                  struct record_buf *out, struct ingest_result *res)
+                  struct record_buf *out, struct ingest_meters *meters, struct ingest_result *res)
 {
     memset(res, 0, sizeof *res);
+    if (meters)
+        meters->n = 0;
     out->len = 0;
     put(out, &now_ns, sizeof now_ns);
     uint32_t zero = 0;
@@ -214,6 +226,7 @@ void ingest_parse(const struct config *cfg, const struct engine *e, const struct
         .tenant = t,
         .out = out,
         .res = res,
+        .handles = meters,
         .default_ts_ns = now_ns - now_ns % (int64_t)precision,
         .max_meters = tenant_max_meters(cfg, t),
     };
@@ -279,7 +292,19 @@ static void get_sample(struct reader *r, struct engine_sample *s, char *cluster,
     s->kind = kind == SAMPLE_COUNTER ? SAMPLE_COUNTER : SAMPLE_POWER;
 }
 
+void ingest_meters_free(struct ingest_meters *m)
+{
+    free(m->v);
+    *m = (struct ingest_meters){0};
+}
+
 bool ingest_apply(struct engine *e, const void *payload, size_t len, struct error *err)
+{
+    return ingest_apply_meters(e, payload, len, NULL, err);
+}
+
+bool ingest_apply_meters(struct engine *e, const void *payload, size_t len,
+                         const struct ingest_meters *meters, struct error *err)
 {
     int64_t now_ns;
     uint32_t n;
@@ -304,7 +329,8 @@ bool ingest_apply(struct engine *e, const void *payload, size_t len, struct erro
         get_sample(&r, &s, cluster, meter, sizeof cluster);
         /* A sample refused now (its cluster removed from the config since it
          * was accepted) is quarantined with the reason, never lost. */
-        if (!engine_push(e, &s, now_ns, err))
+        size_t meter = meters && i < meters->n ? meters->v[i] : ENGINE_NO_METER;
+        if (!engine_push_meter(e, &s, meter, now_ns, err))
             engine_quarantine(e, &s, err->msg);
     }
     engine_batch_done(e, now_ns); /* one adjustment per reopened interval per request */

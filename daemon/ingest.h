@@ -47,20 +47,37 @@ struct ingest_result {
     size_t other_lines; /* points of other measurements, ignored */
 };
 
+/* Per sample of a record, its meter's handle in the engine it was parsed
+ * against (ENGINE_NO_METER for a new meter), for ingest_apply_meters. The
+ * caller owns it and may reuse it for the next request. */
+struct ingest_meters {
+    size_t *v;
+    size_t n, cap;
+};
+
+void ingest_meters_free(struct ingest_meters *m);
+
 /* The engine's sample for a point: kW or kWh (w and wh divided by 1000),
  * power or counter, the point's timestamp or default_ts_ns. Pointers into
  * p, valid while p is. The one place the field names meet the engine. */
 struct engine_sample ingest_sample_of(const struct lp_point *p, int64_t default_ts_ns);
 
-/* Parses body for tenant t into out (cleared first). */
+/* Parses body for tenant t into out (cleared first); meters (NULL: not
+ * wanted) receives each sample's meter handle. */
 void ingest_parse(const struct config *cfg, const struct engine *e, const struct tenant *t,
                   const char *body, size_t len, enum lp_precision precision, int64_t now_ns,
-                  struct record_buf *out, struct ingest_result *res);
+                  struct record_buf *out, struct ingest_meters *meters, struct ingest_result *res);
 
 /* Pushes every sample of a RECORD_SAMPLES payload; one the engine now
  * refuses (its cluster removed by a reload since) is quarantined. False
  * (err set) only for a payload it cannot decode. */
 bool ingest_apply(struct engine *e, const void *payload, size_t len, struct error *err);
+
+/* ingest_apply of a record ingest_parse made just now against e (nothing
+ * pushed to e since), with the meter handles it gave, so no sample's
+ * meter is looked up twice. */
+bool ingest_apply_meters(struct engine *e, const void *payload, size_t len,
+                         const struct ingest_meters *meters, struct error *err);
 
 /* The clocks a record may carry: from 2000-01-01 (inclusive) to
  * 2200-01-01 (exclusive), UTC. The engine does arithmetic on a record's

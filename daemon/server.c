@@ -137,10 +137,11 @@ static bool checkpoint_due(const struct server *s)
            (every < CHECKPOINT_EVERY_BYTES ? every : CHECKPOINT_EVERY_BYTES);
 }
 
-void server_accept(struct server *s, struct evhttp_request *req, bool v2, struct record_buf *record)
+void server_accept(struct server *s, struct evhttp_request *req, bool v2, struct record_buf *record,
+                   const struct ingest_meters *meters)
 {
     struct error err;
-    if (!ingest_apply(s->engine, record->p, record->len, &err)) {
+    if (!ingest_apply_meters(s->engine, record->p, record->len, meters, &err)) {
         /* ingest_parse checked every sample against this engine just now. */
         log_msg(LOG_ERR, "engine refused a validated request: %s", err.msg);
         abort();
@@ -702,7 +703,8 @@ static bool bind_all(struct server *s, struct evhttp *http, char *const *address
             error_set(err, "could not listen on %s (%s): %s", a, what, strerror(errno));
             return false;
         }
-        conns_add_listener(s->conns, bound);
+        if (http != s->admin) /* the operator's listener is never paused */
+            conns_add_listener(s->conns, bound);
         log_msg(LOG_INFO, "listening on %s (%s)", a, what);
     }
     return true;
@@ -755,7 +757,8 @@ static bool listen_all(struct server *s, struct error *err)
             ok = false;
             break;
         }
-        conns_add_listener(s->conns, bound);
+        if (http != s->admin)
+            conns_add_listener(s->conns, bound);
         inherited[http == s->http ? 0 : http == s->https ? 1 : 2] = true;
         log_msg(LOG_INFO, "serving inherited socket %d (%s)", fd, what);
     }
@@ -839,7 +842,8 @@ int server_run(struct config *cfg, struct config_source *src, const char *config
         if (!doors[i])
             continue;
         evhttp_set_max_body_size(doors[i], (ev_ssize_t)cfg->daemon.max_body_bytes);
-        conns_attach(s->conns, doors[i], doors[i] == s->https ? &s->tls : NULL);
+        conns_attach(s->conns, doors[i], doors[i] == s->https ? &s->tls : NULL,
+                     doors[i] != s->admin);
         http_install(s, doors[i], doors[i] == s->admin ? HTTP_ADMIN : HTTP_TENANTS);
     }
     raise_fd_limit(cfg->daemon.max_connections);

@@ -65,9 +65,11 @@ const char *server_degraded(struct server *s);
  * it does not): rows PostgreSQL refused sit unresolved in dead_letters. */
 const char *server_failed(struct server *s);
 
-/* Applies a validated record and answers req (204) once it is durable. */
-void server_accept(struct server *s, struct evhttp_request *req, bool v2,
-                   struct record_buf *record);
+/* Applies a validated record (meters: the handles ingest_parse gave) and
+ * answers req (204) once it is durable. */
+struct ingest_meters;
+void server_accept(struct server *s, struct evhttp_request *req, bool v2, struct record_buf *record,
+                   const struct ingest_meters *meters);
 
 struct metrics;
 struct metrics_gauges;

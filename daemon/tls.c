@@ -78,6 +78,9 @@ SSL_CTX *tls_context_new(const struct daemon_config *d, struct error *err)
         error_set(err, "TLS: cannot make a context: %s", reason(why, sizeof why));
         return NULL;
     }
+    /* A client that closes without close_notify is not an error worth
+     * a log line (OpenSSL 3 reports it as one unless told). */
+    SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
     /* Clients reconnect often; resumption saves them the full handshake. */

@@ -682,6 +682,17 @@ static void run_items(struct engine *e)
  * sends an hour it had buffered makes one adjustment per interval, not
  * one per sample, and its subsidy is returned and consumed again once. */
 
+/* Clusters with reopened intervals are listed, so the end of a request
+ * looks at those only, not at every cluster. */
+static void note_reopened(struct engine *e, struct cluster_state *cs)
+{
+    if (cs->listed)
+        return;
+    cs->listed = true;
+    ARRAY_RESERVE_ONE(e->reopened_clusters, e->n_reopened_clusters, e->cap_reopened_clusters);
+    e->reopened_clusters[e->n_reopened_clusters++] = (size_t)(cs - e->clusters);
+}
+
 static void reopen(struct engine *e, struct cluster_state *cs, int64_t start_s)
 {
     size_t i = cs->n_reopened;
@@ -694,6 +705,7 @@ static void reopen(struct engine *e, struct cluster_state *cs, int64_t start_s)
     cs->reopened[i] = start_s;
     cs->n_reopened++;
     e->stats.intervals_reopened++;
+    note_reopened(e, cs);
 }
 
 /* Where the meters of cs that are not silent let intervals close: the
@@ -713,21 +725,17 @@ static int64_t ready_until(const struct engine *e, const struct cluster_state *c
     return until;
 }
 
-/* Queues the reopened intervals of cluster ci that close again: every one
- * with all, else those its meters let close or that end by final_s.
+/* Queues the reopened intervals of cluster ci that end by until_s.
  * Returns whether it queued any. */
-static bool queue_reclose(struct engine *e, size_t ci, bool all, int64_t final_s)
+static bool queue_reclose(struct engine *e, size_t ci, int64_t until_s)
 {
     struct cluster_state *cs = &e->clusters[ci];
     if (cs->n_reopened == 0 || !cs->cfg)
         return false;
-    int64_t until = all ? INT64_MAX : ready_until(e, cs);
-    if (final_s != NONE && final_s > until)
-        until = final_s;
     size_t kept = 0;
     for (size_t i = 0; i < cs->n_reopened; i++) {
         int64_t start_s = cs->reopened[i];
-        if (start_s + e->interval_s <= until)
+        if (start_s + e->interval_s <= until_s)
             add_item(e, start_s, ci, CLOSE_INTERVAL);
         else
             cs->reopened[kept++] = start_s;
@@ -735,6 +743,13 @@ static bool queue_reclose(struct engine *e, size_t ci, bool all, int64_t final_s
     bool queued = kept < cs->n_reopened;
     cs->n_reopened = kept;
     return queued;
+}
+
+/* The reopened intervals of cluster ci its meters let close again. */
+static bool queue_ready(struct engine *e, size_t ci)
+{
+    struct cluster_state *cs = &e->clusters[ci];
+    return cs->n_reopened > 0 && cs->cfg && queue_reclose(e, ci, ready_until(e, cs));
 }
 
 /* A late sample may give a month its first row after the data closed it:
@@ -746,18 +761,29 @@ static void close_months_behind(struct engine *e, struct cluster_state *cs)
             close_month_at(e, cs, cs->months[k].start_s);
 }
 
-/* Closes again what may close again, in every cluster; the months of
- * those that had some are priced again once. */
+/* Closes again what may close again, in the clusters that have reopened
+ * intervals; the months of those that closed some are priced again once.
+ * A cluster with none left is struck off the list. */
 static void reclose_ready(struct engine *e)
 {
-    bool any = false;
-    for (size_t i = 0; i < e->n_clusters; i++)
-        any |= queue_reclose(e, i, false, NONE);
-    if (!any)
+    if (e->n_reopened_clusters == 0)
         return;
-    run_items(e);
-    for (size_t i = 0; i < e->n_clusters; i++)
-        close_months_behind(e, &e->clusters[i]);
+    bool any = false;
+    for (size_t k = 0; k < e->n_reopened_clusters; k++)
+        any |= queue_ready(e, e->reopened_clusters[k]);
+    if (any)
+        run_items(e);
+    size_t kept = 0;
+    for (size_t k = 0; k < e->n_reopened_clusters; k++) {
+        struct cluster_state *cs = &e->clusters[e->reopened_clusters[k]];
+        if (any)
+            close_months_behind(e, cs);
+        if (cs->n_reopened > 0)
+            e->reopened_clusters[kept++] = e->reopened_clusters[k];
+        else
+            cs->listed = false;
+    }
+    e->n_reopened_clusters = kept;
 }
 
 /* Intervals closed late_window ago become final: their money and all but
@@ -775,7 +801,7 @@ static void freeze(struct engine *e, struct cluster_state *cs, int64_t now_ns)
     cs->n_marks -= k;
     /* A reopened interval is priced before it becomes final; one whose
      * cluster the config no longer has cannot be, and stays as it was. */
-    if (queue_reclose(e, (size_t)(cs - e->clusters), false, cs->frozen_until_s)) {
+    if (queue_reclose(e, (size_t)(cs - e->clusters), cs->frozen_until_s)) {
         run_items(e);
         close_months_behind(e, cs);
     }
@@ -850,6 +876,17 @@ size_t engine_tenant_meters(const struct engine *e, const struct tenant *t)
 
 void engine_set_config(struct engine *e, const struct config *cfg)
 {
+    /* A cluster the new config drops cannot be priced after it: what late
+     * samples reopened in it closes now, under the config they came in. */
+    bool queued = false;
+    for (size_t i = 0; i < e->n_clusters; i++)
+        if (e->clusters[i].cfg && !config_find_cluster(cfg, e->clusters[i].id))
+            queued |= queue_reclose(e, i, INT64_MAX);
+    if (queued) {
+        run_items(e);
+        for (size_t i = 0; i < e->n_clusters; i++)
+            close_months_behind(e, &e->clusters[i]);
+    }
     e->cfg = cfg;
     for (size_t i = 0; i < e->n_clusters; i++) {
         struct cluster_state *cs = &e->clusters[i];
@@ -888,13 +925,24 @@ static const struct cluster *admit(const struct engine *e, const struct meter_st
     return c;
 }
 
+enum engine_verdict engine_judge_meter(const struct engine *e, const struct engine_sample *s,
+                                       struct error *err, size_t *meter)
+{
+    const struct meter_state *m = find_meter(e, s->cluster, s->meter);
+    *meter = ENGINE_NO_METER;
+    if (!admit(e, m, s, err))
+        return ENGINE_REFUSED;
+    if (!m)
+        return ENGINE_NEW_METER;
+    *meter = (size_t)(m - e->meters);
+    return ENGINE_KNOWN_METER;
+}
+
 enum engine_verdict engine_judge(const struct engine *e, const struct engine_sample *s,
                                  struct error *err)
 {
-    const struct meter_state *m = find_meter(e, s->cluster, s->meter);
-    if (!admit(e, m, s, err))
-        return ENGINE_REFUSED;
-    return m ? ENGINE_KNOWN_METER : ENGINE_NEW_METER;
+    size_t meter;
+    return engine_judge_meter(e, s, err, &meter);
 }
 
 static const char *const quarantine_reason_names[QUARANTINE_REASON_COUNT] = {
@@ -1092,9 +1140,11 @@ static void close_what_can_close(struct engine *e, size_t ci, int64_t now_ns)
     count_blockers(e, cs);
 }
 
-static bool push(struct engine *e, const struct engine_sample *s, int64_t now_ns, struct error *err)
+static bool push(struct engine *e, const struct engine_sample *s, size_t meter, int64_t now_ns,
+                 struct error *err)
 {
-    struct meter_state *m = find_meter(e, s->cluster, s->meter);
+    struct meter_state *m =
+        meter < e->n_meters ? &e->meters[meter] : find_meter(e, s->cluster, s->meter);
     const struct cluster *c = admit(e, m, s, err);
     if (!c)
         return false;
@@ -1133,7 +1183,13 @@ static bool push(struct engine *e, const struct engine_sample *s, int64_t now_ns
 
 bool engine_push(struct engine *e, const struct engine_sample *s, int64_t now_ns, struct error *err)
 {
-    if (!push(e, s, now_ns, err))
+    return engine_push_meter(e, s, ENGINE_NO_METER, now_ns, err);
+}
+
+bool engine_push_meter(struct engine *e, const struct engine_sample *s, size_t meter,
+                       int64_t now_ns, struct error *err)
+{
+    if (!push(e, s, meter, now_ns, err))
         return false;
     if (e->hold)
         hold_call(e, HELD_PUSH, s, NULL, now_ns);
@@ -1176,7 +1232,7 @@ static void close_all(struct engine *e, int64_t now_ns, bool all_silent)
     }
     bool reopened = false;
     for (size_t i = 0; i < e->n_clusters; i++)
-        reopened |= queue_reclose(e, i, all_silent, NONE);
+        reopened |= all_silent ? queue_reclose(e, i, INT64_MAX) : queue_ready(e, i);
     run_items(e);
     for (size_t i = 0; reopened && i < e->n_clusters; i++)
         close_months_behind(e, &e->clusters[i]);
@@ -1259,6 +1315,7 @@ void engine_free(struct engine *e)
         free(e->names[i]);
     free(e->names);
     free(e->items);
+    free(e->reopened_clusters);
     hold_free(e->hold);
     free(e);
 }

@@ -178,6 +178,21 @@ enum engine_verdict engine_judge(const struct engine *e, const struct engine_sam
 bool engine_push(struct engine *e, const struct engine_sample *s, int64_t now_ns,
                  struct error *err);
 
+/* A meter's handle: its index, stable for the engine's life (meters are
+ * never removed), so a sample judged can be pushed without looking its
+ * meter up again (the lookup is most of a sample's cost). */
+#define ENGINE_NO_METER SIZE_MAX
+
+/* engine_judge, and *meter the handle of s's meter (ENGINE_NO_METER when
+ * it is new or refused). */
+enum engine_verdict engine_judge_meter(const struct engine *e, const struct engine_sample *s,
+                                       struct error *err, size_t *meter);
+
+/* engine_push for a sample whose meter handle engine_judge_meter gave on
+ * this engine (ENGINE_NO_METER: looked up, as engine_push does). */
+bool engine_push_meter(struct engine *e, const struct engine_sample *s, size_t meter,
+                       int64_t now_ns, struct error *err);
+
 /* The samples of one request are all pushed. A late sample does not price
  * the closed intervals it changes at once: it reopens them, and each closes
  * again by the rules of a first close (every meter of its cluster that is

@@ -109,6 +109,7 @@ struct cluster_state {
      * intervals"). */
     int64_t *reopened;
     size_t n_reopened, cap_reopened;
+    bool listed; /* in the engine's reopened_clusters */
 };
 
 /* What one queued close item does. Of a cluster's items at one start_s
@@ -187,6 +188,8 @@ struct engine {
     size_t n_names, cap_names;
     struct close_item *items;
     size_t n_items, cap_items;
+    size_t *reopened_clusters; /* clusters with reopened intervals (listed) */
+    size_t n_reopened_clusters, cap_reopened_clusters;
     struct engine_stats stats;
     bool caps_known;   /* engine_caps_recovered, or loaded knowing them */
     struct hold *hold; /* while engine_waiting_for_caps; else NULL */

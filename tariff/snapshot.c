@@ -301,7 +301,7 @@ static size_t get_text(struct rbuf *r, struct hold *h)
 /* The hold of a waiting engine, NULL (and r->ok) when it had none. The
  * caller installs it. Its base must read back as an engine that holds
  * nothing, for the wait's end replays from it. */
-static struct hold *get_hold(const struct config *cfg, struct rbuf *r)
+static struct hold *get_hold(const struct config *cfg, struct rbuf *r, uint64_t version)
 {
     if (get_u64(r) == 0)
         return NULL;
@@ -332,7 +332,7 @@ static struct hold *get_hold(const struct config *cfg, struct rbuf *r)
         memset(c, 0, sizeof *c);
         int64_t kind = get_i64(r);
         c->now_ns = get_i64(r);
-        if (kind < HELD_PUSH || kind > HELD_BATCH) {
+        if (kind < HELD_PUSH || kind > (version >= 3 ? HELD_BATCH : HELD_FINISH)) {
             r->ok = false;
             break;
         }
@@ -447,14 +447,22 @@ struct engine *snapshot_read(const struct config *cfg, const struct engine_sink 
         }
         for (size_t no = version >= 3 ? get_count(&r, 8) : 0, k = 0; k < no && r.ok; k++) {
             int64_t start_s = get_i64(&r);
-            /* sorted, each once, on the interval grid */
+            /* sorted, each once, on the interval grid, closed and not final */
             if (start_s % e->interval_s != 0 ||
-                (cs->n_reopened > 0 && start_s <= cs->reopened[cs->n_reopened - 1])) {
+                (cs->n_reopened > 0 && start_s <= cs->reopened[cs->n_reopened - 1]) ||
+                cs->closed_until_s == NONE || start_s >= cs->closed_until_s ||
+                (cs->frozen_until_s != NONE && start_s < cs->frozen_until_s)) {
                 r.ok = false;
                 break;
             }
             ARRAY_RESERVE_ONE(cs->reopened, cs->n_reopened, cs->cap_reopened);
             cs->reopened[cs->n_reopened++] = start_s;
+        }
+        if (cs->n_reopened > 0) {
+            cs->listed = true;
+            ARRAY_RESERVE_ONE(e->reopened_clusters, e->n_reopened_clusters,
+                              e->cap_reopened_clusters);
+            e->reopened_clusters[e->n_reopened_clusters++] = ci;
         }
     }
 
@@ -496,7 +504,7 @@ struct engine *snapshot_read(const struct config *cfg, const struct engine_sink 
         st->intervals_reopened = get_u64(&r);
     }
     if (version >= 2) {
-        e->hold = get_hold(cfg, &r);
+        e->hold = get_hold(cfg, &r, version);
         if (e->hold) {
             e->hold->sink = e->sink;
             e->sink.billing = NULL;

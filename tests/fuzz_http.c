@@ -244,13 +244,14 @@ static void on_answer(evutil_socket_t fd, short what, void *arg)
     s->n_deferred = 0;
 }
 
-void server_accept(struct server *s, struct evhttp_request *req, bool v2, struct record_buf *record)
+void server_accept(struct server *s, struct evhttp_request *req, bool v2, struct record_buf *record,
+                   const struct ingest_meters *meters)
 {
     (void)v2;
     check(s->refusal == NULL);
     check_record(s->cfg, record->p, record->len);
     struct error err;
-    if (!ingest_apply(s->engine, record->p, record->len, &err)) {
+    if (!ingest_apply_meters(s->engine, record->p, record->len, meters, &err)) {
         fprintf(stderr, "engine refused a validated request: %s\n", err.msg);
         abort();
     }
@@ -330,7 +331,7 @@ static void fuzz_init(void)
     evhttp_set_max_body_size(http, (ev_ssize_t)srv.cfg->daemon.max_body_bytes);
     srv.conns = conns_new(base, srv.cfg->daemon.max_connections, srv.cfg->daemon.idle_timeout_s);
     srv.answer = event_new(base, -1, 0, on_answer, &srv);
-    conns_attach(srv.conns, http, NULL);
+    conns_attach(srv.conns, http, NULL, true);
     http_install(&srv, http, HTTP_TENANTS);
 
     /* A socket in the abstract namespace: nothing to clean up. */

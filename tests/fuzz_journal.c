@@ -775,7 +775,7 @@ static int make_seeds(const char *out)
     for (size_t i = 0; i < 3; i++) {
         struct ingest_result res;
         ingest_parse(cfg, e, t1, bodies[i], strlen(bodies[i]), LP_PRECISION_S,
-                     t0 + (int64_t)i * 900000000000, &recs[n], &res);
+                     t0 + (int64_t)i * 900000000000, &recs[n], NULL, &res);
         check(res.status == INGEST_OK);
         struct error err;
         check(ingest_apply(e, recs[n].p, recs[n].len, &err));

@@ -1221,6 +1221,97 @@ START_TEST(test_a_reopened_interval_gets_back_only_its_own_subsidy_once_the_cap_
 }
 END_TEST
 
+/* c1: meter a at 40 kW 00:00-00:30 a minute apart, meter b at 60 kW
+ * 00:00-00:10, then b silent (a tick past grace): a closes 00:00 and
+ * 00:15 without b. At 00:31 b sends 00:11-00:14: 00:00 reopens, and as b
+ * is now behind (its last sample before 00:15), 00:00 waits. */
+static void b_behind(void)
+{
+    for (int m = 0; m <= 30; m++) {
+        push_kind("c1", "a", SAMPLE_POWER, L(2025, 3, 1, 0, m), 40);
+        if (m <= 10)
+            push_kind("c1", "b", SAMPLE_POWER, L(2025, 3, 1, 0, m), 60);
+        engine_tick(eng, now_ns);
+    }
+    ck_assert_uint_eq(n_billing, 2);
+    for (int m = 11; m <= 14; m++)
+        push_in_batch("c1", "b", L(2025, 3, 1, 0, m), 60);
+    batch_done();
+    ck_assert_uint_eq(n_billing, 2); /* 00:00 is reopened, not yet closed */
+}
+
+/* b falls silent again (a tick past grace): 00:00 closes again. */
+static void b_silent(void)
+{
+    engine_tick(eng, now_ns + 3 * 60 * NS);
+}
+
+START_TEST(test_reopened_intervals_survive_a_checkpoint)
+{
+    /* The same calls with a save and a load in the middle give the same
+     * rows: the reopened 00:00 is part of the state, and closes again when
+     * b is silent, with no sample to reopen it after the load. */
+    struct kept_billing straight[8];
+    start();
+    b_behind();
+    b_silent();
+    ck_assert_uint_eq(n_billing, 3);
+    ck_assert_int_eq(billing[2].start_s, L(2025, 3, 1, 0, 0));
+    ck_assert_int_eq(billing[2].revision, 1);
+    memcpy(straight, billing, sizeof straight);
+    stop();
+
+    now_ns = 0;
+    start();
+    b_behind();
+    size_t len;
+    void *bytes = engine_save(eng, &len);
+    engine_free(eng);
+    struct error err;
+    eng = engine_load(cfg, &sink, bytes, len, &err);
+    free(bytes);
+    ck_assert_msg(eng != NULL, "load: %s", err.msg);
+    b_silent();
+    ck_assert_uint_eq(n_billing, 3);
+    for (size_t i = 0; i < 3; i++) {
+        ck_assert_int_eq(billing[i].start_s, straight[i].start_s);
+        ck_assert_int_eq(billing[i].revision, straight[i].revision);
+        ck_assert_int_eq(billing[i].kwh, straight[i].kwh);
+        ck_assert_int_eq(billing[i].net, straight[i].net);
+    }
+    stop();
+}
+END_TEST
+
+START_TEST(test_a_reload_that_drops_a_cluster_closes_what_it_reopened)
+{
+    /* c1 leaves the config while 00:00 waits reopened: it is priced
+     * before the swap, under the config the samples came in (b's 4
+     * minutes at 60 kW from 00:10: +1.8 kWh), not dropped. */
+    start();
+    b_behind();
+    struct errors errs = {0};
+    const char *text = strstr(base_config, "[cluster c1]");
+    const char *end = strstr(text, "[cluster c2]");
+    char without[8192];
+    snprintf(without, sizeof without, "%.*s%s", (int)(text - base_config), base_config, end);
+    struct config *next = config_from_string("t.conf", without, &errs);
+    ck_assert_msg(next != NULL, "config: %s", errs.n ? errs.msgs[0] : "?");
+    errors_free(&errs);
+    engine_set_config(eng, next);
+    ck_assert_uint_eq(n_billing, 3);
+    ck_assert_str_eq(billing[2].cluster, "c1");
+    ck_assert_int_eq(billing[2].start_s, L(2025, 3, 1, 0, 0));
+    ck_assert_int_eq(billing[2].revision, 1);
+    ck_assert_int_gt(billing[2].kwh, 0);
+    engine_free(eng);
+    eng = NULL;
+    config_free(next);
+    config_free(cfg);
+    cfg = NULL;
+}
+END_TEST
+
 /* ---------------------------------------------------------------- */
 /* Waiting for the caps                                              */
 
@@ -1607,6 +1698,8 @@ static Suite *engine_suite(void)
     tcase_add_test(t, test_an_hour_sent_late_in_one_request_adjusts_each_interval_once);
     tcase_add_test(t, test_a_late_burst_over_a_month_boundary_adjusts_the_month_once);
     tcase_add_test(t, test_a_late_sample_that_changes_nothing_makes_no_row);
+    tcase_add_test(t, test_reopened_intervals_survive_a_checkpoint);
+    tcase_add_test(t, test_a_reload_that_drops_a_cluster_closes_what_it_reopened);
     tcase_add_test(t, test_a_reopened_interval_gets_back_only_its_own_subsidy_once_the_cap_ran_out);
     suite_add_tcase(s, t);
 

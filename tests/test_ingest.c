@@ -92,7 +92,7 @@ static void parse_ok(const struct engine *e, const char *body, int64_t now_s,
                      struct record_buf *rec, struct ingest_result *res)
 {
     ingest_parse(cfg, e, config_find_tenant(cfg, "t1"), body, strlen(body), LP_PRECISION_S,
-                 now_s * NS, rec, res);
+                 now_s * NS, rec, NULL, res);
     ck_assert_msg(res->status == INGEST_OK, "parse: %s", res->msg);
 }
 
@@ -132,7 +132,7 @@ START_TEST(test_samples_record_has_the_documented_layout)
                        "power,cluster=c1,meter=b w=1500i 1740758430\n"
                        "power,cluster=c1 kwh=12.5\n";
     ingest_parse(cfg, e, config_find_tenant(cfg, "t1"), body, strlen(body), LP_PRECISION_S,
-                 (T0 + 60) * NS + 750000000, &rec, &res);
+                 (T0 + 60) * NS + 750000000, &rec, NULL, &res);
     ck_assert_msg(res.status == INGEST_OK, "parse: %s", res.msg);
     ck_assert_uint_eq(res.samples, 3);
     ck_assert_uint_eq(res.other_lines, 1);
@@ -213,6 +213,55 @@ START_TEST(test_samples_record_round_trips_into_the_engine)
     ck_assert_int_eq(rows[0].kwh_micro, 10000000);
     record_buf_free(&rec);
     engine_free(e);
+}
+END_TEST
+
+START_TEST(test_meter_handles_from_the_parse_apply_as_the_names_do)
+{
+    /* Meters a (known before the request) and b (new in it); the second
+     * request sees both known. The handles ingest_parse gives point at the
+     * meters the names name: the engine fed with them and the engine fed
+     * by name bill the same. */
+    const char *first = "power,cluster=c1,meter=a kw=40 1740758400\n";
+    const char *second = "power,cluster=c1,meter=b kw=20 1740758400\n"
+                         "power,cluster=c1,meter=a kw=40 1740758700\n"
+                         "power,cluster=c1,meter=b kw=20 1740758700\n"
+                         "power,cluster=c1,meter=a kw=40 1740759000\n"
+                         "power,cluster=c1,meter=b kw=20 1740759000\n"
+                         "power,cluster=c1,meter=a kw=40 1740759300\n"
+                         "power,cluster=c1,meter=b kw=20 1740759300\n";
+    int64_t kwh[2];
+    for (int hinted = 0; hinted < 2; hinted++) {
+        struct engine *e = new_engine();
+        struct record_buf rec = {0};
+        struct ingest_meters meters = {0};
+        struct ingest_result res;
+        struct error err;
+        const char *bodies[2] = {first, second};
+        for (int k = 0; k < 2; k++) {
+            ingest_parse(cfg, e, config_find_tenant(cfg, "t1"), bodies[k], strlen(bodies[k]),
+                         LP_PRECISION_S, (T0 + 900) * NS, &rec, hinted ? &meters : NULL, &res);
+            ck_assert_msg(res.status == INGEST_OK, "parse: %s", res.msg);
+            if (hinted) {
+                ck_assert_uint_eq(meters.n, res.samples);
+                /* a is known in the second request, b is new */
+                if (k == 1) {
+                    ck_assert_uint_eq(meters.v[0], ENGINE_NO_METER);
+                    ck_assert_uint_ne(meters.v[1], ENGINE_NO_METER);
+                }
+            }
+            ck_assert_msg(ingest_apply_meters(e, rec.p, rec.len, hinted ? &meters : NULL, &err),
+                          "apply: %s", err.msg);
+        }
+        engine_finish(e, (T0 + 900) * NS);
+        ck_assert_uint_eq(n_rows, 1);
+        kwh[hinted] = rows[0].kwh_micro;
+        record_buf_free(&rec);
+        ingest_meters_free(&meters);
+        engine_free(e);
+    }
+    ck_assert_int_eq(kwh[0], 15000000); /* (40 + 20) x 0.25 h */
+    ck_assert_int_eq(kwh[1], kwh[0]);
 }
 END_TEST
 
@@ -307,7 +356,7 @@ START_TEST(test_sample_for_a_removed_cluster_is_quarantined_not_lost)
     struct ingest_result res;
     const char *body = "power,cluster=c2 kw=1 1740758400\n";
     ingest_parse(cfg, parser, config_find_tenant(cfg, "t2"), body, strlen(body), LP_PRECISION_S,
-                 T0 * NS, &rec, &res);
+                 T0 * NS, &rec, NULL, &res);
     ck_assert_msg(res.status == INGEST_OK, "parse: %s", res.msg);
     engine_free(parser);
     /* Rename c2 in the record to a cluster no config has. */
@@ -329,7 +378,7 @@ START_TEST(test_refused_body_names_its_first_offending_line)
     struct ingest_result res;
     const char *body = "power,cluster=c1 kw=40 1740758400\npower,cluster=c2 kw=1 1740758400\n";
     ingest_parse(cfg, e, config_find_tenant(cfg, "t1"), body, strlen(body), LP_PRECISION_S, T0 * NS,
-                 &rec, &res);
+                 &rec, NULL, &res);
     ck_assert(res.status == INGEST_FORBIDDEN);
     ck_assert_str_eq(res.msg, "line 2: cluster \"c2\" belongs to another tenant");
     ck_assert_uint_eq(res.samples, 0);
@@ -591,6 +640,7 @@ static Suite *ingest_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_samples_record_has_the_documented_layout);
     tcase_add_test(tc, test_samples_record_round_trips_into_the_engine);
+    tcase_add_test(tc, test_meter_handles_from_the_parse_apply_as_the_names_do);
     tcase_add_test(tc, test_empty_body_is_an_empty_samples_record);
     tcase_add_test(tc, test_truncated_samples_record_does_not_decode);
     tcase_add_test(tc, test_corrupt_name_length_does_not_decode);

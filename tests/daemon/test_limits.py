@@ -123,8 +123,8 @@ def test_connections(tariffd):
         took = time.time() - start
         check(closed == 50, f"{closed} of 50 slow connections closed by the daemon")
         check(took < 9, f"closed within idle_timeout and some slack ({took:.1f} s)")
-        wait_until(lambda: metric(d, "tariffd_connections") == 1, 5,
-                   "the count goes back to 1 (the scrape itself)")
+        wait_until(lambda: metric(d, "tariffd_connections") == 0, 5,
+                   "the count goes back to 0 (scrapes on metrics_listen are not counted)")
 
         # max_connections = 60: the 61st waits (not accepted) until one closes.
         conns = [socket.create_connection(("127.0.0.1", d.port), timeout=10) for _ in range(60)]
@@ -136,6 +136,11 @@ def test_connections(tariffd):
         except socket.timeout:
             early = None
         check(early is None, f"the 61st connection is not served at the limit: {early!r}")
+        # The operator is never shut out: metrics_listen is outside the limit.
+        at_limit = metric(d, "tariffd_connections")
+        s_health = d.admin("GET", "/health")[0]
+        check(at_limit == 60 and s_health == 200,
+              f"at the limit /metrics and /health answer on metrics_listen: {at_limit} {s_health}")
         for c in conns[:5]:
             c.close()
         extra.settimeout(10)
