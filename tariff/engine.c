@@ -135,14 +135,25 @@ static void cluster_table_insert(struct engine *e, size_t index)
     e->cluster_table[i] = (uint32_t)(index + 1);
 }
 
+size_t engine_find_cluster(const struct engine *e, const char *id)
+{
+    if (!e->cluster_table_size)
+        return SIZE_MAX;
+    size_t mask = e->cluster_table_size - 1;
+    for (size_t i = hash_cluster_id(id) & mask;; i = (i + 1) & mask) {
+        uint32_t v = e->cluster_table[i];
+        if (!v)
+            return SIZE_MAX;
+        if (strcmp(e->clusters[v - 1].id, id) == 0)
+            return v - 1;
+    }
+}
+
 size_t engine_cluster_index(struct engine *e, const char *id)
 {
-    if (e->cluster_table_size) {
-        size_t mask = e->cluster_table_size - 1;
-        for (size_t i = hash_cluster_id(id) & mask; e->cluster_table[i]; i = (i + 1) & mask)
-            if (strcmp(e->clusters[e->cluster_table[i] - 1].id, id) == 0)
-                return e->cluster_table[i] - 1;
-    }
+    size_t found = engine_find_cluster(e, id);
+    if (found != SIZE_MAX)
+        return found;
     if ((e->n_clusters + 1) * 2 > e->cluster_table_size) {
         free(e->cluster_table);
         e->cluster_table_size = e->cluster_table_size ? e->cluster_table_size * 2 : 256;
@@ -336,15 +347,9 @@ static void release_stored(struct engine *e, const struct cluster *c, int32_t ye
 }
 
 /* The per-programme change from `old` to `new`, and the comma list of
- * those that paid in `new`. */
-struct lines {
-    size_t n;
-    struct paid_line v[2 * PRICE_MAX_PAID];
-    char programme[PRICE_MAX_PAID * 64];
-};
-
+ * those that paid in `new` (struct lines: engine_private.h). */
 static void diff_lines(struct engine *e, const struct stored_paid *old, size_t n_old,
-                       const struct subsidy *new, struct lines *out)
+                       const struct subsidy *new, struct engine_lines *out)
 {
     out->n = 0;
     out->programme[0] = '\0';
@@ -407,7 +412,7 @@ static void price_interval(struct engine *e, struct cluster_state *cs, int64_t s
     price_subsidy(e->cfg, c, start_s, share, energy, false, year, &e->caps, &sub);
     int64_t net = energy + surcharge - sub.total_cny4;
 
-    struct lines lines;
+    struct engine_lines lines;
     diff_lines(e, r->paid, r->revision >= 0 ? r->n_paid : 0, &sub, &lines);
     struct billing_row row = {
         .cluster = c,
@@ -508,7 +513,7 @@ static void price_month(struct engine *e, struct cluster_state *cs, struct month
     price_subsidy(e->cfg, c, ms->last_row_start_s, share, dc.charge_cny4, true, year, &e->caps,
                   &sub);
     int64_t net = dc.charge_cny4 - sub.total_cny4;
-    struct lines lines;
+    struct engine_lines lines;
     diff_lines(e, ms->paid, ms->revision >= 0 ? ms->n_paid : 0, &sub, &lines);
     bool changed = ms->revision < 0 || dc.charge_cny4 != ms->charge_cny4 ||
                    sub.total_cny4 != ms->subsidy_cny4 || lines.n || max_kw != ms->max_kw_micro ||
@@ -1318,4 +1323,55 @@ void engine_free(struct engine *e)
     free(e->reopened_clusters);
     hold_free(e->hold);
     free(e);
+}
+
+/* ------------------------------------------------------------------ */
+/* For reprice.c (engine_private.h)                                    */
+
+struct closed_row *engine_find_row(struct cluster_state *cs, int64_t start_s)
+{
+    return find_row(cs, start_s);
+}
+
+struct month_state *engine_find_month(struct cluster_state *cs, int64_t start_s)
+{
+    return find_month(cs, start_s);
+}
+
+int32_t engine_local_year(const struct cluster *c, int64_t ts_s)
+{
+    return local_year(c, ts_s);
+}
+
+int32_t engine_cluster_offset_s(const struct cluster *c)
+{
+    return cluster_offset_s(c);
+}
+
+int64_t engine_kw_of(int64_t kwh_micro, int64_t per_hour)
+{
+    return kw_of(kwh_micro, per_hour);
+}
+
+void engine_release_stored(struct engine *e, const struct cluster *c, int32_t year,
+                           const struct stored_paid *paid, size_t n)
+{
+    release_stored(e, c, year, paid, n);
+}
+
+void engine_diff_lines(struct engine *e, const struct stored_paid *old, size_t n_old,
+                       const struct subsidy *new, struct engine_lines *out)
+{
+    diff_lines(e, old, n_old, new, out);
+}
+
+void engine_store_paid(struct engine *e, const struct subsidy *s, struct stored_paid *paid,
+                       size_t *n)
+{
+    store_paid(e, s, paid, n);
+}
+
+void engine_price_month(struct engine *e, struct cluster_state *cs, struct month_state *ms)
+{
+    price_month(e, cs, ms);
 }

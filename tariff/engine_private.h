@@ -218,6 +218,27 @@ void hold_cap(struct engine *e, const char *tenant, const char *programme, int32
 size_t hold_text(struct hold *h, const char *text, size_t n);
 void hold_free(struct hold *h);
 
+/* engine.c's own, for reprice.c. */
+struct engine_lines { /* what diff_lines makes: a row's subsidy_lines and programme list */
+    size_t n;
+    struct paid_line v[2 * PRICE_MAX_PAID];
+    char programme[PRICE_MAX_PAID * 64];
+};
+struct closed_row *engine_find_row(struct cluster_state *cs, int64_t start_s);
+struct month_state *engine_find_month(struct cluster_state *cs, int64_t start_s);
+/* The index of a cluster's state; SIZE_MAX when the engine has none. */
+size_t engine_find_cluster(const struct engine *e, const char *id);
+int32_t engine_local_year(const struct cluster *c, int64_t ts_s);
+int32_t engine_cluster_offset_s(const struct cluster *c);
+int64_t engine_kw_of(int64_t kwh_micro, int64_t per_hour);
+void engine_release_stored(struct engine *e, const struct cluster *c, int32_t year,
+                           const struct stored_paid *paid, size_t n);
+void engine_diff_lines(struct engine *e, const struct stored_paid *old, size_t n_old,
+                       const struct subsidy *new, struct engine_lines *out);
+void engine_store_paid(struct engine *e, const struct subsidy *s, struct stored_paid *paid,
+                       size_t *n);
+void engine_price_month(struct engine *e, struct cluster_state *cs, struct month_state *ms);
+
 /* A stable copy of a programme name; equal names give equal pointers. */
 const char *engine_intern(struct engine *e, const char *name);
 /* The index of a cluster's state, created empty on first use. */

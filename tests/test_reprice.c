@@ -1,0 +1,659 @@
+/*
+ * Unit tests for engine_reprice (tariff/reprice.h): a correction priced
+ * from a ledger's sums gives the ledger that pricing the same samples
+ * under the corrected config gives, a second one gives nothing, and caps
+ * go in the documented order.
+ *
+ * The ledger here is a model of the PostgreSQL one: every row the sink
+ * gets is summed per interval and per month, with its subsidy lines per
+ * programme, and read back as reprice chunks the way the daemon reads
+ * them.
+ *
+ * The base config: interval 15m, +08:00, valley 0.25 (00:00-08:00), flat
+ * 0.5 (08:00-18:00, 23:00-24:00), peak 1.0 (18:00-23:00), surcharge 0.02,
+ * demand 30 CNY/kW-month; c1 (tenant t1) has a domestic share of 0.75, c2
+ * (tenant t1) 0.5; programme pa pays 0.5 of the energy charge pro rata.
+ */
+#include "civil.h"
+#include "config.h"
+#include "engine.h"
+#include "reprice.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TOKEN "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+#define NS    1000000000LL
+
+static const char base_config[] =
+    "[daemon]\ninterval = 15m\nmax_gap = 5m\ngrace = 2m\nlate_window = 6h\nmax_subsidy = 0.5\n"
+    "[tenant t1]\ntoken_sha256 = " TOKEN "\n"
+    "[chip dom]\nvendor = A\ndomestic = yes\nrated_kw = 1\n"
+    "[chip for]\nvendor = B\ndomestic = no\nrated_kw = 1\n"
+    "[site s1]\nprovince = p1\ntariff = tf\n"
+    "[cluster c1]\ntenant = t1\nsite = s1\ninventory = dom*3, for*1\ntransformer_kva = 1000\n"
+    "contract_kw = 100\n"
+    "[cluster c2]\ntenant = t1\nsite = s1\ninventory = dom*1, for*1\ntransformer_kva = 500\n"
+    "contract_kw = 50\n"
+    "[tariff tf @ 2025-01-01]\nutc_offset = +08:00\nprice.valley = 0.25\nprice.flat = 0.5\n"
+    "price.peak = 1.0\nsurcharge = 0.02\n"
+    "profile.base = 00:00 valley, 08:00 flat, 18:00 peak, 23:00 flat\nmonths = jan-dec base\n"
+    "demand_basis = max_demand\ndemand.kw = 30\n"
+    "[programme pa]\nprovinces = p1\nfrom = 2025-01-01\nmin_domestic_share = 0.5\nrate = 0.5\n"
+    "basis = energy\nmode = pro_rata\n";
+
+/* ---------------------------------------------------------------- */
+/* The ledger model                                                  */
+
+#define MAX_LINES 4
+
+struct lines_sum {
+    size_t n;
+    char programme[MAX_LINES][16];
+    int64_t amount[MAX_LINES];
+};
+
+struct l_interval {
+    char cluster[16];
+    int64_t start_s;
+    int32_t month_day;
+    int32_t revision;
+    int64_t kwh, energy, surcharge, subsidy, net, missing_s;
+    struct lines_sum lines;
+};
+
+struct l_month {
+    char cluster[16];
+    int32_t month_day;
+    int32_t revision;
+    int64_t max_kw, max_start_s, billing_kw, charge, subsidy, net;
+    struct lines_sum lines;
+};
+
+struct ledger {
+    struct l_interval iv[2048];
+    size_t n_iv;
+    struct l_month mo[32];
+    size_t n_mo;
+    size_t rows; /* every row received */
+};
+
+static void add_lines(struct lines_sum *s, const struct paid_line *lines, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        size_t k = 0;
+        while (k < s->n && strcmp(s->programme[k], lines[i].programme) != 0)
+            k++;
+        if (k == s->n) {
+            ck_assert_uint_lt(s->n, MAX_LINES);
+            snprintf(s->programme[s->n++], sizeof s->programme[0], "%s", lines[i].programme);
+        }
+        s->amount[k] += lines[i].amount_cny4;
+    }
+}
+
+static int64_t line_of(const struct lines_sum *s, const char *programme)
+{
+    for (size_t k = 0; k < s->n; k++)
+        if (strcmp(s->programme[k], programme) == 0)
+            return s->amount[k];
+    return 0;
+}
+
+static void on_billing(void *ctx, const struct billing_row *r)
+{
+    struct ledger *l = ctx;
+    l->rows++;
+    struct l_interval *x = NULL;
+    for (size_t i = 0; i < l->n_iv && !x; i++)
+        if (l->iv[i].start_s == r->interval_start_s && strcmp(l->iv[i].cluster, r->cluster->id) == 0)
+            x = &l->iv[i];
+    if (!x) {
+        ck_assert_uint_lt(l->n_iv, 2048);
+        ck_assert_int_eq(r->revision, 0);
+        x = &l->iv[l->n_iv++];
+        memset(x, 0, sizeof *x);
+        snprintf(x->cluster, sizeof x->cluster, "%s", r->cluster->id);
+        x->start_s = r->interval_start_s;
+        x->month_day = r->month_day;
+        x->revision = -1;
+    }
+    ck_assert_int_eq(r->revision, x->revision + 1); /* each revision once, in order */
+    x->revision = r->revision;
+    x->kwh += r->kwh_micro;
+    x->energy += r->energy_charge_cny4;
+    x->surcharge += r->surcharge_cny4;
+    x->subsidy += r->subsidy_cny4;
+    x->net += r->net_cny4;
+    x->missing_s += r->missing_s;
+    add_lines(&x->lines, r->lines, r->n_lines);
+}
+
+static void on_demand(void *ctx, const struct demand_row *r)
+{
+    struct ledger *l = ctx;
+    l->rows++;
+    struct l_month *x = NULL;
+    for (size_t i = 0; i < l->n_mo && !x; i++)
+        if (l->mo[i].month_day == r->month_day && strcmp(l->mo[i].cluster, r->cluster->id) == 0)
+            x = &l->mo[i];
+    if (!x) {
+        ck_assert_uint_lt(l->n_mo, 32);
+        ck_assert_int_eq(r->revision, 0);
+        x = &l->mo[l->n_mo++];
+        memset(x, 0, sizeof *x);
+        snprintf(x->cluster, sizeof x->cluster, "%s", r->cluster->id);
+        x->month_day = r->month_day;
+        x->revision = -1;
+    }
+    ck_assert_int_eq(r->revision, x->revision + 1);
+    x->revision = r->revision;
+    x->max_kw = r->max_kw_micro;
+    x->max_start_s = r->max_interval_start_s;
+    x->billing_kw = r->billing_kw_micro;
+    x->charge += r->charge_cny4;
+    x->subsidy += r->subsidy_cny4;
+    x->net += r->net_cny4;
+    add_lines(&x->lines, r->lines, r->n_lines);
+}
+
+static int32_t month_of(int64_t ts_s)
+{
+    struct civil_date d = civil_from_day(civil_local_day(ts_s, 8 * 3600));
+    d.day = 1;
+    return civil_to_day(d);
+}
+
+/* The chunks of every cluster-month with an interval starting in
+ * [from_s, to_s), as the daemon reads them from PostgreSQL: months in
+ * order, clusters by id. Everything points into *storage. */
+struct chunks {
+    struct reprice_chunk v[16];
+    size_t n;
+    struct reprice_interval iv[2048];
+    struct reprice_paid paid[4096];
+    size_t n_iv, n_paid;
+};
+
+static const struct reprice_paid *paid_of(struct chunks *c, const struct lines_sum *s, size_t *n)
+{
+    const struct reprice_paid *at = &c->paid[c->n_paid];
+    for (size_t k = 0; k < s->n; k++)
+        c->paid[c->n_paid++] = (struct reprice_paid){s->programme[k], s->amount[k]};
+    *n = s->n;
+    return at;
+}
+
+static int chunk_order(const void *a, const void *b)
+{
+    const struct reprice_chunk *x = a, *y = b;
+    if (x->month_day != y->month_day)
+        return x->month_day < y->month_day ? -1 : 1;
+    return strcmp(x->cluster, y->cluster);
+}
+
+static int interval_order(const void *a, const void *b)
+{
+    const struct l_interval *x = *(const struct l_interval *const *)a;
+    const struct l_interval *y = *(const struct l_interval *const *)b;
+    return x->start_s < y->start_s ? -1 : x->start_s > y->start_s;
+}
+
+static void read_chunks(struct ledger *l, int64_t from_s, int64_t to_s, struct chunks *out)
+{
+    memset(out, 0, sizeof *out);
+    for (size_t i = 0; i < l->n_iv; i++) {
+        struct l_interval *x = &l->iv[i];
+        if (x->start_s < from_s || x->start_s >= to_s)
+            continue;
+        bool seen = false;
+        for (size_t k = 0; k < out->n; k++)
+            seen |= out->v[k].month_day == x->month_day && strcmp(out->v[k].cluster, x->cluster) == 0;
+        if (!seen) {
+            ck_assert_uint_lt(out->n, 16);
+            out->v[out->n++] = (struct reprice_chunk){.cluster = x->cluster, .month_day = x->month_day};
+        }
+    }
+    qsort(out->v, out->n, sizeof out->v[0], chunk_order);
+    for (size_t k = 0; k < out->n; k++) {
+        struct reprice_chunk *ch = &out->v[k];
+        static const struct l_interval *mine[2048];
+        size_t n = 0;
+        for (size_t i = 0; i < l->n_iv; i++)
+            if (l->iv[i].month_day == ch->month_day && strcmp(l->iv[i].cluster, ch->cluster) == 0)
+                mine[n++] = &l->iv[i];
+        qsort(mine, n, sizeof mine[0], interval_order);
+        ch->intervals = &out->iv[out->n_iv];
+        ch->n_intervals = n;
+        for (size_t i = 0; i < n; i++) {
+            const struct l_interval *x = mine[i];
+            struct reprice_interval *in = &out->iv[out->n_iv++];
+            *in = (struct reprice_interval){
+                .start_s = x->start_s,
+                .revision = x->revision,
+                .in_range = x->start_s >= from_s && x->start_s < to_s,
+                .kwh_micro = x->kwh,
+                .energy_charge_cny4 = x->energy,
+                .surcharge_cny4 = x->surcharge,
+                .subsidy_cny4 = x->subsidy,
+                .net_cny4 = x->net,
+                .missing_s = x->missing_s,
+            };
+            in->paid = paid_of(out, &x->lines, &in->n_paid);
+        }
+        for (size_t i = 0; i < l->n_mo; i++) {
+            const struct l_month *m = &l->mo[i];
+            if (m->month_day != ch->month_day || strcmp(m->cluster, ch->cluster) != 0)
+                continue;
+            ch->month = (struct reprice_month){
+                .has_row = true,
+                .revision = m->revision,
+                .max_kw_micro = m->max_kw,
+                .billing_kw_micro = m->billing_kw,
+                .max_interval_start_s = m->max_start_s,
+                .charge_cny4 = m->charge,
+                .subsidy_cny4 = m->subsidy,
+                .net_cny4 = m->net,
+            };
+            ch->month.paid = paid_of(out, &m->lines, &ch->month.n_paid);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- */
+/* Engines                                                           */
+
+static const struct engine_sink sink_into = {NULL, on_billing, on_demand, NULL};
+
+struct run {
+    struct config *cfg;
+    struct engine *e;
+    struct ledger *l;
+    int64_t now_ns;
+};
+
+static struct config *parse(const char *text)
+{
+    struct errors errs = {0};
+    struct config *c = config_from_string("t.conf", text, &errs);
+    ck_assert_msg(c != NULL, "config: %s", errs.n ? errs.msgs[0] : "?");
+    errors_free(&errs);
+    return c;
+}
+
+static void run_start(struct run *r, const char *text, struct ledger *l)
+{
+    memset(r, 0, sizeof *r);
+    r->cfg = parse(text);
+    r->l = l;
+    struct engine_sink s = sink_into;
+    s.ctx = l;
+    r->e = engine_new(r->cfg, &s);
+    engine_caps_recovered(r->e);
+}
+
+static void run_stop(struct run *r)
+{
+    engine_free(r->e);
+    config_free(r->cfg);
+}
+
+static const char *edit(const char *text, const char *from, const char *to)
+{
+    static char bufs[4][8192];
+    static int which;
+    char *buf = bufs[which = (which + 1) % 4];
+    const char *at = strstr(text, from);
+    ck_assert_msg(at != NULL, "edit: \"%s\" not found", from);
+    snprintf(buf, sizeof bufs[0], "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
+    return buf;
+}
+
+static int64_t L(int y, int mo, int d, int hh, int mm)
+{
+    return civil_day_start_ts(civil_to_day((struct civil_date){y, mo, d}), 8 * 3600) + hh * 3600 +
+           mm * 60;
+}
+
+static void push(struct run *r, const char *cluster, int64_t ts_s, double kw)
+{
+    struct engine_sample s = {cluster, "main", SAMPLE_POWER, ts_s * NS, kw};
+    struct error err;
+    if (ts_s * NS > r->now_ns)
+        r->now_ns = ts_s * NS;
+    ck_assert_msg(engine_push(r->e, &s, r->now_ns, &err), "push: %s", err.msg);
+    engine_batch_done(r->e, r->now_ns);
+}
+
+/* A day of load on c1 and c2, a sample every 5 minutes: c1 steps with the
+ * hour, c2 a flat 40 kW; 2025-03-31 and 2025-04-01, so two months. */
+static void load(struct run *r)
+{
+    for (int64_t t = L(2025, 3, 31, 0, 0); t <= L(2025, 4, 1, 23, 55); t += 300) {
+        int hour = (int)((t - L(2025, 3, 31, 0, 0)) / 3600 % 24);
+        push(r, "c1", t, 100 + 10 * hour);
+        push(r, "c2", t, 40);
+    }
+}
+
+static void expect_same_ledger(const struct ledger *got, const struct ledger *want)
+{
+    ck_assert_uint_eq(got->n_iv, want->n_iv);
+    for (size_t i = 0; i < want->n_iv; i++) {
+        const struct l_interval *w = &want->iv[i], *g = NULL;
+        for (size_t k = 0; k < got->n_iv && !g; k++)
+            if (got->iv[k].start_s == w->start_s && strcmp(got->iv[k].cluster, w->cluster) == 0)
+                g = &got->iv[k];
+        ck_assert_msg(g != NULL, "%s %lld missing", w->cluster, (long long)w->start_s);
+        ck_assert_int_eq(g->kwh, w->kwh);
+        ck_assert_int_eq(g->energy, w->energy);
+        ck_assert_int_eq(g->surcharge, w->surcharge);
+        ck_assert_int_eq(g->subsidy, w->subsidy);
+        ck_assert_int_eq(g->net, w->net);
+        ck_assert_int_eq(g->missing_s, w->missing_s);
+        ck_assert_int_eq(line_of(&g->lines, "pa"), line_of(&w->lines, "pa"));
+        ck_assert_int_eq(line_of(&g->lines, "pb"), line_of(&w->lines, "pb"));
+    }
+    ck_assert_uint_eq(got->n_mo, want->n_mo);
+    for (size_t i = 0; i < want->n_mo; i++) {
+        const struct l_month *w = &want->mo[i], *g = NULL;
+        for (size_t k = 0; k < got->n_mo && !g; k++)
+            if (got->mo[k].month_day == w->month_day && strcmp(got->mo[k].cluster, w->cluster) == 0)
+                g = &got->mo[k];
+        ck_assert(g != NULL);
+        ck_assert_int_eq(g->max_kw, w->max_kw);
+        ck_assert_int_eq(g->max_start_s, w->max_start_s);
+        ck_assert_int_eq(g->billing_kw, w->billing_kw);
+        ck_assert_int_eq(g->charge, w->charge);
+        ck_assert_int_eq(g->subsidy, w->subsidy);
+        ck_assert_int_eq(g->net, w->net);
+        ck_assert_int_eq(line_of(&g->lines, "pa"), line_of(&w->lines, "pa"));
+        ck_assert_int_eq(line_of(&g->lines, "pb"), line_of(&w->lines, "pb"));
+    }
+}
+
+static struct ledger ledger_a, ledger_b, ledger_c;
+static struct chunks chunks;
+
+/* Reprices [from_s, to_s) of l with a fresh engine under text, as a
+ * daemon restarted after the intervals went final would; its caps as the
+ * ledger's lines say. Returns the effect summed over chunks. */
+static struct reprice_effect reprice_fresh(const char *text, struct ledger *l, int64_t from_s,
+                                           int64_t to_s)
+{
+    struct run r;
+    run_start(&r, text, l);
+    read_chunks(l, from_s, to_s, &chunks);
+    struct reprice_effect eff = {0};
+    for (size_t k = 0; k < chunks.n; k++) {
+        struct error err;
+        ck_assert_msg(engine_reprice(r.e, &chunks.v[k], &eff, &err), "reprice: %s", err.msg);
+    }
+    run_stop(&r);
+    return eff;
+}
+
+/* The ledger of pricing load() under text, everything closed. */
+static void priced(const char *text, struct ledger *l)
+{
+    memset(l, 0, sizeof *l);
+    struct run r;
+    run_start(&r, text, l);
+    load(&r);
+    engine_finish(r.e, r.now_ns);
+    run_stop(&r);
+}
+
+/* ---------------------------------------------------------------- */
+
+START_TEST(test_corrected_price_equals_pricing_under_it)
+{
+    const char *fixed = edit(edit(base_config, "price.peak = 1.0", "price.peak = 1.2"),
+                             "price.flat = 0.5", "price.flat = 0.55");
+    priced(base_config, &ledger_a);
+    priced(fixed, &ledger_b);
+    size_t rows = ledger_a.rows;
+    /* Both days, both months. */
+    struct reprice_effect eff = reprice_fresh(fixed, &ledger_a, L(2025, 3, 31, 0, 0),
+                                              L(2025, 4, 2, 0, 0));
+    ck_assert_uint_eq(eff.intervals, 2 * 2 * 96);
+    ck_assert_uint_eq(eff.skipped, 0);
+    /* Valley intervals keep their price: 32 of each day's 96 per cluster
+     * make no row; the 64 flat and peak ones do. Demand is max_demand:
+     * no change. */
+    ck_assert_uint_eq(eff.billing_rows, 2 * 2 * 64);
+    ck_assert_uint_eq(eff.demand_rows, 0);
+    ck_assert_uint_eq(ledger_a.rows, rows + eff.billing_rows);
+    expect_same_ledger(&ledger_a, &ledger_b);
+    int64_t kwh = 0;
+    for (size_t i = 0; i < ledger_b.n_iv; i++)
+        kwh += ledger_b.iv[i].kwh;
+    ck_assert_int_eq(eff.kwh_micro, kwh); /* every interval priced again, its kWh as it was */
+    /* The effect is what the rows changed. */
+    int64_t energy_b = 0, energy_a_before = 0;
+    for (size_t i = 0; i < ledger_b.n_iv; i++)
+        energy_b += ledger_b.iv[i].energy;
+    priced(base_config, &ledger_c);
+    for (size_t i = 0; i < ledger_c.n_iv; i++)
+        energy_a_before += ledger_c.iv[i].energy;
+    ck_assert_int_eq(eff.energy_charge_cny4, energy_b - energy_a_before);
+
+    /* A second run makes nothing. */
+    rows = ledger_a.rows;
+    eff = reprice_fresh(fixed, &ledger_a, L(2025, 3, 31, 0, 0), L(2025, 4, 2, 0, 0));
+    ck_assert_uint_eq(eff.billing_rows + eff.demand_rows, 0);
+    ck_assert_uint_eq(eff.intervals, 2 * 2 * 96);
+    ck_assert_int_eq(eff.net_cny4, 0);
+    ck_assert_uint_eq(ledger_a.rows, rows);
+}
+END_TEST
+
+START_TEST(test_range_is_by_local_date_and_touches_its_month)
+{
+    /* Only 2025-04-01, local: the March day keeps its prices, April's
+     * intervals and April's demand are priced again. */
+    const char *fixed = edit(base_config, "demand.kw = 30", "demand.kw = 33");
+    priced(base_config, &ledger_a);
+    struct reprice_effect eff = reprice_fresh(fixed, &ledger_a, L(2025, 4, 1, 0, 0),
+                                              L(2025, 4, 2, 0, 0));
+    ck_assert_uint_eq(eff.intervals, 2 * 96);
+    ck_assert_uint_eq(eff.billing_rows, 0); /* energy prices unchanged */
+    ck_assert_uint_eq(eff.demand_rows, 2);  /* April of c1 and c2 */
+    for (size_t i = 0; i < ledger_a.n_mo; i++) {
+        const struct l_month *m = &ledger_a.mo[i];
+        bool april = m->month_day == month_of(L(2025, 4, 1, 0, 0));
+        ck_assert_int_eq(m->revision, april ? 1 : 0);
+        /* charge = billing_kw x price: 33 in April, 30 in March. */
+        ck_assert_int_eq(m->charge * 100, m->billing_kw * (april ? 33 : 30));
+    }
+    /* c1's April peak: 23:xx at 100 + 10 x 23 = 330 kW; c2's 40 kW. 3 CNY
+     * more per kW: 990 + 120. */
+    ck_assert_int_eq(eff.demand_charge_cny4, (990 + 120) * 10000);
+    ck_assert_int_eq(eff.net_cny4, eff.demand_charge_cny4);
+}
+END_TEST
+
+START_TEST(test_retroactive_programme_respects_its_cap_in_order)
+{
+    /* pb: 0.1 of the energy charge, capped at 20 CNY a year for t1. The
+     * correction releases nothing (pb paid nothing), then consumes in the
+     * documented order: March (c1, then c2), then April. */
+    const char *with_pb =
+        edit(base_config, "mode = pro_rata\n",
+             "mode = pro_rata\n[programme pb]\nprovinces = p1\nfrom = 2025-01-01\n"
+             "min_domestic_share = 0.5\nrate = 0.1\nbasis = energy\nmode = pro_rata\n"
+             "cap_cny_per_year = 20\n");
+    priced(base_config, &ledger_a);
+    struct reprice_effect eff = reprice_fresh(with_pb, &ledger_a, L(2025, 3, 31, 0, 0),
+                                              L(2025, 4, 2, 0, 0));
+    int64_t pb_total = 0, pb_march_c1 = 0, pb_april = 0;
+    for (size_t i = 0; i < ledger_a.n_iv; i++) {
+        const struct l_interval *x = &ledger_a.iv[i];
+        int64_t pb = line_of(&x->lines, "pb");
+        pb_total += pb;
+        if (strcmp(x->cluster, "c1") == 0 && x->start_s < L(2025, 4, 1, 0, 0))
+            pb_march_c1 += pb;
+        if (x->start_s >= L(2025, 4, 1, 0, 0))
+            pb_april += pb;
+        ck_assert_int_eq(x->subsidy, line_of(&x->lines, "pa") + pb);
+    }
+    ck_assert_int_eq(pb_total, 200000); /* the cap, exactly */
+    ck_assert_int_eq(eff.subsidy_cny4, 200000);
+    ck_assert_int_eq(pb_april, 0); /* March took all of it */
+    ck_assert_int_gt(pb_march_c1, 0);
+    /* A second run: the cap is spent, nothing moves. */
+    eff = reprice_fresh(with_pb, &ledger_a, L(2025, 3, 31, 0, 0), L(2025, 4, 2, 0, 0));
+    ck_assert_uint_eq(eff.billing_rows + eff.demand_rows, 0);
+}
+END_TEST
+
+START_TEST(test_programme_removed_gives_its_subsidy_back)
+{
+    /* pa corrected to start in 2030: every line of pa is taken back by an
+     * adjustment, and the net rises by as much. */
+    const char *without = edit(base_config, "from = 2025-01-01\nmin_domestic_share = 0.5\nrate = 0.5",
+                               "from = 2030-01-01\nmin_domestic_share = 0.5\nrate = 0.5");
+    priced(base_config, &ledger_a);
+    int64_t subsidy = 0;
+    for (size_t i = 0; i < ledger_a.n_iv; i++)
+        subsidy += ledger_a.iv[i].subsidy;
+    ck_assert_int_gt(subsidy, 0);
+    struct reprice_effect eff = reprice_fresh(without, &ledger_a, L(2025, 3, 31, 0, 0),
+                                              L(2025, 4, 2, 0, 0));
+    ck_assert_int_eq(eff.subsidy_cny4, -subsidy);
+    ck_assert_int_eq(eff.net_cny4, subsidy);
+    priced(without, &ledger_b);
+    expect_same_ledger(&ledger_a, &ledger_b);
+}
+END_TEST
+
+START_TEST(test_interval_the_engine_holds_is_adjusted_against_the_correction)
+{
+    /* The live engine still holds April 1's intervals (late_window 6h, the
+     * clock just past the last one). It reloads the corrected config and
+     * reprices; then a late sample changes 12:00-12:15. The ledger must
+     * equal pricing everything, the late sample included, under the
+     * corrected config. */
+    const char *fixed = edit(edit(base_config, "price.flat = 0.5", "price.flat = 0.6"),
+                             "demand.kw = 30", "demand.kw = 31");
+    memset(&ledger_a, 0, sizeof ledger_a);
+    struct run r;
+    run_start(&r, base_config, &ledger_a);
+    load(&r);
+    struct config *cfg2 = parse(fixed);
+    engine_set_config(r.e, cfg2);
+    read_chunks(&ledger_a, L(2025, 3, 31, 0, 0), L(2025, 4, 2, 0, 0), &chunks);
+    struct reprice_effect eff = {0};
+    for (size_t k = 0; k < chunks.n; k++) {
+        struct error err;
+        ck_assert_msg(engine_reprice(r.e, &chunks.v[k], &eff, &err), "reprice: %s", err.msg);
+    }
+    ck_assert_uint_gt(eff.billing_rows, 0);
+    /* March closed (April's first interval closed after it) and the engine
+     * holds it: its demand priced again. April is still open: priced
+     * under the correction when it closes. */
+    ck_assert_uint_eq(eff.demand_rows, 2);
+    push(&r, "c1", L(2025, 4, 1, 12, 7), 500);
+    engine_finish(r.e, r.now_ns);
+    engine_free(r.e);
+    config_free(r.cfg);
+
+    memset(&ledger_b, 0, sizeof ledger_b);
+    struct run w;
+    run_start(&w, fixed, &ledger_b);
+    load(&w);
+    push(&w, "c1", L(2025, 4, 1, 12, 7), 500);
+    engine_finish(w.e, w.now_ns);
+    run_stop(&w);
+    expect_same_ledger(&ledger_a, &ledger_b);
+    config_free(cfg2);
+}
+END_TEST
+
+START_TEST(test_malformed_chunks_are_refused_and_change_nothing)
+{
+    priced(base_config, &ledger_a);
+    struct run r;
+    run_start(&r, base_config, &ledger_a);
+    read_chunks(&ledger_a, L(2025, 3, 31, 0, 0), L(2025, 4, 1, 0, 0), &chunks);
+    ck_assert_uint_eq(chunks.n, 2);
+    struct reprice_chunk ch = chunks.v[0];
+    struct reprice_effect eff = {0};
+    struct error err;
+    size_t rows = ledger_a.rows;
+
+    ch.cluster = "c9";
+    ck_assert(!engine_reprice(r.e, &ch, &eff, &err));
+    ck_assert_str_eq(err.msg, "cluster c9 is not in the config");
+
+    ch = chunks.v[0];
+    ch.month_day += 1;
+    ck_assert(!engine_reprice(r.e, &ch, &eff, &err));
+    ck_assert_msg(strstr(err.msg, "is not a first of a month") != NULL, "%s", err.msg);
+
+    ch = chunks.v[0];
+    struct reprice_interval two[2] = {ch.intervals[1], ch.intervals[0]};
+    ch.intervals = two;
+    ch.n_intervals = 2;
+    ch.month.has_row = false;
+    ck_assert(!engine_reprice(r.e, &ch, &eff, &err));
+    ck_assert_msg(strstr(err.msg, "out of order") != NULL, "%s", err.msg);
+
+    two[0] = chunks.v[0].intervals[0];
+    two[1] = chunks.v[0].intervals[1];
+    two[1].start_s += 60;
+    ck_assert(!engine_reprice(r.e, &ch, &eff, &err));
+    ck_assert_msg(strstr(err.msg, "is not an interval of its month") != NULL, "%s", err.msg);
+
+    ck_assert_uint_eq(ledger_a.rows, rows);
+    ck_assert_uint_eq(eff.intervals + eff.billing_rows + eff.demand_rows, 0);
+    run_stop(&r);
+}
+END_TEST
+
+START_TEST(test_waiting_for_caps_refuses)
+{
+    const char *capped = edit(base_config, "mode = pro_rata\n",
+                              "mode = pro_rata\ncap_cny_per_year = 1000\n");
+    priced(capped, &ledger_a);
+    struct config *c = parse(capped);
+    struct engine_sink s = sink_into;
+    s.ctx = &ledger_a;
+    struct engine *e = engine_new(c, &s); /* caps not recovered */
+    read_chunks(&ledger_a, L(2025, 3, 31, 0, 0), L(2025, 4, 1, 0, 0), &chunks);
+    struct reprice_effect eff = {0};
+    struct error err;
+    ck_assert(engine_waiting_for_caps(e));
+    ck_assert(!engine_reprice(e, &chunks.v[0], &eff, &err));
+    ck_assert_str_eq(err.msg, "the yearly caps are not read back from the ledger yet");
+    engine_free(e);
+    config_free(c);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("reprice");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_corrected_price_equals_pricing_under_it);
+    tcase_add_test(tc, test_range_is_by_local_date_and_touches_its_month);
+    tcase_add_test(tc, test_retroactive_programme_respects_its_cap_in_order);
+    tcase_add_test(tc, test_programme_removed_gives_its_subsidy_back);
+    tcase_add_test(tc, test_interval_the_engine_holds_is_adjusted_against_the_correction);
+    tcase_add_test(tc, test_malformed_chunks_are_refused_and_change_nothing);
+    tcase_add_test(tc, test_waiting_for_caps_refuses);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
