@@ -1,6 +1,7 @@
 #include "ingest.h"
 #include "tariff/alloc.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -458,4 +459,225 @@ struct config *ingest_config_of(const void *payload, size_t len, struct errors *
         cfg = loader_build(&src, errs);
     config_source_free(&src);
     return cfg;
+}
+
+/* ------------------------------------------------------------------ */
+/* RECORD_REPRICE                                                      */
+
+static void put_lines(struct record_buf *b, const struct reprice_paid *paid, size_t n)
+{
+    uint16_t count = (uint16_t)n; /* at most one line per programme */
+    put(b, &count, sizeof count);
+    for (size_t i = 0; i < n; i++) {
+        put_str(b, paid[i].programme);
+        put(b, &paid[i].amount_cny4, sizeof paid[i].amount_cny4);
+    }
+}
+
+void ingest_encode_reprice(const struct reprice_chunk *c, struct record_buf *out)
+{
+    out->len = 0;
+    put_str(out, c->cluster);
+    put(out, &c->month_day, sizeof c->month_day);
+    uint32_t n = (uint32_t)c->n_intervals;
+    put(out, &n, sizeof n);
+    for (size_t i = 0; i < c->n_intervals; i++) {
+        const struct reprice_interval *in = &c->intervals[i];
+        uint8_t in_range = in->in_range;
+        put(out, &in->start_s, sizeof in->start_s);
+        put(out, &in->revision, sizeof in->revision);
+        put(out, &in_range, 1);
+        put(out, &in->kwh_micro, sizeof in->kwh_micro);
+        put(out, &in->energy_charge_cny4, sizeof in->energy_charge_cny4);
+        put(out, &in->surcharge_cny4, sizeof in->surcharge_cny4);
+        put(out, &in->subsidy_cny4, sizeof in->subsidy_cny4);
+        put(out, &in->net_cny4, sizeof in->net_cny4);
+        put(out, &in->missing_s, sizeof in->missing_s);
+        put_lines(out, in->paid, in->n_paid);
+    }
+    const struct reprice_month *m = &c->month;
+    uint8_t has_row = m->has_row;
+    put(out, &has_row, 1);
+    put(out, &m->revision, sizeof m->revision);
+    put(out, &m->max_kw_micro, sizeof m->max_kw_micro);
+    put(out, &m->billing_kw_micro, sizeof m->billing_kw_micro);
+    put(out, &m->max_interval_start_s, sizeof m->max_interval_start_s);
+    put(out, &m->charge_cny4, sizeof m->charge_cny4);
+    put(out, &m->subsidy_cny4, sizeof m->subsidy_cny4);
+    put(out, &m->net_cny4, sizeof m->net_cny4);
+    put_lines(out, m->paid, m->n_paid);
+}
+
+void reprice_record_free(struct reprice_record *r)
+{
+    for (size_t i = 0; i < r->n_paid; i++)
+        free((char *)r->paid[i].programme);
+    free(r->paid);
+    free(r->intervals);
+    free(r->cluster);
+    memset(r, 0, sizeof *r);
+}
+
+/* The smallest encoding of an interval: its fixed fields and no line. */
+#define REPRICE_INTERVAL_MIN_BYTES (8 + 4 + 1 + 6 * 8 + 2)
+
+/* A malloc'd copy of the next u16-counted text; NULL (r->ok false) when
+ * it is cut short or empty. */
+static char *get_name(struct reader *r)
+{
+    uint16_t n;
+    get(r, &n, sizeof n);
+    if (!r->ok || n == 0 || (size_t)(r->end - r->p) < n) {
+        r->ok = false;
+        return NULL;
+    }
+    char *s = xmalloc((size_t)n + 1);
+    memcpy(s, r->p, n);
+    s[n] = '\0';
+    r->p += n;
+    if (strlen(s) != n) { /* a NUL inside */
+        free(s);
+        r->ok = false;
+        return NULL;
+    }
+    return s;
+}
+
+/* Appends a lines block to out->paid; false with why set when it does not
+ * decode. */
+static bool get_lines(struct reader *r, struct reprice_record *out, size_t *cap, const char **why)
+{
+    uint16_t n;
+    get(r, &n, sizeof n);
+    if (!r->ok) {
+        *why = "a subsidy line count is cut short";
+        return false;
+    }
+    for (uint16_t k = 0; k < n; k++) {
+        char *programme = get_name(r);
+        int64_t amount;
+        get(r, &amount, sizeof amount);
+        if (!r->ok) {
+            free(programme);
+            *why = "a subsidy line is cut short or names no programme";
+            return false;
+        }
+        if (out->n_paid == *cap) {
+            *cap = *cap ? *cap * 2 : 8;
+            out->paid = xrealloc(out->paid, *cap * sizeof *out->paid);
+        }
+        out->paid[out->n_paid++] = (struct reprice_paid){programme, amount};
+    }
+    return true;
+}
+
+bool ingest_decode_reprice(const void *payload, size_t len, struct reprice_record *out,
+                           struct error *err)
+{
+    memset(out, 0, sizeof *out);
+    struct reader r = {payload, (const unsigned char *)payload + len, true};
+    const char *why = NULL;
+    char detail[96] = "";
+    size_t cap = 0, *first = NULL; /* each interval's first line, then the month's */
+    uint32_t n = 0;
+    out->cluster = get_name(&r);
+    if (!r.ok) {
+        why = "the cluster is cut short or empty";
+        goto fail;
+    }
+    get(&r, &out->chunk.month_day, sizeof out->chunk.month_day);
+    get(&r, &n, sizeof n);
+    if (!r.ok) {
+        why = "the month or the interval count is cut short";
+        goto fail;
+    }
+    if ((size_t)(r.end - r.p) / REPRICE_INTERVAL_MIN_BYTES < n) {
+        snprintf(detail, sizeof detail, "%" PRIu32 " intervals cannot fit in the %zu bytes left", n,
+                 (size_t)(r.end - r.p));
+        goto fail;
+    }
+    out->intervals = xcalloc(n, sizeof *out->intervals);
+    first = xcalloc((size_t)n + 1, sizeof *first);
+    for (uint32_t i = 0; i < n; i++) {
+        struct reprice_interval *in = &out->intervals[i];
+        uint8_t in_range;
+        get(&r, &in->start_s, sizeof in->start_s);
+        get(&r, &in->revision, sizeof in->revision);
+        get(&r, &in_range, 1);
+        get(&r, &in->kwh_micro, sizeof in->kwh_micro);
+        get(&r, &in->energy_charge_cny4, sizeof in->energy_charge_cny4);
+        get(&r, &in->surcharge_cny4, sizeof in->surcharge_cny4);
+        get(&r, &in->subsidy_cny4, sizeof in->subsidy_cny4);
+        get(&r, &in->net_cny4, sizeof in->net_cny4);
+        get(&r, &in->missing_s, sizeof in->missing_s);
+        if (!r.ok) {
+            snprintf(detail, sizeof detail, "interval %" PRIu32 " of %" PRIu32 " is cut short",
+                     i + 1, n);
+            goto fail;
+        }
+        if (in_range > 1) {
+            snprintf(detail, sizeof detail,
+                     "interval %" PRIu32 " has in_range %u where 0 or 1 belongs", i + 1,
+                     (unsigned)in_range);
+            goto fail;
+        }
+        in->in_range = in_range;
+        first[i] = out->n_paid;
+        if (!get_lines(&r, out, &cap, &why))
+            goto fail;
+        in->n_paid = out->n_paid - first[i];
+    }
+    struct reprice_month *m = &out->chunk.month;
+    uint8_t has_row;
+    get(&r, &has_row, 1);
+    get(&r, &m->revision, sizeof m->revision);
+    get(&r, &m->max_kw_micro, sizeof m->max_kw_micro);
+    get(&r, &m->billing_kw_micro, sizeof m->billing_kw_micro);
+    get(&r, &m->max_interval_start_s, sizeof m->max_interval_start_s);
+    get(&r, &m->charge_cny4, sizeof m->charge_cny4);
+    get(&r, &m->subsidy_cny4, sizeof m->subsidy_cny4);
+    get(&r, &m->net_cny4, sizeof m->net_cny4);
+    if (!r.ok) {
+        why = "the month's demand is cut short";
+        goto fail;
+    }
+    if (has_row > 1) {
+        snprintf(detail, sizeof detail, "the month has has_row %u where 0 or 1 belongs",
+                 (unsigned)has_row);
+        goto fail;
+    }
+    m->has_row = has_row;
+    first[n] = out->n_paid;
+    if (!get_lines(&r, out, &cap, &why))
+        goto fail;
+    if (r.p != r.end) {
+        snprintf(detail, sizeof detail, "%zu bytes left over after the month",
+                 (size_t)(r.end - r.p));
+        goto fail;
+    }
+    for (uint32_t i = 0; i < n; i++)
+        out->intervals[i].paid = out->paid + first[i];
+    m->n_paid = out->n_paid - first[n];
+    m->paid = out->paid + first[n];
+    out->chunk.cluster = out->cluster;
+    out->chunk.n_intervals = n;
+    out->chunk.intervals = out->intervals;
+    free(first);
+    return true;
+fail:
+    error_set(err, "a reprice record of %zu bytes does not decode: %s", len, why ? why : detail);
+    free(first);
+    reprice_record_free(out);
+    return false;
+}
+
+bool ingest_apply_reprice(struct engine *e, const void *payload, size_t len,
+                          struct reprice_effect *effect, struct error *err)
+{
+    struct reprice_record r;
+    if (!ingest_decode_reprice(payload, len, &r, err))
+        return false;
+    bool ok = engine_reprice(e, &r.chunk, effect, err);
+    reprice_record_free(&r);
+    return ok;
 }

@@ -22,6 +22,7 @@
 #include "daemon/loader.h"
 #include "tariff/config.h"
 #include "tariff/engine.h"
+#include "tariff/reprice.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -33,7 +34,13 @@ enum ingest_status {
 };
 
 /* Journal record types. */
-enum { RECORD_SAMPLES = 1, RECORD_TICK = 2, RECORD_CAPS = 3, RECORD_CONFIG = 4 };
+enum {
+    RECORD_SAMPLES = 1,
+    RECORD_TICK = 2,
+    RECORD_CAPS = 3,
+    RECORD_CONFIG = 4,
+    RECORD_REPRICE = 5
+};
 
 struct record_buf {
     unsigned char *p;
@@ -111,6 +118,41 @@ void ingest_encode_config(const struct config_source *src, struct record_buf *ou
 /* The config a RECORD_CONFIG payload describes; NULL with errs filled when
  * it does not decode or no longer builds. */
 struct config *ingest_config_of(const void *payload, size_t len, struct errors *errs);
+
+/* A RECORD_REPRICE payload: one cluster-month of a correction as the
+ * ledger held it when `tariffd reprice` read it (tariff/reprice.h), so a
+ * replay applies the very chunk the live daemon applied and makes the
+ * same rows. The daemon journals one per cluster-month that made rows.
+ *
+ *   u16 len, cluster; i32 month_day; u32 n, then n x {i64 start_s,
+ *   i32 revision, u8 in_range, i64 kwh_micro, energy_charge_cny4,
+ *   surcharge_cny4, subsidy_cny4, net_cny4, missing_s, lines}; then the
+ *   month: u8 has_row, i32 revision, i64 max_kw_micro, billing_kw_micro,
+ *   max_interval_start_s, charge_cny4, subsidy_cny4, net_cny4, lines.
+ *   lines: u16 n, then n x {u16 len, programme, i64 amount_cny4}.
+ *
+ * A decoded record owns its memory; chunk points into it. */
+struct reprice_record {
+    struct reprice_chunk chunk;
+    char *cluster;
+    struct reprice_interval *intervals;
+    struct reprice_paid *paid; /* every line: each interval's, then the month's */
+    size_t n_paid;
+};
+
+void ingest_encode_reprice(const struct reprice_chunk *c, struct record_buf *out);
+
+/* False (err says what is wrong, and *out is empty) for a payload that
+ * does not decode exactly. */
+bool ingest_decode_reprice(const void *payload, size_t len, struct reprice_record *out,
+                           struct error *err);
+void reprice_record_free(struct reprice_record *r);
+
+/* Decodes and applies with engine_reprice, adding what changed to
+ * *effect. False (err set) when it does not decode or the engine refuses
+ * it; nothing is applied then. */
+bool ingest_apply_reprice(struct engine *e, const void *payload, size_t len,
+                          struct reprice_effect *effect, struct error *err);
 
 /* Appends n bytes. */
 void record_buf_put(struct record_buf *b, const void *v, size_t n);

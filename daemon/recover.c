@@ -52,11 +52,14 @@ static bool replay_record(void *ctx, uint8_t type, const void *payload, size_t l
 {
     (void)lsn_after;
     struct replay_ctx *r = ctx;
+    struct reprice_effect effect = {0};
     bool ok = type == RECORD_SAMPLES  ? ingest_apply(r->s->engine, payload, len, &r->err)
               : type == RECORD_TICK   ? ingest_apply_tick(r->s->engine, payload, len, &r->err)
               : type == RECORD_CAPS   ? ingest_apply_caps(r->s->engine, payload, len, &r->err)
               : type == RECORD_CONFIG ? use_config(r, payload, len)
-                                      : (error_set(&r->err, "unknown record type %d", type), false);
+              : type == RECORD_REPRICE
+                  ? ingest_apply_reprice(r->s->engine, payload, len, &effect, &r->err)
+                  : (error_set(&r->err, "unknown record type %d", type), false);
     r->records++;
     r->failed = !ok;
     return ok;
