@@ -6,6 +6,8 @@
  *   tariffd price [-c FILE] [--precision ns|us|ms|s] [--out DIR] < telemetry.lp
  *   tariffd token                      a new tenant token and its token_sha256 line
  *   tariffd price [-c FILE] --compare ALT [--scale F] [--precision P] [--out DIR] < telemetry.lp
+ *   tariffd reprice [-c FILE] --from DATE --to DATE [--cluster ID]... [--dry-run]
+ *                                      a correction, through the running daemon's control socket
  *   tariffd --version
  *
  * Exit status: 0 success, 1 configuration (or output) error, 2 usage error
@@ -14,12 +16,15 @@
 #include "build_config.h"
 #include "daemon/clock.h"
 #include "daemon/compare.h"
+#include "daemon/control.h"
+#include "daemon/control_client.h"
 #include "daemon/loader.h"
 #include "daemon/offline.h"
 #include "daemon/server.h"
 #include "daemon/tls.h"
 #include "daemon/token.h"
 #include "storage/pg.h"
+#include "tariff/alloc.h"
 #include "tariff/decimal.h"
 
 #include <getopt.h>
@@ -39,6 +44,8 @@ static void usage(FILE *out)
             "token_sha256 line\n"
             "       tariffd price [-c FILE] --compare ALT [--scale F] [--precision P] [--out DIR]\n"
             "                     < telemetry.lp\n"
+            "       tariffd reprice [-c FILE] --from YYYY-MM-DD --to YYYY-MM-DD [--cluster ID]...\n"
+            "                       [--dry-run]\n"
             "       tariffd --version\n"
             "\n"
             "  -c, --config FILE   configuration file (default " DEFAULT_CONFIG ")\n"
@@ -48,6 +55,10 @@ static void usage(FILE *out)
             "      --compare ALT   price the input under ALT too, side by side, and find the\n"
             "                      break-even power scale of ALT\n"
             "      --scale F       multiply ALT's power (and counters) by F (default 1)\n"
+            "      --from, --to    reprice: price again the closed intervals whose local date is\n"
+            "                      in [from, to), under the configuration in force in the daemon\n"
+            "      --cluster ID    reprice: only this cluster (repeatable; default every one)\n"
+            "      --dry-run       reprice: print what would change, write nothing\n"
             "      --version       print the version and exit\n");
 }
 
@@ -86,6 +97,13 @@ static int check_config(const char *path)
     if (!pg_conninfo_parses(cfg->postgres.conninfo, why, sizeof why)) {
         fprintf(stderr, "%s: [postgres] conninfo is not a valid libpq connection string: %s\n",
                 path, why);
+        config_free(cfg);
+        return 1;
+    }
+    struct error err;
+    char control_path[256];
+    if (!control_socket_path(cfg->daemon.state_dir, control_path, sizeof control_path, &err)) {
+        fprintf(stderr, "%s: %s\n", path, err.msg);
         config_free(cfg);
         return 1;
     }
@@ -139,6 +157,116 @@ static int price(const char *config_path, const char *precision, const char *out
         return 1;
     int status = offline_price(cfg, stdin, &opt);
     config_free(cfg);
+    return status;
+}
+
+/* How long `tariffd reprice` waits for its answer: the daemon may wait
+ * for the ledger to catch up, then for PostgreSQL to commit the rows. */
+#define REPRICE_TIMEOUT_S 600
+
+/* `tariffd reprice`: the daemon does the work (it is the ledger's single
+ * writer, and its engine holds what later adjustments are computed
+ * against); this only finds its control socket from the config and asks.
+ * The daemon validates the arguments, so the rules live in one place. */
+static int reprice_main(int argc, char **argv)
+{
+    enum { OPT_FROM = 256, OPT_TO, OPT_CLUSTER, OPT_DRY_RUN };
+    static const struct option options[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"from", required_argument, NULL, OPT_FROM},
+        {"to", required_argument, NULL, OPT_TO},
+        {"cluster", required_argument, NULL, OPT_CLUSTER},
+        {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *config_path = DEFAULT_CONFIG, *from = NULL, *to = NULL;
+    bool dry_run = false;
+    size_t target_len = 64;
+    char **clusters = xcalloc((size_t)argc, sizeof *clusters);
+    size_t n_clusters = 0;
+    int opt, status = 2;
+    while ((opt = getopt_long(argc, argv, "c:h", options, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            config_path = optarg;
+            break;
+        case OPT_FROM:
+            from = optarg;
+            break;
+        case OPT_TO:
+            to = optarg;
+            break;
+        case OPT_CLUSTER:
+            clusters[n_clusters] = control_query_escape(optarg);
+            target_len += 9 + strlen(clusters[n_clusters++]);
+            break;
+        case OPT_DRY_RUN:
+            dry_run = true;
+            break;
+        case 'h':
+            usage(stdout);
+            status = 0;
+            goto out;
+        default:
+            usage(stderr);
+            goto out;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "tariffd reprice: unexpected argument \"%s\"\n", argv[optind]);
+        usage(stderr);
+        goto out;
+    }
+    if (!from || !to) {
+        fprintf(stderr, "tariffd reprice: --from and --to are required\n");
+        usage(stderr);
+        goto out;
+    }
+    status = 1;
+    struct config *cfg = load(config_path, NULL);
+    if (!cfg)
+        goto out;
+    struct error err;
+    char path[256];
+    bool path_ok = control_socket_path(cfg->daemon.state_dir, path, sizeof path, &err);
+    config_free(cfg);
+    if (!path_ok) {
+        fprintf(stderr, "tariffd reprice: %s: %s\n", config_path, err.msg);
+        goto out;
+    }
+    char *from_q = control_query_escape(from), *to_q = control_query_escape(to);
+    target_len += strlen(from_q) + strlen(to_q);
+    char *target = xmalloc(target_len);
+    size_t w = (size_t)snprintf(target, target_len, "/reprice?from=%s&to=%s", from_q, to_q);
+    for (size_t i = 0; i < n_clusters; i++)
+        w += (size_t)snprintf(target + w, target_len - w, "&cluster=%s", clusters[i]);
+    if (dry_run)
+        snprintf(target + w, target_len - w, "&dry_run=1");
+    free(from_q);
+    free(to_q);
+    int code;
+    char *body = NULL;
+    enum control_call_result r =
+        control_call(path, "POST", target, REPRICE_TIMEOUT_S, &code, &body, &err);
+    free(target);
+    if (r == CONTROL_CANNOT_CONNECT) {
+        fprintf(stderr, "tariffd reprice: is the daemon running? %s\n", err.msg);
+    } else if (r == CONTROL_FAILED) {
+        fprintf(stderr, "tariffd reprice: %s\n", err.msg);
+    } else if (code == 200) {
+        fputs(body, stdout);
+        status = fflush(stdout) == 0 ? 0 : 1;
+    } else {
+        body[strcspn(body, "\n")] = '\0';
+        fprintf(stderr, "tariffd reprice: %s\n",
+                body[0] ? body : "the daemon answered with no reason");
+    }
+    free(body);
+out:
+    for (size_t i = 0; i < n_clusters; i++)
+        free(clusters[i]);
+    free(clusters);
     return status;
 }
 
@@ -204,6 +332,8 @@ int main(int argc, char **argv)
     bool check = false, pricing = false;
     if (argc > 1 && strcmp(argv[1], "token") == 0)
         return token_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "reprice") == 0)
+        return reprice_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "price") == 0) {
         pricing = true;
         argv[1] = argv[0];

@@ -159,6 +159,10 @@ void metrics_expose(const struct metrics *m, const struct metrics_gauges *g, str
                         "tariffd_postgres_errors_total{class=\"refused\"} %llu\n",
                         (unsigned long long)g->postgres_errors_transient,
                         (unsigned long long)g->postgres_errors_refused);
+    counter(out, "tariffd_reprices_total",
+            "Corrections (tariffd reprice) applied; dry runs are not counted.", m->reprices);
+    counter(out, "tariffd_reprice_rows_total",
+            "Adjustment rows (billing and demand) made by corrections.", m->reprice_rows);
     counter(out, "tariffd_reloads_ok_total", "Configuration reloads applied.", m->reloads_ok);
     counter(out, "tariffd_reloads_failed_total", "Configuration reloads rejected.",
             m->reloads_failed);

@@ -2,6 +2,8 @@
 
 #include "daemon/clock.h"
 #include "daemon/connections.h"
+#include "daemon/control.h"
+#include "daemon/correction.h"
 #include "daemon/http.h"
 #include "daemon/loader.h"
 #include "daemon/log.h"
@@ -28,6 +30,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/un.h>
 #include <time.h>
 
 const struct config *server_config(const struct server *s)
@@ -94,14 +97,18 @@ static bool disk_nearly_full(const struct server *s);
 void server_flush_replayed(struct server *s)
 {
     /* Rows of a replay belong to records already durable. */
-    if (s->rows.n)
-        pg_submit(s->pg, ++s->next_seq, &s->rows);
+    if (s->rows.n) {
+        s->last_rows_seq = ++s->next_seq;
+        pg_submit(s->pg, s->next_seq, &s->rows);
+    }
 }
 
 void server_on_billing(void *ctx, const struct billing_row *row)
 {
     struct server *s = ctx;
     ledger_add_billing(&s->rows, row);
+    if (s->correction)
+        correction_note_row(s, row->cluster->id, row->month_day);
     metrics_tenant(&s->metrics, row->cluster->tenant->id, row->kwh_micro, row->subsidy_cny4);
     if (s->replaying)
         server_flush_replayed(s);
@@ -111,6 +118,8 @@ void server_on_demand(void *ctx, const struct demand_row *row)
 {
     struct server *s = ctx;
     ledger_add_demand(&s->rows, row);
+    if (s->correction)
+        correction_note_row(s, row->cluster->id, row->month_day);
     metrics_tenant(&s->metrics, row->cluster->tenant->id, 0, row->subsidy_cny4);
     if (s->replaying)
         server_flush_replayed(s);
@@ -676,6 +685,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
             sig == SIGTERM ? "SIGTERM" : "SIGINT");
     sd_notify(0, "STOPPING=1");
     s->stopping = true;
+    correction_stop(s);
     /* A last checkpoint makes the restart quick; open intervals stay open. */
     worker_submit_checkpoint(s);
     on_wake(-1, 0, s);
@@ -808,6 +818,7 @@ int server_run(struct config *cfg, struct config_source *src, const char *config
     memset(src, 0, sizeof *src);
     ingest_encode_config(&s->source, &s->config_record);
     s->state_dir = xstrdup(cfg->daemon.state_dir);
+    s->conninfo = xstrdup(cfg->postgres.conninfo);
     s->fsync_each_group = cfg->daemon.durability == DURABILITY_FSYNC;
     s->waiters_tail = &s->waiters;
     s->jobs_tail = &s->jobs;
@@ -822,6 +833,11 @@ int server_run(struct config *cfg, struct config_source *src, const char *config
     s->base = event_base_new();
     s->wake = event_new(s->base, -1, 0, on_wake, s);
     struct error err;
+    char control_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    if (!control_socket_path(s->state_dir, control_path, sizeof control_path, &err)) {
+        log_msg(LOG_ERR, "%s: %s", config_path, err.msg);
+        return 1;
+    }
     if (!recover(s, &err)) {
         log_msg(LOG_ERR, "%s", err.msg);
         return 1;
@@ -848,6 +864,13 @@ int server_run(struct config *cfg, struct config_source *src, const char *config
     }
     raise_fd_limit(cfg->daemon.max_connections);
     if (!listen_all(s, &err)) {
+        log_msg(LOG_ERR, "%s", err.msg);
+        return 1;
+    }
+    /* Before the worker starts: no other thread creates files meanwhile
+     * (the socket's mode comes from the umask). */
+    s->control = control_open(s, s->base, s->state_dir, &err);
+    if (!s->control) {
         log_msg(LOG_ERR, "%s", err.msg);
         return 1;
     }
@@ -888,6 +911,8 @@ int server_run(struct config *cfg, struct config_source *src, const char *config
 
     event_base_dispatch(s->base);
 
+    correction_stop(s);
+    control_close(s->control);
     stop_worker(s);
     /* The ledger catches up (or the flush times out), then the final
      * checkpoint, in that order: rows not yet in the ledger stay in the
@@ -924,6 +949,7 @@ int server_run(struct config *cfg, struct config_source *src, const char *config
     config_source_free(&s->source);
     record_buf_free(&s->config_record);
     free(s->state_dir);
+    free(s->conninfo);
     free(s);
     log_msg(LOG_NOTICE, "stopped");
     return 0;

@@ -88,6 +88,7 @@ struct server {
     bool caps_pending; /* started empty: yearly caps come from the ledger first */
     struct journal *journal;
     uint64_t next_seq;
+    uint64_t last_rows_seq; /* the last record whose rows went (or go) to the ledger writer */
     struct waiter *waiters, **waiters_tail;
     bool stopping;
     bool suspended;          /* the journal failed: writes refused until it is rebuilt */
@@ -103,6 +104,9 @@ struct server {
     int64_t busy_permille;     /* ... as a share of the time, smoothed */
     int64_t shed_credit;       /* spreads the writes shed evenly */
     uint64_t bytes_since_checkpoint;
+    char *conninfo;                /* the writer's (a reload changes it at the next start) */
+    struct control *control;       /* the control socket (daemon/control.h) */
+    struct correction *correction; /* tariffd reprice in flight (daemon/correction.h); NULL: none */
 
     /* Shared with the worker, under lock. */
     pthread_t worker;

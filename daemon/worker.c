@@ -242,6 +242,8 @@ uint64_t worker_submit_record(struct server *s, uint8_t type, const struct recor
     memcpy(j->data, r->p, r->len);
     j->len = r->len;
     j->rows = s->rows;
+    if (s->rows.n)
+        s->last_rows_seq = j->seq;
     memset(&s->rows, 0, sizeof s->rows);
     s->bytes_since_checkpoint += r->len;
     uint64_t seq = j->seq; /* the worker owns (and may free) j once submitted */
