@@ -2,8 +2,9 @@
  * Unit tests for the journal record codec of daemon/ingest.c: a request body
  * becomes a samples record (ingest_parse) with exactly the bytes ingest.h
  * documents, and that record pushes the same samples into an engine
- * (ingest_apply); tick and caps records round trip too; a truncated or
- * corrupt payload of each kind is refused with "... does not decode".
+ * (ingest_apply); tick, caps and reprice records round trip too; a
+ * truncated or corrupt payload of each kind is refused with "... does not
+ * decode" (a reprice record's message also says what is wrong).
  *
  * The config: interval 15m, grace 2m, one tariff in +08:00 with valley 0.25
  * CNY/kWh all day, surcharge 0.02; cluster c1 (tenant t1) has a domestic
@@ -633,6 +634,256 @@ START_TEST(test_truncated_caps_record_does_not_decode)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- */
+/* Reprice records                                                   */
+
+static const struct reprice_paid interval_lines[] = {{"pa", 750}, {"pb", -25}};
+static const struct reprice_paid month_lines[] = {{"pa", 1200}};
+
+/* c1, March 2025: 00:00 local (in range, 1 kWh, paid by pa and pb) and
+ * 00:15 (out of range), and the month's demand row. */
+static struct reprice_chunk sample_chunk(struct reprice_interval iv[2])
+{
+    iv[0] = (struct reprice_interval){.start_s = T0,
+                                      .revision = 2,
+                                      .in_range = true,
+                                      .kwh_micro = 1000000,
+                                      .energy_charge_cny4 = 2000,
+                                      .surcharge_cny4 = 200,
+                                      .subsidy_cny4 = 725,
+                                      .net_cny4 = 1475,
+                                      .missing_s = 30,
+                                      .n_paid = 2,
+                                      .paid = interval_lines};
+    iv[1] = (struct reprice_interval){.start_s = T0 + 900,
+                                      .kwh_micro = 2000000,
+                                      .energy_charge_cny4 = 5000,
+                                      .surcharge_cny4 = 400,
+                                      .net_cny4 = 5400};
+    return (struct reprice_chunk){
+        .cluster = "c1",
+        .month_day = (int32_t)((T0 + 8 * 3600) / 86400),
+        .n_intervals = 2,
+        .intervals = iv,
+        .month = {.has_row = true,
+                  .revision = 1,
+                  .max_kw_micro = 8000000,
+                  .billing_kw_micro = 8000000,
+                  .max_interval_start_s = T0 + 900,
+                  .charge_cny4 = 2400000,
+                  .subsidy_cny4 = 1200,
+                  .net_cny4 = 2398800,
+                  .n_paid = 1,
+                  .paid = month_lines},
+    };
+}
+
+static void take_lines(struct cursor *c, const struct reprice_paid *want, size_t n)
+{
+    uint16_t count;
+    take(c, &count, sizeof count);
+    ck_assert_uint_eq(count, n);
+    for (size_t k = 0; k < n; k++) {
+        char programme[64];
+        int64_t amount;
+        take_str(c, programme);
+        take(c, &amount, sizeof amount);
+        ck_assert_str_eq(programme, want[k].programme);
+        ck_assert_int_eq(amount, want[k].amount_cny4);
+    }
+}
+
+START_TEST(test_reprice_record_has_the_documented_layout)
+{
+    struct reprice_interval iv[2];
+    struct reprice_chunk ch = sample_chunk(iv);
+    struct record_buf rec = {0};
+    ingest_encode_reprice(&ch, &rec);
+    struct cursor c = {rec.p};
+    char cluster[64];
+    int32_t month_day, revision;
+    uint32_t n;
+    take_str(&c, cluster);
+    take(&c, &month_day, sizeof month_day);
+    take(&c, &n, sizeof n);
+    ck_assert_str_eq(cluster, "c1");
+    ck_assert_int_eq(month_day, ch.month_day);
+    ck_assert_uint_eq(n, 2);
+    for (size_t i = 0; i < 2; i++) {
+        int64_t start, v[6];
+        uint8_t in_range;
+        take(&c, &start, sizeof start);
+        take(&c, &revision, sizeof revision);
+        take(&c, &in_range, 1);
+        take(&c, v, sizeof v);
+        ck_assert_int_eq(start, iv[i].start_s);
+        ck_assert_int_eq(revision, iv[i].revision);
+        ck_assert_uint_eq(in_range, iv[i].in_range);
+        ck_assert_int_eq(v[0], iv[i].kwh_micro);
+        ck_assert_int_eq(v[1], iv[i].energy_charge_cny4);
+        ck_assert_int_eq(v[2], iv[i].surcharge_cny4);
+        ck_assert_int_eq(v[3], iv[i].subsidy_cny4);
+        ck_assert_int_eq(v[4], iv[i].net_cny4);
+        ck_assert_int_eq(v[5], iv[i].missing_s);
+        take_lines(&c, iv[i].paid, iv[i].n_paid);
+    }
+    uint8_t has_row;
+    int64_t m[6];
+    take(&c, &has_row, 1);
+    take(&c, &revision, sizeof revision);
+    take(&c, m, sizeof m);
+    ck_assert_uint_eq(has_row, 1);
+    ck_assert_int_eq(revision, 1);
+    ck_assert_int_eq(m[0], 8000000);
+    ck_assert_int_eq(m[1], 8000000);
+    ck_assert_int_eq(m[2], T0 + 900);
+    ck_assert_int_eq(m[3], 2400000);
+    ck_assert_int_eq(m[4], 1200);
+    ck_assert_int_eq(m[5], 2398800);
+    take_lines(&c, month_lines, 1);
+    ck_assert_ptr_eq(c.p, rec.p + rec.len);
+    record_buf_free(&rec);
+}
+END_TEST
+
+START_TEST(test_reprice_record_round_trips)
+{
+    struct reprice_interval iv[2];
+    struct reprice_chunk ch = sample_chunk(iv);
+    struct record_buf rec = {0}, again = {0};
+    ingest_encode_reprice(&ch, &rec);
+    struct reprice_record got;
+    struct error err;
+    ck_assert_msg(ingest_decode_reprice(rec.p, rec.len, &got, &err), "%s", err.msg);
+    ck_assert_str_eq(got.chunk.cluster, "c1");
+    ck_assert_uint_eq(got.chunk.n_intervals, 2);
+    ck_assert_uint_eq(got.chunk.intervals[0].n_paid, 2);
+    ck_assert_str_eq(got.chunk.intervals[0].paid[1].programme, "pb");
+    ck_assert_int_eq(got.chunk.intervals[0].paid[1].amount_cny4, -25);
+    ck_assert_uint_eq(got.chunk.intervals[1].n_paid, 0);
+    ck_assert(!got.chunk.intervals[1].in_range);
+    ck_assert_uint_eq(got.chunk.month.n_paid, 1);
+    ck_assert_str_eq(got.chunk.month.paid[0].programme, "pa");
+    ingest_encode_reprice(&got.chunk, &again);
+    ck_assert_uint_eq(again.len, rec.len);
+    ck_assert(memcmp(again.p, rec.p, rec.len) == 0);
+    reprice_record_free(&got);
+    record_buf_free(&rec);
+    record_buf_free(&again);
+}
+END_TEST
+
+START_TEST(test_truncated_reprice_record_says_what_is_wrong)
+{
+    struct reprice_interval iv[2];
+    struct reprice_chunk ch = sample_chunk(iv);
+    struct record_buf rec = {0};
+    ingest_encode_reprice(&ch, &rec);
+    unsigned char *longer = malloc(rec.len + 1);
+    memcpy(longer, rec.p, rec.len);
+    longer[rec.len] = 0;
+    for (size_t len = 0; len <= rec.len + 1; len++) {
+        if (len == rec.len)
+            continue;
+        struct reprice_record got;
+        struct error err;
+        ck_assert_msg(!ingest_decode_reprice(longer, len, &got, &err), "%zu of %zu bytes decoded",
+                      len, rec.len);
+        char want[96];
+        snprintf(want, sizeof want, "a reprice record of %zu bytes does not decode: ", len);
+        ck_assert_msg(strncmp(err.msg, want, strlen(want)) == 0, "%s", err.msg);
+        ck_assert_ptr_null(got.cluster);
+    }
+    struct reprice_record got;
+    struct error err;
+    ck_assert(!ingest_decode_reprice(longer, 0, &got, &err));
+    ck_assert_str_eq(err.msg, "a reprice record of 0 bytes does not decode: the cluster is cut "
+                              "short or empty");
+    ck_assert(!ingest_decode_reprice(longer, rec.len + 1, &got, &err));
+    char want[128];
+    snprintf(want, sizeof want,
+             "a reprice record of %zu bytes does not decode: 1 bytes left over after the month",
+             rec.len + 1);
+    ck_assert_str_eq(err.msg, want);
+    /* An interval count the bytes cannot hold is refused before anything
+     * is allocated for it. */
+    uint32_t huge = 100000000;
+    memcpy(longer + 2 + 2 + 4, &huge, sizeof huge);
+    ck_assert(!ingest_decode_reprice(longer, rec.len, &got, &err));
+    ck_assert_msg(strstr(err.msg, ": 100000000 intervals cannot fit in the") != NULL, "%s",
+                  err.msg);
+    free(longer);
+    record_buf_free(&rec);
+}
+END_TEST
+
+START_TEST(test_reprice_record_with_a_bad_flag_does_not_decode)
+{
+    struct reprice_interval iv[2];
+    struct reprice_chunk ch = sample_chunk(iv);
+    struct record_buf rec = {0};
+    ingest_encode_reprice(&ch, &rec);
+    size_t in_range_at = 2 + 2 + 4 + 4 + 8 + 4;
+    rec.p[in_range_at] = 7;
+    struct reprice_record got;
+    struct error err;
+    ck_assert(!ingest_decode_reprice(rec.p, rec.len, &got, &err));
+    ck_assert_msg(strstr(err.msg, ": interval 1 has in_range 7 where 0 or 1 belongs") != NULL, "%s",
+                  err.msg);
+    record_buf_free(&rec);
+}
+END_TEST
+
+/* The ledger says 00:00 local cost 0.2000 for 1 kWh; the config prices
+ * valley at 0.25: energy 0.2500 (+0.0500), surcharge 0.0200 (unchanged),
+ * pa pays 0.5 x 0.75 x 0.2500 = 0.09375 -> 0.0938 half-even (+0.0188
+ * against the 0.0750 the ledger holds), net 0.2500 + 0.0200 - 0.0938 =
+ * 0.1762 (+0.0312). One adjustment row of kWh 0. */
+START_TEST(test_reprice_record_applies_a_correction)
+{
+    static const struct reprice_paid paid[] = {{"pa", 750}};
+    struct reprice_interval in = {.start_s = T0,
+                                  .in_range = true,
+                                  .kwh_micro = 1000000,
+                                  .energy_charge_cny4 = 2000,
+                                  .surcharge_cny4 = 200,
+                                  .subsidy_cny4 = 750,
+                                  .net_cny4 = 1450,
+                                  .n_paid = 1,
+                                  .paid = paid};
+    struct reprice_chunk ch = {.cluster = "c1",
+                               .month_day = (int32_t)((T0 + 8 * 3600) / 86400),
+                               .n_intervals = 1,
+                               .intervals = &in};
+    struct record_buf rec = {0};
+    ingest_encode_reprice(&ch, &rec);
+    struct engine *e = new_engine();
+    struct reprice_effect eff = {0};
+    struct error err;
+    ck_assert_msg(ingest_apply_reprice(e, rec.p, rec.len, &eff, &err), "%s", err.msg);
+    ck_assert_uint_eq(n_rows, 1);
+    ck_assert_int_eq(rows[0].start_s, T0);
+    ck_assert_int_eq(rows[0].kwh_micro, 0);
+    ck_assert_int_eq(rows[0].subsidy_cny4, 188);
+    ck_assert_uint_eq(eff.billing_rows, 1);
+    ck_assert_uint_eq(eff.intervals, 1);
+    ck_assert_int_eq(eff.energy_charge_cny4, 500);
+    ck_assert_int_eq(eff.surcharge_cny4, 0);
+    ck_assert_int_eq(eff.net_cny4, 312);
+    engine_free(e);
+
+    /* A cluster the config does not have: refused, nothing made. */
+    ch.cluster = "c9";
+    ingest_encode_reprice(&ch, &rec);
+    e = new_engine();
+    ck_assert(!ingest_apply_reprice(e, rec.p, rec.len, &eff, &err));
+    ck_assert_str_eq(err.msg, "cluster c9 is not in the config");
+    ck_assert_uint_eq(n_rows, 0);
+    engine_free(e);
+    record_buf_free(&rec);
+}
+END_TEST
+
 static Suite *ingest_suite(void)
 {
     Suite *s = suite_create("ingest");
@@ -655,6 +906,11 @@ static Suite *ingest_suite(void)
     tcase_add_test(tc, test_caps_record_ends_the_engines_wait_for_the_caps);
     tcase_add_test(tc, test_empty_caps_record_round_trips);
     tcase_add_test(tc, test_truncated_caps_record_does_not_decode);
+    tcase_add_test(tc, test_reprice_record_has_the_documented_layout);
+    tcase_add_test(tc, test_reprice_record_round_trips);
+    tcase_add_test(tc, test_truncated_reprice_record_says_what_is_wrong);
+    tcase_add_test(tc, test_reprice_record_with_a_bad_flag_does_not_decode);
+    tcase_add_test(tc, test_reprice_record_applies_a_correction);
     suite_add_tcase(s, tc);
     return s;
 }
