@@ -37,7 +37,7 @@ bool control_socket_path(const char *state_dir, char *buf, size_t size, struct e
     int n = snprintf(buf, size, "%s/" CONTROL_SOCKET_NAME, state_dir);
     if (n < 0 || (size_t)n > max || (size_t)n >= size) {
         error_set(err,
-                  "state_dir \"%.120s\" is too long for the control socket: its path would be %d "
+                  "state_dir \"%.150s\" is too long for the control socket: its path would be %d "
                   "bytes, a socket address holds %zu",
                   state_dir, n, max);
         return false;
