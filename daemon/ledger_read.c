@@ -238,7 +238,8 @@ static void link_lines(struct building *b)
     rec->paid = xcalloc(total, sizeof *rec->paid);
     for (size_t i = 0; i <= n; i++) {
         struct reprice_paid *at = rec->paid + rec->n_paid;
-        memcpy(at, b->lines[i], b->n_lines[i] * sizeof *at);
+        if (b->n_lines[i])
+            memcpy(at, b->lines[i], b->n_lines[i] * sizeof *at);
         rec->n_paid += b->n_lines[i];
         free(b->lines[i]);
         if (i < n) {

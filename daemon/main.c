@@ -75,6 +75,18 @@ static struct config *load(const char *path, struct config_source *src)
     return cfg;
 }
 
+/* Whether the control socket's path fits a socket address (a config error
+ * otherwise, said on stderr): for --check-config and the daemon's start. */
+static bool control_socket_fits(const char *path, const struct config *cfg)
+{
+    struct error err;
+    char control_path[256];
+    if (control_socket_path(cfg->daemon.state_dir, control_path, sizeof control_path, &err))
+        return true;
+    fprintf(stderr, "%s: %s\n", path, err.msg);
+    return false;
+}
+
 static int check_config(const char *path)
 {
     struct config *cfg = load(path, NULL);
@@ -100,10 +112,7 @@ static int check_config(const char *path)
         config_free(cfg);
         return 1;
     }
-    struct error err;
-    char control_path[256];
-    if (!control_socket_path(cfg->daemon.state_dir, control_path, sizeof control_path, &err)) {
-        fprintf(stderr, "%s: %s\n", path, err.msg);
+    if (!control_socket_fits(path, cfg)) {
         config_free(cfg);
         return 1;
     }
@@ -403,7 +412,8 @@ int main(int argc, char **argv)
     }
     struct config_source src = {0};
     struct config *cfg = load(config_path, &src);
-    if (!cfg) {
+    if (!cfg || !control_socket_fits(config_path, cfg)) {
+        config_free(cfg);
         config_source_free(&src);
         return 1;
     }

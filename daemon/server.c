@@ -30,7 +30,6 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <sys/un.h>
 #include <time.h>
 
 const struct config *server_config(const struct server *s)
@@ -833,11 +832,6 @@ int server_run(struct config *cfg, struct config_source *src, const char *config
     s->base = event_base_new();
     s->wake = event_new(s->base, -1, 0, on_wake, s);
     struct error err;
-    char control_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-    if (!control_socket_path(s->state_dir, control_path, sizeof control_path, &err)) {
-        log_msg(LOG_ERR, "%s: %s", config_path, err.msg);
-        return 1;
-    }
     if (!recover(s, &err)) {
         log_msg(LOG_ERR, "%s", err.msg);
         return 1;
