@@ -193,6 +193,18 @@ void correction_stop(struct server *s)
     finish(c, 503, why);
 }
 
+void correction_suspend(struct server *s)
+{
+    struct correction *c = s->correction;
+    if (!c)
+        return;
+    char why[800];
+    snprintf(why, sizeof why, "%s; %s", s->suspended_why,
+             c->poll ? "the correction may be applied in part: run it again once writes are taken"
+                     : "nothing was applied");
+    finish(c, 503, why);
+}
+
 /* ------------------------------------------------------------------ */
 /* The report                                                          */
 

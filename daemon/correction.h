@@ -71,4 +71,8 @@ void correction_note_row(struct server *s, const char *cluster, int32_t month_da
  * whether it was applied), its reader let go. */
 void correction_stop(struct server *s);
 
+/* The journal failed (the daemon suspends writes): a correction in flight
+ * is answered 503 with the reason, its reader let go. */
+void correction_suspend(struct server *s);
+
 #endif

@@ -246,6 +246,11 @@ static void on_rebuild(evutil_socket_t fd, short what, void *arg)
     pthread_mutex_lock(&s->lock);
     s->journal_failed = false;
     pthread_mutex_unlock(&s->lock);
+    /* Before the worker starts, as at start (the socket's mode comes from
+     * the umask). */
+    s->control = control_open(s, s->base, s->state_dir, &err);
+    if (!s->control)
+        log_msg(LOG_ERR, "%s; tariffd reprice cannot reach this daemon until it restarts", err.msg);
     start_worker(s);
     worker_submit_checkpoint(s);
     s->suspended = false;
@@ -280,6 +285,11 @@ static void suspend(struct server *s, uint64_t durable)
     s->suspended = true;
     snprintf(s->suspended_why, sizeof s->suspended_why,
              "the journal cannot be written (%.500s); retry later", s->journal_error);
+    /* The control socket too: a bound socket pins the filesystem it lives
+     * on. A correction in flight is answered first. */
+    correction_suspend(s);
+    control_close(s->control);
+    s->control = NULL;
     log_msg(LOG_ERR, "journal: %s; writes get 503 until it can be written again", s->journal_error);
     while (s->waiters) {
         struct waiter *w = s->waiters;
