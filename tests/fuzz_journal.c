@@ -8,8 +8,8 @@
  *               it exactly where an independent scan of the format
  *               (journal.h) finds the first bad record, and journal_replay
  *               must then give exactly the records before it; each is
- *               dispatched as server.c's replay_record does (samples, tick,
- *               caps; an unknown type is an error). A replay from a
+ *               dispatched as recover.c's replay_record does (samples, tick,
+ *               caps, reprice; an unknown type is an error). A replay from a
  *               boundary gives the records after it; from elsewhere it is
  *               an error. After an append, a reopen cuts nothing.
  *  1 records    the rest is a sequence of {u8 type, u16 len, payload}
@@ -161,6 +161,101 @@ static bool decodes(uint8_t type, const unsigned char *p, size_t len, uint32_t *
     return r.ok && r.p == r.end;
 }
 
+/* A reprice record's name: u16 len >= 1, that many bytes without NUL. */
+static void take_reprice_name(struct rd *r)
+{
+    uint16_t len = 0;
+    take(r, &len, 2);
+    if (r->ok && (len == 0 || (size_t)(r->end - r->p) < len || memchr(r->p, '\0', len)))
+        r->ok = false;
+    take(r, NULL, len);
+}
+
+static void take_reprice_lines(struct rd *r)
+{
+    uint16_t n = 0;
+    take(r, &n, 2);
+    for (uint16_t k = 0; k < n && r->ok; k++) {
+        take_reprice_name(r);
+        take(r, NULL, 8);
+    }
+}
+
+/* Whether a RECORD_REPRICE payload decodes (ingest.h): the cluster, the
+ * month, u32 n intervals of 61 bytes and their lines each, the month's 54
+ * bytes and its lines, the two flags 0 or 1, nothing after. */
+static bool reprice_decodes(const unsigned char *p, size_t len)
+{
+    struct rd r = {p, p + len, true};
+    uint32_t n = 0;
+    take_reprice_name(&r);
+    take(&r, NULL, 4);
+    take(&r, &n, 4);
+    for (uint32_t i = 0; i < n && r.ok; i++) {
+        uint8_t flag = 0;
+        take(&r, NULL, 12);
+        take(&r, &flag, 1);
+        take(&r, NULL, 48);
+        r.ok &= flag <= 1;
+        take_reprice_lines(&r);
+    }
+    uint8_t has_row = 0;
+    take(&r, &has_row, 1);
+    take(&r, NULL, 52);
+    r.ok &= has_row <= 1;
+    take_reprice_lines(&r);
+    return r.ok && r.p == r.end;
+}
+
+/* Whether a reprice payload holds what a ledger could: its month within
+ * the years the daemon's clock accepts (2000 to 2199), its intervals in
+ * that month's neighbourhood, and no amount beyond what numeric(20,4)
+ * and numeric(20,6) sums parse into without overflow in the arithmetic on
+ * them (|v| < 1e15). A payload that does not decode is plausible: its
+ * decoder must refuse it. */
+static bool reprice_plausible(const unsigned char *p, size_t len)
+{
+    if (!reprice_decodes(p, len))
+        return true;
+    const int64_t max = INT64_C(1000000000000000);
+    struct rd r = {p, p + len, true};
+    uint16_t name = 0;
+    int32_t month_day = 0;
+    uint32_t n = 0;
+    take(&r, &name, 2);
+    take(&r, NULL, name);
+    take(&r, &month_day, 4);
+    take(&r, &n, 4);
+    if (month_day < 10957 || month_day > 84005) /* 2000-01-01, 2199-12-31 */
+        return false;
+    int64_t near = (int64_t)month_day * 86400;
+    bool ok = true;
+    for (uint32_t i = 0; i <= n; i++) {
+        int64_t v[7];
+        if (i < n) {
+            take(&r, &v[0], 8);
+            take(&r, NULL, 5);
+            take(&r, &v[1], 48);
+            ok &= v[0] > near - 40 * 86400 && v[0] < near + 40 * 86400;
+        } else {
+            take(&r, NULL, 5);
+            take(&r, &v[1], 48);
+        }
+        for (int k = 1; k < 7; k++)
+            ok &= v[k] > -max && v[k] < max;
+        uint16_t lines = 0;
+        take(&r, &lines, 2);
+        for (uint16_t k = 0; k < lines; k++) {
+            int64_t amount = 0;
+            take(&r, &name, 2);
+            take(&r, NULL, name);
+            take(&r, &amount, 8);
+            ok &= amount > -max && amount < max;
+        }
+    }
+    return ok;
+}
+
 /* Whether a RECORD_CONFIG payload decodes: u32 n >= 1, then n x {u32 len,
  * a name without NUL, u32 len, a text}, nothing after. */
 static bool config_decodes(const unsigned char *p, size_t len)
@@ -202,6 +297,8 @@ static bool plausible(uint8_t type, const unsigned char *p, size_t len)
         memcpy(&t, p, 8);
         return t >= min_ns && t <= max_ns;
     }
+    if (type == RECORD_REPRICE)
+        return reprice_plausible(p, len);
     if (type != RECORD_SAMPLES)
         return true;
     uint32_t n = 0;
@@ -266,6 +363,29 @@ static bool replay_record(void *ctx, uint8_t type, const void *payload, size_t l
         errors_free(&errs);
         r->records++;
         return true;
+    }
+    if (type == RECORD_REPRICE) {
+        /* It decodes exactly when the layout says so; a chunk that decodes
+         * may still be refused by the engine (a cluster not in the config,
+         * intervals out of order), with a reason, and then changes
+         * nothing. */
+        struct reprice_record rec;
+        struct reprice_effect effect = {0};
+        bool expect = reprice_decodes(payload, len);
+        bool decoded = ingest_decode_reprice(payload, len, &rec, &r->err);
+        check(decoded == expect);
+        if (decoded)
+            reprice_record_free(&rec);
+        r->err.msg[0] = '\0';
+        bool ok = ingest_apply_reprice(r->e, payload, len, &effect, &r->err);
+        check(!ok || decoded);
+        check(ok || r->err.msg[0] != '\0');
+        check(ok || (effect.billing_rows == 0 && effect.demand_rows == 0));
+        drain_rows();
+        r->records++;
+        r->refused += !ok;
+        r->failed = !ok;
+        return ok || r->tolerant;
     }
     uint32_t whole;
     bool expect = decodes(type, payload, len, &whole);
@@ -860,6 +980,58 @@ static int make_seeds(const char *out)
     append_bytes(&cut, recs[0].p, recs[0].len);
     append_bytes(&cut, "x", 1);
     seed(out, "records_tick_and_caps_bad", MODE_RECORDS, cut.p, cut.len);
+    /* A correction of c1's March after the valid records (its first two
+     * intervals, which the engine still holds, and a month row), then the
+     * same record cut short and with a bad flag. */
+    static const struct reprice_paid paid[] = {{"pa", 1500}};
+    const struct reprice_interval iv[] = {
+        {.start_s = t0 / 1000000000,
+         .in_range = true,
+         .kwh_micro = 10000000,
+         .energy_charge_cny4 = 25000,
+         .surcharge_cny4 = 2000,
+         .subsidy_cny4 = 1500,
+         .net_cny4 = 25500,
+         .n_paid = 1,
+         .paid = paid},
+        {.start_s = t0 / 1000000000 + 900,
+         .kwh_micro = 10500000,
+         .energy_charge_cny4 = 26250,
+         .surcharge_cny4 = 2100,
+         .net_cny4 = 28350},
+    };
+    const struct reprice_chunk chunk = {
+        .cluster = "c1",
+        .month_day = (int32_t)((t0 / 1000000000 + 8 * 3600) / 86400),
+        .n_intervals = 2,
+        .intervals = iv,
+        .month = {.has_row = true,
+                  .max_kw_micro = 42000000,
+                  .billing_kw_micro = 42000000,
+                  .max_interval_start_s = t0 / 1000000000 + 900,
+                  .charge_cny4 = 12600000,
+                  .net_cny4 = 12600000},
+    };
+    struct record_buf reprice = {0};
+    ingest_encode_reprice(&chunk, &reprice);
+    cut.len = 0;
+    append_bytes(&cut, list.p, list.len);
+    unsigned char rh[3] = {RECORD_REPRICE, (unsigned char)reprice.len,
+                           (unsigned char)(reprice.len >> 8)};
+    append_bytes(&cut, rh, 3);
+    append_bytes(&cut, reprice.p, reprice.len);
+    seed(out, "records_reprice", MODE_RECORDS, cut.p, cut.len);
+    cut.len = 0;
+    rh[1] = (unsigned char)(reprice.len - 1), rh[2] = (unsigned char)((reprice.len - 1) >> 8);
+    append_bytes(&cut, rh, 3);
+    append_bytes(&cut, reprice.p, reprice.len - 1);
+    reprice.p[2 + 2 + 4 + 4 + 8 + 4] = 7; /* the first interval's in_range */
+    rh[1] = (unsigned char)reprice.len, rh[2] = (unsigned char)(reprice.len >> 8);
+    append_bytes(&cut, rh, 3);
+    append_bytes(&cut, reprice.p, reprice.len);
+    append_bytes(&cut, list.p, list.len);
+    seed(out, "records_reprice_bad", MODE_RECORDS, cut.p, cut.len);
+    record_buf_free(&reprice);
     record_buf_free(&cut);
     record_buf_free(&list);
 
