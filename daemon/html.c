@@ -32,12 +32,19 @@ void html_raw(struct html *h, const char *markup)
 
 void html_printf(struct html *h, const char *fmt, ...)
 {
+    /* Most pieces are short: format into the stack, and only a longer one
+     * a second time into the buffer. */
+    char small[512];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
     va_end(ap);
     if (n <= 0)
         return;
+    if ((size_t)n < sizeof small) {
+        append(h, small, (size_t)n);
+        return;
+    }
     reserve(h, (size_t)n);
     va_start(ap, fmt);
     vsnprintf(h->buf + h->len, (size_t)n + 1, fmt, ap);

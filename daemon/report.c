@@ -66,8 +66,11 @@ static PGresult *run(struct ledger *l, const char *sql, int n, const char *const
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
         return r;
+    /* The primary message alone ("relation ... does not exist"), without
+     * libpq's "ERROR:" and the lines after it. */
     char msg[400];
-    first_line(PQresultErrorMessage(r), msg, sizeof msg);
+    const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    first_line(primary ? primary : PQresultErrorMessage(r), msg, sizeof msg);
     snprintf(l->err, sizeof l->err, "reading the ledger in schema %s failed: %s", l->schema, msg);
     PQclear(r);
     return NULL;
