@@ -166,12 +166,13 @@ static bool write_statements(const struct statements *s, const char *dir)
             fclose(out);
         return false;
     }
-    fputs("tenant,cluster,province,month,kwh,energy_charge,surcharge,demand_charge,subsidy,net\n",
+    fputs("tenant,cluster,province,month,kwh,energy_charge,surcharge,demand_charge,subsidy,net,"
+          "demand_days\n",
           out);
     fputs("tenant,cluster,month,period,kwh,energy_charge\n", by_period);
     for (size_t i = 0; i < s->n; i++) {
         const struct statement *st = &s->v[i];
-        char line[CSV_LINE_MAX], v[6][40], month[16];
+        char line[CSV_LINE_MAX], v[7][40], month[16];
         size_t len = 0;
         line[0] = '\0';
         csv_text(line, &len, st->tenant);
@@ -189,7 +190,11 @@ static bool write_statements(const struct statements *s, const char *dir)
         fen(st->demand_charge_cny4, v[3], sizeof v[3]);
         fen(st->subsidy_cny4, v[4], sizeof v[4]);
         fen(st->net_cny4, v[5], sizeof v[5]);
-        fprintf(out, "%s,%s,%s,%s,%s,%s,%s,%s\n", line, month, v[0], v[1], v[2], v[3], v[4], v[5]);
+        v[6][0] = '\0'; /* NULL: a whole month */
+        if (st->demand_days >= 0)
+            snprintf(v[6], sizeof v[6], "%d", (int)st->demand_days);
+        fprintf(out, "%s,%s,%s,%s,%s,%s,%s,%s,%s\n", line, month, v[0], v[1], v[2], v[3], v[4],
+                v[5], v[6]);
         for (int p = 0; p < PERIOD_COUNT; p++) {
             if (!st->period_seen[p])
                 continue;
