@@ -954,6 +954,13 @@ def scenario_service():
         send(d, "\n".join(lines[k:k + 4000]) + "\n", f"batch {k // 4000}", timeout=60)
     body = "\n".join(lines) + "\n"
     want = offline(d.config, body)
+    # Each prorated charge is its proration evaluated (Decimal, independently).
+    with tempfile.TemporaryDirectory() as out:
+        subprocess.run([TARIFFD, "price", "-c", d.config, "--precision", "s", "--out", out],
+                       input=body, text=True, capture_output=True, check=True, timeout=60)
+        v = subprocess.run([sys.executable, os.path.join(HERE, "..", "verify_ledger.py"), out, "0.5"],
+                           capture_output=True, text=True, timeout=60)
+        check(v.returncode == 0, f"verify_ledger.py on tariffd price's files: {v.stdout[-500:]}", d)
     rows, demand = wait_ledger(d, want, timeout=60)
     unique_keys(d, rows, demand)
     views_vs_offline(d, want)
