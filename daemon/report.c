@@ -4,6 +4,7 @@
 #include "tariff/alloc.h"
 #include "tariff/civil.h"
 #include "tariff/decimal.h"
+#include "tariff/eligibility.h"
 
 #include <libpq-fe.h>
 
@@ -400,12 +401,16 @@ static bool read_demand(struct ledger *l, const char *const *p, struct report_mo
             return false;
         }
         /* The contract and its threshold are the config's: the ledger
-         * keeps only what they made of the month (billing_kw). */
+         * keeps only what they made of the month (billing_kw). A contract
+         * that changes within the month is drawn as it stands on its last
+         * day. */
         const struct cluster *c = config_find_cluster(l->cfg, ld->cluster);
         const struct tariff_version *v = config_version(l->cfg, PQgetvalue(r, i, 5));
         if (strcmp(ld->basis, "contract") == 0 && c && c->has_contract_kw) {
+            struct civil_date next = {m->month == 12 ? m->year + 1 : m->year,
+                                      m->month == 12 ? 1 : m->month + 1, 1};
             ld->has_contract = true;
-            ld->contract_micro_kw = c->contract_micro_kw;
+            ld->contract_micro_kw = cluster_contract_micro_kw_on(c, civil_to_day(next) - 1);
             ld->contract_threshold_micro = v ? v->contract_threshold_micro : 0;
         }
     }

@@ -8,10 +8,6 @@
 #include <inttypes.h>
 #include <stdio.h>
 
-struct month_demand {
-    struct demand_charge dc;
-};
-
 /* The sums an interval or month had before: the engine's own where it
  * still holds them, else the ledger's. Programme names are interned, as
  * engine_diff_lines compares them by pointer. */
@@ -179,8 +175,11 @@ static void reprice_ledger_month(struct engine *e, const struct cluster *c,
         ms.kwh_micro += ch->intervals[i].kwh_micro;
     int64_t max_kw = 0, max_start = NONE;
     int64_t per_hour = 3600 / e->interval_s;
+    int32_t offset = engine_cluster_offset_s(c);
     for (size_t i = 0; i < ch->n_intervals; i++) {
         const struct reprice_interval *in = &ch->intervals[i];
+        if (!cluster_in_service_on(c, civil_local_day(in->start_s, offset)))
+            continue; /* as month_max: the month's peak over its days in service */
         int64_t kw = engine_kw_of(in->kwh_micro, per_hour);
         if (max_start == NONE || kw > max_kw) { /* ties: the earlier, met first */
             max_kw = kw;
@@ -188,7 +187,7 @@ static void reprice_ledger_month(struct engine *e, const struct cluster *c,
         }
     }
     struct month_demand md;
-    price_demand(v, c, max_kw, ms.kwh_micro, &md.dc);
+    engine_month_demand(c, v, &ms, max_kw, &md);
     int32_t year = engine_local_year(c, month_start);
     struct before before;
     ledger_before(e, old->revision, 0, 0, old->subsidy_cny4, old->net_cny4, old->paid, old->n_paid,
@@ -220,6 +219,10 @@ static void reprice_ledger_month(struct engine *e, const struct cluster *c,
         .net_cny4 = net - old->net_cny4,
         .programme = sub.n ? lines.programme : NULL,
         .tariff_version = v->label,
+        .prorated = md.prorated,
+        .days_in_service = md.days_in_service,
+        .n_runs = md.prorated ? md.n_runs : 0,
+        .runs = md.runs,
         .n_lines = lines.n,
         .lines = lines.v,
     };

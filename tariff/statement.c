@@ -19,6 +19,8 @@ static struct statement *find(struct statements *s, const struct cluster *c, int
     st->cluster = xstrdup(c->id);
     st->province = xstrdup(c->site->province);
     st->month_day = month_day;
+    st->demand_days = -1;
+    st->demand_revision = -1;
     return st;
 }
 
@@ -47,6 +49,10 @@ void statements_add_demand(struct statements *s, const struct demand_row *r)
 {
     struct statement *st = find(s, r->cluster, r->month_day);
     st->demand_charge_cny4 += r->charge_cny4;
+    if (r->revision > st->demand_revision) {
+        st->demand_revision = r->revision;
+        st->demand_days = r->prorated ? r->days_in_service : -1;
+    }
     st->subsidy_cny4 += r->subsidy_cny4;
     st->net_cny4 += r->net_cny4;
 }

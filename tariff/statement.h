@@ -24,6 +24,10 @@ struct statement {
     int32_t month_day;
     int64_t kwh_micro;
     int64_t energy_charge_cny4, surcharge_cny4, demand_charge_cny4, subsidy_cny4, net_cny4;
+    /* The days in service of a prorated demand charge, as its latest
+     * revision says; -1 for a whole month or no demand row. */
+    int32_t demand_days;
+    int demand_revision; /* of the demand row demand_days is from; -1: none */
     int64_t period_kwh_micro[PERIOD_COUNT];
     int64_t period_energy_charge_cny4[PERIOD_COUNT];
     bool period_seen[PERIOD_COUNT];
