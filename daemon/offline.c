@@ -210,8 +210,8 @@ static bool write_statements(const struct statements *s, const char *dir)
         if (st->demand_days >= 0)
             snprintf(v[6], sizeof v[6], "%d", (int)st->demand_days);
         offline_format_per_pflop_hour(st, v[7], sizeof v[7]);
-        fprintf(out, "%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n", line, month, v[0], v[1], v[2], v[3],
-                v[4], v[5], v[6], v[7]);
+        fprintf(out, "%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n", line, month, v[0], v[1], v[2], v[3], v[4],
+                v[5], v[6], v[7]);
         for (int p = 0; p < PERIOD_COUNT; p++) {
             if (!st->period_seen[p])
                 continue;

@@ -32,8 +32,12 @@ static void ledger_before(struct engine *e, int32_t revision, int64_t energy, in
 
 static void row_before(const struct closed_row *r, struct before *out)
 {
-    *out = (struct before){r->revision,     r->energy_charge_cny4, r->surcharge_cny4,
-                           r->subsidy_cny4, r->net_cny4,           r->n_paid,
+    *out = (struct before){r->revision,
+                           r->energy_charge_cny4,
+                           r->surcharge_cny4,
+                           r->subsidy_cny4,
+                           r->net_cny4,
+                           r->n_paid,
                            NULL};
     out->paid = xcalloc(r->n_paid ? r->n_paid : 1, sizeof *out->paid);
     memcpy(out->paid, r->paid, r->n_paid * sizeof *r->paid);
@@ -83,10 +87,10 @@ static bool chunk_valid(const struct engine *e, const struct reprice_chunk *ch, 
 /* Step 2 for one interval: priced under the version in force now, an
  * adjustment row when anything differs. Its old subsidy went back to the
  * caps in step 1. */
-static void reprice_interval(struct engine *e, const struct cluster *c,
-                             struct cluster_state *cs, const struct reprice_chunk *ch,
-                             const struct reprice_interval *in, const struct tariff_version *v,
-                             const struct before *old, struct reprice_effect *eff)
+static void reprice_interval(struct engine *e, const struct cluster *c, struct cluster_state *cs,
+                             const struct reprice_chunk *ch, const struct reprice_interval *in,
+                             const struct tariff_version *v, const struct before *old,
+                             struct reprice_effect *eff)
 {
     struct closed_row *r = cs ? engine_find_row(cs, in->start_s) : NULL;
     if (r && r->revision < 0)
@@ -237,8 +241,8 @@ static void reprice_ledger_month(struct engine *e, const struct cluster *c,
 
 /* Step 3 for a month the engine holds: priced again as a late sample
  * would have it, the change read off its sums. */
-static void reprice_engine_month(struct engine *e, struct cluster_state *cs,
-                                 struct month_state *ms, struct reprice_effect *eff)
+static void reprice_engine_month(struct engine *e, struct cluster_state *cs, struct month_state *ms,
+                                 struct reprice_effect *eff)
 {
     int32_t revision = ms->revision;
     int64_t charge = ms->charge_cny4, subsidy = ms->subsidy_cny4, net = ms->net_cny4;
@@ -298,8 +302,7 @@ bool engine_reprice(struct engine *e, const struct reprice_chunk *ch, struct rep
         else
             ledger_before(e, in->revision, in->energy_charge_cny4, in->surcharge_cny4,
                           in->subsidy_cny4, in->net_cny4, in->paid, in->n_paid, &old[i]);
-        engine_release_stored(e, c, engine_local_year(c, in->start_s), old[i].paid,
-                              old[i].n_paid);
+        engine_release_stored(e, c, engine_local_year(c, in->start_s), old[i].paid, old[i].n_paid);
     }
     /* 2. Each in time order, consuming the caps. */
     for (size_t i = 0; i < n; i++)

@@ -108,7 +108,8 @@ static void on_billing(void *ctx, const struct billing_row *r)
     l->rows++;
     struct l_interval *x = NULL;
     for (size_t i = 0; i < l->n_iv && !x; i++)
-        if (l->iv[i].start_s == r->interval_start_s && strcmp(l->iv[i].cluster, r->cluster->id) == 0)
+        if (l->iv[i].start_s == r->interval_start_s &&
+            strcmp(l->iv[i].cluster, r->cluster->id) == 0)
             x = &l->iv[i];
     if (!x) {
         ck_assert_uint_lt(l->n_iv, 2048);
@@ -210,10 +211,12 @@ static void read_chunks(struct ledger *l, int64_t from_s, int64_t to_s, struct c
             continue;
         bool seen = false;
         for (size_t k = 0; k < out->n; k++)
-            seen |= out->v[k].month_day == x->month_day && strcmp(out->v[k].cluster, x->cluster) == 0;
+            seen |=
+                out->v[k].month_day == x->month_day && strcmp(out->v[k].cluster, x->cluster) == 0;
         if (!seen) {
             ck_assert_uint_lt(out->n, 16);
-            out->v[out->n++] = (struct reprice_chunk){.cluster = x->cluster, .month_day = x->month_day};
+            out->v[out->n++] =
+                (struct reprice_chunk){.cluster = x->cluster, .month_day = x->month_day};
         }
     }
     qsort(out->v, out->n, sizeof out->v[0], chunk_order);
@@ -416,8 +419,8 @@ START_TEST(test_corrected_price_equals_pricing_under_it)
     priced(fixed, &ledger_b);
     size_t rows = ledger_a.rows;
     /* Both days, both months. */
-    struct reprice_effect eff = reprice_fresh(fixed, &ledger_a, L(2025, 3, 31, 0, 0),
-                                              L(2025, 4, 2, 0, 0));
+    struct reprice_effect eff =
+        reprice_fresh(fixed, &ledger_a, L(2025, 3, 31, 0, 0), L(2025, 4, 2, 0, 0));
     ck_assert_uint_eq(eff.intervals, 2 * 2 * 96);
     ck_assert_uint_eq(eff.skipped, 0);
     /* Valley intervals keep their price: 32 of each day's 96 per cluster
@@ -456,8 +459,8 @@ START_TEST(test_range_is_by_local_date_and_touches_its_month)
      * intervals and April's demand are priced again. */
     const char *fixed = edit(base_config, "demand.kw = 30", "demand.kw = 33");
     priced(base_config, &ledger_a);
-    struct reprice_effect eff = reprice_fresh(fixed, &ledger_a, L(2025, 4, 1, 0, 0),
-                                              L(2025, 4, 2, 0, 0));
+    struct reprice_effect eff =
+        reprice_fresh(fixed, &ledger_a, L(2025, 4, 1, 0, 0), L(2025, 4, 2, 0, 0));
     ck_assert_uint_eq(eff.intervals, 2 * 96);
     ck_assert_uint_eq(eff.billing_rows, 0); /* energy prices unchanged */
     ck_assert_uint_eq(eff.demand_rows, 2);  /* April of c1 and c2 */
@@ -486,8 +489,8 @@ START_TEST(test_retroactive_programme_respects_its_cap_in_order)
              "min_domestic_share = 0.5\nrate = 0.1\nbasis = energy\nmode = pro_rata\n"
              "cap_cny_per_year = 20\n");
     priced(base_config, &ledger_a);
-    struct reprice_effect eff = reprice_fresh(with_pb, &ledger_a, L(2025, 3, 31, 0, 0),
-                                              L(2025, 4, 2, 0, 0));
+    struct reprice_effect eff =
+        reprice_fresh(with_pb, &ledger_a, L(2025, 3, 31, 0, 0), L(2025, 4, 2, 0, 0));
     int64_t pb_total = 0, pb_march_c1 = 0, pb_april = 0;
     for (size_t i = 0; i < ledger_a.n_iv; i++) {
         const struct l_interval *x = &ledger_a.iv[i];
@@ -513,15 +516,16 @@ START_TEST(test_programme_removed_gives_its_subsidy_back)
 {
     /* pa corrected to start in 2030: every line of pa is taken back by an
      * adjustment, and the net rises by as much. */
-    const char *without = edit(base_config, "from = 2025-01-01\nmin_domestic_share = 0.5\nrate = 0.5",
-                               "from = 2030-01-01\nmin_domestic_share = 0.5\nrate = 0.5");
+    const char *without =
+        edit(base_config, "from = 2025-01-01\nmin_domestic_share = 0.5\nrate = 0.5",
+             "from = 2030-01-01\nmin_domestic_share = 0.5\nrate = 0.5");
     priced(base_config, &ledger_a);
     int64_t subsidy = 0;
     for (size_t i = 0; i < ledger_a.n_iv; i++)
         subsidy += ledger_a.iv[i].subsidy;
     ck_assert_int_gt(subsidy, 0);
-    struct reprice_effect eff = reprice_fresh(without, &ledger_a, L(2025, 3, 31, 0, 0),
-                                              L(2025, 4, 2, 0, 0));
+    struct reprice_effect eff =
+        reprice_fresh(without, &ledger_a, L(2025, 3, 31, 0, 0), L(2025, 4, 2, 0, 0));
     ck_assert_int_eq(eff.subsidy_cny4, -subsidy);
     ck_assert_int_eq(eff.net_cny4, subsidy);
     priced(without, &ledger_b);
@@ -615,8 +619,8 @@ END_TEST
 
 START_TEST(test_waiting_for_caps_refuses)
 {
-    const char *capped = edit(base_config, "mode = pro_rata\n",
-                              "mode = pro_rata\ncap_cny_per_year = 1000\n");
+    const char *capped =
+        edit(base_config, "mode = pro_rata\n", "mode = pro_rata\ncap_cny_per_year = 1000\n");
     priced(capped, &ledger_a);
     struct config *c = parse(capped);
     struct engine_sink s = sink_into;
