@@ -257,6 +257,7 @@ int main(int argc, char **argv)
             break;
         case OPT_VERSION:
             printf("tariffd %s\n", TARIFFD_VERSION);
+            free(tenants);
             return 0;
         case OPT_PRECISION:
             precision = optarg;
