@@ -5,6 +5,7 @@
 #include "tariff/civil.h"
 #include "tariff/decimal.h"
 #include "tariff/eligibility.h"
+#include "tariff/statement.h"
 
 #include <libpq-fe.h>
 
@@ -105,6 +106,18 @@ static char *text(PGresult *r, int row, int col)
 /* ------------------------------------------------------------------ */
 /* The month's figures                                                 */
 
+/* The statement line of a cluster and province; NULL when the view has
+ * none (it and the tables come from one snapshot). */
+static struct report_cluster *line_of(struct report_model *m, const char *cluster,
+                                      const char *province)
+{
+    for (size_t i = 0; i < m->n_clusters; i++)
+        if (strcmp(m->clusters[i].cluster, cluster) == 0 &&
+            strcmp(m->clusters[i].province, province) == 0)
+            return &m->clusters[i];
+    return NULL;
+}
+
 static bool read_statement(struct ledger *l, const char *const *p, struct report_model *m)
 {
     PGresult *r = run(l,
@@ -128,6 +141,30 @@ static bool read_statement(struct ledger *l, const char *const *p, struct report
         }
     }
     PQclear(r);
+
+    /* For the cost per PFLOP-hour: the net at scale 4, which the view
+     * rounds to the fen, and whether the config still knows the cluster
+     * (its rating is the config's; the ledger has none). */
+    r = run(l,
+            "SELECT cluster, province, sum(net) FROM ("
+            " SELECT cluster, province, net FROM @.billing_rows"
+            " WHERE tenant = $1 AND month = $2::date"
+            " UNION ALL SELECT cluster, province, net FROM @.demand_charges"
+            " WHERE tenant = $1 AND month = $2::date) AS r GROUP BY cluster, province",
+            2, p);
+    if (!r)
+        return false;
+    for (int i = 0; i < PQntuples(r); i++) {
+        struct report_cluster *c = line_of(m, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
+        if (c && !num(l, r, i, 2, 4, &c->compute.net_cny4)) {
+            PQclear(r);
+            return false;
+        }
+    }
+    PQclear(r);
+    for (size_t i = 0; i < m->n_clusters; i++)
+        if (!config_find_cluster(l->cfg, m->clusters[i].cluster))
+            m->clusters[i].compute.pflops_unrated = true;
     return true;
 }
 
@@ -324,15 +361,17 @@ static struct report_load *load_of(struct report_model *m, const char *cluster)
     return ld;
 }
 
-/* The intervals: each cluster's load curve (revisions summed) and the
- * energy of each local day by period. */
+/* The intervals: each cluster's load curve (revisions summed), the energy
+ * of each local day by period, and each statement line's rated compute
+ * (over the revision-0 rows, as tariffd price sums it). */
 static bool read_intervals(struct ledger *l, const char *const *p, struct report_model *m)
 {
     PGresult *r = run(l,
                       "SELECT cluster, extract(epoch FROM interval_start)::bigint, "
                       "extract(epoch FROM interval_end)::bigint, period, tariff_version, "
-                      "sum(kwh) AS kwh FROM @.billing_rows WHERE tenant = $1 AND month = $2::date "
-                      "GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2",
+                      "sum(kwh) AS kwh, province, bool_or(revision = 0) "
+                      "FROM @.billing_rows WHERE tenant = $1 AND month = $2::date "
+                      "GROUP BY 1, 2, 3, 4, 5, 7 ORDER BY 1, 2",
                       2, p);
     if (!r)
         return false;
@@ -350,6 +389,12 @@ static bool read_intervals(struct ledger *l, const char *const *p, struct report
             PQclear(r);
             return false;
         }
+        /* An interval has one revision-0 row, so one group says t. */
+        const struct cluster *c = config_find_cluster(l->cfg, PQgetvalue(r, i, 0));
+        struct report_cluster *line = line_of(m, PQgetvalue(r, i, 0), PQgetvalue(r, i, 6));
+        if (c && line && strcmp(PQgetvalue(r, i, 7), "t") == 0)
+            statement_add_rated_interval(&line->compute, c, start, end);
+
         int32_t offset = offset_of(m, PQgetvalue(r, i, 4));
         int32_t day = civil_local_day(start, offset) - first_day;
         if (day >= 0 && day < m->days_in_month)

@@ -8,8 +8,9 @@
  * every page comes from the same snapshot; every query takes its values as
  * parameters. Figures come from the views (monthly_statements,
  * monthly_by_period, subsidy_by_programme) and, for what they do not hold
- * (days, intervals, demand, tariff versions, adjustments), from the tables;
- * nothing is priced again.
+ * (days, intervals, demand, tariff versions, adjustments, the net at scale
+ * 4), from the tables; nothing is priced again. The cost per PFLOP-hour
+ * takes the chips' pflops from the config, as tariffd price does.
  */
 #ifndef DAEMON_REPORT_H
 #define DAEMON_REPORT_H

@@ -76,6 +76,23 @@ static void money_cell(struct html *h, int64_t v, int scale, int places, const c
                 amount(v, scale, places, shown, sizeof shown));
 }
 
+/* The net per PFLOP-hour of rated compute to 4 decimals, as tariffd price
+ * shows it, or "—" with an empty data-value where there is none. Returns
+ * whether there is one. */
+static bool per_pflop_hour_cell(struct html *h, const struct statement *st, const char *id)
+{
+    int64_t cny4;
+    if (statement_cny4_per_pflop_hour(st, &cny4)) {
+        money_cell(h, cny4, 4, 4, id);
+        return true;
+    }
+    html_raw(h, "<td class=\"n\"");
+    if (id)
+        html_printf(h, " id=\"%s\"", id);
+    html_raw(h, " data-value=\"\">—</td>");
+    return false;
+}
+
 static void heading(struct html *h, const char *level, const char *zh, const char *en)
 {
     html_printf(h, "<%s>%s <span class=\"en\">%s</span></%s>\n", level, zh, en, level);
@@ -96,8 +113,13 @@ static void statement_table(struct html *h, const struct report_model *m)
                 "<th class=\"n\">基本电费<br><span class=\"en\">Demand charge</span></th>"
                 "<th class=\"n\">补贴<br><span class=\"en\">Subsidy</span></th>"
                 "<th class=\"n\">应付净额<br><span class=\"en\">Net</span></th>"
+                "<th class=\"n\">元/PFLOP·时<br><span class=\"en\">CNY per PFLOP-hour</span></th>"
                 "</tr></thead>\n<tbody>\n");
     int64_t kwh = 0, energy = 0, surcharge = 0, demand = 0, subsidy = 0, net = 0;
+    /* The total per PFLOP-hour: the total net over the total rated compute,
+     * only when every line has a figure of its own. */
+    struct statement compute = {0};
+    bool every_line = true;
     for (size_t i = 0; i < m->n_clusters; i++) {
         const struct report_cluster *c = &m->clusters[i];
         html_raw(h, "<tr data-cluster=\"");
@@ -113,7 +135,10 @@ static void statement_table(struct html *h, const struct report_model *m)
         money_cell(h, c->demand_fen, 2, 2, NULL);
         money_cell(h, c->subsidy_fen, 2, 2, NULL);
         money_cell(h, c->net_fen, 2, 2, NULL);
+        every_line &= per_pflop_hour_cell(h, &c->compute, NULL);
         html_raw(h, "</tr>\n");
+        compute.net_cny4 += c->compute.net_cny4;
+        compute.pflop_s_micro += c->compute.pflop_s_micro;
         kwh += c->kwh_micro;
         energy += c->energy_fen;
         surcharge += c->surcharge_fen;
@@ -129,6 +154,8 @@ static void statement_table(struct html *h, const struct report_model *m)
     money_cell(h, demand, 2, 2, "total-demand_charge");
     money_cell(h, subsidy, 2, 2, "total-subsidy");
     money_cell(h, net, 2, 2, "total-net");
+    compute.pflops_unrated = !every_line;
+    per_pflop_hour_cell(h, &compute, "total-cny_per_pflop_hour");
     html_raw(h, "</tr></tfoot>\n</table>\n");
 }
 
@@ -579,6 +606,16 @@ static void method_note(struct html *h)
         "each column on its own (so net may differ from its parts by a fen). The total is "
         "the sum of the lines shown. Programme figures come from subsidy_by_programme and "
         "subsidy_lines, rounded the same way.</span></p>\n"
+        "<p><b>算力成本 Cost per unit of compute.</b> 当月净额除以额定算力（PFLOP·时），仅供参考，"
+        "不计入金额。 <span class=\"en\">The last column is the month's net (the 4-decimal "
+        "amounts of every revision summed, before rounding to the fen) over its hours of "
+        "rated compute: the pflops of the inventory in force at the start of each interval "
+        "that has a row, times the interval's hours. It is rounded half-even to 4 decimals, "
+        "as tariffd price shows it, and never enters money; the demand charge is a whole "
+        "month's, so a month with data for part of it overstates the cost. It is blank (—) "
+        "where a chip in force has no pflops rating or the cluster is no longer in the "
+        "configuration; the total is the total net over the total hours, shown when every "
+        "line has a figure.</span></p>\n"
         "</div>\n");
 }
 

@@ -9,8 +9,10 @@
  * the fen are integers at scale 2 (_fen), row-level amounts at scale 4
  * (_cny4), kWh and kW at scale 6 (_micro); only chart geometry uses double.
  * The totals the page shows are sums of the figures it shows above them, so
- * every column adds up; their cells carry id="total-FIELD" and
- * data-value="DECIMAL" for programs that read the page.
+ * every column adds up, except the cost per PFLOP-hour, a ratio: its total
+ * is the total net over the total rated compute. Total cells carry
+ * id="total-FIELD" and data-value="DECIMAL" (empty where there is no
+ * figure) for programs that read the page.
  *
  * The model's strings and arrays belong to it: report_model_free.
  */
@@ -19,15 +21,23 @@
 
 #include "daemon/html.h"
 #include "tariff/config.h"
+#include "tariff/statement.h"
 
 #include <stdbool.h>
 #include <stdint.h>
 
-/* A row of monthly_statements. */
+/* A row of monthly_statements, and what its cost per PFLOP-hour of rated
+ * compute is computed from (display only, as tariffd price computes it:
+ * tariff/statement.h). */
 struct report_cluster {
     char *cluster, *province;
     int64_t kwh_micro;
     int64_t energy_fen, surcharge_fen, demand_fen, subsidy_fen, net_fen;
+    /* Only net_cny4 (every revision summed, before the view rounds it),
+     * pflop_s_micro (statement_add_rated_interval over the revision-0
+     * interval rows) and pflops_unrated (also: the cluster has left the
+     * config) are set; the names are NULL. */
+    struct statement compute;
 };
 
 /* monthly_by_period, summed over the tenant's clusters. */

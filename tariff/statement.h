@@ -43,6 +43,14 @@ struct statements {
 void statements_add_billing(struct statements *s, const struct billing_row *r);
 void statements_add_demand(struct statements *s, const struct demand_row *r);
 
+/* Adds the rated compute of one interval of c (its revision-0 row) to st:
+ * the PFLOPS of the inventory in force at start_s times the interval's
+ * length, or marks st unrated when a chip of that inventory has no pflops.
+ * statements_add_billing calls it; tariffd report, reading the ledger's
+ * rows, calls it too, so both compute the same figure. */
+void statement_add_rated_interval(struct statement *st, const struct cluster *c, int64_t start_s,
+                                  int64_t end_s);
+
 /* Sorts by month, tenant, cluster. */
 void statements_sort(struct statements *s);
 

@@ -2,7 +2,8 @@
  * Unit tests for tariffd report's page (daemon/report_page.c, html.c,
  * svg.c) on models built by hand, without PostgreSQL: escaping, the totals
  * row as the sum of the cluster rows, amounts to the fen with separators,
- * no URL and no script, and the page for a month without rows.
+ * the cost per PFLOP-hour per cluster and in total, no URL and no script,
+ * and the page for a month without rows.
  * tests/daemon/test_report.py checks the same against a real ledger.
  */
 #include "daemon/html.h"
@@ -41,6 +42,12 @@ static struct report_model model(void)
                                           .demand_fen = 300,
                                           .subsidy_fen = -5,
                                           .net_fen = 308};
+    /* Rated compute: 2400 PFLOPS for 24 h (57600 PFLOP-hours) and 151.552
+     * PFLOPS for 15 min (37.888), the nets at scale 4. */
+    clusters[0].compute =
+        (struct statement){.net_cny4 = 12345688512, .pflop_s_micro = (__int128)2400000000 * 86400};
+    clusters[1].compute =
+        (struct statement){.net_cny4 = 30800, .pflop_s_micro = (__int128)151552000 * 900};
     /* 00:00-00:45 at 40, 60 and 20 kW: the peak is the second interval. */
     intervals[0] = (struct report_interval){T0, T0 + 900, 10000000};
     intervals[1] = (struct report_interval){T0 + 900, T0 + 1800, 15000000};
@@ -130,6 +137,40 @@ START_TEST(test_totals_are_the_sum_of_the_cluster_rows)
 }
 END_TEST
 
+START_TEST(test_cost_per_pflop_hour_per_cluster_and_in_total)
+{
+    struct report_model m = model();
+    struct html h = {0};
+    report_page(&h, &m);
+    /* 1234568.8512 / 57600 = 21.433487 -> 21.4335; 3.08 / 37.888 =
+     * 0.081292 -> 0.0813; the total is the total net over the total hours,
+     * not a sum: 1234571.9312 / 57637.888 = 21.419451 -> 21.4195 */
+    ck_assert_ptr_nonnull(strstr(h.buf, "data-value=\"21.4335\">21.4335</td></tr>"));
+    ck_assert_ptr_nonnull(strstr(h.buf, "data-value=\"0.0813\">0.0813</td></tr>"));
+    ck_assert_ptr_nonnull(
+        strstr(h.buf, "id=\"total-cny_per_pflop_hour\" data-value=\"21.4195\">21.4195<"));
+    ck_assert_ptr_nonnull(strstr(h.buf, "元/PFLOP·时<br><span class=\"en\">CNY per PFLOP-hour"));
+    html_free(&h);
+
+    /* A chip of the second cluster has no pflops: its line and the total
+     * have no figure; the first keeps its own. */
+    clusters[1].compute.pflops_unrated = true;
+    report_page(&h, &m);
+    ck_assert_ptr_nonnull(strstr(h.buf, "data-value=\"21.4335\">21.4335</td></tr>"));
+    ck_assert_ptr_nonnull(strstr(h.buf, "data-value=\"3.08\">3.08</td><td class=\"n\" "
+                                        "data-value=\"\">—</td></tr>"));
+    ck_assert_ptr_nonnull(strstr(h.buf, "id=\"total-cny_per_pflop_hour\" data-value=\"\">—</td>"));
+    html_free(&h);
+
+    /* A line without interval rows (pflop_s_micro 0) has none either. */
+    clusters[1].compute.pflops_unrated = false;
+    clusters[1].compute.pflop_s_micro = 0;
+    report_page(&h, &m);
+    ck_assert_ptr_nonnull(strstr(h.buf, "id=\"total-cny_per_pflop_hour\" data-value=\"\">—</td>"));
+    html_free(&h);
+}
+END_TEST
+
 START_TEST(test_names_are_escaped_and_nothing_is_fetched)
 {
     struct report_model m = model();
@@ -174,6 +215,7 @@ START_TEST(test_a_month_without_rows_says_so)
     ck_assert_ptr_nonnull(strstr(h.buf, "id=\"no-rows\""));
     ck_assert_ptr_nonnull(strstr(h.buf, "February 2025"));
     ck_assert_ptr_nonnull(strstr(h.buf, "id=\"total-net\" data-value=\"0.00\""));
+    ck_assert_ptr_nonnull(strstr(h.buf, "id=\"total-cny_per_pflop_hour\" data-value=\"\""));
     ck_assert_ptr_null(strstr(h.buf, "<svg"));
     html_free(&h);
 }
@@ -187,6 +229,7 @@ static Suite *page_suite(void)
     tcase_add_test(tc, test_html_printf_longer_than_its_stack_buffer);
     tcase_add_test(tc, test_nice_step_is_1_2_or_5_times_a_power_of_ten);
     tcase_add_test(tc, test_totals_are_the_sum_of_the_cluster_rows);
+    tcase_add_test(tc, test_cost_per_pflop_hour_per_cluster_and_in_total);
     tcase_add_test(tc, test_names_are_escaped_and_nothing_is_fetched);
     tcase_add_test(tc, test_load_curve_marks_the_peak_and_the_contract);
     tcase_add_test(tc, test_a_month_without_rows_says_so);

@@ -6,6 +6,11 @@ contract tariff), a yearly cap, late samples after the month closed
   totals      each page's total cells (id="total-FIELD", data-value) equal
               the sum of monthly_statements for its tenant and month, to the
               fen, and so does each cluster's row and the text shown
+  compute     the cost per PFLOP-hour of each cluster equals tariffd price's
+              cny_per_pflop_hour on the same telemetry, and the total the
+              total net over the total PFLOP-hours of tariffd price's rows;
+              with a chip without pflops, or a cluster gone from the
+              config, that cluster and the total have none
   subsidy     the programme row equals subsidy_by_programme (this month,
               cap left) and the cap in programme_caps
   content     tariff versions, adjustments written after the month ended
@@ -25,7 +30,9 @@ Needs PostgreSQL (PGHOST; scripts/test starts one) and Chromium (Debian
 package chromium, which scripts/test installs): without either it exits 77.
 
 usage: test_report.py TARIFFD   (prints "N passed, N failed")"""
+import csv
 import html
+import io
 import os
 import re
 import shutil
@@ -35,7 +42,8 @@ import sys
 import tempfile
 import time
 import zlib
-from decimal import Decimal
+from datetime import datetime
+from decimal import ROUND_HALF_EVEN, Decimal
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import checks  # noqa: E402
@@ -53,17 +61,16 @@ MONTH_END = 1743436800  # 2025-04-01 00:00 local
 NAME = "T1 <b>&amp; \"Co\" 'x'"  # the display name of t1, to be escaped
 CAP = "500"
 FIELDS = ["kwh", "energy_charge", "surcharge", "demand_charge", "subsidy", "net"]
+PFLOPS = {"dom": Decimal("0.78125"), "for": Decimal("0.148")}  # etc/'s 910C and H20
+# Each cluster's rated PFLOPS (its inventory does not change in March).
+RATED = {"c1": 3 * PFLOPS["dom"] + PFLOPS["for"], "c2": PFLOPS["dom"] + PFLOPS["for"],
+         "c3": 2 * PFLOPS["dom"]}
+C3 = "\n[cluster c3]\ntenant = t1\nsite = s2\ninventory = dom*2\ncontract_kw = 30\n"
 
 EXTRA = """
 [site s2]
 province = p1
 tariff = tc
-
-[cluster c3]
-tenant = t1
-site = s2
-inventory = dom*2
-contract_kw = 30
 
 [tariff tc @ 2025-01-01]
 utc_offset = +08:00
@@ -75,7 +82,7 @@ profile.base = 00:00 valley, 08:00 flat, 17:00 peak, 22:00 flat
 months = jan-dec base
 demand_basis = contract
 demand.kw = 35
-"""
+""" + C3
 
 
 def check(ok, what, d=None):
@@ -87,8 +94,6 @@ def check(ok, what, d=None):
 
 def query(d, sql):
     out = psql(d.db, f"COPY ({sql}) TO STDOUT WITH CSV HEADER")
-    import csv
-    import io
     return list(csv.DictReader(io.StringIO(out)))
 
 
@@ -122,14 +127,50 @@ def report(*args, config=None):
                           capture_output=True, text=True, timeout=120)
 
 
-def cells(page, attr, value):
-    """The data-value attributes of the table row marked attr="value", in order."""
-    m = re.search(rf'<tr[^>]* {attr}="{re.escape(html.escape(value, quote=True))}"[^>]*>(.*?)</tr>', page, re.S)
-    return [Decimal(v) for v in re.findall(r'data-value="([-0-9.]+)"', m.group(1))] if m else None
+def price(config, body):
+    """tariffd price's billing_rows, demand_charges and monthly_statements
+    (t1's March) on body, priced under config."""
+    with tempfile.TemporaryDirectory() as out:
+        r = subprocess.run([TARIFFD, "price", "-c", config, "--precision", "s", "--out", out],
+                           input=body, text=True, capture_output=True, timeout=120)
+        if r.returncode:
+            raise RuntimeError(f"tariffd price exited {r.returncode}: {r.stderr[-500:]}")
+        files = {}
+        for name in ("billing_rows", "demand_charges", "monthly_statements"):
+            with open(os.path.join(out, name + ".csv"), newline="") as f:
+                files[name] = [x for x in csv.DictReader(f)
+                               if x["tenant"] == "t1" and x["month"] == f"{MONTH}-01"]
+        return files
+
+
+def per_pflop_hour(files, clusters):
+    """The net of clusters over their PFLOP-hours, from tariffd price's rows:
+    every revision's 4-decimal net, and RATED x the hours of each revision-0
+    interval row; half-even to 4 decimals (README, "Cost per unit of
+    compute")."""
+    net = sum((Decimal(x["net"]) for name in ("billing_rows", "demand_charges")
+               for x in files[name] if x["cluster"] in clusters), Decimal(0))
+    hours = sum((RATED[x["cluster"]] * Decimal(int((datetime.fromisoformat(x["interval_end"]) -
+                                                    datetime.fromisoformat(x["interval_start"]))
+                                                   .total_seconds())) / 3600
+                 for x in files["billing_rows"] if x["cluster"] in clusters and x["revision"] == "0"),
+                Decimal(0))
+    return (net / hours).quantize(Decimal("0.0001"), ROUND_HALF_EVEN)
+
+
+def value(v):
+    """A data-value: its decimal, None when empty (no figure)."""
+    return Decimal(v) if v else None
+
+
+def cells(page, attr, value_):
+    """The data-value attributes of the table row marked attr="value_", in order."""
+    m = re.search(rf'<tr[^>]* {attr}="{re.escape(html.escape(value_, quote=True))}"[^>]*>(.*?)</tr>', page, re.S)
+    return [value(v) for v in re.findall(r'data-value="([-0-9.]*)"', m.group(1))] if m else None
 
 
 def totals(page):
-    return {k: Decimal(v) for k, v in re.findall(r'id="total-(\w+)" data-value="([-0-9.]+)"', page)}
+    return {k: value(v) for k, v in re.findall(r'id="total-(\w+)" data-value="([-0-9.]*)"', page)}
 
 
 def shown_total(page, field):
@@ -198,6 +239,8 @@ def main():
             text = f.read()
         text = text.replace("[tenant t1]\n", f"[tenant t1]\nname = {NAME}\n")
         text = text.replace("[programme pa]\n", f"[programme pa]\ncap_cny_per_year = {CAP}\n")
+        for chip, pflops in PFLOPS.items():
+            text = text.replace(f"[chip {chip}]\n", f"[chip {chip}]\npflops = {pflops}\n")
         with open(d.config, "w") as f:
             f.write(text + EXTRA)
         d.start()
@@ -236,13 +279,71 @@ def main():
         view = query(d, f"SELECT * FROM {d.schema}.monthly_statements WHERE tenant = 't1' "
                         f"AND month = '{MONTH}-01' ORDER BY cluster")
         want = {k: sum((Decimal(v[k]) for v in view), Decimal(0)) for k in FIELDS}
-        check(len(view) == 3 and totals(page) == want,
-              f"t1's totals equal monthly_statements: page {totals(page)}, view {want}")
+        got = {k: v for k, v in totals(page).items() if k in FIELDS}
+        check(len(view) == 3 and got == want, f"t1's totals equal monthly_statements: page {got}, view {want}")
         check(all(shown_total(page, k) == want[k].quantize(Decimal("0.001") if k == "kwh" else Decimal("0.01"))
                   for k in FIELDS), "the totals as shown (kWh to 3 decimals, CNY to the fen)")
         for v in view:
             got = cells(page, "data-cluster", v["cluster"])
-            check(got == [Decimal(v[k]) for k in FIELDS], f"cluster {v['cluster']}: page {got}, view {v}")
+            check(got[:len(FIELDS)] == [Decimal(v[k]) for k in FIELDS],
+                  f"cluster {v['cluster']}: page {got}, view {v}")
+
+        # compute: tariffd price on the same telemetry, in time order (the
+        # late samples are then on time, and every revision of the ledger
+        # sums to what tariffd price writes once)
+        body = "\n".join(sorted(lines + late, key=lambda x: int(x.rsplit(" ", 1)[1]))) + "\n"
+
+        def compute(page_text, files, what):
+            """Each cluster's figure on the page against tariffd price's
+            cny_per_pflop_hour; returns the page's figures and total."""
+            figures = {c: cells(page_text, "data-cluster", c)[len(FIELDS)] for c in RATED}
+            off = {x["cluster"]: value(x["cny_per_pflop_hour"]) for x in files["monthly_statements"]}
+            check(figures == off, f"{what}: the cost per PFLOP-hour equals tariffd price's: page {figures}, "
+                  f"tariffd price {off}")
+            return figures, totals(page_text).get("cny_per_pflop_hour", "missing")
+
+        with open(d.config) as f:
+            rated_text = f.read()
+        files = price(d.config, body)
+        figures, total = compute(page, files, "every chip rated")
+        for c in RATED:
+            check(figures[c] is not None and figures[c] == per_pflop_hour(files, {c}),
+                  f"{c}: {figures[c]} is its net over its PFLOP-hours in tariffd price's rows "
+                  f"({per_pflop_hour(files, {c})})")
+        want_total = per_pflop_hour(files, set(RATED))
+        check(total == want_total, f"the total is the total net over the total PFLOP-hours: page {total}, "
+              f"tariffd price's rows {want_total}")
+        check(shown_total(page, "cny_per_pflop_hour") == want_total, "the total as shown (4 decimals)")
+
+        # The chip "for" without pflops: c1 and c2 have none, c3 keeps its
+        # own, the total has none.
+        partial = os.path.join(out, "partial.conf")
+        with open(partial, "w") as f:
+            f.write(rated_text.replace(f"pflops = {PFLOPS['for']}\n", ""))
+        r = report("--month", MONTH, "--tenant", "t1", "--out", out + "/partial", config=partial)
+        with open(os.path.join(out, "partial", f"t1-{MONTH}.html"), encoding="utf-8") as f:
+            part = f.read()
+        figures, total = compute(part, price(partial, body), "a chip without pflops")
+        check(r.returncode == 0 and figures["c1"] is None and figures["c2"] is None and
+              figures["c3"] is not None and total is None and
+              re.search(r'id="total-cny_per_pflop_hour" data-value="">—<', part),
+              f"c1 and c2 (a chip without pflops) and the total have none, c3 has {figures['c3']}: "
+              f"{figures}, total {total!r}, {r.stderr!r}")
+
+        # c3 gone from the config: its rating is unknown, so it and the
+        # total have none; c1 and c2 keep theirs.
+        gone = os.path.join(out, "gone.conf")
+        with open(gone, "w") as f:
+            f.write(rated_text.replace(C3, ""))
+        r = report("--month", MONTH, "--tenant", "t1", "--out", out + "/gone", config=gone)
+        ok = r.returncode == 0 and C3 in rated_text
+        with open(os.path.join(out, "gone", f"t1-{MONTH}.html"), encoding="utf-8") as f:
+            gone_page = f.read()
+        got = {c: cells(gone_page, "data-cluster", c)[len(FIELDS)] for c in RATED}
+        want_gone = {c: per_pflop_hour(files, {c}) for c in ("c1", "c2")} | {"c3": None}
+        check(ok and got == want_gone and totals(gone_page).get("cny_per_pflop_hour", "missing") is None,
+              f"c3, no longer in the config, and the total have none: {got}, "
+              f"total {totals(gone_page).get('cny_per_pflop_hour', 'missing')!r}, {r.stderr!r}")
 
         # subsidy
         byp = query(d, f"SELECT * FROM {d.schema}.subsidy_by_programme WHERE tenant = 't1' "
@@ -288,9 +389,9 @@ def main():
             check(not found, f"{name}'s page refers to nothing outside: found {found}")
 
         # empty
-        check('id="no-rows"' in empty and set(totals(empty).values()) == {Decimal(0)}
-              and len(totals(empty)) == 6 and "<svg" not in empty,
-              "t2's page says it has no rows, with zero totals")
+        check('id="no-rows"' in empty and totals(empty) == {k: Decimal(0) for k in FIELDS} |
+              {"cny_per_pflop_hour": None} and "<svg" not in empty,
+              f"t2's page says it has no rows, with zero totals and no cost per PFLOP-hour: {totals(empty)}")
 
         # errors
         r = report("--month", MONTH, "--tenant", "nobody", "--out", out, config=d.config)
