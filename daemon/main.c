@@ -8,10 +8,12 @@
  *   tariffd price [-c FILE] --compare ALT [--scale F] [--precision P] [--out DIR] < telemetry.lp
  *   tariffd reprice [-c FILE] --from DATE --to DATE [--cluster ID]... [--dry-run]
  *                                      a correction, through the running daemon's control socket
+ *   tariffd report [-c FILE] --month YYYY-MM [--tenant ID]... --out DIR
  *   tariffd --version
  *
- * Exit status: 0 success, 1 configuration (or output) error, 2 usage error
- * or a malformed input line.
+ * Exit status: 0 success, 1 configuration (or output) error, or for report
+ * PostgreSQL unreachable, 2 usage error, a malformed input line or, for
+ * report, an unknown tenant.
  */
 #include "build_config.h"
 #include "daemon/clock.h"
@@ -20,6 +22,7 @@
 #include "daemon/control_client.h"
 #include "daemon/loader.h"
 #include "daemon/offline.h"
+#include "daemon/report.h"
 #include "daemon/server.h"
 #include "daemon/tls.h"
 #include "daemon/token.h"
@@ -36,30 +39,35 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: tariffd [-c FILE]                        run the daemon\n"
-            "       tariffd --check-config [-c FILE]\n"
-            "       tariffd price [-c FILE] [--precision ns|us|ms|s] [--out DIR] < telemetry.lp\n"
-            "       tariffd token                            a new tenant token and its "
-            "token_sha256 line\n"
-            "       tariffd price [-c FILE] --compare ALT [--scale F] [--precision P] [--out DIR]\n"
-            "                     < telemetry.lp\n"
-            "       tariffd reprice [-c FILE] --from YYYY-MM-DD --to YYYY-MM-DD [--cluster ID]...\n"
-            "                       [--dry-run]\n"
-            "       tariffd --version\n"
-            "\n"
-            "  -c, --config FILE   configuration file (default " DEFAULT_CONFIG ")\n"
-            "      --check-config  validate the configuration, print a summary and exit\n"
-            "      --precision P   timestamp precision of the input (default ns)\n"
-            "      --out DIR       also write the ledger rows and statements as CSV into DIR\n"
-            "      --compare ALT   price the input under ALT too, side by side, and find the\n"
-            "                      break-even power scale of ALT\n"
-            "      --scale F       multiply ALT's power (and counters) by F (default 1)\n"
-            "      --from, --to    reprice: price again the closed intervals whose local date is\n"
-            "                      in [from, to), under the configuration in force in the daemon\n"
-            "      --cluster ID    reprice: only this cluster (repeatable; default every one)\n"
-            "      --dry-run       reprice: print what would change, write nothing\n"
-            "      --version       print the version and exit\n");
+    fprintf(
+        out,
+        "usage: tariffd [-c FILE]                        run the daemon\n"
+        "       tariffd --check-config [-c FILE]\n"
+        "       tariffd price [-c FILE] [--precision ns|us|ms|s] [--out DIR] < telemetry.lp\n"
+        "       tariffd price [-c FILE] --compare ALT [--scale F] [--precision P] [--out DIR]\n"
+        "                     < telemetry.lp\n"
+        "       tariffd report [-c FILE] --month YYYY-MM [--tenant ID]... --out DIR\n"
+        "       tariffd reprice [-c FILE] --from YYYY-MM-DD --to YYYY-MM-DD [--cluster ID]...\n"
+        "                       [--dry-run]\n"
+        "       tariffd token                            a new tenant token and its "
+        "token_sha256 line\n"
+        "       tariffd --version\n"
+        "\n"
+        "  -c, --config FILE   configuration file (default " DEFAULT_CONFIG ")\n"
+        "      --check-config  validate the configuration, print a summary and exit\n"
+        "      --precision P   timestamp precision of the input (default ns)\n"
+        "      --out DIR       price: also write the ledger rows and statements as CSV into DIR;\n"
+        "                      report: write one HTML statement per tenant into DIR\n"
+        "      --compare ALT   price the input under ALT too, side by side, and find the\n"
+        "                      break-even power scale of ALT\n"
+        "      --scale F       multiply ALT's power (and counters) by F (default 1)\n"
+        "      --month YYYY-MM the local month to report on\n"
+        "      --tenant ID     report on this tenant only (repeatable; default: every tenant)\n"
+        "      --from, --to    reprice: price again the closed intervals whose local date is\n"
+        "                      in [from, to), under the configuration in force in the daemon\n"
+        "      --cluster ID    reprice: only this cluster (repeatable; default every one)\n"
+        "      --dry-run       reprice: print what would change, write nothing\n"
+        "      --version       print the version and exit\n");
 }
 
 /* The config at path, or NULL after printing every mistake. */
@@ -322,9 +330,28 @@ static int compare(const char *config_path, const char *alt_path, const char *pr
     return status;
 }
 
+static int report(const char *config_path, const struct report_options *opt)
+{
+    struct config *cfg = load(config_path, NULL);
+    if (!cfg)
+        return 1;
+    int status = report_run(cfg, opt);
+    config_free(cfg);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
-    enum { OPT_CHECK = 256, OPT_VERSION, OPT_PRECISION, OPT_OUT, OPT_COMPARE, OPT_SCALE };
+    enum {
+        OPT_CHECK = 256,
+        OPT_VERSION,
+        OPT_PRECISION,
+        OPT_OUT,
+        OPT_COMPARE,
+        OPT_SCALE,
+        OPT_MONTH,
+        OPT_TENANT,
+    };
     static const struct option options[] = {
         {"config", required_argument, NULL, 'c'},
         {"check-config", no_argument, NULL, OPT_CHECK},
@@ -333,22 +360,31 @@ int main(int argc, char **argv)
         {"out", required_argument, NULL, OPT_OUT},
         {"compare", required_argument, NULL, OPT_COMPARE},
         {"scale", required_argument, NULL, OPT_SCALE},
+        {"month", required_argument, NULL, OPT_MONTH},
+        {"tenant", required_argument, NULL, OPT_TENANT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *config_path = DEFAULT_CONFIG;
     const char *precision = "ns", *out_dir = NULL, *alt_path = NULL, *scale = NULL;
-    bool check = false, pricing = false;
+    bool check = false, pricing = false, reporting = false;
+    struct report_options report_opt = {0};
     if (argc > 1 && strcmp(argv[1], "token") == 0)
         return token_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "reprice") == 0)
         return reprice_main(argc - 1, argv + 1);
-    if (argc > 1 && strcmp(argv[1], "price") == 0) {
-        pricing = true;
+    if (argc > 1 && (strcmp(argv[1], "price") == 0 || strcmp(argv[1], "report") == 0)) {
+        pricing = strcmp(argv[1], "price") == 0;
+        reporting = !pricing;
         argv[1] = argv[0];
         argc--;
         argv++;
     }
+    /* --tenant repeats: at most one per argument. */
+    const char **tenants = calloc((size_t)argc, sizeof *tenants);
+    if (!tenants)
+        return 1;
+    report_opt.tenants = tenants;
     int opt;
     while ((opt = getopt_long(argc, argv, "c:h", options, NULL)) != -1) {
         switch (opt) {
@@ -360,6 +396,7 @@ int main(int argc, char **argv)
             break;
         case OPT_VERSION:
             printf("tariffd %s\n", TARIFFD_VERSION);
+            free(tenants);
             return 0;
         case OPT_PRECISION:
             precision = optarg;
@@ -373,34 +410,65 @@ int main(int argc, char **argv)
         case OPT_SCALE:
             scale = optarg;
             break;
+        case OPT_MONTH:
+            report_opt.month = optarg;
+            break;
+        case OPT_TENANT:
+            tenants[report_opt.n_tenants++] = optarg;
+            break;
         case 'h':
             usage(stdout);
+            free(tenants);
             return 0;
         default:
             usage(stderr);
+            free(tenants);
             return 2;
         }
     }
+    int status = -1;
     if (optind < argc) {
         fprintf(stderr, "tariffd: unexpected argument \"%s\"\n", argv[optind]);
         usage(stderr);
-        return 2;
-    }
-    if ((out_dir || alt_path || scale || strcmp(precision, "ns") != 0) && !pricing) {
-        fprintf(stderr, "tariffd: --precision, --out, --compare and --scale are options of "
+        status = 2;
+    } else if ((report_opt.month || report_opt.n_tenants) && !reporting) {
+        fprintf(stderr, "tariffd: --month and --tenant are options of \"tariffd report\"\n");
+        status = 2;
+    } else if ((alt_path || scale || strcmp(precision, "ns") != 0) && !pricing) {
+        fprintf(stderr, "tariffd: --precision, --compare and --scale are options of "
                         "\"tariffd price\"\n");
-        return 2;
-    }
-    if (scale && !alt_path) {
+        status = 2;
+    } else if (out_dir && !pricing && !reporting) {
+        fprintf(stderr, "tariffd: --out is an option of \"tariffd price\" and \"tariffd "
+                        "report\"\n");
+        status = 2;
+    } else if (scale && !alt_path) {
         fprintf(stderr, "tariffd: --scale scales ALT's power: it needs --compare ALT\n");
-        return 2;
+        status = 2;
+    } else if ((pricing || reporting) && check) {
+        fprintf(stderr, "tariffd: give either %s or --check-config\n",
+                pricing ? "price" : "report");
+        status = 2;
+    } else if (reporting && (!report_opt.month || !out_dir)) {
+        fprintf(stderr, "tariffd: \"tariffd report\" needs --month YYYY-MM and --out DIR\n");
+        usage(stderr);
+        status = 2;
+    } else if (reporting) {
+        int32_t year, month;
+        report_opt.out_dir = out_dir;
+        if (!report_parse_month(report_opt.month, &year, &month)) {
+            fprintf(stderr, "tariffd: --month \"%s\" is not a month (expected YYYY-MM)\n",
+                    report_opt.month);
+            status = 2;
+        } else {
+            status = report(config_path, &report_opt);
+        }
+    } else if (pricing && alt_path) {
+        status = compare(config_path, alt_path, precision, out_dir, scale ? scale : "1");
     }
-    if (pricing && check) {
-        fprintf(stderr, "tariffd: give either price or --check-config\n");
-        return 2;
-    }
-    if (pricing && alt_path)
-        return compare(config_path, alt_path, precision, out_dir, scale ? scale : "1");
+    free(tenants);
+    if (status >= 0)
+        return status;
     if (pricing)
         return price(config_path, precision, out_dir);
     if (check)

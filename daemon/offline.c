@@ -183,12 +183,12 @@ static bool write_statements(const struct statements *s, const char *dir)
         return false;
     }
     fputs("tenant,cluster,province,month,kwh,energy_charge,surcharge,demand_charge,subsidy,net,"
-          "cny_per_pflop_hour\n",
+          "demand_days,cny_per_pflop_hour\n",
           out);
     fputs("tenant,cluster,month,period,kwh,energy_charge\n", by_period);
     for (size_t i = 0; i < s->n; i++) {
         const struct statement *st = &s->v[i];
-        char line[CSV_LINE_MAX], v[7][40], month[16];
+        char line[CSV_LINE_MAX], v[8][40], month[16];
         size_t len = 0;
         line[0] = '\0';
         csv_text(line, &len, st->tenant);
@@ -206,9 +206,12 @@ static bool write_statements(const struct statements *s, const char *dir)
         offline_format_fen(st->demand_charge_cny4, v[3], sizeof v[3]);
         offline_format_fen(st->subsidy_cny4, v[4], sizeof v[4]);
         offline_format_fen(st->net_cny4, v[5], sizeof v[5]);
-        offline_format_per_pflop_hour(st, v[6], sizeof v[6]);
-        fprintf(out, "%s,%s,%s,%s,%s,%s,%s,%s,%s\n", line, month, v[0], v[1], v[2], v[3], v[4],
-                v[5], v[6]);
+        v[6][0] = '\0'; /* NULL: a whole month */
+        if (st->demand_days >= 0)
+            snprintf(v[6], sizeof v[6], "%d", (int)st->demand_days);
+        offline_format_per_pflop_hour(st, v[7], sizeof v[7]);
+        fprintf(out, "%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n", line, month, v[0], v[1], v[2], v[3], v[4],
+                v[5], v[6], v[7]);
         for (int p = 0; p < PERIOD_COUNT; p++) {
             if (!st->period_seen[p])
                 continue;

@@ -15,10 +15,11 @@ const char *const billing_column_names[BILLING_COLUMNS] = {
 };
 
 const char *const demand_column_names[DEMAND_COLUMNS] = {
-    "tenant",     "cluster",        "site",    "province",
-    "month",      "basis",          "max_kw",  "max_interval_start",
-    "billing_kw", "charge",         "subsidy", "net",
-    "programme",  "tariff_version", "kind",    "revision",
+    "tenant",          "cluster",        "site",    "province",
+    "month",           "basis",          "max_kw",  "max_interval_start",
+    "billing_kw",      "charge",         "subsidy", "net",
+    "programme",       "tariff_version", "kind",    "revision",
+    "days_in_service", "proration",
 };
 
 void format_timestamp(int64_t ts_s, char *buf)
@@ -71,6 +72,29 @@ static void cluster_values(struct row_values *out, const struct cluster *c)
     put(out, c->site->province);
 }
 
+/* "D/30 x MONTHLY (FROM..UNTIL; billing_kw KW)" per run, joined by " + "
+ * ("0" when no day was in service). */
+static void proration(struct row_values *out, const struct demand_row *r)
+{
+    char *p = out->buf + out->used;
+    size_t size = sizeof out->buf - out->used, n = 0;
+    p[0] = '\0';
+    if (r->n_runs == 0)
+        n = (size_t)snprintf(p, size, "0");
+    for (size_t i = 0; i < r->n_runs && n < size; i++) {
+        const struct demand_days *d = &r->runs[i];
+        char monthly[32], kw[32], from[16], until[16];
+        decimal_format(d->monthly_charge_cny4, 4, monthly, sizeof monthly);
+        decimal_format(d->billing_kw_micro, 6, kw, sizeof kw);
+        civil_format_date(d->from_day, from, sizeof from);
+        civil_format_date(d->from_day + d->days - 1, until, sizeof until);
+        n += (size_t)snprintf(p + n, size - n, "%s%d/30 x %s (%s..%s; billing_kw %s)",
+                              i ? " + " : "", (int)d->days, monthly, from, until, kw);
+    }
+    out->used += (n < size ? n : size - 1) + 1;
+    put(out, p);
+}
+
 void billing_values(const struct billing_row *r, struct row_values *out)
 {
     out->n = 0;
@@ -115,4 +139,11 @@ void demand_values(const struct demand_row *r, struct row_values *out)
     put(out, r->tariff_version);
     put(out, r->revision == 0 ? "month" : "adjustment");
     number(out, r->revision, 0);
+    if (!r->prorated) {
+        put(out, NULL);
+        put(out, NULL);
+        return;
+    }
+    number(out, r->days_in_service, 0);
+    proration(out, r);
 }

@@ -8,7 +8,10 @@
  *
  * Text forms: timestamps in RFC 3339 UTC (2025-11-30T16:00:00Z), dates as
  * YYYY-MM-DD, numbers with the column's exact decimals (never "-0"), NULL
- * as a null pointer.
+ * as a null pointer. A prorated demand row's `proration` is its charge as
+ * a sum, one term per run of days with one monthly charge:
+ * "15/30 x 305000.0000 (2026-04-01..2026-04-15; billing_kw 12500.000000)
+ * + ..."; the charge is that sum rounded half-even to 4 decimals.
  */
 #ifndef STORAGE_COLUMNS_H
 #define STORAGE_COLUMNS_H
@@ -18,7 +21,7 @@
 #include <stddef.h>
 
 #define BILLING_COLUMNS 21
-#define DEMAND_COLUMNS  16
+#define DEMAND_COLUMNS  18
 
 extern const char *const billing_column_names[BILLING_COLUMNS];
 extern const char *const demand_column_names[DEMAND_COLUMNS];
@@ -27,7 +30,7 @@ extern const char *const demand_column_names[DEMAND_COLUMNS];
 struct row_values {
     int n;
     const char *v[BILLING_COLUMNS];
-    char buf[768];
+    char buf[4096]; /* a proration of 31 runs of days fits */
     size_t used;
 };
 

@@ -18,7 +18,7 @@
 
 #include <stddef.h>
 
-#define CSV_LINE_MAX 2048
+#define CSV_LINE_MAX 8192
 
 /* The header lines: the column names of storage/columns.h. */
 size_t csv_billing_header(char *buf);

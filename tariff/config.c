@@ -122,6 +122,8 @@ void config_free(struct config *cfg)
         for (size_t j = 0; j < c->n_inventories; j++)
             free(c->inventories[j].items);
         free(c->inventories);
+        free(c->transformer_micro_kva);
+        free(c->contract_micro_kw);
         free(c->id);
     }
     free(cfg->clusters);

@@ -135,16 +135,34 @@ struct inventory {
     struct source_loc loc;
 };
 
+/* A quantity in force from local midnight of from_day (site's tariff
+ * offset), as `transformer_kva` and `transformer_kva@DATE` give it; the
+ * undated value has from_day INT32_MIN. */
+struct dated_micro {
+    int32_t from_day;
+    int64_t micro;
+};
+
 struct cluster {
     char *id;
     const struct tenant *tenant;
     const struct site *site;
     struct inventory *inventories; /* sorted by from_day, first undated */
     size_t n_inventories;
+    /* The billed capacity and contract, each undated first, then its dated
+     * changes by from_day (a dated one needs the undated one). Look them
+     * up by date with eligibility.h. */
     bool has_transformer_kva;
-    int64_t transformer_micro_kva;
+    struct dated_micro *transformer_micro_kva;
+    size_t n_transformer_kva;
     bool has_contract_kw;
-    int64_t contract_micro_kw;
+    struct dated_micro *contract_micro_kw;
+    size_t n_contract_kw;
+    /* Local dates in service, both inclusive; absent: no limit. */
+    bool has_service_from;
+    int32_t service_from_day;
+    bool has_service_until;
+    int32_t service_until_day;
     struct source_loc loc;
 };
 

@@ -482,14 +482,50 @@ static void site_key(struct build *b, void *obj)
 
 /* --- [cluster] ------------------------------------------------------- */
 
+/* `name` or `name@DATE` of a cluster's dated quantity (transformer_kva,
+ * contract_kw): its value goes in *v at its date, kept in date order. A
+ * bad value or date is reported and leaves nothing. Returns false when the
+ * key is neither. */
+static bool dated_key(struct build *b, const char *name, struct dated_micro **v, size_t *n,
+                      bool *has_undated)
+{
+    const char *k = b->e->key;
+    size_t len = strlen(name);
+    if (strncmp(k, name, len) != 0 || (k[len] != '\0' && k[len] != '@'))
+        return false;
+    struct dated_micro d = {.from_day = INT32_MIN};
+    const char *why;
+    if (k[len] == '@' && !civil_parse_date(k + len + 1, &d.from_day, &why)) {
+        bad_entry(b, "%s date \"%s\" %s", name, k + len + 1, why);
+        return true;
+    }
+    if (!dec_positive(b, 6, &d.micro))
+        return true;
+    if (d.from_day == INT32_MIN)
+        *has_undated = true;
+    *v = xrealloc_array(*v, *n + 1, sizeof **v);
+    size_t i = *n;
+    while (i > 0 && (*v)[i - 1].from_day > d.from_day)
+        i--;
+    memmove(&(*v)[i + 1], &(*v)[i], (*n - i) * sizeof **v);
+    (*v)[i] = d;
+    (*n)++;
+    return true;
+}
+
 static void cluster_key(struct build *b, void *obj)
 {
     struct cluster *c = obj;
     const char *k = b->e->key;
-    if (strcmp(k, "transformer_kva") == 0) {
-        c->has_transformer_kva = dec_positive(b, 6, &c->transformer_micro_kva);
-    } else if (strcmp(k, "contract_kw") == 0) {
-        c->has_contract_kw = dec_positive(b, 6, &c->contract_micro_kw);
+    if (dated_key(b, "transformer_kva", &c->transformer_micro_kva, &c->n_transformer_kva,
+                  &c->has_transformer_kva) ||
+        dated_key(b, "contract_kw", &c->contract_micro_kw, &c->n_contract_kw,
+                  &c->has_contract_kw)) {
+        return;
+    } else if (strcmp(k, "service_from") == 0) {
+        c->has_service_from = date(b, &c->service_from_day);
+    } else if (strcmp(k, "service_until") == 0) {
+        c->has_service_until = date(b, &c->service_until_day);
     } else if (strncmp(k, "inventory@", 10) == 0) {
         int32_t day;
         const char *why;
@@ -497,6 +533,28 @@ static void cluster_key(struct build *b, void *obj)
             bad_entry(b, "inventory date \"%s\" %s", k + 10, why);
     } else if (strcmp(k, "tenant") != 0 && strcmp(k, "site") != 0 && strcmp(k, "inventory") != 0) {
         unknown_key(b);
+    }
+}
+
+/* The rules between a cluster's keys: a dated capacity or contract needs
+ * the undated one (what is billed before its date), and service ends no
+ * earlier than it starts. */
+static void check_cluster(struct build *b, struct raw_entry **entries, size_t n,
+                          const struct cluster *c)
+{
+    for (size_t i = 0; i < n; i++) {
+        b->e = entries[i];
+        const char *k = b->e->key;
+        if (strncmp(k, "transformer_kva@", 16) == 0 && !c->has_transformer_kva)
+            bad_entry(b, "%s needs an undated transformer_kva, in force before it", k);
+        else if (strncmp(k, "contract_kw@", 12) == 0 && !c->has_contract_kw)
+            bad_entry(b, "%s needs an undated contract_kw, in force before it", k);
+        else if (strcmp(k, "service_until") == 0 && c->has_service_from && c->has_service_until &&
+                 c->service_until_day < c->service_from_day) {
+            char from[16];
+            civil_format_date(c->service_from_day, from, sizeof from);
+            bad_entry(b, "service_until %s is before service_from %s", b->e->value, from);
+        }
     }
 }
 
@@ -1030,6 +1088,7 @@ void config_build(struct build *b)
             c->loc = s->loc;
             each_entry(b, entries, n, NULL, cluster_key, c);
             require(b, entries, n, req);
+            check_cluster(b, entries, n, c);
             break;
         }
         case SECTION_TARIFF:

@@ -60,3 +60,27 @@ size_t programmes_eligible(const struct config *cfg, const struct cluster *c, in
     }
     return n;
 }
+
+bool cluster_in_service_on(const struct cluster *c, int32_t day)
+{
+    return !(c->has_service_from && day < c->service_from_day) &&
+           !(c->has_service_until && day > c->service_until_day);
+}
+
+static int64_t dated_on(const struct dated_micro *v, size_t n, int32_t day)
+{
+    int64_t in_force = 0;
+    for (size_t i = 0; i < n && v[i].from_day <= day; i++)
+        in_force = v[i].micro;
+    return in_force;
+}
+
+int64_t cluster_transformer_micro_kva_on(const struct cluster *c, int32_t day)
+{
+    return dated_on(c->transformer_micro_kva, c->n_transformer_kva, day);
+}
+
+int64_t cluster_contract_micro_kw_on(const struct cluster *c, int32_t day)
+{
+    return dated_on(c->contract_micro_kw, c->n_contract_kw, day);
+}

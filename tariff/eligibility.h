@@ -1,6 +1,7 @@
 /*
  * eligibility: a cluster's inventory, domestic share and subsidy
- * programmes at an instant (docs/design.md sections 1 and 5).
+ * programmes at an instant, and its service dates, billed capacity and
+ * contract on a day (docs/design.md sections 1 and 5).
  *
  * Dates in a cluster's inventory and in programmes are local dates in the
  * utc_offset of the cluster's site tariff, taking effect at local midnight.
@@ -30,5 +31,15 @@ bool programme_eligible(const struct programme *p, const struct cluster *c, int6
  * are eligible. */
 size_t programmes_eligible(const struct config *cfg, const struct cluster *c, int64_t ts_s,
                            const struct programme **out, size_t max);
+
+/* Whether local day `day` lies within the cluster's service_from and
+ * service_until (inclusive; an absent one sets no limit). */
+bool cluster_in_service_on(const struct cluster *c, int32_t day);
+
+/* The transformer_kva (contract_kw) in force on local day `day`: the last
+ * dated value from that day or before, else the undated one; 0 when the
+ * cluster has none. */
+int64_t cluster_transformer_micro_kva_on(const struct cluster *c, int32_t day);
+int64_t cluster_contract_micro_kw_on(const struct cluster *c, int32_t day);
 
 #endif

@@ -475,17 +475,19 @@ static int64_t kw_of(int64_t kwh_micro, int64_t per_hour)
     return kw;
 }
 
-/* The month's largest interval average and the interval it is in; ties go
- * to the earlier interval. */
+/* The month's largest interval average and the interval it is in, over
+ * its days in service; ties go to the earlier interval. */
 static void month_max(const struct engine *e, const struct cluster_state *cs,
                       const struct month_state *ms, int64_t *kw_micro, int64_t *start_s)
 {
     int64_t per_hour = 3600 / e->interval_s;
+    int32_t offset = cluster_offset_s(cs->cfg);
     *kw_micro = ms->frozen_max_kw_micro;
     *start_s = ms->frozen_max_start_s;
     for (size_t i = 0; i < cs->n_rows; i++) {
         const struct closed_row *r = &cs->rows[i];
-        if (r->start_s < ms->start_s || r->start_s >= ms->end_s || r->revision < 0)
+        if (r->start_s < ms->start_s || r->start_s >= ms->end_s || r->revision < 0 ||
+            !cluster_in_service_on(cs->cfg, civil_local_day(r->start_s, offset)))
             continue;
         int64_t kw = kw_of(r->kwh_micro, per_hour);
         if (*start_s == NONE || kw > *kw_micro || (kw == *kw_micro && r->start_s < *start_s)) {
@@ -493,6 +495,53 @@ static void month_max(const struct engine *e, const struct cluster_state *cs,
             *start_s = r->start_s;
         }
     }
+}
+
+/* The demand charge of month ms: its monthly charge, or, in a month the
+ * cluster is not in service every day of or whose monthly charge changes
+ * from one day to another (its transformer_kva or contract_kw), the sum
+ * over its days in service of 1/30 of each day's monthly charge
+ * (docs/design.md section 5). Runs of days with one monthly charge go in
+ * runs; the version is the one of the month's last row. */
+static void month_demand(const struct cluster *c, const struct tariff_version *v,
+                         const struct month_state *ms, int64_t max_kw, struct month_demand *out)
+{
+    int32_t offset = cluster_offset_s(c);
+    int32_t first = ms->month_day, end = civil_local_day(ms->end_s, offset);
+    memset(out, 0, sizeof *out);
+    bool whole = true;
+    for (int32_t day = first; day < end; day++) {
+        struct demand_charge dc;
+        if (!cluster_in_service_on(c, day)) {
+            whole = false;
+            continue;
+        }
+        price_demand(v, cluster_transformer_micro_kva_on(c, day),
+                     cluster_contract_micro_kw_on(c, day), max_kw, ms->kwh_micro, &dc);
+        struct demand_days *last = out->n_runs ? &out->runs[out->n_runs - 1] : NULL;
+        if (last && last->from_day + last->days == day &&
+            last->monthly_charge_cny4 == dc.charge_cny4 &&
+            last->billing_kw_micro == dc.billing_kw_micro) {
+            last->days++;
+        } else {
+            if (last)
+                whole = false; /* the monthly charge changed within the month */
+            out->runs[out->n_runs++] =
+                (struct demand_days){day, 1, dc.billing_kw_micro, dc.charge_cny4};
+        }
+        out->days_in_service++;
+        out->dc = dc; /* the last day's billing demand stands for the month */
+    }
+    if (whole)
+        return; /* n_runs is 1: the monthly charge as it always was */
+    out->prorated = true;
+    int64_t monthly[DEMAND_MAX_RUNS];
+    int32_t days[DEMAND_MAX_RUNS];
+    for (size_t i = 0; i < out->n_runs; i++) {
+        monthly[i] = out->runs[i].monthly_charge_cny4;
+        days[i] = out->runs[i].days;
+    }
+    out->dc.charge_cny4 = price_prorated_cny4(monthly, days, out->n_runs);
 }
 
 static void price_month(struct engine *e, struct cluster_state *cs, struct month_state *ms)
@@ -503,8 +552,9 @@ static void price_month(struct engine *e, struct cluster_state *cs, struct month
     const struct tariff_version *v = tariff_version_at(c->site->tariff, ms->last_row_start_s);
     int64_t max_kw, max_start;
     month_max(e, cs, ms, &max_kw, &max_start);
-    struct demand_charge dc;
-    price_demand(v, c, max_kw, ms->kwh_micro, &dc);
+    struct month_demand md;
+    month_demand(c, v, ms, max_kw, &md);
+    const struct demand_charge dc = md.dc;
     int32_t year = local_year(c, ms->start_s);
     if (ms->revision >= 0)
         release_stored(e, c, year, ms->paid, ms->n_paid);
@@ -536,6 +586,10 @@ static void price_month(struct engine *e, struct cluster_state *cs, struct month
         .net_cny4 = net - (ms->revision >= 0 ? ms->net_cny4 : 0),
         .programme = sub.n ? lines.programme : NULL,
         .tariff_version = v->label,
+        .prorated = md.prorated,
+        .days_in_service = md.days_in_service,
+        .n_runs = md.prorated ? md.n_runs : 0,
+        .runs = md.runs,
         .n_lines = lines.n,
         .lines = lines.v,
     };
@@ -954,6 +1008,7 @@ static const char *const quarantine_reason_names[QUARANTINE_REASON_COUNT] = {
     [QUARANTINE_NO_TARIFF_VERSION] = "no tariff version in force",
     [QUARANTINE_BEYOND_MAX_FUTURE] = "timestamp more than max_future ahead of the clock",
     [QUARANTINE_PAST_LATE_WINDOW] = "interval closed more than late_window ago",
+    [QUARANTINE_OUT_OF_SERVICE] = "outside the cluster's service dates",
     [QUARANTINE_REFUSED] = "refused by the engine",
 };
 
@@ -1001,6 +1056,21 @@ static void count_blockers(struct engine *e, struct cluster_state *cs)
     cs->blockers_valid = cs->closed_until_s != NONE;
 }
 
+/* Whether instant ts_ns is within cluster c's service dates: on a day in
+ * service, or the very end of its last day (a reading at midnight closes
+ * that day's last interval and touches the next one only at its start,
+ * which gives no row: docs/design.md section 4). */
+static bool in_service(const struct cluster *c, int64_t ts_ns)
+{
+    int32_t offset = cluster_offset_s(c);
+    int64_t ts_s = civil_floor_div(ts_ns, NS);
+    if (cluster_in_service_on(c, civil_local_day(ts_s, offset)))
+        return true;
+    return c->has_service_until && ts_ns % NS == 0 &&
+           ts_s == civil_day_start_ts(c->service_until_day + 1, offset) &&
+           cluster_in_service_on(c, c->service_until_day);
+}
+
 /* Whether s, admitted, arrives where it cannot be billed (*why says
  * where): before its tariff's first version, more than max_future ahead
  * of the clock, or in an interval already final. The cluster's final
@@ -1014,6 +1084,10 @@ static bool unbillable_on_arrival(struct engine *e, const struct meter_state *m,
     int64_t from_s = m ? e->clusters[m->cluster].tariff_from_s : first_tariff_from_s(c);
     if (s->ts_ns < from_s * NS) {
         *why = QUARANTINE_NO_TARIFF_VERSION;
+        return true;
+    }
+    if (!in_service(c, s->ts_ns)) {
+        *why = QUARANTINE_OUT_OF_SERVICE;
         return true;
     }
     int64_t max_future_ns = e->cfg->daemon.max_future_s * NS;
@@ -1374,4 +1448,10 @@ void engine_store_paid(struct engine *e, const struct subsidy *s, struct stored_
 void engine_price_month(struct engine *e, struct cluster_state *cs, struct month_state *ms)
 {
     price_month(e, cs, ms);
+}
+
+void engine_month_demand(const struct cluster *c, const struct tariff_version *v,
+                         const struct month_state *ms, int64_t max_kw, struct month_demand *out)
+{
+    month_demand(c, v, ms, max_kw, out);
 }

@@ -91,6 +91,17 @@ struct billing_row {
     const struct paid_line *lines; /* subsidy_lines of this row */
 };
 
+/* In a prorated month (docs/design.md section 5), a run of consecutive
+ * days in service that had one monthly charge: it adds days/30 of it. */
+struct demand_days {
+    int32_t from_day; /* its first local day */
+    int32_t days;
+    int64_t billing_kw_micro;
+    int64_t monthly_charge_cny4;
+};
+
+#define DEMAND_MAX_RUNS 31 /* a month has at most 31 days */
+
 struct demand_row {
     const struct cluster *cluster;
     int32_t month_day;
@@ -105,6 +116,13 @@ struct demand_row {
     int64_t net_cny4;
     const char *programme;
     const char *tariff_version;
+    /* How the charge was computed: a whole month (prorated false), or a
+     * month the cluster entered or left service or changed its billed
+     * capacity or contract in, charged by its days in service. */
+    bool prorated;
+    int32_t days_in_service;
+    size_t n_runs;
+    const struct demand_days *runs; /* in day order */
     size_t n_lines;
     const struct paid_line *lines;
 };
@@ -115,6 +133,7 @@ enum quarantine_reason {
     QUARANTINE_NO_TARIFF_VERSION, /* before the first version of its site's tariff */
     QUARANTINE_BEYOND_MAX_FUTURE, /* more than max_future ahead of the clock */
     QUARANTINE_PAST_LATE_WINDOW,  /* in, or changing, an interval already final */
+    QUARANTINE_OUT_OF_SERVICE,    /* before its cluster's service_from or after service_until */
     QUARANTINE_REFUSED,           /* engine_quarantine: its caller's text says why */
     QUARANTINE_REASON_COUNT
 };

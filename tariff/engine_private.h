@@ -238,6 +238,16 @@ void engine_diff_lines(struct engine *e, const struct stored_paid *old, size_t n
 void engine_store_paid(struct engine *e, const struct subsidy *s, struct stored_paid *paid,
                        size_t *n);
 void engine_price_month(struct engine *e, struct cluster_state *cs, struct month_state *ms);
+/* A month's demand charge over its days in service (engine.c, month_demand). */
+struct month_demand {
+    struct demand_charge dc;
+    bool prorated;
+    int32_t days_in_service;
+    size_t n_runs;
+    struct demand_days runs[DEMAND_MAX_RUNS];
+};
+void engine_month_demand(const struct cluster *c, const struct tariff_version *v,
+                         const struct month_state *ms, int64_t max_kw, struct month_demand *out);
 
 /* A stable copy of a programme name; equal names give equal pointers. */
 const char *engine_intern(struct engine *e, const char *name);

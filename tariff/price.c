@@ -80,21 +80,22 @@ void price_subsidy(const struct config *cfg, const struct cluster *c, int64_t at
     }
 }
 
-void price_demand(const struct tariff_version *v, const struct cluster *c, int64_t max_kw_micro,
-                  int64_t month_kwh_micro, struct demand_charge *out)
+void price_demand(const struct tariff_version *v, int64_t transformer_micro_kva,
+                  int64_t contract_micro_kw, int64_t max_kw_micro, int64_t month_kwh_micro,
+                  struct demand_charge *out)
 {
     int64_t price_micro_cny;
     switch (v->demand_basis) {
     case DEMAND_CAPACITY:
-        out->billing_kw_micro = c->transformer_micro_kva;
+        out->billing_kw_micro = transformer_micro_kva;
         price_micro_cny = v->demand_kva_micro_cny;
         break;
     case DEMAND_CONTRACT: {
         /* contract + factor x (max - threshold x contract, if positive),
          * exact at scale 12, rounded once to scale 6. */
-        __int128 threshold12 = (__int128)v->contract_threshold_micro * c->contract_micro_kw;
+        __int128 threshold12 = (__int128)v->contract_threshold_micro * contract_micro_kw;
         __int128 excess12 = (__int128)max_kw_micro * 1000000 - threshold12;
-        __int128 billing18 = (__int128)c->contract_micro_kw * 1000000000000;
+        __int128 billing18 = (__int128)contract_micro_kw * 1000000000000;
         if (excess12 > 0)
             billing18 += excess12 * v->contract_factor_micro;
         out->billing_kw_micro = decimal_div_half_even(billing18, 1000000000000);
@@ -108,13 +109,21 @@ void price_demand(const struct tariff_version *v, const struct cluster *c, int64
         break;
     }
     int64_t fraction_micro = 1000000;
-    if (v->has_load_factor_rule && c->has_transformer_kva &&
+    if (v->has_load_factor_rule && transformer_micro_kva > 0 &&
         (__int128)month_kwh_micro * 1000000 >=
-            (__int128)v->load_factor_micro_kwh_per_kva * c->transformer_micro_kva) {
+            (__int128)v->load_factor_micro_kwh_per_kva * transformer_micro_kva) {
         fraction_micro = v->load_factor_fraction_micro;
     }
     /* scale 6 x 6 x 6 = 18; to scale 4. */
     out->charge_cny4 =
         decimal_div_half_even((__int128)out->billing_kw_micro * price_micro_cny * fraction_micro,
                               (__int128)100000000000000);
+}
+
+int64_t price_prorated_cny4(const int64_t *monthly_cny4, const int32_t *days, size_t n)
+{
+    __int128 sum = 0;
+    for (size_t i = 0; i < n; i++)
+        sum += (__int128)monthly_cny4[i] * days[i];
+    return decimal_div_half_even(sum, 30);
 }

@@ -58,13 +58,20 @@ void price_subsidy(const struct config *cfg, const struct cluster *c, int64_t at
                    struct caps *caps, struct subsidy *out);
 
 /* The billing demand of a month under the version's demand_basis, and its
- * charge (docs/design.md section 5). */
+ * charge (docs/design.md section 5), with the transformer kVA and contract
+ * kW given (0: the cluster has none). */
 struct demand_charge {
     int64_t billing_kw_micro;
     int64_t charge_cny4;
 };
 
-void price_demand(const struct tariff_version *v, const struct cluster *c, int64_t max_kw_micro,
-                  int64_t month_kwh_micro, struct demand_charge *out);
+void price_demand(const struct tariff_version *v, int64_t transformer_micro_kva,
+                  int64_t contract_micro_kw, int64_t max_kw_micro, int64_t month_kwh_micro,
+                  struct demand_charge *out);
+
+/* Days of service prorated (docs/design.md section 5): each day at 1/30 of
+ * the monthly charge it had; the sum rounded half-even to 4 decimals once.
+ * monthly_cny4[i] is the monthly charge of days[i] days. */
+int64_t price_prorated_cny4(const int64_t *monthly_cny4, const int32_t *days, size_t n);
 
 #endif

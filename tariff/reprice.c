@@ -8,10 +8,6 @@
 #include <inttypes.h>
 #include <stdio.h>
 
-struct month_demand {
-    struct demand_charge dc;
-};
-
 /* The sums an interval or month had before: the engine's own where it
  * still holds them, else the ledger's. Programme names are interned, as
  * engine_diff_lines compares them by pointer. */
@@ -36,8 +32,12 @@ static void ledger_before(struct engine *e, int32_t revision, int64_t energy, in
 
 static void row_before(const struct closed_row *r, struct before *out)
 {
-    *out = (struct before){r->revision,     r->energy_charge_cny4, r->surcharge_cny4,
-                           r->subsidy_cny4, r->net_cny4,           r->n_paid,
+    *out = (struct before){r->revision,
+                           r->energy_charge_cny4,
+                           r->surcharge_cny4,
+                           r->subsidy_cny4,
+                           r->net_cny4,
+                           r->n_paid,
                            NULL};
     out->paid = xcalloc(r->n_paid ? r->n_paid : 1, sizeof *out->paid);
     memcpy(out->paid, r->paid, r->n_paid * sizeof *r->paid);
@@ -87,10 +87,10 @@ static bool chunk_valid(const struct engine *e, const struct reprice_chunk *ch, 
 /* Step 2 for one interval: priced under the version in force now, an
  * adjustment row when anything differs. Its old subsidy went back to the
  * caps in step 1. */
-static void reprice_interval(struct engine *e, const struct cluster *c,
-                             struct cluster_state *cs, const struct reprice_chunk *ch,
-                             const struct reprice_interval *in, const struct tariff_version *v,
-                             const struct before *old, struct reprice_effect *eff)
+static void reprice_interval(struct engine *e, const struct cluster *c, struct cluster_state *cs,
+                             const struct reprice_chunk *ch, const struct reprice_interval *in,
+                             const struct tariff_version *v, const struct before *old,
+                             struct reprice_effect *eff)
 {
     struct closed_row *r = cs ? engine_find_row(cs, in->start_s) : NULL;
     if (r && r->revision < 0)
@@ -179,8 +179,11 @@ static void reprice_ledger_month(struct engine *e, const struct cluster *c,
         ms.kwh_micro += ch->intervals[i].kwh_micro;
     int64_t max_kw = 0, max_start = NONE;
     int64_t per_hour = 3600 / e->interval_s;
+    int32_t offset = engine_cluster_offset_s(c);
     for (size_t i = 0; i < ch->n_intervals; i++) {
         const struct reprice_interval *in = &ch->intervals[i];
+        if (!cluster_in_service_on(c, civil_local_day(in->start_s, offset)))
+            continue; /* as month_max: the month's peak over its days in service */
         int64_t kw = engine_kw_of(in->kwh_micro, per_hour);
         if (max_start == NONE || kw > max_kw) { /* ties: the earlier, met first */
             max_kw = kw;
@@ -188,7 +191,7 @@ static void reprice_ledger_month(struct engine *e, const struct cluster *c,
         }
     }
     struct month_demand md;
-    price_demand(v, c, max_kw, ms.kwh_micro, &md.dc);
+    engine_month_demand(c, v, &ms, max_kw, &md);
     int32_t year = engine_local_year(c, month_start);
     struct before before;
     ledger_before(e, old->revision, 0, 0, old->subsidy_cny4, old->net_cny4, old->paid, old->n_paid,
@@ -220,6 +223,10 @@ static void reprice_ledger_month(struct engine *e, const struct cluster *c,
         .net_cny4 = net - old->net_cny4,
         .programme = sub.n ? lines.programme : NULL,
         .tariff_version = v->label,
+        .prorated = md.prorated,
+        .days_in_service = md.days_in_service,
+        .n_runs = md.prorated ? md.n_runs : 0,
+        .runs = md.runs,
         .n_lines = lines.n,
         .lines = lines.v,
     };
@@ -234,8 +241,8 @@ static void reprice_ledger_month(struct engine *e, const struct cluster *c,
 
 /* Step 3 for a month the engine holds: priced again as a late sample
  * would have it, the change read off its sums. */
-static void reprice_engine_month(struct engine *e, struct cluster_state *cs,
-                                 struct month_state *ms, struct reprice_effect *eff)
+static void reprice_engine_month(struct engine *e, struct cluster_state *cs, struct month_state *ms,
+                                 struct reprice_effect *eff)
 {
     int32_t revision = ms->revision;
     int64_t charge = ms->charge_cny4, subsidy = ms->subsidy_cny4, net = ms->net_cny4;
@@ -295,8 +302,7 @@ bool engine_reprice(struct engine *e, const struct reprice_chunk *ch, struct rep
         else
             ledger_before(e, in->revision, in->energy_charge_cny4, in->surcharge_cny4,
                           in->subsidy_cny4, in->net_cny4, in->paid, in->n_paid, &old[i]);
-        engine_release_stored(e, c, engine_local_year(c, in->start_s), old[i].paid,
-                              old[i].n_paid);
+        engine_release_stored(e, c, engine_local_year(c, in->start_s), old[i].paid, old[i].n_paid);
     }
     /* 2. Each in time order, consuming the caps. */
     for (size_t i = 0; i < n; i++)

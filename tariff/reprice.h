@@ -56,7 +56,7 @@ struct reprice_interval {
  * month has not closed, and only its intervals are priced again). */
 struct reprice_month {
     bool has_row;
-    int32_t revision; /* the latest */
+    int32_t revision;                       /* the latest */
     int64_t max_kw_micro, billing_kw_micro; /* of the latest revision */
     int64_t max_interval_start_s;
     int64_t charge_cny4, subsidy_cny4, net_cny4;
@@ -75,9 +75,9 @@ struct reprice_chunk {
 /* What applying a chunk changed: the sums of the rows it made. */
 struct reprice_effect {
     uint64_t billing_rows, demand_rows;
-    uint64_t intervals;      /* in range and priced again (changed or not) */
-    uint64_t skipped;        /* in range, but no tariff version covers it now */
-    int64_t kwh_micro;       /* of the intervals priced again */
+    uint64_t intervals; /* in range and priced again (changed or not) */
+    uint64_t skipped;   /* in range, but no tariff version covers it now */
+    int64_t kwh_micro;  /* of the intervals priced again */
     int64_t energy_charge_cny4, surcharge_cny4;
     int64_t demand_charge_cny4;
     int64_t subsidy_cny4, net_cny4; /* intervals and demand */

@@ -19,6 +19,8 @@ static struct statement *find(struct statements *s, const struct cluster *c, int
     st->cluster = xstrdup(c->id);
     st->province = xstrdup(c->site->province);
     st->month_day = month_day;
+    st->demand_days = -1;
+    st->demand_revision = -1;
     return st;
 }
 
@@ -33,20 +35,28 @@ void statements_add_billing(struct statements *s, const struct billing_row *r)
     st->period_kwh_micro[r->period] += r->kwh_micro;
     st->period_energy_charge_cny4[r->period] += r->energy_charge_cny4;
     st->period_seen[r->period] = true;
-    if (r->revision == 0) {
-        const struct inventory *inv = cluster_inventory_at(r->cluster, r->interval_start_s);
-        if (inv->has_pflops)
-            st->pflop_s_micro +=
-                (__int128)inv->pflops_micro * (r->interval_end_s - r->interval_start_s);
-        else
-            st->pflops_unrated = true;
-    }
+    if (r->revision == 0)
+        statement_add_rated_interval(st, r->cluster, r->interval_start_s, r->interval_end_s);
+}
+
+void statement_add_rated_interval(struct statement *st, const struct cluster *c, int64_t start_s,
+                                  int64_t end_s)
+{
+    const struct inventory *inv = cluster_inventory_at(c, start_s);
+    if (inv->has_pflops)
+        st->pflop_s_micro += (__int128)inv->pflops_micro * (end_s - start_s);
+    else
+        st->pflops_unrated = true;
 }
 
 void statements_add_demand(struct statements *s, const struct demand_row *r)
 {
     struct statement *st = find(s, r->cluster, r->month_day);
     st->demand_charge_cny4 += r->charge_cny4;
+    if (r->revision > st->demand_revision) {
+        st->demand_revision = r->revision;
+        st->demand_days = r->prorated ? r->days_in_service : -1;
+    }
     st->subsidy_cny4 += r->subsidy_cny4;
     st->net_cny4 += r->net_cny4;
 }

@@ -24,6 +24,10 @@ struct statement {
     int32_t month_day;
     int64_t kwh_micro;
     int64_t energy_charge_cny4, surcharge_cny4, demand_charge_cny4, subsidy_cny4, net_cny4;
+    /* The days in service of a prorated demand charge, as its latest
+     * revision says; -1 for a whole month or no demand row. */
+    int32_t demand_days;
+    int demand_revision; /* of the demand row demand_days is from; -1: none */
     int64_t period_kwh_micro[PERIOD_COUNT];
     int64_t period_energy_charge_cny4[PERIOD_COUNT];
     bool period_seen[PERIOD_COUNT];
@@ -38,6 +42,14 @@ struct statements {
 
 void statements_add_billing(struct statements *s, const struct billing_row *r);
 void statements_add_demand(struct statements *s, const struct demand_row *r);
+
+/* Adds the rated compute of one interval of c (its revision-0 row) to st:
+ * the PFLOPS of the inventory in force at start_s times the interval's
+ * length, or marks st unrated when a chip of that inventory has no pflops.
+ * statements_add_billing calls it; tariffd report, reading the ledger's
+ * rows, calls it too, so both compute the same figure. */
+void statement_add_rated_interval(struct statement *st, const struct cluster *c, int64_t start_s,
+                                  int64_t end_s);
 
 /* Sorts by month, tenant, cluster. */
 void statements_sort(struct statements *s);

@@ -48,6 +48,21 @@ expect "rate above max_subsidy in an included file" 1 \
     "$tmp/etc/conf.d/50-programmes.conf:$line: rate 0.75 is above max_subsidy 0.5" \
     -- --check-config -c "$tmp/etc/tariffd.conf"
 
+# Bad service dates and dated changes on two shipped clusters: each mistake
+# at its own line, all reported at once, section by section (issue 17).
+cp -r "$root/etc" "$tmp/svc"
+clusters=$tmp/svc/conf.d/40-clusters.conf
+sed -i '/^\[cluster qy-a01\]$/a service_from = 2026-01-17\nservice_until = 2026-01-10\ntransformer_kva@2026-02-30 = 2500' \
+    "$clusters"
+sed -i '/^\[cluster wlcb-t01\]$/a contract_kw@2026-04-16 = 900\nservice_from = 17 January' "$clusters"
+l() { grep -n "^$1" "$clusters" | head -n 1 | cut -d: -f1; }
+expect "bad service dates" 1 \
+    "$clusters:$(l 'transformer_kva@2026-02-30'): transformer_kva date \"2026-02-30\" is not a valid date
+$clusters:$(l 'service_until'): service_until 2026-01-10 is before service_from 2026-01-17
+$clusters:$(l 'service_from = 17'): service_from \"17 January\" is not a date (expected YYYY-MM-DD)
+$clusters:$(l 'contract_kw@'): contract_kw@2026-04-16 needs an undated contract_kw, in force before it" \
+    -- --check-config -c "$tmp/svc/tariffd.conf"
+
 # A missing include directory.
 printf '[daemon]\ninclude = nowhere.d\n' >"$tmp/inc.conf"
 expect "missing include directory" 1 \

@@ -614,6 +614,87 @@ START_TEST(test_load_factor_rule_needs_transformer)
 }
 END_TEST
 
+/* Line 20 (the dated inventory) followed by `more`, in [cluster c1]: the
+ * lines of `more` are 21, 22, ... */
+static const char *cluster_with(const char *more)
+{
+    static char line[1024];
+    snprintf(line, sizeof line, "%s\n%s", base_lines[19], more);
+    return base_with(20, line, NULL);
+}
+
+START_TEST(test_service_dates_are_checked)
+{
+    ck_assert_errors(cluster_with("service_from = 2026-02-30"),
+                     "t.conf:21: service_from \"2026-02-30\" is not a valid date");
+    ck_assert_errors(cluster_with("service_until = 17 January"),
+                     "t.conf:21: service_until \"17 January\" is not a date (expected "
+                     "YYYY-MM-DD)");
+    ck_assert_errors(cluster_with("service_from = 2026-01-17\nservice_until = 2026-01-16"),
+                     "t.conf:22: service_until 2026-01-16 is before service_from 2026-01-17");
+    /* Written the other way round, the message stays on service_until. */
+    ck_assert_errors(cluster_with("service_until = 2026-01-16\nservice_from = 2026-01-17"),
+                     "t.conf:21: service_until 2026-01-16 is before service_from 2026-01-17");
+    ck_assert_errors(
+        cluster_with("service_from = 2026-01-17\nservice_from = 2026-01-18"),
+        "t.conf:22: duplicate key \"service_from\" in [cluster c1] (first at line 21)");
+    /* One day in service is fine. */
+    ck_assert_errors(cluster_with("service_from = 2026-01-17\nservice_until = 2026-01-17"), "");
+}
+END_TEST
+
+START_TEST(test_dated_capacity_and_contract_are_checked)
+{
+    ck_assert_errors(cluster_with("transformer_kva = 12500\ntransformer_kva@2026-04-31 = 15000"),
+                     "t.conf:22: transformer_kva date \"2026-04-31\" is not a valid date");
+    ck_assert_errors(cluster_with("contract_kw = 9000\ncontract_kw@2026-04-16 = 0"),
+                     "t.conf:22: contract_kw@2026-04-16 \"0\" must be greater than 0");
+    ck_assert_errors(cluster_with("transformer_kva@2026-04-16 = 15000"),
+                     "t.conf:21: transformer_kva@2026-04-16 needs an undated transformer_kva, "
+                     "in force before it");
+    ck_assert_errors(cluster_with("contract_kw@2026-04-16 = 9500"),
+                     "t.conf:21: contract_kw@2026-04-16 needs an undated contract_kw, in force "
+                     "before it");
+    ck_assert_errors(cluster_with("transformer_kva = 12500\ntransformer_kva@2026-04-16 = 15000\n"
+                                  "transformer_kva@2026-04-16 = 16000"),
+                     "t.conf:23: duplicate key \"transformer_kva@2026-04-16\" in [cluster c1] "
+                     "(first at line 22)");
+    ck_assert_errors(cluster_with("transformer_kvaa@2026-04-16 = 15000"),
+                     "t.conf:21: unknown key \"transformer_kvaa@2026-04-16\" in [cluster c1]");
+}
+END_TEST
+
+START_TEST(test_service_and_capacity_on_a_day)
+{
+    /* Dated values apply from their day in any order written; service
+     * dates are inclusive. */
+    struct config *cfg =
+        parse_ok(cluster_with("transformer_kva@2026-05-01 = 16000\ntransformer_kva = 12500\n"
+                              "transformer_kva@2026-04-16 = 15000\ncontract_kw = 9000\n"
+                              "service_from = 2026-01-17\nservice_until = 2026-06-30"));
+    const struct cluster *c = &cfg->clusters[0];
+    int32_t apr15 = civil_to_day((struct civil_date){2026, 4, 15});
+    ck_assert_int_eq(cluster_transformer_micro_kva_on(c, INT32_MIN + 1), 12500000000);
+    ck_assert_int_eq(cluster_transformer_micro_kva_on(c, apr15), 12500000000);
+    ck_assert_int_eq(cluster_transformer_micro_kva_on(c, apr15 + 1), 15000000000);
+    ck_assert_int_eq(cluster_transformer_micro_kva_on(c, apr15 + 16), 16000000000);
+    ck_assert_int_eq(cluster_contract_micro_kw_on(c, apr15), 9000000000);
+    int32_t jan17 = civil_to_day((struct civil_date){2026, 1, 17});
+    int32_t jun30 = civil_to_day((struct civil_date){2026, 6, 30});
+    ck_assert(!cluster_in_service_on(c, jan17 - 1));
+    ck_assert(cluster_in_service_on(c, jan17));
+    ck_assert(cluster_in_service_on(c, jun30));
+    ck_assert(!cluster_in_service_on(c, jun30 + 1));
+    config_free(cfg);
+    /* Without service dates every day is in service; without a contract,
+     * contract_kw is 0. */
+    cfg = parse_ok(base_with(0, NULL, NULL));
+    ck_assert(cluster_in_service_on(&cfg->clusters[0], 0));
+    ck_assert_int_eq(cluster_contract_micro_kw_on(&cfg->clusters[0], jan17), 0);
+    config_free(cfg);
+}
+END_TEST
+
 START_TEST(test_key_outside_section)
 {
     ck_assert_errors("interval = 15m\n", "t.conf:1: key \"interval\" is outside any section");
@@ -1163,6 +1244,8 @@ static Suite *config_suite(void)
     tcase_add_test(mistakes, test_demand_basis_needs_its_price);
     tcase_add_test(mistakes, test_capacity_basis_needs_transformer_on_clusters);
     tcase_add_test(mistakes, test_load_factor_rule_needs_transformer);
+    tcase_add_test(mistakes, test_service_dates_are_checked);
+    tcase_add_test(mistakes, test_dated_capacity_and_contract_are_checked);
     tcase_add_test(mistakes, test_key_outside_section);
     tcase_add_test(mistakes, test_syntax_error_line);
     tcase_add_test(mistakes, test_line_longer_than_inih_buffer_is_an_error);
@@ -1184,6 +1267,7 @@ static Suite *config_suite(void)
     tcase_add_test(lookups, test_pflops_rates_an_inventory_when_every_chip_has_it);
     tcase_add_test(lookups, test_eligibility_crosses_threshold_with_inventory);
     tcase_add_test(lookups, test_eligibility_rules);
+    tcase_add_test(lookups, test_service_and_capacity_on_a_day);
     suite_add_tcase(s, lookups);
 
     TCase *units = tcase_create("units");

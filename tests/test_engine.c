@@ -67,9 +67,14 @@ struct kept_demand {
     int64_t max_kw, max_start_s, billing_kw, charge, subsidy, net;
     char programme[64];
     char version[64];
+    bool prorated;
+    int32_t days_in_service;
+    size_t n_runs;
+    struct demand_days runs[4];
 };
 
-static struct kept_billing billing[512];
+#define KEPT_BILLING 4096 /* a month of 15-minute rows */
+static struct kept_billing billing[KEPT_BILLING];
 static size_t n_billing;
 static struct kept_demand demand[64];
 static size_t n_demand;
@@ -79,7 +84,7 @@ static size_t n_quarantined;
 static void on_billing(void *ctx, const struct billing_row *r)
 {
     (void)ctx;
-    ck_assert_uint_lt(n_billing, 512);
+    ck_assert_uint_lt(n_billing, KEPT_BILLING);
     struct kept_billing *k = &billing[n_billing++];
     memset(k, 0, sizeof *k);
     snprintf(k->cluster, sizeof k->cluster, "%s", r->cluster->id);
@@ -121,6 +126,11 @@ static void on_demand(void *ctx, const struct demand_row *r)
     k->net = r->net_cny4;
     snprintf(k->programme, sizeof k->programme, "%s", r->programme ? r->programme : "");
     snprintf(k->version, sizeof k->version, "%s", r->tariff_version);
+    k->prorated = r->prorated;
+    k->days_in_service = r->days_in_service;
+    k->n_runs = r->n_runs;
+    for (size_t i = 0; i < r->n_runs && i < 4; i++)
+        k->runs[i] = r->runs[i];
 }
 
 static void on_quarantine(void *ctx, const struct engine_sample *s, const char *reason)
@@ -677,6 +687,310 @@ START_TEST(test_energy_and_demand_programme_pays_on_demand)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- */
+/* Days in service (docs/design.md section 5, demand_charges)        */
+
+/* Hubei, January 2026, 110 kV two-part (docs/tariffs.md section 3 A): the
+ * time-of-use prices of the official table, funds 0.0452, demand 39.0
+ * CNY/kW-month or 24.4 CNY/kVA-month. Cluster h1 is sized as in issue 17:
+ * 12500 kVA, 9000 kW contracted. `cluster_extra` is added to [cluster h1];
+ * `basis` is its demand_basis line(s). */
+static const char *hubei(const char *basis, const char *cluster_extra)
+{
+    static char text[4096];
+    snprintf(text, sizeof text,
+             "[daemon]\ninterval = 15m\nmax_gap = 15m\ngrace = 2m\nlate_window = 6h\n"
+             "[tenant t1]\ntoken_sha256 = " TOKEN "\n"
+             "[chip dom]\nvendor = A\ndomestic = yes\nrated_kw = 1\n"
+             "[site wuhan]\nprovince = hubei\ntariff = hubei-110kv\n"
+             "[cluster h1]\ntenant = t1\nsite = wuhan\ninventory = dom*1\n"
+             "transformer_kva = 12500\ncontract_kw = 9000\n%s\n"
+             "[tariff hubei-110kv @ 2026-01-01]\nutc_offset = +08:00\n"
+             "price.critical = 1.012099\nprice.peak = 0.809061\nprice.flat = 0.613986\n"
+             "price.valley = 0.395024\nsurcharge = 0.0452\n"
+             "profile.base = 00:00 valley, 06:00 flat, 12:00 valley, 14:00 flat, 16:00 peak, "
+             "18:00 critical, 20:00 peak\n"
+             "profile.summer = 00:00 valley, 06:00 flat, 12:00 valley, 14:00 flat, 16:00 peak, "
+             "20:00 critical, 22:00 peak\n"
+             "months = jan-jun base, jul-aug summer, sep-dec base\n"
+             "%s\ndemand.kw = 39.0\ndemand.kva = 24.4\n"
+             "[programme hp]\nprovinces = hubei\nfrom = 2026-01-01\nmin_domestic_share = 0.5\n"
+             "rate = 0.1\nbasis = energy+demand\nmode = all_or_nothing\n",
+             cluster_extra, basis);
+    return text;
+}
+
+static const char *const bases[3] = {"demand_basis = max_demand", "demand_basis = capacity",
+                                     "demand_basis = contract"};
+
+/* A constant 10,000 kW on cluster h1, a sample every 15 minutes, from
+ * `from` to `to` inclusive: 2500 kWh an interval, max_kw 10000. */
+static void hubei_load(int64_t from_s, int64_t to_s)
+{
+    for (int64_t t = from_s; t <= to_s; t += 900)
+        push("h1", t, 10000);
+}
+
+/* h1's demand row for month y-mo (the only one: no adjustment here). */
+static const struct kept_demand *h1_month(int y, int mo)
+{
+    int32_t day = civil_to_day((struct civil_date){y, mo, 1});
+    const struct kept_demand *found = NULL;
+    for (size_t i = 0; i < n_demand; i++)
+        if (demand[i].month_day == day && strcmp(demand[i].cluster, "h1") == 0) {
+            ck_assert_ptr_null(found);
+            found = &demand[i];
+        }
+    ck_assert_ptr_nonnull(found);
+    return found;
+}
+
+START_TEST(test_hubei_full_month_charges_reproduce_issue_17)
+{
+    /* A whole January at 10,000 kW, no service dates:
+     *   max_demand 10000 kW x 39.0 = 390000.0000
+     *   capacity   12500 kVA x 24.4 = 305000.0000
+     *   contract   9000 + 2 x (10000 - 1.05 x 9000) = 9000 + 2 x 550 = 10100 kW
+     *              x 39.0 = 393900.0000 */
+    static const int64_t charge[3] = {3900000000, 3050000000, 3939000000};
+    for (int b = 0; b < 3; b++) {
+        start_with(hubei(bases[b], ""));
+        hubei_load(L(2026, 1, 1, 0, 0), L(2026, 2, 1, 0, 0));
+        finish();
+        const struct kept_demand *d = h1_month(2026, 1);
+        ck_assert_int_eq(d->max_kw, 10000000000);
+        ck_assert_int_eq(d->charge, charge[b]);
+        ck_assert(!d->prorated);
+        stop();
+    }
+}
+END_TEST
+
+START_TEST(test_entering_service_on_17_january_pays_15_days)
+{
+    /* In service from 2026-01-17: days 17..31 are 15 days, 15/30 = 1/2 of
+     * the monthly charge on every basis (max_kw 10000 from the days in
+     * service):
+     *   max_demand 15 x 390000.0000 / 30 = 195000.0000
+     *   capacity   15 x 305000.0000 / 30 = 152500.0000
+     *   contract   15 x 393900.0000 / 30 = 196950.0000
+     * The subsidy (hp: 0.1 of energy+demand, all or nothing) follows the
+     * prorated charge: 0.1 x 195000 = 19500.0000 on max_demand. A sample
+     * on 16 January is quarantined, not billed. */
+    static const int64_t monthly[3] = {3900000000, 3050000000, 3939000000};
+    static const int64_t charge[3] = {1950000000, 1525000000, 1969500000};
+    static const int64_t billing_kw[3] = {10000000000, 12500000000, 10100000000};
+    for (int b = 0; b < 3; b++) {
+        start_with(hubei(bases[b], "service_from = 2026-01-17"));
+        push("h1", L(2026, 1, 16, 23, 45), 10000);
+        ck_assert_uint_eq(n_quarantined, 1);
+        ck_assert_str_eq(quarantined[0], "outside the cluster's service dates");
+        hubei_load(L(2026, 1, 17, 0, 0), L(2026, 2, 1, 0, 0));
+        finish();
+        const struct kept_demand *d = h1_month(2026, 1);
+        ck_assert_int_eq(d->max_kw, 10000000000);
+        ck_assert(d->prorated);
+        ck_assert_int_eq(d->days_in_service, 15);
+        ck_assert_uint_eq(d->n_runs, 1);
+        ck_assert_int_eq(d->runs[0].from_day, civil_to_day((struct civil_date){2026, 1, 17}));
+        ck_assert_int_eq(d->runs[0].days, 15);
+        ck_assert_int_eq(d->runs[0].monthly_charge_cny4, monthly[b]);
+        ck_assert_int_eq(d->runs[0].billing_kw_micro, billing_kw[b]);
+        ck_assert_int_eq(d->billing_kw, billing_kw[b]);
+        ck_assert_int_eq(d->charge, charge[b]);
+        ck_assert_int_eq(d->subsidy, charge[b] / 10);
+        ck_assert_int_eq(d->net, charge[b] - charge[b] / 10);
+        /* Energy is unchanged: 15 days x 96 intervals of 2500 kWh. */
+        ck_assert_uint_eq(n_billing, 15 * 96);
+        ck_assert_int_eq(billing[0].start_s, L(2026, 1, 17, 0, 0));
+        ck_assert_int_eq(billing[0].kwh, 2500000000);
+        /* Valley 2500 x 0.395024 = 987.5600, its subsidy 98.7560. */
+        ck_assert_int_eq(billing[0].energy, 9875600);
+        ck_assert_int_eq(billing[0].subsidy, 987560);
+        stop();
+    }
+}
+END_TEST
+
+START_TEST(test_leaving_service_after_10_january_pays_10_days)
+{
+    /* In service until 2026-01-10 inclusive: 10 days, 10/30 of the month:
+     *   max_demand 10 x 390000.0000 / 30 = 130000.0000
+     *   capacity   10 x 305000.0000 / 30 = 101666.66666.. -> 101666.6667
+     *   contract   10 x 393900.0000 / 30 = 131300.0000
+     * The reading at midnight ending 10 January closes its last interval;
+     * one five minutes later is quarantined. */
+    static const int64_t charge[3] = {1300000000, 1016666667, 1313000000};
+    for (int b = 0; b < 3; b++) {
+        start_with(hubei(bases[b], "service_until = 2026-01-10"));
+        hubei_load(L(2026, 1, 1, 0, 0), L(2026, 1, 11, 0, 0));
+        ck_assert_uint_eq(n_quarantined, 0);
+        push("h1", L(2026, 1, 11, 0, 5), 10000);
+        ck_assert_uint_eq(n_quarantined, 1);
+        ck_assert_str_eq(quarantined[0], "outside the cluster's service dates");
+        finish();
+        ck_assert_uint_eq(n_billing, 10 * 96);
+        const struct kept_demand *d = h1_month(2026, 1);
+        ck_assert(d->prorated);
+        ck_assert_int_eq(d->days_in_service, 10);
+        ck_assert_int_eq(d->charge, charge[b]);
+        stop();
+    }
+}
+END_TEST
+
+START_TEST(test_late_telemetry_without_service_dates_pays_the_full_month)
+{
+    /* No service dates: telemetry from 17 January on still pays the whole
+     * month, 390000.0000 on max_demand (the rule before issue 17). */
+    start_with(hubei(bases[0], ""));
+    hubei_load(L(2026, 1, 17, 0, 0), L(2026, 2, 1, 0, 0));
+    finish();
+    const struct kept_demand *d = h1_month(2026, 1);
+    ck_assert(!d->prorated);
+    ck_assert_uint_eq(d->n_runs, 0);
+    ck_assert_int_eq(d->charge, 3900000000);
+    stop();
+    /* Nor does a late start within the service dates reduce it: outages do
+     * not count, the days in service do (15 days from 17 January). */
+    start_with(hubei(bases[0], "service_from = 2026-01-17"));
+    hubei_load(L(2026, 1, 25, 0, 0), L(2026, 2, 1, 0, 0));
+    finish();
+    d = h1_month(2026, 1);
+    ck_assert_int_eq(d->days_in_service, 15);
+    ck_assert_int_eq(d->charge, 1950000000);
+    stop();
+}
+END_TEST
+
+START_TEST(test_capacity_change_on_16_april_charges_15_days_each)
+{
+    /* April has 30 days. transformer_kva 12500 until 15 April, 15000 from
+     * 16 April, capacity basis at 24.4:
+     *   1-15 April:  12500 x 24.4 = 305000.0000, 15/30 -> 152500
+     *   16-30 April: 15000 x 24.4 = 366000.0000, 15/30 -> 183000
+     *   charge 152500 + 183000 = 335500.0000; billing_kw is the last day's. */
+    start_with(hubei(bases[1], "transformer_kva@2026-04-16 = 15000"));
+    hubei_load(L(2026, 4, 1, 0, 0), L(2026, 5, 1, 0, 0));
+    finish();
+    const struct kept_demand *d = h1_month(2026, 4);
+    ck_assert(d->prorated);
+    ck_assert_int_eq(d->days_in_service, 30);
+    ck_assert_uint_eq(d->n_runs, 2);
+    ck_assert_int_eq(d->runs[0].days, 15);
+    ck_assert_int_eq(d->runs[0].monthly_charge_cny4, 3050000000);
+    ck_assert_int_eq(d->runs[1].from_day, civil_to_day((struct civil_date){2026, 4, 16}));
+    ck_assert_int_eq(d->runs[1].days, 15);
+    ck_assert_int_eq(d->runs[1].monthly_charge_cny4, 3660000000);
+    ck_assert_int_eq(d->billing_kw, 15000000000);
+    ck_assert_int_eq(d->charge, 3355000000);
+    stop();
+    /* The same for a contract of 9000 kW, then 9500 kW, at max 10000 kW:
+     *   9000: 9000 + 2 x (10000 - 9450) = 10100 kW x 39 = 393900, /2 -> 196950
+     *   9500: 9500 + 2 x (10000 - 9975) =  9550 kW x 39 = 372450, /2 -> 186225
+     *   charge 383175.0000 */
+    start_with(hubei(bases[2], "contract_kw@2026-04-16 = 9500"));
+    hubei_load(L(2026, 4, 1, 0, 0), L(2026, 5, 1, 0, 0));
+    finish();
+    d = h1_month(2026, 4);
+    ck_assert_uint_eq(d->n_runs, 2);
+    ck_assert_int_eq(d->runs[1].billing_kw_micro, 9550000000);
+    ck_assert_int_eq(d->charge, 3831750000);
+    /* A capacity change does not prorate a contract-basis month: what it
+     * bills did not change. */
+    stop();
+    start_with(hubei(bases[2], "transformer_kva@2026-04-16 = 15000"));
+    hubei_load(L(2026, 4, 1, 0, 0), L(2026, 5, 1, 0, 0));
+    finish();
+    d = h1_month(2026, 4);
+    ck_assert(!d->prorated);
+    ck_assert_int_eq(d->charge, 3939000000);
+    stop();
+}
+END_TEST
+
+START_TEST(test_31_day_month_in_service_all_month_pays_one_month)
+{
+    /* January has 31 days. In service from 1 January, no change: exactly
+     * one month, 390000.0000, not 31/30 of it. A change on 1 January (in
+     * force the whole month) is no change within it either. */
+    start_with(hubei(bases[0], "service_from = 2026-01-01\nservice_until = 2026-12-31"));
+    hubei_load(L(2026, 1, 1, 0, 0), L(2026, 2, 1, 0, 0));
+    finish();
+    const struct kept_demand *d = h1_month(2026, 1);
+    ck_assert(!d->prorated);
+    ck_assert_int_eq(d->charge, 3900000000);
+    stop();
+    start_with(hubei(bases[1], "transformer_kva@2026-01-01 = 15000"));
+    hubei_load(L(2026, 1, 1, 0, 0), L(2026, 2, 1, 0, 0));
+    finish();
+    d = h1_month(2026, 1);
+    ck_assert(!d->prorated);
+    ck_assert_int_eq(d->charge, 3660000000);
+    stop();
+}
+END_TEST
+
+START_TEST(test_change_in_a_31_day_month_counts_31_days)
+{
+    /* The rule bills each day of a change month at 1/30 of its monthly
+     * charge, with no cap at one month (docs/tariffs.md section 2.2): a
+     * capacity change on 16 January charges 15 days at 12500 kVA and 16 at
+     * 15000 kVA:
+     *   15 x 305000.0000 / 30 = 152500
+     *   16 x 366000.0000 / 30 = 195200
+     *   charge 347700.0000 (31/30 of a month's worth of days) */
+    start_with(hubei(bases[1], "transformer_kva@2026-01-16 = 15000"));
+    hubei_load(L(2026, 1, 1, 0, 0), L(2026, 2, 1, 0, 0));
+    finish();
+    const struct kept_demand *d = h1_month(2026, 1);
+    ck_assert(d->prorated);
+    ck_assert_int_eq(d->days_in_service, 31);
+    ck_assert_int_eq(d->runs[0].days, 15);
+    ck_assert_int_eq(d->runs[1].days, 16);
+    ck_assert_int_eq(d->charge, 3477000000);
+    stop();
+}
+END_TEST
+
+START_TEST(test_prorated_month_survives_a_snapshot_and_adjusts)
+{
+    /* The proration comes from the config and the month's rows, so a
+     * snapshot in the middle changes nothing. A late 12000 kW at 31
+     * January 23:50 and 23:55 (between 10000 kW at 23:45 and 00:00) makes
+     * the last interval (10000+12000)/2 x 5/60 + 12000 x 5/60 +
+     * (12000+10000)/2 x 5/60 = 2833.3333.. -> 2833.333333 kWh, so max_kw
+     * 11333.333332; monthly 11333.333332 x 39 = 441999.999948 -> 441999.9999;
+     * 15 days: 15 x 441999.9999 / 30 = 220999.99995, a tie, to the even
+     * 221000.0000: the adjustments carry +26000.0000 over 195000. */
+    start_with(hubei(bases[0], "service_from = 2026-01-17"));
+    hubei_load(L(2026, 1, 17, 0, 0), L(2026, 1, 24, 0, 0));
+    size_t len;
+    void *bytes = engine_save(eng, &len);
+    engine_free(eng);
+    struct error err;
+    eng = engine_load(cfg, &sink, bytes, len, &err);
+    ck_assert_msg(eng != NULL, "load: %s", err.msg);
+    free(bytes);
+    hubei_load(L(2026, 1, 24, 0, 15), L(2026, 2, 1, 0, 0));
+    engine_tick(eng, now_ns + 3 * 60 * NS); /* January ends by the clock */
+    ck_assert_int_eq(h1_month(2026, 1)->charge, 1950000000);
+    push("h1", L(2026, 1, 31, 23, 50), 12000);
+    push("h1", L(2026, 1, 31, 23, 55), 12000);
+    finish();
+    /* One adjustment per request (each sample is one here). */
+    ck_assert_uint_eq(n_demand, 3);
+    const struct kept_demand *last = &demand[2];
+    ck_assert_int_eq(last->revision, 2);
+    ck_assert(last->prorated);
+    ck_assert_int_eq(last->days_in_service, 15);
+    ck_assert_int_eq(last->max_kw, 11333333332);
+    ck_assert_int_eq(last->runs[0].monthly_charge_cny4, 4419999999);
+    ck_assert_int_eq(demand[0].charge + demand[1].charge + last->charge, 2210000000);
+    stop();
+}
+END_TEST
+
 /* Feeds the same stream in one engine, and in two with a snapshot
  * between them: the rows must be identical. */
 static void stream(int from, int to)
@@ -694,7 +1008,7 @@ START_TEST(test_snapshot_round_trip_gives_the_same_rows)
     start();
     stream(0, 200);
     finish();
-    struct kept_billing expect[512];
+    static struct kept_billing expect[KEPT_BILLING];
     size_t n_expect = n_billing;
     memcpy(expect, billing, sizeof billing);
     ck_assert_uint_gt(n_expect, 20);
@@ -1349,7 +1663,7 @@ static void feed(int from, int to)
     }
 }
 
-static struct kept_billing expect_billing[512];
+static struct kept_billing expect_billing[KEPT_BILLING];
 static size_t n_expect_billing;
 static struct kept_demand expect_demand[64];
 static size_t n_expect_demand;
@@ -1682,6 +1996,18 @@ static Suite *engine_suite(void)
     tcase_add_test(t, test_demand_bases);
     tcase_add_test(t, test_load_factor_rule_and_demand_tie);
     tcase_add_test(t, test_energy_and_demand_programme_pays_on_demand);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("days in service");
+    tcase_add_checked_fixture(t, setup, NULL);
+    tcase_add_test(t, test_hubei_full_month_charges_reproduce_issue_17);
+    tcase_add_test(t, test_entering_service_on_17_january_pays_15_days);
+    tcase_add_test(t, test_leaving_service_after_10_january_pays_10_days);
+    tcase_add_test(t, test_late_telemetry_without_service_dates_pays_the_full_month);
+    tcase_add_test(t, test_capacity_change_on_16_april_charges_15_days_each);
+    tcase_add_test(t, test_31_day_month_in_service_all_month_pays_one_month);
+    tcase_add_test(t, test_change_in_a_31_day_month_counts_31_days);
+    tcase_add_test(t, test_prorated_month_survives_a_snapshot_and_adjusts);
     suite_add_tcase(s, t);
 
     t = tcase_create("review");

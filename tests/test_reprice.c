@@ -69,6 +69,7 @@ struct l_month {
     int32_t month_day;
     int32_t revision;
     int64_t max_kw, max_start_s, billing_kw, charge, subsidy, net;
+    int32_t days_in_service; /* of the latest revision; -1: a whole month */
     struct lines_sum lines;
 };
 
@@ -108,7 +109,8 @@ static void on_billing(void *ctx, const struct billing_row *r)
     l->rows++;
     struct l_interval *x = NULL;
     for (size_t i = 0; i < l->n_iv && !x; i++)
-        if (l->iv[i].start_s == r->interval_start_s && strcmp(l->iv[i].cluster, r->cluster->id) == 0)
+        if (l->iv[i].start_s == r->interval_start_s &&
+            strcmp(l->iv[i].cluster, r->cluster->id) == 0)
             x = &l->iv[i];
     if (!x) {
         ck_assert_uint_lt(l->n_iv, 2048);
@@ -153,6 +155,7 @@ static void on_demand(void *ctx, const struct demand_row *r)
     x->max_kw = r->max_kw_micro;
     x->max_start_s = r->max_interval_start_s;
     x->billing_kw = r->billing_kw_micro;
+    x->days_in_service = r->prorated ? r->days_in_service : -1;
     x->charge += r->charge_cny4;
     x->subsidy += r->subsidy_cny4;
     x->net += r->net_cny4;
@@ -210,10 +213,12 @@ static void read_chunks(struct ledger *l, int64_t from_s, int64_t to_s, struct c
             continue;
         bool seen = false;
         for (size_t k = 0; k < out->n; k++)
-            seen |= out->v[k].month_day == x->month_day && strcmp(out->v[k].cluster, x->cluster) == 0;
+            seen |=
+                out->v[k].month_day == x->month_day && strcmp(out->v[k].cluster, x->cluster) == 0;
         if (!seen) {
             ck_assert_uint_lt(out->n, 16);
-            out->v[out->n++] = (struct reprice_chunk){.cluster = x->cluster, .month_day = x->month_day};
+            out->v[out->n++] =
+                (struct reprice_chunk){.cluster = x->cluster, .month_day = x->month_day};
         }
     }
     qsort(out->v, out->n, sizeof out->v[0], chunk_order);
@@ -366,6 +371,7 @@ static void expect_same_ledger(const struct ledger *got, const struct ledger *wa
         ck_assert_int_eq(g->max_kw, w->max_kw);
         ck_assert_int_eq(g->max_start_s, w->max_start_s);
         ck_assert_int_eq(g->billing_kw, w->billing_kw);
+        ck_assert_int_eq(g->days_in_service, w->days_in_service);
         ck_assert_int_eq(g->charge, w->charge);
         ck_assert_int_eq(g->subsidy, w->subsidy);
         ck_assert_int_eq(g->net, w->net);
@@ -416,8 +422,8 @@ START_TEST(test_corrected_price_equals_pricing_under_it)
     priced(fixed, &ledger_b);
     size_t rows = ledger_a.rows;
     /* Both days, both months. */
-    struct reprice_effect eff = reprice_fresh(fixed, &ledger_a, L(2025, 3, 31, 0, 0),
-                                              L(2025, 4, 2, 0, 0));
+    struct reprice_effect eff =
+        reprice_fresh(fixed, &ledger_a, L(2025, 3, 31, 0, 0), L(2025, 4, 2, 0, 0));
     ck_assert_uint_eq(eff.intervals, 2 * 2 * 96);
     ck_assert_uint_eq(eff.skipped, 0);
     /* Valley intervals keep their price: 32 of each day's 96 per cluster
@@ -456,8 +462,8 @@ START_TEST(test_range_is_by_local_date_and_touches_its_month)
      * intervals and April's demand are priced again. */
     const char *fixed = edit(base_config, "demand.kw = 30", "demand.kw = 33");
     priced(base_config, &ledger_a);
-    struct reprice_effect eff = reprice_fresh(fixed, &ledger_a, L(2025, 4, 1, 0, 0),
-                                              L(2025, 4, 2, 0, 0));
+    struct reprice_effect eff =
+        reprice_fresh(fixed, &ledger_a, L(2025, 4, 1, 0, 0), L(2025, 4, 2, 0, 0));
     ck_assert_uint_eq(eff.intervals, 2 * 96);
     ck_assert_uint_eq(eff.billing_rows, 0); /* energy prices unchanged */
     ck_assert_uint_eq(eff.demand_rows, 2);  /* April of c1 and c2 */
@@ -475,6 +481,54 @@ START_TEST(test_range_is_by_local_date_and_touches_its_month)
 }
 END_TEST
 
+START_TEST(test_corrected_service_dates_bill_the_months_by_days)
+{
+    /* Capacity basis, 20 CNY per kVA-month. The correction: c1 entered
+     * service on 2025-03-31 and its transformer went from 1000 to 1200 kVA
+     * on 2025-04-02; c2 left service after 2025-04-01. Every sample stays
+     * in service, so pricing under the correction makes the same intervals
+     * and months billed by days (docs/design.md section 5). */
+    const char *capacity = edit(base_config, "demand_basis = max_demand\ndemand.kw = 30",
+                                "demand_basis = capacity\ndemand.kva = 20");
+    const char *fixed =
+        edit(edit(capacity, "transformer_kva = 1000\n",
+                  "transformer_kva = 1000\ntransformer_kva@2025-04-02 = 1200\n"
+                  "service_from = 2025-03-31\n"),
+             "transformer_kva = 500\n", "transformer_kva = 500\nservice_until = 2025-04-01\n");
+    priced(capacity, &ledger_a);
+    priced(fixed, &ledger_b);
+    struct reprice_effect eff =
+        reprice_fresh(fixed, &ledger_a, L(2025, 3, 31, 0, 0), L(2025, 4, 2, 0, 0));
+    ck_assert_uint_eq(eff.billing_rows, 0);
+    ck_assert_uint_eq(eff.demand_rows, 3); /* c1's March and April, c2's April */
+    expect_same_ledger(&ledger_a, &ledger_b);
+    int32_t march = month_of(L(2025, 3, 1, 0, 0)), april = month_of(L(2025, 4, 1, 0, 0));
+    for (size_t i = 0; i < ledger_a.n_mo; i++) {
+        const struct l_month *m = &ledger_a.mo[i];
+        bool c1 = strcmp(m->cluster, "c1") == 0;
+        if (m->month_day == march && c1) {
+            /* 1/30 x 20000.0000 */
+            ck_assert_int_eq(m->days_in_service, 1);
+            ck_assert_int_eq(m->charge, 6666667);
+        } else if (m->month_day == april && c1) {
+            /* (1 x 20000 + 29 x 24000) / 30 = 23866.6667; billed kVA of
+             * the last day */
+            ck_assert_int_eq(m->days_in_service, 30);
+            ck_assert_int_eq(m->charge, 238666667);
+            ck_assert_int_eq(m->billing_kw, 1200000000);
+        } else if (m->month_day == april) {
+            ck_assert_int_eq(m->days_in_service, 1); /* 1/30 x 10000.0000 */
+            ck_assert_int_eq(m->charge, 3333333);
+        } else {
+            ck_assert_int_eq(m->days_in_service, -1); /* c2's March, whole */
+            ck_assert_int_eq(m->charge, 100000000);
+        }
+    }
+    /* 666.6667 - 20000 + 23866.6667 - 20000 + 333.3333 - 10000 */
+    ck_assert_int_eq(eff.demand_charge_cny4, -251333333);
+}
+END_TEST
+
 START_TEST(test_retroactive_programme_respects_its_cap_in_order)
 {
     /* pb: 0.1 of the energy charge, capped at 20 CNY a year for t1. The
@@ -486,8 +540,8 @@ START_TEST(test_retroactive_programme_respects_its_cap_in_order)
              "min_domestic_share = 0.5\nrate = 0.1\nbasis = energy\nmode = pro_rata\n"
              "cap_cny_per_year = 20\n");
     priced(base_config, &ledger_a);
-    struct reprice_effect eff = reprice_fresh(with_pb, &ledger_a, L(2025, 3, 31, 0, 0),
-                                              L(2025, 4, 2, 0, 0));
+    struct reprice_effect eff =
+        reprice_fresh(with_pb, &ledger_a, L(2025, 3, 31, 0, 0), L(2025, 4, 2, 0, 0));
     int64_t pb_total = 0, pb_march_c1 = 0, pb_april = 0;
     for (size_t i = 0; i < ledger_a.n_iv; i++) {
         const struct l_interval *x = &ledger_a.iv[i];
@@ -513,15 +567,16 @@ START_TEST(test_programme_removed_gives_its_subsidy_back)
 {
     /* pa corrected to start in 2030: every line of pa is taken back by an
      * adjustment, and the net rises by as much. */
-    const char *without = edit(base_config, "from = 2025-01-01\nmin_domestic_share = 0.5\nrate = 0.5",
-                               "from = 2030-01-01\nmin_domestic_share = 0.5\nrate = 0.5");
+    const char *without =
+        edit(base_config, "from = 2025-01-01\nmin_domestic_share = 0.5\nrate = 0.5",
+             "from = 2030-01-01\nmin_domestic_share = 0.5\nrate = 0.5");
     priced(base_config, &ledger_a);
     int64_t subsidy = 0;
     for (size_t i = 0; i < ledger_a.n_iv; i++)
         subsidy += ledger_a.iv[i].subsidy;
     ck_assert_int_gt(subsidy, 0);
-    struct reprice_effect eff = reprice_fresh(without, &ledger_a, L(2025, 3, 31, 0, 0),
-                                              L(2025, 4, 2, 0, 0));
+    struct reprice_effect eff =
+        reprice_fresh(without, &ledger_a, L(2025, 3, 31, 0, 0), L(2025, 4, 2, 0, 0));
     ck_assert_int_eq(eff.subsidy_cny4, -subsidy);
     ck_assert_int_eq(eff.net_cny4, subsidy);
     priced(without, &ledger_b);
@@ -615,8 +670,8 @@ END_TEST
 
 START_TEST(test_waiting_for_caps_refuses)
 {
-    const char *capped = edit(base_config, "mode = pro_rata\n",
-                              "mode = pro_rata\ncap_cny_per_year = 1000\n");
+    const char *capped =
+        edit(base_config, "mode = pro_rata\n", "mode = pro_rata\ncap_cny_per_year = 1000\n");
     priced(capped, &ledger_a);
     struct config *c = parse(capped);
     struct engine_sink s = sink_into;
@@ -640,6 +695,7 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_corrected_price_equals_pricing_under_it);
     tcase_add_test(tc, test_range_is_by_local_date_and_touches_its_month);
+    tcase_add_test(tc, test_corrected_service_dates_bill_the_months_by_days);
     tcase_add_test(tc, test_retroactive_programme_respects_its_cap_in_order);
     tcase_add_test(tc, test_programme_removed_gives_its_subsidy_back);
     tcase_add_test(tc, test_interval_the_engine_holds_is_adjusted_against_the_correction);

@@ -196,7 +196,7 @@ START_TEST(test_demand_csv_line_and_null_max_interval)
     char buf[CSV_LINE_MAX];
     size_t len = csv_demand_row(&r, buf);
     const char *want = "t1,c1,s1,p1,2025-03-01,max_demand,40.000000,2025-02-28T16:00:00Z,"
-                       "40.000000,1200.0000,0.0000,1200.0000,,tf@2025-01-01#1a2b3c4d,month,0\n";
+                       "40.000000,1200.0000,0.0000,1200.0000,,tf@2025-01-01#1a2b3c4d,month,0,,\n";
     ck_assert_str_eq(buf, want);
     ck_assert_uint_eq(len, strlen(want));
     ck_assert_uint_eq(count_fields(buf), count_fields(header_of(csv_demand_header)));
@@ -209,7 +209,57 @@ START_TEST(test_demand_csv_line_and_null_max_interval)
     r.net_cny4 = -600000;
     csv_demand_row(&r, buf);
     ck_assert_str_eq(buf, "t1,c1,s1,p1,2025-03-01,max_demand,-2.000000,,40.000000,-60.0000,0.0000,"
-                          "-60.0000,,tf@2025-01-01#1a2b3c4d,adjustment,1\n");
+                          "-60.0000,,tf@2025-01-01#1a2b3c4d,adjustment,1,,\n");
+}
+END_TEST
+
+START_TEST(test_prorated_demand_says_how)
+{
+    /* Capacity 12500 kVA to 15000 kVA on 2025-04-16, at 24.4 CNY/kVA:
+     * 15/30 x 305000.0000 + 15/30 x 366000.0000 = 335500.0000. */
+    struct demand_days runs[] = {
+        {civil_to_day((struct civil_date){2025, 4, 1}), 15, 12500000000, 3050000000},
+        {civil_to_day((struct civil_date){2025, 4, 16}), 15, 15000000000, 3660000000},
+    };
+    struct demand_row r = month_row();
+    r.month_day = runs[0].from_day;
+    r.basis = DEMAND_CAPACITY;
+    r.billing_kw_micro = 15000000000;
+    r.charge_cny4 = r.net_cny4 = 3355000000;
+    r.prorated = true;
+    r.days_in_service = 30;
+    r.n_runs = 2;
+    r.runs = runs;
+    char buf[CSV_LINE_MAX];
+    csv_demand_row(&r, buf);
+    ck_assert_str_eq(buf, "t1,c1,s1,p1,2025-04-01,capacity,40.000000,2025-02-28T16:00:00Z,"
+                          "15000.000000,335500.0000,0.0000,335500.0000,,tf@2025-01-01#1a2b3c4d,"
+                          "month,0,30,15/30 x 305000.0000 (2025-04-01..2025-04-15; billing_kw "
+                          "12500.000000) + 15/30 x 366000.0000 (2025-04-16..2025-04-30; "
+                          "billing_kw 15000.000000)\n");
+    /* No day in service (a reload moved the dates): nothing to add. */
+    r.n_runs = 0;
+    r.days_in_service = 0;
+    struct ledger_rows rows = {0};
+    ledger_add_demand(&rows, &r);
+    size_t off = 0;
+    struct ledger_row row;
+    ck_assert(ledger_next(&rows, &off, &row));
+    ck_assert_str_eq(row.values[16], "0");
+    ck_assert_str_eq(row.values[17], "0");
+    ledger_rows_free(&rows);
+    /* 31 runs of one day each, the longest proration, fits a line. */
+    struct demand_days many[31];
+    for (int i = 0; i < 31; i++)
+        many[i] = (struct demand_days){runs[0].from_day + i, 1, 99999999999999, 999999999999999};
+    r.n_runs = 31;
+    r.runs = many;
+    r.days_in_service = 31;
+    size_t len = csv_demand_row(&r, buf);
+    ck_assert_uint_lt(len, CSV_LINE_MAX);
+    ck_assert_uint_eq(count_fields(buf), count_fields(header_of(csv_demand_header)));
+    ck_assert(strstr(buf, "1/30 x 99999999999.9999 (2025-05-01..2025-05-01; billing_kw "
+                          "99999999.999999)\n") != NULL);
 }
 END_TEST
 
@@ -337,6 +387,7 @@ START_TEST(test_demand_parameters_with_null_max_interval)
                                        "0.0000",     "1200.0000",
                                        NULL,         "tf@2025-01-01#1a2b3c4d",
                                        "month",      "0",
+                                       NULL,         NULL,
                                        "2025",       "{}",
                                        "{}"};
     struct demand_row r = month_row();
@@ -347,8 +398,8 @@ START_TEST(test_demand_parameters_with_null_max_interval)
     struct ledger_row row;
     ck_assert(ledger_next(&rows, &off, &row));
     ck_assert(row.kind == LEDGER_DEMAND);
-    ck_assert_int_eq(row.n, 19);
-    for (int i = 0; i < 19; i++) {
+    ck_assert_int_eq(row.n, 21);
+    for (int i = 0; i < 21; i++) {
         if (!want[i])
             ck_assert_ptr_null(row.values[i]);
         else
@@ -428,6 +479,7 @@ static Suite *rows_suite(void)
     tcase_add_test(tc, test_zero_is_never_negative);
     tcase_add_test(tc, test_programme_list_is_quoted);
     tcase_add_test(tc, test_demand_csv_line_and_null_max_interval);
+    tcase_add_test(tc, test_prorated_demand_says_how);
     tcase_add_test(tc, test_rfc4180_quoting);
     tcase_add_test(tc, test_timestamps_are_rfc3339_utc);
     tcase_add_test(tc, test_billing_parameters_in_insert_order);

@@ -4,7 +4,10 @@ rules of docs/design.md section 5, recomputed independently with Python's Decima
 - every billing row of kind interval: energy_charge = round(kwh x price, 4),
   surcharge = round(kwh x surcharge_rate, 4), net = energy + surcharge -
   subsidy, 0 <= subsidy <= round(max_subsidy x energy, 4);
-- every demand row: net = charge - subsidy;
+- every demand row: net = charge - subsidy; a month billed by days
+  (docs/design.md section 5) charges in all, over its revisions, its latest
+  proration evaluated: the sum of D/30 x MONTHLY, rounded half-even to 4,
+  with D summing to days_in_service;
 - monthly_statements: the 4-decimal amounts of both files summed per
   tenant, cluster and month, rounded half-even to 0.01;
 - monthly_by_period likewise per period.
@@ -12,6 +15,7 @@ rules of docs/design.md section 5, recomputed independently with Python's Decima
 usage: verify_ledger.py DIR MAX_SUBSIDY   (prints "N passed, N failed")"""
 import csv
 import os
+import re
 import sys
 from collections import defaultdict
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -48,13 +52,32 @@ for r in rows("billing_rows"):
     p = by_period[key + (r["period"],)]
     p["kwh"] += kwh
     p["energy_charge"] += energy
+months = defaultdict(Decimal)  # (cluster, month) -> charge over the revisions
+latest = {}  # (cluster, month) -> the last revision's row
 for r in rows("demand_charges"):
     charge, subsidy, net = D(r["charge"]), D(r["subsidy"]), D(r["net"])
     check(net == charge - subsidy, f"{r['cluster']} {r['month']}: demand net")
+    months[(r["cluster"], r["month"])] += charge
+    latest[(r["cluster"], r["month"])] = r
     s = statements[(r["tenant"], r["cluster"], r["month"])]
     s["demand_charge"] += charge
     s["subsidy"] += subsidy
     s["net"] += net
+
+TERM = re.compile(r"(\d+)/30 x (-?\d+\.\d{4}) \((\d{4}-\d\d-\d\d)\.\.(\d{4}-\d\d-\d\d); "
+                  r"billing_kw (-?\d+\.\d{6})\)")
+for (cluster, month), r in latest.items():
+    check((r["days_in_service"] == "") == (r["proration"] == ""), f"{cluster} {month}: days and proration")
+    if r["proration"] == "":
+        continue
+    terms = r["proration"].split(" + ") if r["proration"] != "0" else []
+    parsed = [TERM.fullmatch(t) for t in terms]
+    check(all(parsed), f"{cluster} {month}: proration {r['proration']!r}")
+    days = sum(int(m.group(1)) for m in parsed if m)
+    total = sum((int(m.group(1)) * D(m.group(2)) for m in parsed if m), D(0)) / 30
+    check(days == int(r["days_in_service"]), f"{cluster} {month}: {days} days in the proration")
+    check(months[(cluster, month)] == total.quantize(Q4, ROUND_HALF_EVEN),
+          f"{cluster} {month}: charge {months[(cluster, month)]} != proration {total}")
 
 seen = set()
 for r in rows("monthly_statements"):

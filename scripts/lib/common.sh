@@ -1,11 +1,13 @@
 # Shared by scripts/test and scripts/demo: Debian packages, the build, and a
 # throwaway PostgreSQL cluster. Source it; it defines functions only.
 
-# What building, testing and the demo need from Debian 12.
+# What building, testing and the demo need from Debian 12 (chromium and a CJK
+# font render tariffd report's pages in tests/daemon/test_report.py).
 TARIFFD_PACKAGES=(
     gcc libc6-dev pkg-config meson ninja-build python3 clang-format
     libinih-dev check libssl-dev libevent-dev zlib1g-dev libpq-dev libsystemd-dev
     postgresql systemd clang libclang-rt-14-dev curl openssl python3-influxdb
+    chromium fonts-wqy-microhei
 )
 
 as_root() {

@@ -27,7 +27,8 @@ QUERIES = {
                     "programme, tariff_version, missing_s FROM {schema}.billing_rows ORDER BY id",
     "demand_charges": "SELECT id, tenant, cluster, site, province, month, basis, max_kw, "
                       + TS.format("max_interval_start") + ", billing_kw, charge, subsidy, net, "
-                      "programme, tariff_version, kind, revision FROM {schema}.demand_charges ORDER BY id",
+                      "programme, tariff_version, kind, revision, days_in_service, proration "
+                      "FROM {schema}.demand_charges ORDER BY id",
 }
 
 

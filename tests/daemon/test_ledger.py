@@ -864,6 +864,137 @@ def scenario_burst():
         check(d.stop() == 0, "SIGTERM exits 0", d)
 
 
+HUBEI = """
+; Hubei, January 2026, 110 kV two-part (docs/tariffs.md section 3 A), once
+; per demand basis; each site bills under one of them.
+[site wuhan-d]
+province = hubei
+tariff = hubei-max-demand
+
+[site wuhan-k]
+province = hubei
+tariff = hubei-capacity
+
+[site wuhan-c]
+province = hubei
+tariff = hubei-contract
+"""
+HUBEI_VERSION = """
+[tariff {name} @ 2026-01-01]
+utc_offset = +08:00
+price.critical = 1.012099
+price.peak = 0.809061
+price.flat = 0.613986
+price.valley = 0.395024
+surcharge = 0.0452
+profile.base = 00:00 valley, 06:00 flat, 12:00 valley, 14:00 flat, 16:00 peak, 18:00 critical, 20:00 peak
+profile.summer = 00:00 valley, 06:00 flat, 12:00 valley, 14:00 flat, 16:00 peak, 20:00 critical, 22:00 peak
+months = jan-jun base, jul-aug summer, sep-dec base
+demand_basis = {basis}
+demand.kw = 39.0
+demand.kva = 24.4
+"""
+# cluster: (site, extra keys, days of telemetry as (first, last) local dates,
+# month, the demand charge by hand, days_in_service or "" for a whole month)
+SERVICE = {
+    # 15/30 x 10000 kW x 39.0 = 15/30 x 390000 = 195000
+    "hf": ("wuhan-d", "service_from = 2026-01-17", ("2026-01-16", "2026-01-31"), "2026-01-01",
+           "195000.0000", "15"),
+    # 10/30 x 12500 kVA x 24.4 = 10/30 x 305000 = 101666.6666.. -> 101666.6667
+    "hu": ("wuhan-k", "service_until = 2026-01-10", ("2026-01-01", "2026-01-11"), "2026-01-01",
+           "101666.6667", "10"),
+    # 15/30 x (9000 + 2 x (10000 - 9450)) x 39.0 = 15/30 x 393900 = 196950
+    "hc": ("wuhan-c", "service_from = 2026-01-17", ("2026-01-17", "2026-01-31"), "2026-01-01",
+           "196950.0000", "15"),
+    # April: 15/30 x 12500 x 24.4 + 15/30 x 15000 x 24.4 = 152500 + 183000
+    "hk": ("wuhan-k", "transformer_kva@2026-04-16 = 15000", ("2026-04-01", "2026-04-30"),
+           "2026-04-01", "335500.0000", "30"),
+    # no service dates, telemetry from 17 January: the whole month, 390000
+    "hw": ("wuhan-d", "", ("2026-01-17", "2026-01-31"), "2026-01-01", "390000.0000", ""),
+    # a 31-day month in service all month: one month, not 31/30 of it
+    "ha": ("wuhan-d", "service_from = 2026-01-01", ("2026-01-01", "2026-01-31"), "2026-01-01",
+           "390000.0000", ""),
+}
+
+
+def local_midnight(date):
+    return calendar.timegm(time.strptime(date, "%Y-%m-%d")) - 8 * 3600
+
+
+def scenario_service():
+    """Issue 17 through the daemon: clusters entering and leaving service,
+    and changing capacity, on the Hubei January 2026 tables at 10,000 kW.
+    The ledger equals tariffd price (charges per month, days_in_service and
+    proration row by row), each charge equals the hand arithmetic, samples
+    outside the service dates are quarantined with their reason, and
+    monthly_statements shows the days."""
+    d = new_daemon()
+    with open(d.config) as f:
+        text = f.read()
+    text += HUBEI + "".join(HUBEI_VERSION.format(name=f"hubei-{b.replace('_', '-')}", basis=b)
+                            for b in ("max_demand", "capacity", "contract"))
+    for c, (site, extra, _, _, _, _) in SERVICE.items():
+        text += (f"\n[cluster {c}]\ntenant = t1\nsite = {site}\ninventory = dom*1\n"
+                 f"transformer_kva = 12500\ncontract_kw = 9000\n{extra}\n")
+    with open(d.config, "w") as f:
+        f.write(text)
+    lines = []
+    for c, (_, _, (first, last), _, _, _) in SERVICE.items():
+        # every 5 minutes (max_gap), up to the midnight that ends the last day
+        for t in range(local_midnight(first), local_midnight(last) + 86400 + 1, 300):
+            lines.append(f"power,cluster={c},meter=main kw=10000 {t}")
+    # hu's last reading at the midnight ending 10 January is in service; the
+    # readings of 11 January and hf's of 16 January are not.
+    outside = sum(1 for x in lines
+                  if "cluster=hu," in x and int(x.split()[-1]) > local_midnight("2026-01-11")
+                  or "cluster=hf," in x and int(x.split()[-1]) < local_midnight("2026-01-17"))
+    d.start()
+    writable(d)
+    for k in range(0, len(lines), 4000):
+        send(d, "\n".join(lines[k:k + 4000]) + "\n", f"batch {k // 4000}", timeout=60)
+    body = "\n".join(lines) + "\n"
+    want = offline(d.config, body)
+    # Each prorated charge is its proration evaluated (Decimal, independently).
+    with tempfile.TemporaryDirectory() as out:
+        subprocess.run([TARIFFD, "price", "-c", d.config, "--precision", "s", "--out", out],
+                       input=body, text=True, capture_output=True, check=True, timeout=60)
+        v = subprocess.run([sys.executable, os.path.join(HERE, "..", "verify_ledger.py"), out, "0.5"],
+                           capture_output=True, text=True, timeout=60)
+        check(v.returncode == 0, f"verify_ledger.py on tariffd price's files: {v.stdout[-500:]}", d)
+    rows, demand = wait_ledger(d, want, timeout=60)
+    unique_keys(d, rows, demand)
+    views_vs_offline(d, want)
+    # days_in_service and proration, row by row, as tariffd price has them
+    key = ("cluster", "month", "revision")
+    got = {tuple(r[k] for k in key): (r["days_in_service"], r["proration"]) for r in demand}
+    off = {tuple(r[k] for k in key): (r["days_in_service"], r["proration"]) for r in want["demand_charges"]}
+    check(got == off, f"days_in_service and proration equal tariffd price's: {got} vs {off}", d)
+    total = sums(demand, ("cluster", "month"), ["charge"])
+    for c, (_, _, _, month, charge, days) in SERVICE.items():
+        check(str(total.get((c, month), {}).get("charge")) == charge,
+              f"{c} {month}: charge {total.get((c, month))}, by hand {charge}", d)
+        last = [r for r in demand if r["cluster"] == c and r["month"] == month][-1]
+        check(last["days_in_service"] == days, f"{c}: days_in_service {last['days_in_service']!r}, "
+              f"want {days!r}", d)
+    hk = [r for r in demand if r["cluster"] == "hk"][-1]
+    check(hk["proration"] == "15/30 x 305000.0000 (2026-04-01..2026-04-15; billing_kw 12500.000000)"
+          " + 15/30 x 366000.0000 (2026-04-16..2026-04-30; billing_kw 15000.000000)",
+          f"hk's proration explains its charge: {hk['proration']}", d)
+    q = query(d.db, f"SELECT cluster, count(*) AS n FROM {d.schema}.quarantined_samples "
+                    f"WHERE reason = 'outside the cluster''s service dates' GROUP BY cluster ORDER BY cluster")
+    check(sum(int(r["n"]) for r in q) == outside and {r["cluster"] for r in q} == {"hf", "hu"},
+          f"the {outside} samples outside the service dates are quarantined: {q}", d)
+    stm = query(d.db, f"SELECT cluster, month, demand_charge, demand_days FROM {d.schema}.monthly_statements "
+                      f"WHERE cluster IN ('hf', 'hw') ORDER BY cluster")
+    check([(r["cluster"], r["demand_charge"], r["demand_days"]) for r in stm]
+          == [("hf", "195000.00", "15"), ("hw", "390000.00", "")]
+          and [(r["cluster"], r["demand_charge"], r["demand_days"]) for r in stm]
+          == [(r["cluster"], r["demand_charge"], r["demand_days"]) for r in want["monthly_statements"]
+              if r["cluster"] in ("hf", "hw")],
+          f"monthly_statements shows the days, as tariffd price does: {stm}", d)
+    check(d.stop() == 0, "SIGTERM exits 0", d)
+
+
 def scenario_poison():
     """Poison pills: each is refused at the door with 400 naming the line and
     column, nothing of it reaches the journal or PostgreSQL, and a valid
@@ -1158,7 +1289,8 @@ SCENARIOS = [("offline", scenario_offline), ("cap", scenario_cap), ("outage", sc
              ("oldjournal", scenario_oldjournal), ("refused", scenario_refused),
              ("backoff", scenario_backoff), ("reloadcrash", scenario_reloadcrash),
              ("stop", scenario_stop), ("failing", scenario_failing), ("capswait", scenario_capswait),
-             ("recount", scenario_recount), ("burst", scenario_burst)]
+             ("recount", scenario_recount), ("burst", scenario_burst),
+             ("service", scenario_service)]
 
 start = time.time()
 for name, fn in SCENARIOS:

@@ -69,8 +69,8 @@ SELECT pg_temp.check(pg_temp.columns('demand_charges') =
     'billing_kw numeric(20,6) not null, charge numeric(20,4) not null, '
     'subsidy numeric(20,4) not null, net numeric(20,4) not null, programme text, '
     'tariff_version text not null, kind text not null, revision integer not null, '
-    'created_at timestamp with time zone not null',
-    'demand_charges columns and types');
+    'created_at timestamp with time zone not null, days_in_service integer, proration text',
+    'demand_charges columns and types (003 adds days_in_service and proration)');
 
 SELECT pg_temp.check(pg_temp.columns('subsidy_lines') =
     'id bigint not null, row_table text not null, row_id bigint not null, '
@@ -96,7 +96,7 @@ SELECT pg_temp.check(pg_temp.columns('programme_caps') =
 SELECT pg_temp.check(pg_temp.columns('monthly_statements') =
     'tenant text, cluster text, province text, month date, kwh numeric(20,6), '
     'energy_charge numeric(20,2), surcharge numeric(20,2), demand_charge numeric(20,2), '
-    'subsidy numeric(20,2), net numeric(20,2)',
+    'subsidy numeric(20,2), net numeric(20,2), demand_days integer',
     'monthly_statements columns');
 
 SELECT pg_temp.check(pg_temp.columns('monthly_by_period') =
@@ -394,6 +394,84 @@ ORDER BY w.month, w.tenant, w.cluster;
 
 SELECT pg_temp.check(count(*) = 7, 'monthly_statements has no other rows (got ' || count(*) || ')')
 FROM monthly_statements;
+
+------------------------------------------------------------------------------
+-- Days in service (003_service_days.sql): a prorated demand row says how it
+-- was computed, monthly_statements shows its days, resubmit_dead_letter
+-- knows both layouts of a demand letter. Undone at the end.
+
+BEGIN;
+INSERT INTO demand_charges (tenant, cluster, site, province, month, basis, max_kw,
+                            max_interval_start, billing_kw, charge, subsidy, net, programme,
+                            tariff_version, kind, revision, days_in_service, proration)
+VALUES
+    -- D6: h1 in service from 2026-01-17 at 10000 kW, Hubei 110 kV 39.0 CNY/kW:
+    -- 15/30 x 390000.0000 = 195000.0000
+    ('acme', 'h1', 'wuhan', 'hubei', '2026-01-01', 'max_demand', 10000.000000,
+     '2026-01-16T16:00Z', 10000.000000, 195000.0000, 0.0000, 195000.0000, NULL,
+     'hubei-110kv@2026-01-01#1a2b3c4d', 'month', 0, 15,
+     '15/30 x 390000.0000 (2026-01-17..2026-01-31; billing_kw 10000.000000)'),
+    -- D7, adjusting D6: max 11333.333332 kW, monthly 441999.9999, 15/30 of it
+    -- 220999.99995 -> 221000.0000 (a tie, to even): +26000.0000
+    ('acme', 'h1', 'wuhan', 'hubei', '2026-01-01', 'max_demand', 11333.333332,
+     '2026-01-31T15:45Z', 11333.333332, 26000.0000, 0.0000, 26000.0000, NULL,
+     'hubei-110kv@2026-01-01#1a2b3c4d', 'adjustment', 1, 15,
+     '15/30 x 441999.9999 (2026-01-17..2026-01-31; billing_kw 11333.333332)');
+
+SELECT pg_temp.check(row(demand_charge, demand_days)::text = '(221000.00,15)',
+                     'monthly_statements: a prorated month shows its days in service (got '
+                     || row(demand_charge, demand_days)::text || ')')
+FROM monthly_statements WHERE cluster = 'h1';
+
+SELECT pg_temp.check(count(*) = 7 AND bool_and(demand_days IS NULL),
+                     'monthly_statements: whole months and months without demand have no days')
+FROM monthly_statements WHERE cluster <> 'h1';
+
+SELECT pg_temp.check(s = '23514', format('003: %s is refused: %s', what, s))
+FROM (SELECT what, pg_temp.sqlstate_of(sql) AS s
+      FROM (VALUES
+        ('days_in_service without a proration', $q$UPDATE demand_charges SET proration = NULL
+            WHERE cluster = 'h1'$q$),
+        ('a proration without days_in_service', $q$UPDATE demand_charges SET
+            proration = 'x' WHERE cluster = 'qy-a02'$q$),
+        ('days_in_service 32', $q$UPDATE demand_charges SET days_in_service = 32
+            WHERE cluster = 'h1'$q$)
+      ) AS c(what, sql)) AS t;
+
+-- Two refused demand rows, as the writer keeps them: one with the columns
+-- of 003 (21 parameters), one written before it (19).
+INSERT INTO dead_letters (row_table, fingerprint, sqlstate, message, params)
+SELECT 'demand_charges', sha256(convert_to(l.name, 'UTF8')), '23514', 'test',
+       (SELECT array_agg(convert_to(x, 'UTF8') ORDER BY i)
+        FROM unnest(l.params) WITH ORDINALITY AS u(x, i))
+FROM (VALUES
+    ('new', ARRAY['acme', 'h2', 'wuhan', 'hubei', '2026-04-01', 'capacity', '10000.000000',
+                  '2026-03-31T16:00:00Z', '15000.000000', '335500.0000', '33550.0000',
+                  '301950.0000', 'hp', 'hubei-110kv@2026-01-01#1a2b3c4d', 'month', '0', '30',
+                  '15/30 x 305000.0000 (2026-04-01..2026-04-15; billing_kw 12500.000000) + '
+                  '15/30 x 366000.0000 (2026-04-16..2026-04-30; billing_kw 15000.000000)',
+                  '2026', '{hp}', '{33550.0000}']),
+    ('old', ARRAY['acme', 'h3', 'wuhan', 'hubei', '2026-04-01', 'capacity', '10000.000000',
+                  '2026-03-31T16:00:00Z', '12500.000000', '305000.0000', '30500.0000',
+                  '274500.0000', 'hp', 'hubei-110kv@2026-01-01#1a2b3c4d', 'month', '0',
+                  '2026', '{hp}', '{30500.0000}'])
+) AS l(name, params);
+
+SELECT pg_temp.check(count(*) = 2, 'resubmit_dead_letter: both layouts of a demand letter')
+FROM dead_letters AS l, LATERAL (SELECT resubmit_dead_letter(l.id)) AS r
+WHERE l.message = 'test';
+
+SELECT pg_temp.check(string_agg(format('%s %s %s %s %s', d.cluster, d.charge,
+                                       coalesce(d.days_in_service::text, 'NULL'),
+                                       coalesce(left(d.proration, 19), 'NULL'), s.amount), ', '
+                                ORDER BY d.cluster) =
+                     'h2 335500.0000 30 15/30 x 305000.0000 33550.0000, '
+                     'h3 305000.0000 NULL NULL 30500.0000',
+                     'resubmit_dead_letter: the days and proration of 003, and the subsidy lines')
+FROM demand_charges AS d
+JOIN subsidy_lines AS s ON s.row_table = 'demand_charges' AND s.row_id = d.id
+WHERE d.cluster IN ('h2', 'h3');
+ROLLBACK;
 
 ------------------------------------------------------------------------------
 -- monthly_by_period: billing rows only, per period.
@@ -719,11 +797,12 @@ PREPARE billing AS
 PREPARE demand AS
     WITH r AS (INSERT INTO demand_charges (tenant, cluster, site, province, month, basis,
     max_kw, max_interval_start, billing_kw, charge, subsidy, net, programme, tariff_version,
-    kind, revision) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-    $16) ON CONFLICT (cluster, month, revision) DO NOTHING RETURNING id),
+    kind, revision, days_in_service, proration) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
+    $10, $11, $12, $13, $14, $15, $16, $17, $18) ON CONFLICT (cluster, month, revision) DO
+    NOTHING RETURNING id),
     l AS (INSERT INTO subsidy_lines (row_table, row_id, programme, tenant, year, amount)
-    SELECT 'demand_charges', r.id, x.p, $1, $17, x.a FROM r, unnest($18::text[],
-    $19::numeric[]) AS x(p, a) RETURNING 1) SELECT id FROM r;
+    SELECT 'demand_charges', r.id, x.p, $1, $19, x.a FROM r, unnest($20::text[],
+    $21::numeric[]) AS x(p, a) RETURNING 1) SELECT id FROM r;
 
 PREPARE quarantine AS
     INSERT INTO quarantined_samples (cluster, meter, ts, ts_ns, value, kind, reason)
@@ -743,8 +822,8 @@ EXECUTE billing('bytedance', 'qy-a01', 'qingyang-1', 'gansu', '2026-01-10T02:00:
 -- D5: qy-a01 January 2026 (after B8 and B10: 400 kW), P2 1320.0000
 EXECUTE demand('bytedance', 'qy-a01', 'qingyang-1', 'gansu', '2026-01-01', 'max_demand',
     '400.000000', '2025-12-31T16:00:00Z', '400.000000', '13200.0000', '1320.0000', '11880.0000',
-    'east-west-compute', 'gansu-large-industrial@2025-01-01#1a2b3c4d', 'month', '0', '2026',
-    '{east-west-compute}', '{1320.0000}') \g /dev/null
+    'east-west-compute', 'gansu-large-industrial@2025-01-01#1a2b3c4d', 'month', '0', NULL, NULL,
+    '2026', '{east-west-compute}', '{1320.0000}') \g /dev/null
 EXECUTE quarantine('qy-a01', 'main', '1764554400123456789', '412.5', 'power',
     'no tariff version in force');
 
