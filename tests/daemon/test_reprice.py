@@ -348,7 +348,10 @@ def corrected_price(final):
             g.write(f.read())
         edit(d.config, CORRECTED)
         d.start(env={"TARIFFD_TEST_CLOCK": str(int(time.time()) + 7 * 3600)})
-        time.sleep(1.5)  # ticks: every interval becomes final
+        # At the first ticks every interval becomes final: the engine keeps
+        # one neighbouring sample a meter and none of the intervals' money.
+        wait_until(lambda: ((n := metric(d, "tariffd_samples_kept")) <= 3, f"{n} samples kept"), 10,
+                   "the intervals are final", d)
     else:
         reload(d, CORRECTED, keep=old)
     want_old, want = offline(old), offline(d.config)
