@@ -22,8 +22,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define CONTROL_MAX_BODY  4096
-#define CONTROL_TIMEOUT_S 600 /* an answer may wait for the ledger and for PostgreSQL */
+#define CONTROL_MAX_BODY    4096
+#define CONTROL_MAX_HEADERS (64 * 1024) /* as the tenants' listeners */
+#define CONTROL_TIMEOUT_S   600         /* an answer may wait for the ledger and for PostgreSQL */
 
 struct control {
     struct server *s;
@@ -256,6 +257,7 @@ struct control *control_open(struct server *s, struct event_base *base, const ch
     evhttp_set_allowed_methods(c->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
                                             EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE);
     evhttp_set_max_body_size(c->http, CONTROL_MAX_BODY);
+    evhttp_set_max_headers_size(c->http, CONTROL_MAX_HEADERS);
     evhttp_set_timeout(c->http, CONTROL_TIMEOUT_S);
     evhttp_set_gencb(c->http, on_request, c);
     log_msg(LOG_INFO, "control socket %s", c->path);
