@@ -89,6 +89,15 @@ static const char *refusal(struct server *s, char *buf, size_t size)
     }
     if (engine_waiting_for_caps(s->engine))
         return "the yearly caps are being read back from PostgreSQL; retry once they are";
+    /* A refused row is missing from the sums a correction starts from, and
+     * resubmitted after it would collide with the correction's revision. */
+    if (st.dead_letters_unresolved) {
+        snprintf(buf, size,
+                 "%" PRIu64 " ledger rows are in dead_letters, unresolved: resubmit or resolve "
+                 "them first",
+                 st.dead_letters_unresolved);
+        return buf;
+    }
     return NULL;
 }
 
@@ -442,11 +451,20 @@ static void on_ready(evutil_socket_t fd, short what, void *arg)
     struct ledger_read_result *res = ledger_read_result(read);
     char buf[512];
     const char *why;
+    /* A reload while the ledger was read may have dropped a cluster asked
+     * for: said before anything reads the config for it again. */
+    const char *gone = NULL;
+    for (size_t i = 0; i < c->args.n_clusters && !gone; i++)
+        if (!config_find_cluster(s->cfg, c->args.clusters[i]))
+            gone = c->args.clusters[i];
     if (!res->ok) {
         log_msg(LOG_WARNING, "reprice: %s", res->error);
         finish(c, 503, res->error);
     } else if ((why = refusal(s, buf, sizeof buf)) != NULL) {
         finish(c, 503, why);
+    } else if (gone) {
+        snprintf(buf, sizeof buf, "cluster \"%.200s\" is not in the config", gone);
+        finish(c, 400, buf);
     } else if (c->changed_seq > res->seen_seq || s->metrics.reloads_ok != c->reloads) {
         if (c->reads < CORRECTION_READS) {
             log_msg(LOG_INFO, "reprice: the ledger changed while it was read; reading it again");
@@ -458,16 +476,7 @@ static void on_ready(evutil_socket_t fd, short what, void *arg)
             finish(c, 503, buf);
         }
     } else {
-        const char *gone = NULL;
-        for (size_t i = 0; i < c->args.n_clusters && !gone; i++)
-            if (!config_find_cluster(s->cfg, c->args.clusters[i]))
-                gone = c->args.clusters[i];
-        if (gone) {
-            snprintf(buf, sizeof buf, "cluster \"%.200s\" is not in the config", gone);
-            finish(c, 400, buf);
-        } else {
-            apply(c, res);
-        }
+        apply(c, res);
     }
     ledger_read_free(read);
 }

@@ -79,13 +79,20 @@ static bool wait_for_writer(struct ledger_read *r)
     clock_gettime(CLOCK_MONOTONIC, &start);
     struct pg_status st;
     for (;;) {
-        pg_status(r->req.pg, &st);
+        /* The writer is the loop's: once the loop let go of this read it
+         * may stop and free it, so it is asked only under the lock that
+         * ledger_read_abandon takes. */
+        pthread_mutex_lock(&r->lock);
+        bool gone = r->abandoned;
+        if (!gone)
+            pg_status(r->req.pg, &st);
+        pthread_mutex_unlock(&r->lock);
+        if (gone)
+            return false;
         if (st.committed >= r->req.wait_seq) {
             r->res.seen_seq = st.committed;
             return true;
         }
-        if (abandoned(r))
-            return false;
         clock_gettime(CLOCK_MONOTONIC, &now);
         if (now.tv_sec - start.tv_sec >= LEDGER_READ_WAIT_S) {
             fail(r, "the ledger is behind: %" PRIu64 " rows queued for PostgreSQL%s%.300s",

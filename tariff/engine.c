@@ -876,7 +876,12 @@ static void freeze(struct engine *e, struct cluster_state *cs, int64_t now_ns)
         const struct closed_row *row = &cs->rows[r];
         struct month_state *ms = find_month(cs, row->start_s);
         int64_t kw = kw_of(row->kwh_micro, per_hour);
-        if (ms && (ms->frozen_max_start_s == NONE || kw > ms->frozen_max_kw_micro)) {
+        /* Over the days in service, as month_max (the config may have
+         * moved them since the interval closed). */
+        bool in_service =
+            !cs->cfg || cluster_in_service_on(
+                            cs->cfg, civil_local_day(row->start_s, cluster_offset_s(cs->cfg)));
+        if (ms && in_service && (ms->frozen_max_start_s == NONE || kw > ms->frozen_max_kw_micro)) {
             ms->frozen_max_kw_micro = kw;
             ms->frozen_max_start_s = row->start_s;
         }

@@ -240,10 +240,30 @@ static void reprice_ledger_month(struct engine *e, const struct cluster *c,
 }
 
 /* Step 3 for a month the engine holds: priced again as a late sample
- * would have it, the change read off its sums. */
-static void reprice_engine_month(struct engine *e, struct cluster_state *cs, struct month_state *ms,
-                                 struct reprice_effect *eff)
+ * would have it, the change read off its sums. The peak of its final
+ * intervals was kept when they became final, under the config then; their
+ * kWh is in the chunk, so it is taken again over the days in service now
+ * (the held intervals month_max reads itself). */
+static void reprice_engine_month(struct engine *e, const struct cluster *c,
+                                 struct cluster_state *cs, struct month_state *ms,
+                                 const struct reprice_chunk *ch, struct reprice_effect *eff)
 {
+    int64_t per_hour = 3600 / e->interval_s;
+    int32_t offset = engine_cluster_offset_s(c);
+    int64_t max_kw = 0, max_start = NONE;
+    for (size_t i = 0; i < ch->n_intervals; i++) {
+        const struct reprice_interval *in = &ch->intervals[i];
+        if (cs->frozen_until_s == NONE || in->start_s + e->interval_s > cs->frozen_until_s ||
+            !cluster_in_service_on(c, civil_local_day(in->start_s, offset)))
+            continue;
+        int64_t kw = engine_kw_of(in->kwh_micro, per_hour);
+        if (max_start == NONE || kw > max_kw) { /* ties: the earlier, met first */
+            max_kw = kw;
+            max_start = in->start_s;
+        }
+    }
+    ms->frozen_max_kw_micro = max_kw;
+    ms->frozen_max_start_s = max_start;
     int32_t revision = ms->revision;
     int64_t charge = ms->charge_cny4, subsidy = ms->subsidy_cny4, net = ms->net_cny4;
     engine_price_month(e, cs, ms);
@@ -316,7 +336,7 @@ bool engine_reprice(struct engine *e, const struct reprice_chunk *ch, struct rep
     struct month_state *ms = cs ? engine_find_month(cs, month_start) : NULL;
     if (ms) {
         if (ms->closed && ms->revision >= 0)
-            reprice_engine_month(e, cs, ms, eff);
+            reprice_engine_month(e, c, cs, ms, ch, eff);
     } else if (ch->month.has_row) {
         reprice_ledger_month(e, c, ch, month_start, month_end, eff);
     }

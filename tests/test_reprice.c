@@ -688,6 +688,60 @@ START_TEST(test_waiting_for_caps_refuses)
 }
 END_TEST
 
+START_TEST(test_held_month_peak_is_over_the_days_in_service_now)
+{
+    /* c1 peaks at 500 kW on 2025-03-30 12:00-13:00, else 100 kW; the
+     * correction says it entered service on 2025-03-31. The live engine
+     * still holds March (closed; the clock at 2025-04-01 03:01 with
+     * late_window 6h, so March 30 is final). Its repriced demand must be
+     * what the same correction gives from the ledger alone: a peak of
+     * 100 kW over March 31, 1/30 of 3000.0000. */
+    const char *fixed =
+        edit(base_config, "contract_kw = 100\n", "contract_kw = 100\nservice_from = 2025-03-31\n");
+    memset(&ledger_a, 0, sizeof ledger_a);
+    struct run r;
+    run_start(&r, base_config, &ledger_a);
+    for (int64_t t = L(2025, 3, 30, 0, 0); t <= L(2025, 4, 1, 3, 0); t += 300) {
+        bool peak = t >= L(2025, 3, 30, 12, 0) && t < L(2025, 3, 30, 13, 0);
+        push(&r, "c1", t, peak ? 500 : 100);
+        push(&r, "c2", t, 40);
+    }
+    engine_tick(r.e, r.now_ns + 60 * NS);
+    ledger_c = ledger_a; /* the ledger before the correction */
+    struct config *cfg2 = parse(fixed);
+    engine_set_config(r.e, cfg2);
+    read_chunks(&ledger_a, L(2025, 3, 30, 0, 0), L(2025, 4, 1, 0, 0), &chunks);
+    struct reprice_effect eff = {0};
+    for (size_t k = 0; k < chunks.n; k++) {
+        struct error err;
+        ck_assert_msg(engine_reprice(r.e, &chunks.v[k], &eff, &err), "reprice: %s", err.msg);
+    }
+    engine_free(r.e);
+    config_free(r.cfg);
+    reprice_fresh(fixed, &ledger_c, L(2025, 3, 30, 0, 0), L(2025, 4, 1, 0, 0));
+    int32_t march = month_of(L(2025, 3, 1, 0, 0));
+    bool seen = false;
+    for (size_t i = 0; i < ledger_a.n_mo; i++) {
+        const struct l_month *a = &ledger_a.mo[i], *c = NULL;
+        for (size_t k = 0; k < ledger_c.n_mo; k++)
+            if (ledger_c.mo[k].month_day == a->month_day &&
+                strcmp(ledger_c.mo[k].cluster, a->cluster) == 0)
+                c = &ledger_c.mo[k];
+        ck_assert(c != NULL);
+        ck_assert_int_eq(a->max_kw, c->max_kw);
+        ck_assert_int_eq(a->charge, c->charge);
+        if (a->month_day == march && strcmp(a->cluster, "c1") == 0) {
+            seen = true;
+            ck_assert_int_eq(a->max_kw, 100000000);
+            ck_assert_int_eq(a->days_in_service, 1);
+            ck_assert_int_eq(a->charge, 1000000); /* 3000.0000 / 30 */
+        }
+    }
+    ck_assert(seen);
+    config_free(cfg2);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("reprice");
@@ -701,6 +755,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_interval_the_engine_holds_is_adjusted_against_the_correction);
     tcase_add_test(tc, test_malformed_chunks_are_refused_and_change_nothing);
     tcase_add_test(tc, test_waiting_for_caps_refuses);
+    tcase_add_test(tc, test_held_month_peak_is_over_the_days_in_service_now);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -765,8 +765,34 @@ def scenario_errors():
           f"at start: {r.returncode} {r.stderr[-300:]!r}")
 
 
+def scenario_reload():
+    """A reload that drops an asked cluster while the ledger is read: the
+    correction is refused naming it, nothing is written, the daemon goes on
+    (it used to read the dropped cluster's config again and crash)."""
+    d = new_daemon()
+    streamed(d)
+    lock = Lock(d)
+    stream(d, batches(samples(720, 90)))
+    wait_until(lambda: (metric(d, "tariffd_ledger_rows_queued") > 0, "none queued"), 15,
+               "rows wait behind the lock", d)
+    p = reprice_bg(d, "--from", "2025-02-01", "--to", "2025-04-01")
+    time.sleep(1)
+    reload(d, [("[cluster x1]\ntenant = t2\nsite = s1\ninventory = dom*1\n", "")])
+    lock.release()
+    out, err = p.communicate(timeout=60)
+    check(p.returncode == 1 and out == "" and err == 'tariffd reprice: cluster "x1" is not in the config\n',
+          f"a cluster dropped while the ledger was read: exit {p.returncode}, {err!r}", d)
+    time.sleep(0.5)
+    check(d.proc.poll() is None, "the daemon still runs after a reload during the read", d)
+    wait_until(lambda: (metric(d, "tariffd_ledger_rows_queued") == 0, "rows queued"), 15,
+               "the held rows committed", d)
+    check(metric(d, "tariffd_reprices_total") == 0 and metric(d, "tariffd_reprice_rows_total") == 0,
+          "the refused correction applied nothing", d)
+
+
 SCENARIOS = [("price", scenario_price), ("final", scenario_final), ("programme", scenario_programme),
-             ("crash", scenario_crash), ("errors", scenario_errors)]
+             ("crash", scenario_crash), ("reload", scenario_reload),
+             ("errors", scenario_errors)]
 
 start = time.time()
 for name, fn in SCENARIOS:
