@@ -115,21 +115,7 @@ static void ignore_notice(void *arg, const char *message)
  * set) when it fails. */
 static PGresult *run(struct reader *rd, const char *sql, int n, const char *const *params)
 {
-    size_t len = strlen(sql), slen = strlen(rd->schema), count = 0;
-    for (const char *p = sql; (p = strstr(p, "@.")) != NULL; p += 2)
-        count++;
-    char *text = xmalloc(len + count * slen + 1), *o = text;
-    for (const char *p = sql; *p;) {
-        if (p[0] == '@' && p[1] == '.') {
-            memcpy(o, rd->schema, slen);
-            o += slen;
-            *o++ = '.';
-            p += 2;
-        } else {
-            *o++ = *p++;
-        }
-    }
-    *o = '\0';
+    char *text = pg_schema_sql(sql, rd->schema);
     PGresult *res = PQexecParams(rd->conn, text, n, NULL, params, NULL, NULL, 0);
     free(text);
     ExecStatusType st = PQresultStatus(res);

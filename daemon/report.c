@@ -1,6 +1,7 @@
 #include "report.h"
 
 #include "daemon/report_page.h"
+#include "storage/pg.h"
 #include "tariff/alloc.h"
 #include "tariff/civil.h"
 #include "tariff/decimal.h"
@@ -48,21 +49,7 @@ static void first_line(const char *msg, char *out, size_t size)
  * when it fails. */
 static PGresult *run(struct ledger *l, const char *sql, int n, const char *const *params)
 {
-    size_t len = strlen(sql), slen = strlen(l->schema), count = 0;
-    for (const char *p = sql; (p = strstr(p, "@.")) != NULL; p += 2)
-        count++;
-    char *text = xmalloc(len + count * slen + 1), *o = text;
-    for (const char *p = sql; *p;) {
-        if (p[0] == '@' && p[1] == '.') {
-            memcpy(o, l->schema, slen);
-            o += slen;
-            *o++ = '.';
-            p += 2;
-        } else {
-            *o++ = *p++;
-        }
-    }
-    *o = '\0';
+    char *text = pg_schema_sql(sql, l->schema);
     PGresult *r = PQexecParams(l->conn, text, n, NULL, params, NULL, NULL, 0);
     free(text);
     ExecStatusType st = PQresultStatus(r);

@@ -1034,3 +1034,23 @@ void pg_stop(struct pg_writer *w, int timeout_ms)
     pthread_cond_destroy(&w->cond);
     free(w);
 }
+
+char *pg_schema_sql(const char *sql, const char *quoted_schema)
+{
+    size_t len = strlen(sql), slen = strlen(quoted_schema), count = 0;
+    for (const char *p = sql; (p = strstr(p, "@.")) != NULL; p += 2)
+        count++;
+    char *text = xmalloc(len + count * slen + 1), *o = text;
+    for (const char *p = sql; *p;) {
+        if (p[0] == '@' && p[1] == '.') {
+            memcpy(o, quoted_schema, slen);
+            o += slen;
+            *o++ = '.';
+            p += 2;
+        } else {
+            *o++ = *p++;
+        }
+    }
+    *o = '\0';
+    return text;
+}

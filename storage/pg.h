@@ -76,6 +76,11 @@ struct pg_callbacks {
     void *arg;
 };
 
+/* sql with every "@." replaced by the quoted schema and a dot (a
+ * malloc'd string): the readers of the ledger (tariffd report, a
+ * correction's read) name their tables so. */
+char *pg_schema_sql(const char *sql, const char *quoted_schema);
+
 /* Whether libpq can parse conninfo; when it cannot and why is not NULL,
  * libpq's reason. That reason may quote a piece of the string, part of a
  * password even ("missing "=" after "def""), so it is for the operator's
