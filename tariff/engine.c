@@ -608,37 +608,45 @@ static void price_month(struct engine *e, struct cluster_state *cs, struct month
 /* ------------------------------------------------------------------ */
 /* Closing                                                             */
 
+/* The boundaries are monotonic in the time, so the earliest floor is the
+ * floor of the earliest sample (and the latest ceiling that of the latest):
+ * one division per cluster rather than one per meter, which a tick at a
+ * million meters pays for every meter. */
 static int64_t close_target(const struct engine *e, const struct cluster_state *cs, bool all_silent)
 {
-    int64_t target = INT64_MAX, latest_end = NONE;
-    bool any_active = false;
+    int64_t active_min_ns = INT64_MAX, silent_max_ns = INT64_MIN;
+    bool any_active = false, any_silent = false;
     for (size_t i = 0; i < cs->n_meters; i++) {
         const struct meter_state *m = &e->meters[cs->meters[i]];
         if (m->last_ns == NONE)
             continue;
         if (all_silent || m->silent) {
-            int64_t end = ceil_boundary(e, m->last_ns);
-            if (end > latest_end)
-                latest_end = end;
+            any_silent = true;
+            if (m->last_ns > silent_max_ns)
+                silent_max_ns = m->last_ns;
         } else {
             any_active = true;
-            int64_t f = floor_boundary(e, m->last_ns);
-            if (f < target)
-                target = f;
+            if (m->last_ns < active_min_ns)
+                active_min_ns = m->last_ns;
         }
     }
-    return any_active ? target : latest_end;
+    if (any_active)
+        return floor_boundary(e, active_min_ns);
+    return any_silent ? ceil_boundary(e, silent_max_ns) : NONE;
 }
 
 static int64_t first_start(const struct engine *e, const struct cluster_state *cs)
 {
-    int64_t first = INT64_MAX;
+    int64_t first_ns = INT64_MAX;
+    bool any = false;
     for (size_t i = 0; i < cs->n_meters; i++) {
         const struct meter_state *m = &e->meters[cs->meters[i]];
-        if (m->first_ns != NONE && floor_boundary(e, m->first_ns) < first)
-            first = floor_boundary(e, m->first_ns);
+        if (m->first_ns != NONE && m->first_ns < first_ns) {
+            first_ns = m->first_ns;
+            any = true;
+        }
     }
-    return first;
+    return any ? floor_boundary(e, first_ns) : INT64_MAX;
 }
 
 static void add_item(struct engine *e, int64_t start_s, size_t cluster, enum close_kind kind)
@@ -772,16 +780,17 @@ static void reopen(struct engine *e, struct cluster_state *cs, int64_t start_s)
  * silent), as close_target has it for a first close. */
 static int64_t ready_until(const struct engine *e, const struct cluster_state *cs)
 {
-    int64_t until = INT64_MAX;
+    int64_t until_ns = INT64_MAX;
+    bool any = false;
     for (size_t i = 0; i < cs->n_meters; i++) {
         const struct meter_state *m = &e->meters[cs->meters[i]];
         if (m->last_ns == NONE || m->silent)
             continue;
-        int64_t f = floor_boundary(e, m->last_ns);
-        if (f < until)
-            until = f;
+        if (m->last_ns < until_ns)
+            until_ns = m->last_ns;
+        any = true;
     }
-    return until;
+    return any ? floor_boundary(e, until_ns) : INT64_MAX;
 }
 
 /* Queues the reopened intervals of cluster ci that end by until_s.
@@ -1048,9 +1057,16 @@ static void quarantine(struct engine *e, const struct engine_sample *s, enum qua
 static void count_blockers(struct engine *e, struct cluster_state *cs)
 {
     cs->blockers = 0;
+    /* floor_boundary(last_ns) <= closed_until_s, without a division per
+     * meter: the last sample is before the end of the interval that holds
+     * closed_until_s. */
+    int64_t before_ns =
+        cs->closed_until_s == NONE
+            ? NONE
+            : (civil_floor_div(cs->closed_until_s, e->interval_s) + 1) * e->interval_s * NS;
     for (size_t i = 0; i < cs->n_meters; i++) {
         const struct meter_state *m = &e->meters[cs->meters[i]];
-        if (!m->silent && m->last_ns != NONE && floor_boundary(e, m->last_ns) <= cs->closed_until_s)
+        if (!m->silent && m->last_ns != NONE && m->last_ns < before_ns)
             cs->blockers++;
     }
     cs->blockers_valid = cs->closed_until_s != NONE;
