@@ -57,9 +57,10 @@ stop_pid() {
 }
 
 # start_tariffd CONF PORT DB: a fresh state_dir ($WORK/state) and a new
-# PostgreSQL database DB; returns once tariffd answers /ping, is connected
-# to PostgreSQL and has its yearly caps (so it closes and prices as it
-# takes writes, instead of holding every close until the caps come). Sets
+# PostgreSQL database DB, $TARIFFD_BIN (else build-bench/tariffd); returns
+# once tariffd answers /ping, is connected to PostgreSQL and has its
+# yearly caps (so it closes and prices as it takes writes, instead of
+# holding every close until the caps come). Sets
 # TARIFFD_PID and TARIFFD_METRICS (the URL of /metrics: on the listener
 # where a tree has no metrics_listen, else on metrics_listen, which gets a
 # free port of its own).
@@ -76,7 +77,7 @@ start_tariffd() {
         sed -i "s|^metrics_listen *=.*|metrics_listen = 127.0.0.1:$mport|" "$conf"
         TARIFFD_METRICS=http://127.0.0.1:$mport/metrics
     fi
-    build-bench/tariffd -c "$conf" 2>"$WORK/tariffd.log" &
+    "${TARIFFD_BIN:-build-bench/tariffd}" -c "$conf" 2>"$WORK/tariffd.log" &
     TARIFFD_PID=$!
     wait_status "http://127.0.0.1:$port/ping" 204 "$TARIFFD_PID" "$WORK/tariffd.log"
     for _ in $(seq 600); do

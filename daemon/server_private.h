@@ -38,8 +38,12 @@ struct job {
     uint64_t seq;
     uint8_t type;        /* JOB_RECORD: the record type */
     uint64_t seq_lsn;    /* JOB_CHECKPOINT: the journal offset it covers */
-    unsigned char *data; /* JOB_RECORD: the payload; JOB_CHECKPOINT: the snapshot */
+    unsigned char *data; /* JOB_RECORD: the payload; JOB_CHECKPOINT: the engine state */
     size_t len;
+    /* JOB_CHECKPOINT: the config that goes before the engine state, apart
+     * so the state (hundreds of MB at a million meters) is not copied */
+    unsigned char *head;
+    size_t head_len;
     struct ledger_rows rows; /* JOB_RECORD: rows its application produced */
     struct job *next;
 };

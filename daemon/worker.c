@@ -45,6 +45,7 @@ static void journal_failed(struct server *s, const struct error *err)
 void worker_free_job(struct job *j)
 {
     free(j->data);
+    free(j->head);
     ledger_rows_free(&j->rows);
     free(j);
 }
@@ -69,7 +70,8 @@ static bool write_checkpoint(struct server *s)
         return false;
     }
     uint64_t lsn = j->seq_lsn;
-    if (!journal_write_checkpoint(s->state_dir, lsn, j->data, j->len, &err)) {
+    if (!journal_write_checkpoint_parts(s->state_dir, lsn, j->head, j->head_len, j->data, j->len,
+                                        &err)) {
         /* The journal still holds everything: only the restart gets
          * slower. Tried again in a while, logged once. */
         if (!s->checkpoint_retry_at)
@@ -84,7 +86,7 @@ static bool write_checkpoint(struct server *s)
     if (!journal_trim(s->journal, lsn, &err))
         log_msg(LOG_WARNING, "journal: %s", err.msg);
     log_msg(LOG_INFO, "checkpoint at journal offset %llu (%zu bytes of engine state)",
-            (unsigned long long)lsn, j->len);
+            (unsigned long long)lsn, j->head_len + j->len);
     s->checkpoint = NULL;
     s->checkpoint_lsn = lsn;
     worker_free_job(j);
@@ -260,16 +262,13 @@ void worker_submit_checkpoint(struct server *s)
     j->seq = ++s->next_seq;
     /* The config in force goes with the engine's state, so a restart
      * replays from it whatever the files on disk say by then. */
-    size_t state_len;
-    unsigned char *state = engine_save(s->engine, &state_len);
     uint32_t config_len = (uint32_t)s->config_record.len;
-    j->len = 8 + config_len + state_len;
-    j->data = xmalloc(j->len);
-    memcpy(j->data, CHECKPOINT_CONFIG_MAGIC, 4);
-    memcpy(j->data + 4, &config_len, 4);
-    memcpy(j->data + 8, s->config_record.p, config_len);
-    memcpy(j->data + 8 + config_len, state, state_len);
-    free(state);
+    j->head_len = 8 + config_len;
+    j->head = xmalloc(j->head_len);
+    memcpy(j->head, CHECKPOINT_CONFIG_MAGIC, 4);
+    memcpy(j->head + 4, &config_len, 4);
+    memcpy(j->head + 8, s->config_record.p, config_len);
+    j->data = engine_save(s->engine, &j->len);
     s->last_checkpoint = time(NULL);
     s->bytes_since_checkpoint = 0;
     submit(s, j);

@@ -812,6 +812,13 @@ void journal_describe_lsn(const struct journal *j, uint64_t lsn, char *buf, size
 bool journal_write_checkpoint(const char *dir, uint64_t lsn, const void *payload, size_t len,
                               struct error *err)
 {
+    return journal_write_checkpoint_parts(dir, lsn, NULL, 0, payload, len, err);
+}
+
+bool journal_write_checkpoint_parts(const char *dir, uint64_t lsn, const void *head_part,
+                                    size_t head_len, const void *payload, size_t len,
+                                    struct error *err)
+{
     char tmp[PATH_MAX], path[PATH_MAX];
     if ((size_t)snprintf(tmp, sizeof tmp, "%s/checkpoint.tmp", dir) >= sizeof tmp) {
         error_set(err, "state directory path \"%s\" is too long", dir);
@@ -823,16 +830,20 @@ bool journal_write_checkpoint(const char *dir, uint64_t lsn, const void *payload
     put_u32(head, CHECKPOINT_MAGIC);
     put_u32(head + 4, CHECKPOINT_VERSION);
     put_u64(head + 8, lsn);
-    put_u64(head + 16, (uint64_t)len);
-    put_u32(tail, crc_more(crc_more(0, head, sizeof head), payload, len));
-    struct iovec iov[3] = {{head, sizeof head}, {(void *)payload, len}, {tail, sizeof tail}};
+    put_u64(head + 16, (uint64_t)(head_len + len));
+    put_u32(tail,
+            crc_more(crc_more(crc_more(0, head, sizeof head), head_part, head_len), payload, len));
+    struct iovec iov[4] = {{head, sizeof head},
+                           {(void *)head_part, head_len},
+                           {(void *)payload, len},
+                           {tail, sizeof tail}};
 
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
         error_set(err, "could not create checkpoint \"%s\": %s", tmp, strerror(errno));
         return false;
     }
-    if (!pwrite_all(fd, iov, 3, 0)) {
+    if (!pwrite_all(fd, iov, 4, 0)) {
         error_set(err, "could not write checkpoint \"%s\": %s", tmp, strerror(errno));
         goto fail;
     }

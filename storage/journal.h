@@ -131,6 +131,11 @@ void journal_describe_lsn(const struct journal *j, uint64_t lsn, char *buf, size
 /* Replaces DIR/checkpoint durably (see above). */
 bool journal_write_checkpoint(const char *dir, uint64_t lsn, const void *payload, size_t len,
                               struct error *err);
+/* The same with the payload in two parts, head_part then payload, written
+ * as one: so a large payload need not be copied behind its header. */
+bool journal_write_checkpoint_parts(const char *dir, uint64_t lsn, const void *head_part,
+                                    size_t head_len, const void *payload, size_t len,
+                                    struct error *err);
 
 /* Reads DIR/checkpoint: false with *found = false when there is none; false
  * with *found = true and err set when it cannot be read or is corrupt; true

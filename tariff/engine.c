@@ -66,52 +66,58 @@ static uint64_t hash_str(uint64_t h, const char *s)
     return hash_mix(h, tail);
 }
 
-static uint64_t hash_key(const char *cluster, const char *meter)
+static uint64_t hash_meter_name(const char *meter)
 {
-    return hash_str(hash_str(0x243F6A8885A308D3ULL, cluster), meter);
+    return hash_str(0x243F6A8885A308D3ULL, meter);
 }
 
+/* The meter table is per cluster: a request's lines for one cluster then
+ * look up in one small table that stays in cache, where one table of a
+ * million meters missed the cache on nearly every sample. */
 static struct meter_state *find_meter(const struct engine *e, const char *cluster,
                                       const char *meter)
 {
-    if (!e->table_size)
+    size_t ci = engine_find_cluster(e, cluster);
+    if (ci == SIZE_MAX)
         return NULL;
-    size_t mask = e->table_size - 1;
-    uint64_t h = hash_key(cluster, meter);
+    const struct cluster_state *cs = &e->clusters[ci];
+    if (!cs->table_size)
+        return NULL;
+    size_t mask = cs->table_size - 1;
+    uint64_t h = hash_meter_name(meter);
     for (size_t i = h & mask;; i = (i + 1) & mask) {
-        const struct meter_slot *slot = &e->table[i];
+        const struct meter_slot *slot = &cs->table[i];
         if (!slot->index)
             return NULL;
         if (slot->tag != (uint32_t)(h >> 32))
             continue;
         struct meter_state *m = &e->meters[slot->index - 1];
-        const char *key = meter_key(m);
-        if (strcmp(key, cluster) == 0 && strcmp(key + m->name_offset, meter) == 0)
+        if (strcmp(meter_name(m), meter) == 0)
             return m;
     }
 }
 
-static void table_insert(struct engine *e, size_t index)
+static void table_insert(struct engine *e, struct cluster_state *cs, size_t index)
 {
-    size_t mask = e->table_size - 1;
-    const struct meter_state *m = &e->meters[index];
-    uint64_t h = hash_key(meter_key(m), meter_name(m));
+    size_t mask = cs->table_size - 1;
+    uint64_t h = hash_meter_name(meter_name(&e->meters[index]));
     size_t i = h & mask;
-    while (e->table[i].index)
+    while (cs->table[i].index)
         i = (i + 1) & mask;
-    e->table[i] = (struct meter_slot){(uint32_t)(h >> 32), (uint32_t)(index + 1)};
+    cs->table[i] = (struct meter_slot){(uint32_t)(h >> 32), (uint32_t)(index + 1)};
 }
 
-/* Keeps the meter table at most half full for the meter about to be added. */
-static void table_grow(struct engine *e)
+/* Keeps the cluster's meter table at most half full for the meter about to
+ * be added. */
+static void table_grow(struct engine *e, struct cluster_state *cs)
 {
-    if ((e->n_meters + 1) * 2 <= e->table_size)
+    if ((cs->n_meters + 1) * 2 <= cs->table_size)
         return;
-    free(e->table);
-    e->table_size = e->table_size ? e->table_size * 2 : 1024;
-    e->table = xcalloc(e->table_size, sizeof *e->table);
-    for (size_t i = 0; i < e->n_meters; i++)
-        table_insert(e, i);
+    free(cs->table);
+    cs->table_size = cs->table_size ? cs->table_size * 2 : 16;
+    cs->table = xcalloc(cs->table_size, sizeof *cs->table);
+    for (size_t i = 0; i < cs->n_meters; i++)
+        table_insert(e, cs, cs->meters[i]);
 }
 
 static uint64_t hash_cluster_id(const char *id)
@@ -176,7 +182,6 @@ size_t engine_cluster_index(struct engine *e, const char *id)
 struct meter_state *engine_add_meter(struct engine *e, const char *cluster, const char *meter,
                                      bool counter)
 {
-    table_grow(e);
     size_t ci = engine_cluster_index(e, cluster);
     ARRAY_RESERVE_ONE(e->meters, e->n_meters, e->cap_meters);
     size_t index = e->n_meters++;
@@ -194,8 +199,9 @@ struct meter_state *engine_add_meter(struct engine *e, const char *cluster, cons
     m->first_ns = NONE;
     m->last_ns = NONE;
     m->last_arrival_ns = NONE;
-    table_insert(e, index);
     struct cluster_state *cs = &e->clusters[ci];
+    table_grow(e, cs);
+    table_insert(e, cs, index);
     ARRAY_RESERVE_ONE(cs->meters, cs->n_meters, cs->cap_meters);
     cs->meters[cs->n_meters++] = index;
     e->stats.meters = e->n_meters;
@@ -608,37 +614,45 @@ static void price_month(struct engine *e, struct cluster_state *cs, struct month
 /* ------------------------------------------------------------------ */
 /* Closing                                                             */
 
+/* The boundaries are monotonic in the time, so the earliest floor is the
+ * floor of the earliest sample (and the latest ceiling that of the latest):
+ * one division per cluster rather than one per meter, which a tick at a
+ * million meters pays for every meter. */
 static int64_t close_target(const struct engine *e, const struct cluster_state *cs, bool all_silent)
 {
-    int64_t target = INT64_MAX, latest_end = NONE;
-    bool any_active = false;
+    int64_t active_min_ns = INT64_MAX, silent_max_ns = INT64_MIN;
+    bool any_active = false, any_silent = false;
     for (size_t i = 0; i < cs->n_meters; i++) {
         const struct meter_state *m = &e->meters[cs->meters[i]];
         if (m->last_ns == NONE)
             continue;
         if (all_silent || m->silent) {
-            int64_t end = ceil_boundary(e, m->last_ns);
-            if (end > latest_end)
-                latest_end = end;
+            any_silent = true;
+            if (m->last_ns > silent_max_ns)
+                silent_max_ns = m->last_ns;
         } else {
             any_active = true;
-            int64_t f = floor_boundary(e, m->last_ns);
-            if (f < target)
-                target = f;
+            if (m->last_ns < active_min_ns)
+                active_min_ns = m->last_ns;
         }
     }
-    return any_active ? target : latest_end;
+    if (any_active)
+        return floor_boundary(e, active_min_ns);
+    return any_silent ? ceil_boundary(e, silent_max_ns) : NONE;
 }
 
 static int64_t first_start(const struct engine *e, const struct cluster_state *cs)
 {
-    int64_t first = INT64_MAX;
+    int64_t first_ns = INT64_MAX;
+    bool any = false;
     for (size_t i = 0; i < cs->n_meters; i++) {
         const struct meter_state *m = &e->meters[cs->meters[i]];
-        if (m->first_ns != NONE && floor_boundary(e, m->first_ns) < first)
-            first = floor_boundary(e, m->first_ns);
+        if (m->first_ns != NONE && m->first_ns < first_ns) {
+            first_ns = m->first_ns;
+            any = true;
+        }
     }
-    return first;
+    return any ? floor_boundary(e, first_ns) : INT64_MAX;
 }
 
 static void add_item(struct engine *e, int64_t start_s, size_t cluster, enum close_kind kind)
@@ -772,16 +786,17 @@ static void reopen(struct engine *e, struct cluster_state *cs, int64_t start_s)
  * silent), as close_target has it for a first close. */
 static int64_t ready_until(const struct engine *e, const struct cluster_state *cs)
 {
-    int64_t until = INT64_MAX;
+    int64_t until_ns = INT64_MAX;
+    bool any = false;
     for (size_t i = 0; i < cs->n_meters; i++) {
         const struct meter_state *m = &e->meters[cs->meters[i]];
         if (m->last_ns == NONE || m->silent)
             continue;
-        int64_t f = floor_boundary(e, m->last_ns);
-        if (f < until)
-            until = f;
+        if (m->last_ns < until_ns)
+            until_ns = m->last_ns;
+        any = true;
     }
-    return until;
+    return any ? floor_boundary(e, until_ns) : INT64_MAX;
 }
 
 /* Queues the reopened intervals of cluster ci that end by until_s.
@@ -1053,9 +1068,16 @@ static void quarantine(struct engine *e, const struct engine_sample *s, enum qua
 static void count_blockers(struct engine *e, struct cluster_state *cs)
 {
     cs->blockers = 0;
+    /* floor_boundary(last_ns) <= closed_until_s, without a division per
+     * meter: the last sample is before the end of the interval that holds
+     * closed_until_s. */
+    int64_t before_ns =
+        cs->closed_until_s == NONE
+            ? NONE
+            : (civil_floor_div(cs->closed_until_s, e->interval_s) + 1) * e->interval_s * NS;
     for (size_t i = 0; i < cs->n_meters; i++) {
         const struct meter_state *m = &e->meters[cs->meters[i]];
-        if (!m->silent && m->last_ns != NONE && floor_boundary(e, m->last_ns) <= cs->closed_until_s)
+        if (!m->silent && m->last_ns != NONE && m->last_ns < before_ns)
             cs->blockers++;
     }
     cs->blockers_valid = cs->closed_until_s != NONE;
@@ -1382,11 +1404,11 @@ void engine_free(struct engine *e)
         sample_buf_free(&e->meters[i].buf);
     }
     free(e->meters);
-    free(e->table);
     for (size_t i = 0; i < e->n_clusters; i++) {
         struct cluster_state *cs = &e->clusters[i];
         free(cs->id);
         free(cs->meters);
+        free(cs->table);
         free(cs->marks);
         free(cs->rows);
         free(cs->months);

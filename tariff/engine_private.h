@@ -79,7 +79,7 @@ static inline const char *meter_name(const struct meter_state *m)
     return meter_key(m) + m->name_offset;
 }
 
-/* 8 bytes, so the table of 100,000 meters stays in a core's cache. */
+/* 8 bytes, so a cluster's meter table stays small. */
 struct meter_slot {
     uint32_t tag;   /* the upper half of the key's hash */
     uint32_t index; /* meter index + 1; 0: empty */
@@ -90,6 +90,8 @@ struct cluster_state {
     const struct cluster *cfg; /* NULL when the config no longer has it */
     size_t *meters;
     size_t n_meters, cap_meters;
+    struct meter_slot *table; /* open addressing on the meter's name */
+    size_t table_size;
     int64_t closed_until_s; /* NONE: nothing closed yet */
     int64_t frozen_until_s; /* NONE: nothing final yet */
     int64_t tariff_from_s;  /* when its first tariff version starts; from the config */
@@ -177,8 +179,6 @@ struct engine {
     int64_t interval_s;
     struct meter_state *meters;
     size_t n_meters, cap_meters;
-    struct meter_slot *table; /* open addressing on (cluster, meter) */
-    size_t table_size;
     struct cluster_state *clusters;
     size_t n_clusters, cap_clusters;
     uint32_t *cluster_table; /* open addressing on the id: index + 1, 0 empty */

@@ -999,6 +999,18 @@ START_TEST(test_checkpoint_round_trip_and_replacement)
 }
 END_TEST
 
+/* The daemon writes its config record and the engine state as two parts:
+ * the file is the one a single payload of both makes, CRC included. */
+START_TEST(test_checkpoint_in_parts_reads_back_as_one_payload)
+{
+    struct error err = {{0}};
+    ck_assert(journal_write_checkpoint_parts(dir, 77, "config:", 7, "engine state", 12, &err));
+    read_checkpoint_ok(77, "config:engine state", 19);
+    ck_assert(journal_write_checkpoint_parts(dir, 78, NULL, 0, "engine state", 12, &err));
+    read_checkpoint_ok(78, "engine state", 12);
+}
+END_TEST
+
 START_TEST(test_missing_checkpoint_is_not_found)
 {
     bool found = true;
@@ -1124,6 +1136,7 @@ static Suite *journal_suite(void)
     tcase_add_test(tc, test_append_refuses_type_zero_and_oversized_payloads);
     tcase_add_test(tc, test_largest_payload_round_trips);
     tcase_add_test(tc, test_checkpoint_round_trip_and_replacement);
+    tcase_add_test(tc, test_checkpoint_in_parts_reads_back_as_one_payload);
     tcase_add_test(tc, test_missing_checkpoint_is_not_found);
     tcase_add_test(tc, test_corrupt_checkpoint_is_an_error);
     tcase_add_test(tc, test_checkpoint_tmp_left_by_a_crash_is_ignored);
