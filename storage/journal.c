@@ -104,7 +104,8 @@ static bool pwrite_all(int fd, struct iovec *iov, int iovcnt, uint64_t off)
         size_t left = (size_t)n;
         while (left > 0) {
             size_t step = left < iov->iov_len ? left : iov->iov_len;
-            iov->iov_base = (char *)iov->iov_base + step;
+            if (step) /* an empty piece may have no base at all */
+                iov->iov_base = (char *)iov->iov_base + step;
             iov->iov_len -= step;
             left -= step;
             if (iov->iov_len == 0) {
