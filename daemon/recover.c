@@ -108,7 +108,7 @@ static bool rebuild(struct server *s, bool starting, struct error *err)
     size_t len = 0;
     if (!journal_read_checkpoint(dir, &found, &lsn, &payload, &len, err) && found)
         return false;
-    struct engine_sink sink = {s, server_on_billing, server_on_demand, server_on_quarantine};
+    struct engine_sink sink = {s, server_on_billing, server_on_demand, server_on_quarantine, NULL};
     struct replay_ctx r = {.s = s};
     if (found) {
         /* The engine's state under the config in force when it was saved. */

@@ -391,8 +391,24 @@ static void store_paid(struct engine *e, const struct subsidy *s, struct stored_
 
 static void price_month(struct engine *e, struct cluster_state *cs, struct month_state *ms);
 
+void engine_interval_money(struct engine *e, const struct cluster *c,
+                           const struct tariff_version *v, int64_t start_s, int64_t kwh_micro,
+                           struct interval_money *out)
+{
+    out->year = local_year(c, start_s);
+    out->period = tariff_period_at(v, start_s);
+    out->price_micro_cny = tariff_price_micro_cny(v, out->period);
+    out->share_micro = cluster_domestic_share_micro(c, start_s);
+    out->energy_cny4 = price_charge_cny4(kwh_micro, out->price_micro_cny);
+    out->surcharge_cny4 = price_charge_cny4(kwh_micro, v->surcharge_micro_cny);
+    price_subsidy(e->cfg, c, start_s, out->share_micro, out->energy_cny4, false, out->year,
+                  &e->caps, &out->sub);
+    out->net_cny4 = out->energy_cny4 + out->surcharge_cny4 - out->sub.total_cny4;
+}
+
 /* Prices interval start_s of cs from its samples and emits a row: revision
- * 0, or an adjustment against what its earlier revisions said. */
+ * 0, or an adjustment against what its earlier revisions said. An engine
+ * whose sink has `energy` only measures: the interval's sums go there. */
 static void price_interval(struct engine *e, struct cluster_state *cs, int64_t start_s)
 {
     const struct cluster *c = cs->cfg;
@@ -401,22 +417,24 @@ static void price_interval(struct engine *e, struct cluster_state *cs, int64_t s
         return; /* samples before the first version were quarantined */
     int64_t kwh_micro, missing_s;
     integrate(e, cs, start_s, &kwh_micro, &missing_s);
-    int32_t year = local_year(c, start_s);
+    if (e->sink.energy) {
+        e->sink.energy(e->sink.ctx, c, start_s, kwh_micro, missing_s);
+        return;
+    }
 
     struct closed_row *r = find_row(cs, start_s);
     if (!r)
         r = insert_row(cs, start_s);
+    int32_t year = local_year(c, start_s);
     if (r->revision >= 0)
         release_stored(e, c, year, r->paid, r->n_paid);
 
-    enum period period = tariff_period_at(v, start_s);
-    int64_t price = tariff_price_micro_cny(v, period);
-    int64_t share = cluster_domestic_share_micro(c, start_s);
-    int64_t energy = price_charge_cny4(kwh_micro, price);
-    int64_t surcharge = price_charge_cny4(kwh_micro, v->surcharge_micro_cny);
-    struct subsidy sub;
-    price_subsidy(e->cfg, c, start_s, share, energy, false, year, &e->caps, &sub);
-    int64_t net = energy + surcharge - sub.total_cny4;
+    struct interval_money m;
+    engine_interval_money(e, c, v, start_s, kwh_micro, &m);
+    enum period period = m.period;
+    int64_t price = m.price_micro_cny, share = m.share_micro;
+    int64_t energy = m.energy_cny4, surcharge = m.surcharge_cny4, net = m.net_cny4;
+    struct subsidy sub = m.sub;
 
     struct engine_lines lines;
     diff_lines(e, r->paid, r->revision >= 0 ? r->n_paid : 0, &sub, &lines);
@@ -553,7 +571,7 @@ static void month_demand(const struct cluster *c, const struct tariff_version *v
 static void price_month(struct engine *e, struct cluster_state *cs, struct month_state *ms)
 {
     const struct cluster *c = cs->cfg;
-    if (ms->last_row_start_s == NONE)
+    if (ms->last_row_start_s == NONE || e->sink.energy)
         return;
     const struct tariff_version *v = tariff_version_at(c->site->tariff, ms->last_row_start_s);
     int64_t max_kw, max_start;
@@ -867,8 +885,11 @@ static void freeze(struct engine *e, struct cluster_state *cs, int64_t now_ns)
 {
     int64_t horizon_ns = now_ns - e->cfg->daemon.late_window_s * NS;
     size_t k = 0;
-    while (k < cs->n_marks && cs->marks[k].at_ns <= horizon_ns)
-        cs->frozen_until_s = cs->marks[k++].upto_s;
+    /* Never backwards: a backfill may have made history final beyond a
+     * mark (engine_backfill). */
+    for (; k < cs->n_marks && cs->marks[k].at_ns <= horizon_ns; k++)
+        if (cs->marks[k].upto_s > cs->frozen_until_s)
+            cs->frozen_until_s = cs->marks[k].upto_s;
     if (k == 0)
         return;
     memmove(cs->marks, cs->marks + k, (cs->n_marks - k) * sizeof *cs->marks);
@@ -1481,4 +1502,19 @@ void engine_month_demand(const struct cluster *c, const struct tariff_version *v
                          const struct month_state *ms, int64_t max_kw, struct month_demand *out)
 {
     month_demand(c, v, ms, max_kw, out);
+}
+
+struct month_state *engine_month_for(struct cluster_state *cs, int64_t start_s)
+{
+    return month_for(cs, start_s);
+}
+
+void engine_close_month_at(struct engine *e, struct cluster_state *cs, int64_t last_start_s)
+{
+    close_month_at(e, cs, last_start_s);
+}
+
+int64_t engine_first_start(const struct engine *e, const struct cluster_state *cs)
+{
+    return first_start(e, cs);
 }

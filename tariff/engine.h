@@ -153,6 +153,12 @@ struct engine_sink {
     /* A sample that cannot be billed: reason says why, as
      * quarantine_reason_name() or engine_quarantine's text. */
     void (*quarantine)(void *ctx, const struct engine_sample *s, const char *reason);
+    /* Set only for an engine that measures and does not price (a
+     * backfill's, tariff/backfill.h): each interval that closes, or closes
+     * again, gives its energy here, and no billing or demand row is made
+     * nor cap consumed. A later call for an interval replaces an earlier. */
+    void (*energy)(void *ctx, const struct cluster *c, int64_t start_s, int64_t kwh_micro,
+                   int64_t missing_s);
 };
 
 struct engine_stats {

@@ -249,6 +249,27 @@ struct month_demand {
 void engine_month_demand(const struct cluster *c, const struct tariff_version *v,
                          const struct month_state *ms, int64_t max_kw, struct month_demand *out);
 
+/* The money of an interval of kwh_micro under version v, consuming the
+ * caps: what a first close, a reprice and a backfill all charge. */
+struct interval_money {
+    int32_t year;
+    enum period period;
+    int64_t price_micro_cny, share_micro;
+    int64_t energy_cny4, surcharge_cny4, net_cny4;
+    struct subsidy sub;
+};
+void engine_interval_money(struct engine *e, const struct cluster *c,
+                           const struct tariff_version *v, int64_t start_s, int64_t kwh_micro,
+                           struct interval_money *out);
+/* The cluster's month that start_s is in, created empty if need be. */
+struct month_state *engine_month_for(struct cluster_state *cs, int64_t start_s);
+/* Closes the month whose last interval starts at last_start_s and prices
+ * it, unless it closed already. */
+void engine_close_month_at(struct engine *e, struct cluster_state *cs, int64_t last_start_s);
+/* The start of the interval of the cluster's earliest sample (INT64_MAX:
+ * it has none). */
+int64_t engine_first_start(const struct engine *e, const struct cluster_state *cs);
+
 /* A stable copy of a programme name; equal names give equal pointers. */
 const char *engine_intern(struct engine *e, const char *name);
 /* The index of a cluster's state, created empty on first use. */

@@ -96,15 +96,13 @@ static void reprice_interval(struct engine *e, const struct cluster *c, struct c
     if (r && r->revision < 0)
         r = NULL;
     int64_t kwh = r ? r->kwh_micro : in->kwh_micro;
-    int32_t year = engine_local_year(c, in->start_s);
-    enum period period = tariff_period_at(v, in->start_s);
-    int64_t price = tariff_price_micro_cny(v, period);
-    int64_t share = cluster_domestic_share_micro(c, in->start_s);
-    int64_t energy = price_charge_cny4(kwh, price);
-    int64_t surcharge = price_charge_cny4(kwh, v->surcharge_micro_cny);
-    struct subsidy sub;
-    price_subsidy(e->cfg, c, in->start_s, share, energy, false, year, &e->caps, &sub);
-    int64_t net = energy + surcharge - sub.total_cny4;
+    struct interval_money m;
+    engine_interval_money(e, c, v, in->start_s, kwh, &m);
+    int32_t year = m.year;
+    enum period period = m.period;
+    int64_t price = m.price_micro_cny, share = m.share_micro;
+    int64_t energy = m.energy_cny4, surcharge = m.surcharge_cny4, net = m.net_cny4;
+    struct subsidy sub = m.sub;
 
     struct engine_lines lines;
     engine_diff_lines(e, old->paid, old->n_paid, &sub, &lines);

@@ -442,7 +442,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!base)
         fuzz_init();
-    struct engine_sink sink = {&srv, on_billing, on_demand, on_quarantine};
+    struct engine_sink sink = {&srv, on_billing, on_demand, on_quarantine, NULL};
     srv.engine = engine_new(srv.cfg, &sink);
     memset(&srv.metrics, 0, sizeof srv.metrics);
     srv.refusal = memmem(data, size, "X-Fuzz-Refuse", 13)

@@ -91,7 +91,7 @@ static void on_quarantine(void *ctx, const struct engine_sample *s, const char *
     ledger_add_quarantine(&rows, s, reason, 0);
 }
 
-static const struct engine_sink sink = {NULL, on_billing, on_demand, on_quarantine};
+static const struct engine_sink sink = {NULL, on_billing, on_demand, on_quarantine, NULL};
 
 /* The rows as the ledger writer reads them: whole, with their column
  * count. (Replayed payloads are not validated input: no UTF-8 check.) */

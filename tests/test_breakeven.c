@@ -64,7 +64,7 @@ static void on_quarantine(void *ctx, const struct engine_sample *s, const char *
 static int64_t net_of_hour(const struct config *cfg, double scale)
 {
     struct statements s = {0};
-    struct engine_sink sink = {&s, on_billing, on_demand, on_quarantine};
+    struct engine_sink sink = {&s, on_billing, on_demand, on_quarantine, NULL};
     struct engine *e = engine_new(cfg, &sink);
     engine_caps_recovered(e);
     int64_t t0 = civil_day_start_ts(civil_to_day((struct civil_date){2025, 3, 1}), 8 * 3600);

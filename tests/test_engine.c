@@ -140,7 +140,7 @@ static void on_quarantine(void *ctx, const struct engine_sample *s, const char *
     snprintf(quarantined[n_quarantined++ % 16], sizeof quarantined[0], "%s", reason);
 }
 
-static const struct engine_sink sink = {NULL, on_billing, on_demand, on_quarantine};
+static const struct engine_sink sink = {NULL, on_billing, on_demand, on_quarantine, NULL};
 
 /* ---------------------------------------------------------------- */
 

@@ -67,7 +67,7 @@ static void on_quarantine(void *ctx, const struct engine_sample *s, const char *
 static struct engine *new_engine(void)
 {
     n_rows = n_quarantined = 0;
-    struct engine_sink sink = {NULL, on_billing, NULL, on_quarantine};
+    struct engine_sink sink = {NULL, on_billing, NULL, on_quarantine, NULL};
     struct engine *e = engine_new(cfg, &sink);
     engine_caps_recovered(e); /* as after a checkpoint; the caps tests set them on top */
     return e;
@@ -572,7 +572,7 @@ START_TEST(test_caps_record_ends_the_engines_wait_for_the_caps)
      * record sets t1's 0.9990 of 1 CNY and closes what waited, with what
      * is left of the cap: 0.0010 (not 0.9375). */
     n_rows = n_quarantined = 0;
-    struct engine_sink sink = {NULL, on_billing, NULL, on_quarantine};
+    struct engine_sink sink = {NULL, on_billing, NULL, on_quarantine, NULL};
     struct engine *e = engine_new(cfg, &sink);
     struct record_buf samples = {0};
     struct ingest_result res;

@@ -1,0 +1,365 @@
+/*
+ * Unit tests for backfill (tariff/backfill.h): history measured by an
+ * engine that does not price, planned against a ledger and a live engine,
+ * and applied to the live engine gives, per interval and per whole month,
+ * the ledger that pricing the same samples offline gives; a second
+ * backfill gives nothing; months shared with live data get one demand row
+ * over both; the backfilled span is closed to live samples.
+ */
+#include "backfill.h"
+#include "ledger_model.h"
+
+#define INTERVAL_S 900
+
+/* c1 steps with the hour and peaks at 400 kW at 19:00 on 2025-03-20
+ * (history), c2 a flat 40 kW: a sample every 5 minutes in [from, to). */
+static double c1_kw(int64_t t)
+{
+    int hour = (int)((t - L(2025, 3, 1, 0, 0)) / 3600 % 24);
+    if (t >= L(2025, 3, 20, 19, 0) && t < L(2025, 3, 20, 19, 30))
+        return 400;
+    return 100 + 10 * hour;
+}
+
+typedef void (*push_fn)(void *ctx, const char *cluster, int64_t ts_s, double kw);
+
+static void history(push_fn push_to, void *ctx, int64_t from, int64_t to)
+{
+    for (int64_t t = from; t < to; t += 300) {
+        push_to(ctx, "c1", t, c1_kw(t));
+        push_to(ctx, "c2", t, 40);
+    }
+}
+
+static void push_run(void *ctx, const char *cluster, int64_t ts_s, double kw)
+{
+    push(ctx, cluster, ts_s, kw);
+}
+
+/* The measuring side of a backfill, as the daemon runs it. */
+struct measuring {
+    struct engine *e;
+    struct backfill_sums *b;
+    const struct config *cfg;
+    int64_t now_ns;
+    bool quarantined;
+    uint64_t samples;
+};
+
+static void on_measured_quarantine(void *ctx, const struct engine_sample *s, const char *reason)
+{
+    (void)s;
+    (void)reason;
+    ((struct measuring *)ctx)->quarantined = true;
+}
+
+static void push_measuring(void *ctx, const char *cluster, int64_t ts_s, double kw)
+{
+    struct measuring *m = ctx;
+    struct engine_sample s = {cluster, "main", SAMPLE_POWER, ts_s * NS, kw};
+    if (s.ts_ns > m->now_ns)
+        m->now_ns = s.ts_ns;
+    m->quarantined = false;
+    struct error err;
+    ck_assert_msg(engine_push(m->e, &s, m->now_ns, &err), "push: %s", err.msg);
+    if (!m->quarantined)
+        backfill_sums_count(m->b, config_find_cluster(m->cfg, cluster), s.ts_ns);
+    m->samples++;
+    engine_batch_done(m->e, m->now_ns);
+}
+
+static void on_measured_energy(void *ctx, const struct cluster *c, int64_t start_s,
+                               int64_t kwh_micro, int64_t missing_s)
+{
+    backfill_sums_energy(((struct measuring *)ctx)->b, c, start_s, kwh_micro, missing_s);
+}
+
+static struct measuring *measuring_new(const struct config *cfg)
+{
+    static struct measuring m;
+    memset(&m, 0, sizeof m);
+    m.cfg = cfg;
+    m.now_ns = INT64_MIN;
+    m.b = backfill_sums_new(cfg);
+    struct engine_sink sink = {
+        .ctx = &m, .quarantine = on_measured_quarantine, .energy = on_measured_energy};
+    m.e = engine_new(cfg, &sink);
+    engine_caps_recovered(m.e);
+    return &m;
+}
+
+static void measuring_finish(struct measuring *m)
+{
+    engine_finish(m->e, m->now_ns);
+    backfill_sums_finish(m->b, m->e);
+}
+
+static void measuring_free(struct measuring *m)
+{
+    engine_free(m->e);
+    backfill_sums_free(m->b);
+}
+
+static struct ledger want, got;
+
+/* Keys of a model ledger, as the daemon reads them from PostgreSQL. */
+struct keys {
+    struct backfill_ledger_keys k[2];
+    int64_t starts[2][LEDGER_MODEL_INTERVALS];
+    int32_t row_months[2][8], demand_months[2][8];
+};
+
+static int by_start(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static size_t keys_of(const struct ledger *l, struct keys *k)
+{
+    static const char *ids[2] = {"c1", "c2"};
+    memset(k, 0, sizeof *k);
+    for (int c = 0; c < 2; c++) {
+        struct backfill_ledger_keys *x = &k->k[c];
+        x->cluster = ids[c];
+        size_t n = 0, nm = 0, nd = 0;
+        for (size_t i = 0; i < l->n_iv; i++) {
+            if (strcmp(l->iv[i].cluster, ids[c]) != 0)
+                continue;
+            k->starts[c][n++] = l->iv[i].start_s;
+            bool seen = false;
+            for (size_t j = 0; j < nm; j++)
+                seen |= k->row_months[c][j] == l->iv[i].month_day;
+            if (!seen)
+                k->row_months[c][nm++] = l->iv[i].month_day;
+        }
+        for (size_t i = 0; i < l->n_mo; i++)
+            if (strcmp(l->mo[i].cluster, ids[c]) == 0)
+                k->demand_months[c][nd++] = l->mo[i].month_day;
+        qsort(k->starts[c], n, sizeof k->starts[c][0], by_start);
+        x->interval_starts = k->starts[c];
+        x->n_interval_starts = n;
+        x->row_months = k->row_months[c];
+        x->n_row_months = nm;
+        x->demand_months = k->demand_months[c];
+        x->n_demand_months = nd;
+    }
+    return 2;
+}
+
+static struct keys keys;
+
+/* Measures history [from, to) and backfills it into live (against the
+ * ledger l's keys, l may be NULL); returns the plan's taken counts. */
+static struct backfill_taken backfill(struct run *live, const struct ledger *l, int64_t from,
+                                      int64_t to, int64_t now_s, struct backfill_plan *plan_out)
+{
+    struct measuring *m = measuring_new(live->cfg);
+    history(push_measuring, m, from, to);
+    measuring_finish(m);
+    struct backfill_plan plan;
+    struct backfill_taken taken;
+    size_t nk = l ? keys_of(l, &keys) : 0;
+    backfill_plan_build(m->b, live->e, keys.k, nk, now_s * NS, &plan, &taken);
+    struct backfill_effect *eff = calloc(plan.n_months + 1, sizeof *eff);
+    struct error err;
+    ck_assert_msg(engine_backfill(live->e, &plan, eff, &err), "backfill: %s", err.msg);
+    free(eff);
+    if (plan_out)
+        *plan_out = plan;
+    else
+        backfill_plan_free(&plan);
+    measuring_free(m);
+    return taken;
+}
+
+/* tariffd price on history [from, to). */
+static void priced_history(int64_t from, int64_t to)
+{
+    memset(&want, 0, sizeof want);
+    struct run r;
+    run_start(&r, base_config, &want);
+    history(push_run, &r, from, to);
+    engine_finish(r.e, r.now_ns);
+    run_stop(&r);
+}
+
+static const struct l_month *month_in(const struct ledger *l, const char *cluster, int y, int mo)
+{
+    int32_t day = civil_to_day((struct civil_date){y, mo, 1});
+    for (size_t i = 0; i < l->n_mo; i++)
+        if (l->mo[i].month_day == day && strcmp(l->mo[i].cluster, cluster) == 0)
+            return &l->mo[i];
+    return NULL;
+}
+
+START_TEST(test_history_equals_offline_pricing_and_twice_adds_nothing)
+{
+    int64_t from = L(2025, 3, 1, 0, 0), to = L(2025, 4, 10, 0, 0);
+    priced_history(from, to);
+    ck_assert_uint_gt(want.n_iv, 7000);
+    ck_assert_uint_eq(want.n_mo, 4);
+
+    memset(&got, 0, sizeof got);
+    struct run live;
+    run_start(&live, base_config, &got);
+    struct backfill_plan plan;
+    struct backfill_taken taken = backfill(&live, NULL, from, to, L(2025, 6, 1, 0, 0), &plan);
+    ck_assert_uint_eq(taken.intervals, 0);
+    ck_assert_uint_eq(plan.n_months, 4);
+    ck_assert_str_eq(plan.months[0].cluster, "c1");
+    ck_assert_int_eq(plan.months[0].fate, BACKFILL_WHOLE);  /* March */
+    ck_assert_int_eq(plan.months[1].fate, BACKFILL_MERGED); /* April: history stops inside */
+    backfill_plan_free(&plan);
+    expect_same_ledger(&got, &want);
+    ck_assert_uint_eq(got.rows, want.n_iv + want.n_mo); /* revision 0 only */
+
+    /* Again, with the ledger as it now is: nothing. */
+    size_t rows = got.rows;
+    taken = backfill(&live, &got, from, to, L(2025, 6, 1, 0, 0), NULL);
+    ck_assert_uint_eq(got.rows, rows);
+    ck_assert_uint_eq(taken.intervals, want.n_iv);
+    ck_assert_uint_eq(taken.samples, 2 * (uint64_t)((to - from) / 300));
+    run_stop(&live);
+}
+END_TEST
+
+START_TEST(test_month_shared_with_live_data_gets_one_demand_over_both)
+{
+    memset(&got, 0, sizeof got);
+    struct run live;
+    run_start(&live, base_config, &got);
+    /* Live data from 2025-04-15 to 2025-05-01 02:00: April closes live,
+     * and the engine still holds it (late_window is 6 h). */
+    for (int64_t t = L(2025, 4, 15, 0, 0); t < L(2025, 5, 1, 2, 0); t += 300) {
+        push(&live, "c1", t, 150);
+        push(&live, "c2", t, 40);
+    }
+    engine_tick(live.e, live.now_ns);
+    ck_assert_ptr_nonnull(month_in(&got, "c1", 2025, 4));
+    ck_assert_int_eq(month_in(&got, "c1", 2025, 4)->max_kw, 150000000);
+
+    /* History 2025-03-01 .. 2025-04-10 (its peak, 400 kW, in March; in
+     * April c1 reaches 330 kW at 23:00). */
+    int64_t from = L(2025, 3, 1, 0, 0), to = L(2025, 4, 10, 0, 0);
+    struct backfill_plan plan;
+    backfill(&live, &got, from, to, L(2025, 5, 1, 2, 0), &plan);
+    ck_assert_int_eq(plan.months[0].fate, BACKFILL_WHOLE);
+    ck_assert_int_eq(plan.months[1].fate, BACKFILL_MERGED);
+    backfill_plan_free(&plan);
+
+    /* March as offline; April's demand (held closed by the engine) was
+     * adjusted to the history's peak, in one more revision. */
+    priced_history(from, to);
+    const struct l_month *mar = month_in(&got, "c1", 2025, 3), *apr = month_in(&got, "c1", 2025, 4);
+    ck_assert_int_eq(mar->max_kw, month_in(&want, "c1", 2025, 3)->max_kw);
+    ck_assert_int_eq(mar->charge, month_in(&want, "c1", 2025, 3)->charge);
+    ck_assert_int_eq(apr->max_kw, month_in(&want, "c1", 2025, 4)->max_kw);
+    ck_assert_int_eq(apr->charge, month_in(&want, "c1", 2025, 4)->charge);
+    ck_assert_int_eq(apr->revision, 1);
+    for (size_t i = 0; i < want.n_iv; i++) {
+        const struct l_interval *w = &want.iv[i];
+        bool found = false;
+        for (size_t k = 0; k < got.n_iv && !found; k++)
+            if (got.iv[k].start_s == w->start_s && strcmp(got.iv[k].cluster, w->cluster) == 0) {
+                found = true;
+                ck_assert_int_eq(got.iv[k].kwh, w->kwh);
+                ck_assert_int_eq(got.iv[k].net, w->net);
+            }
+        ck_assert(found);
+    }
+
+    /* A live sample in the backfilled span is quarantined, not billed. */
+    size_t rows = got.rows;
+    struct engine_stats st;
+    engine_stats(live.e, &st);
+    uint64_t q = st.quarantined;
+    push(&live, "c1", L(2025, 4, 9, 12, 0), 999);
+    engine_stats(live.e, &st);
+    ck_assert_uint_eq(st.quarantined, q + 1);
+    engine_tick(live.e, live.now_ns);
+    ck_assert_uint_eq(got.rows, rows);
+    run_stop(&live);
+}
+END_TEST
+
+START_TEST(test_intervals_the_ledger_has_are_left_out_and_counted)
+{
+    /* A ledger that has 2025-03-10 of c1 (a day: 96 intervals). */
+    int64_t from = L(2025, 3, 1, 0, 0), to = L(2025, 3, 15, 0, 0);
+    static struct ledger held;
+    memset(&held, 0, sizeof held);
+    for (int64_t t = L(2025, 3, 10, 0, 0); t < L(2025, 3, 11, 0, 0); t += INTERVAL_S) {
+        struct l_interval *x = &held.iv[held.n_iv++];
+        memset(x, 0, sizeof *x);
+        snprintf(x->cluster, sizeof x->cluster, "c1");
+        x->start_s = t;
+        x->month_day = civil_to_day((struct civil_date){2025, 3, 1});
+    }
+    memset(&got, 0, sizeof got);
+    struct run live;
+    run_start(&live, base_config, &got);
+    struct backfill_plan plan;
+    struct backfill_taken taken = backfill(&live, &held, from, to, L(2025, 6, 1, 0, 0), &plan);
+    ck_assert_uint_eq(taken.intervals, 96);
+    ck_assert_uint_eq(taken.samples, 96 * 3);
+    /* March has rows in the ledger: its demand is left as it is. */
+    ck_assert_int_eq(plan.months[0].fate, BACKFILL_LEFT);
+    backfill_plan_free(&plan);
+    ck_assert_ptr_null(month_in(&got, "c1", 2025, 3));
+    ck_assert_ptr_nonnull(month_in(&got, "c2", 2025, 3)); /* c2's: closed at once */
+    size_t c1 = 0;
+    for (size_t i = 0; i < got.n_iv; i++)
+        c1 += strcmp(got.iv[i].cluster, "c1") == 0;
+    ck_assert_uint_eq(c1, 14 * 96 - 96);
+    run_stop(&live);
+}
+END_TEST
+
+START_TEST(test_a_plan_that_does_not_fit_changes_nothing)
+{
+    memset(&got, 0, sizeof got);
+    struct run live;
+    run_start(&live, base_config, &got);
+    push(&live, "c1", L(2025, 3, 5, 0, 0), 100);
+    struct backfill_interval iv[2] = {
+        {"c1", L(2025, 3, 4, 0, 0), 25000000, 0},
+        {"c1", L(2025, 3, 5, 0, 0), 25000000, 0}, /* live data's */
+    };
+    struct backfill_month mo = {"c1", civil_to_day((struct civil_date){2025, 3, 1}),
+                                BACKFILL_MERGED};
+    struct backfill_plan plan = {L(2025, 3, 6, 0, 0) * NS, iv, 2, &mo, 1};
+    struct error err;
+    ck_assert(!engine_backfill(live.e, &plan, NULL, &err));
+    ck_assert_msg(strstr(err.msg, "live data's") != NULL, "%s", err.msg);
+    ck_assert_uint_eq(got.rows, 0);
+    struct backfill_interval off = {"c1", L(2025, 3, 4, 0, 7), 1, 0};
+    plan.intervals = &off;
+    plan.n_intervals = 1;
+    ck_assert(!engine_backfill(live.e, &plan, NULL, &err));
+    ck_assert_msg(strstr(err.msg, "not the start of an interval") != NULL, "%s", err.msg);
+    struct backfill_interval unknown = {"c9", L(2025, 3, 4, 0, 0), 1, 0};
+    plan.intervals = &unknown;
+    ck_assert(!engine_backfill(live.e, &plan, NULL, &err));
+    ck_assert_msg(strstr(err.msg, "not in the config") != NULL, "%s", err.msg);
+    ck_assert_uint_eq(got.rows, 0);
+    run_stop(&live);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("backfill");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_history_equals_offline_pricing_and_twice_adds_nothing);
+    tcase_add_test(tc, test_month_shared_with_live_data_gets_one_demand_over_both);
+    tcase_add_test(tc, test_intervals_the_ledger_has_are_left_out_and_counted);
+    tcase_add_test(tc, test_a_plan_that_does_not_fit_changes_nothing);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
