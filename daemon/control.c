@@ -1,6 +1,7 @@
 #include "daemon/control.h"
 
 #include "daemon/correction.h"
+#include "daemon/history.h"
 #include "daemon/log.h"
 #include "daemon/server.h"
 #include "tariff/alloc.h"
@@ -22,7 +23,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define CONTROL_MAX_BODY    4096
+/* A piece of a backfill: the command line sends BACKFILL_PIECE_BYTES
+ * (daemon/control_client.h), a line longer than that goes whole. */
+#define CONTROL_MAX_BODY    (64u << 20)
 #define CONTROL_MAX_HEADERS (64 * 1024) /* as the tenants' listeners */
 #define CONTROL_TIMEOUT_S   600         /* an answer may wait for the ledger and for PostgreSQL */
 
@@ -56,6 +59,7 @@ static void reply(struct evhttp_request *req, int status, const char *text)
                    {404, "Not Found"},
                    {405, "Method Not Allowed"},
                    {409, "Conflict"},
+                   {413, "Payload Too Large"},
                    {500, "Internal Server Error"},
                    {503, "Service Unavailable"}};
     const char *reason = "Error";
@@ -76,6 +80,12 @@ static void reply(struct evhttp_request *req, int status, const char *text)
 static void answer(void *arg, int status, const char *text)
 {
     reply(arg, status, text);
+}
+
+static void set_text(struct history_answer *out, int status, const char *text)
+{
+    out->status = status;
+    snprintf(out->text, sizeof out->text, "%s", text);
 }
 
 static int by_id(const void *a, const void *b)
@@ -169,22 +179,168 @@ static bool parse_args(const struct config *cfg, const char *query, struct corre
     return true;
 }
 
+/* The query's parameters, each allowed one at most; false with why (a
+ * 400) for another or a repeated one. */
+static bool query_params(const char *query, const char *const *names, const char **values, size_t n,
+                         struct evkeyvalq *params, char *why, size_t size)
+{
+    TAILQ_INIT(params);
+    if (evhttp_parse_query_str(query ? query : "", params) != 0) {
+        snprintf(why, size, "the query string is malformed");
+        return false;
+    }
+    struct evkeyval *kv;
+    TAILQ_FOREACH(kv, params, next)
+    {
+        size_t i = 0;
+        while (i < n && strcmp(kv->key, names[i]) != 0)
+            i++;
+        if (i == n) {
+            snprintf(why, size, "unknown parameter \"%.100s\"", kv->key);
+            return false;
+        }
+        if (values[i]) {
+            snprintf(why, size, "parameter \"%s\" is given twice", kv->key);
+            return false;
+        }
+        values[i] = kv->value;
+    }
+    return true;
+}
+
+static bool flag(const char *v, bool *out, const char *what, char *why, size_t size)
+{
+    *out = v && strcmp(v, "1") == 0;
+    if (v && strcmp(v, "1") != 0 && strcmp(v, "0") != 0) {
+        snprintf(why, size, "%s \"%.40s\" must be 1 or 0", what, v);
+        return false;
+    }
+    return true;
+}
+
+/* POST /backfill, /backfill/lines, /backfill/commit, /backfill/abort
+ * (daemon/history.h). */
+static void on_backfill(struct control *c, struct evhttp_request *req, const char *path,
+                        const char *query)
+{
+    static const char *const names[] = {"precision", "dry_run", "session"};
+    const char *v[3] = {0};
+    struct evkeyvalq params;
+    char why[512];
+    struct history_answer out = {400, ""};
+    bool begin = strcmp(path, "/backfill") == 0;
+    if (!query_params(query, names, v, 3, &params, why, sizeof why)) {
+        reply(req, 400, why);
+        evhttp_clear_headers(&params);
+        return;
+    }
+    uint64_t id = 0;
+    char *end = NULL;
+    if (begin) {
+        enum lp_precision precision = LP_PRECISION_NS;
+        bool dry_run = false;
+        if (v[2])
+            set_text(&out, 400, "a session begins without one: no session parameter");
+        else if (v[0] && !lp_parse_precision(v[0], false, &precision))
+            set_text(&out, 400, "unknown precision (expected ns, us, ms or s)");
+        else if (flag(v[1], &dry_run, "dry_run", out.text, sizeof out.text))
+            history_begin(c->s, precision, dry_run, &out);
+    } else if (v[0] || v[1]) {
+        set_text(&out, 400, "precision and dry_run go with POST /backfill, which begins");
+    } else if (!v[2] || (id = strtoull(v[2], &end, 10), !*v[2] || *end)) {
+        set_text(&out, 400, "session=ID is required (the number POST /backfill answered)");
+    } else if (strcmp(path, "/backfill/lines") == 0) {
+        struct evbuffer *body = evhttp_request_get_input_buffer(req);
+        size_t len = evbuffer_get_length(body);
+        const char *p = len ? (const char *)evbuffer_pullup(body, -1) : "";
+        history_lines(c->s, id, p, len, &out);
+    } else if (strcmp(path, "/backfill/abort") == 0) {
+        history_abort(c->s, id, &out);
+    } else if (history_commit(c->s, id, answer, req, &out)) {
+        evhttp_clear_headers(&params);
+        return; /* answered later */
+    }
+    evhttp_clear_headers(&params);
+    reply(req, out.status, out.text);
+}
+
+/* POST /requeue[?reason=TEXT][&from=DATE&to=DATE][&dry_run=1]: dates in
+ * UTC (a quarantined sample may have no cluster to take an offset from). */
+static void on_requeue(struct control *c, struct evhttp_request *req, const char *query)
+{
+    static const char *const names[] = {"reason", "from", "to", "dry_run"};
+    const char *v[4] = {0};
+    struct evkeyvalq params;
+    char why[512];
+    if (!query_params(query, names, v, 4, &params, why, sizeof why)) {
+        reply(req, 400, why);
+        evhttp_clear_headers(&params);
+        return;
+    }
+    struct requeue_args args = {.from_ns = INT64_MIN, .to_ns = INT64_MAX};
+    int32_t from_day = 0, to_day = 0;
+    const char *bad;
+    bool ok = false;
+    if (!v[1] != !v[2])
+        snprintf(why, sizeof why, "from and to go together (from=YYYY-MM-DD&to=YYYY-MM-DD)");
+    else if (v[1] && !civil_parse_date(v[1], &from_day, &bad))
+        snprintf(why, sizeof why, "from \"%.40s\" %s", v[1], bad);
+    else if (v[2] && !civil_parse_date(v[2], &to_day, &bad))
+        snprintf(why, sizeof why, "to \"%.40s\" %s", v[2], bad);
+    else if (v[1] && from_day >= to_day)
+        snprintf(why, sizeof why, "from %s is not before to %s: the range [from, to) is empty",
+                 v[1], v[2]);
+    else if (v[0] && !*v[0])
+        snprintf(why, sizeof why, "reason is empty (leave it out for every reason)");
+    else
+        ok = flag(v[3], &args.dry_run, "dry_run", why, sizeof why);
+    if (!ok) {
+        evhttp_clear_headers(&params);
+        reply(req, 400, why);
+        return;
+    }
+    if (v[1]) {
+        args.from_ns = (int64_t)from_day * 86400 * 1000000000LL;
+        args.to_ns = (int64_t)to_day * 86400 * 1000000000LL;
+    }
+    args.reason = v[0] ? xstrdup(v[0]) : NULL;
+    evhttp_clear_headers(&params);
+    struct history_answer out;
+    if (!history_requeue(c->s, &args, answer, req, &out))
+        reply(req, out.status, out.text);
+}
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
     struct control *c = arg;
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = evhttp_uri_get_path(uri);
     char why[512];
-    if (!path || strcmp(path, "/reprice") != 0) {
+    static const char *const paths[] = {"/reprice",        "/requeue",         "/backfill",
+                                        "/backfill/lines", "/backfill/commit", "/backfill/abort"};
+    size_t which = 0;
+    while (path && which < sizeof paths / sizeof paths[0] && strcmp(path, paths[which]) != 0)
+        which++;
+    if (!path || which == sizeof paths / sizeof paths[0]) {
         snprintf(why, sizeof why,
-                 "no such endpoint: %.100s (the control socket serves POST /reprice)",
+                 "no such endpoint: %.100s (the control socket serves POST /reprice, /requeue "
+                 "and /backfill)",
                  path && *path ? path : "/");
         reply(req, 404, why);
         return;
     }
     if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
-        reply(req, 405, "method not allowed on /reprice (allowed: POST)");
+        snprintf(why, sizeof why, "method not allowed on %s (allowed: POST)", path);
+        reply(req, 405, why);
+        return;
+    }
+    if (which == 1) {
+        on_requeue(c, req, evhttp_uri_get_query(uri));
+        return;
+    }
+    if (which >= 2) {
+        on_backfill(c, req, path, evhttp_uri_get_query(uri));
         return;
     }
     struct correction_args args;

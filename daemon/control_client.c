@@ -67,6 +67,13 @@ static bool parse_answer(const char *buf, size_t len, int *status, char **body)
 enum control_call_result control_call(const char *path, const char *method, const char *target,
                                       int timeout_s, int *status, char **body, struct error *err)
 {
+    return control_send(path, method, target, NULL, 0, timeout_s, status, body, err);
+}
+
+enum control_call_result control_send(const char *path, const char *method, const char *target,
+                                      const char *content, size_t content_len, int timeout_s,
+                                      int *status, char **body, struct error *err)
+{
     int64_t deadline = now_ms() + (int64_t)timeout_s * 1000;
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof addr.sun_path) {
@@ -81,27 +88,37 @@ enum control_call_result control_call(const char *path, const char *method, cons
             close(fd);
         return CONTROL_CANNOT_CONNECT;
     }
-    char *request = NULL;
-    int n = asprintf(&request,
-                     "%s %s HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n"
+    char *head = NULL;
+    int n = asprintf(&head,
+                     "%s %s HTTP/1.1\r\nHost: localhost\r\nContent-Length: %zu\r\n"
                      "Connection: close\r\n\r\n",
-                     method, target);
+                     method, target, content_len);
     if (n < 0)
         abort();
-    size_t sent = 0;
-    while (sent < (size_t)n) {
-        ssize_t w = send(fd, request + sent, (size_t)n - sent, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            error_set(err, "sending to %.150s failed: %s", path, strerror(errno));
-            free(request);
-            close(fd);
-            return CONTROL_FAILED;
+    const char *parts[2] = {head, content};
+    size_t lens[2] = {(size_t)n, content_len};
+    for (int k = 0; k < 2; k++) {
+        size_t sent = 0;
+        while (sent < lens[k]) {
+            if (!wait_fd(fd, POLLOUT, deadline)) {
+                error_set(err, "sending to %.150s timed out after %d s", path, timeout_s);
+                free(head);
+                close(fd);
+                return CONTROL_FAILED;
+            }
+            ssize_t w = send(fd, parts[k] + sent, lens[k] - sent, MSG_NOSIGNAL);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0) {
+                error_set(err, "sending to %.150s failed: %s", path, strerror(errno));
+                free(head);
+                close(fd);
+                return CONTROL_FAILED;
+            }
+            sent += (size_t)w;
         }
-        sent += (size_t)w;
     }
-    free(request);
+    free(head);
     size_t len = 0, cap = 4096;
     char *buf = xmalloc(cap);
     enum control_call_result result = CONTROL_FAILED;

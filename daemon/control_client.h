@@ -21,6 +21,15 @@ enum control_call_result {
 enum control_call_result control_call(const char *path, const char *method, const char *target,
                                       int timeout_s, int *status, char **body, struct error *err);
 
+/* control_call with a body of content_len bytes. */
+enum control_call_result control_send(const char *path, const char *method, const char *target,
+                                      const char *content, size_t content_len, int timeout_s,
+                                      int *status, char **body, struct error *err);
+
+/* The most a piece of `tariffd backfill` holds: the input goes in whole
+ * lines of up to this many bytes per request. */
+#define BACKFILL_PIECE_BYTES (4u << 20)
+
 /* s percent-encoded for a query string value (malloc'd). */
 char *control_query_escape(const char *s);
 

@@ -4,6 +4,7 @@
 #include "daemon/ledger_read.h"
 #include "daemon/log.h"
 #include "daemon/server_private.h"
+#include "daemon/textbuf.h"
 #include "tariff/alloc.h"
 #include "tariff/civil.h"
 #include "tariff/decimal.h"
@@ -74,8 +75,7 @@ static void finish(struct correction *c, int status, const char *text)
     free(c);
 }
 
-/* Why no correction can run now (NULL when one can), in buf. */
-static const char *refusal(struct server *s, char *buf, size_t size)
+const char *correction_refusal(struct server *s, char *buf, size_t size)
 {
     const char *why = server_refuses_writes(s, clock_wall_ns());
     if (why)
@@ -140,10 +140,10 @@ bool correction_start(struct server *s, struct correction_args *args, correction
                       void *arg, int *status, char *why, size_t why_size)
 {
     const char *refused;
-    if (s->correction) {
+    if (s->correction || s->history) {
         *status = 409;
         snprintf(why, why_size, "another correction is running; retry once it has answered");
-    } else if ((refused = refusal(s, why, why_size)) != NULL) {
+    } else if ((refused = correction_refusal(s, why, why_size)) != NULL) {
         *status = 503;
         if (refused != why)
             snprintf(why, why_size, "%s", refused);
@@ -217,15 +217,6 @@ void correction_suspend(struct server *s)
 /* ------------------------------------------------------------------ */
 /* The report                                                          */
 
-/* A change at scale 4 or 6 with its sign: "+1.2500", "-0.0100", "0.0000". */
-static const char *signed_amount(int64_t v, int scale, char *buf, size_t size)
-{
-    char digits[32];
-    decimal_format(v, scale, digits, sizeof digits);
-    snprintf(buf, size, "%s%s", v > 0 ? "+" : "", digits);
-    return buf;
-}
-
 static void add_effect(struct reprice_effect *sum, const struct reprice_effect *e)
 {
     sum->billing_rows += e->billing_rows;
@@ -240,42 +231,20 @@ static void add_effect(struct reprice_effect *sum, const struct reprice_effect *
     sum->net_cny4 += e->net_cny4;
 }
 
-struct text {
-    char *p;
-    size_t len, cap;
-};
-
-static void appendf(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void appendf(struct text *t, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (t->len + (size_t)n + 1 > t->cap) {
-        t->cap = (t->len + (size_t)n + 1) * 2;
-        t->p = xrealloc(t->p, t->cap);
-    }
-    va_start(ap, fmt);
-    vsnprintf(t->p + t->len, t->cap - t->len, fmt, ap);
-    va_end(ap);
-    t->len += (size_t)n;
-}
-
-static void report_line(struct text *t, int width, const char *cluster, const char *month,
+static void report_line(struct textbuf *t, int width, const char *cluster, const char *month,
                         const struct reprice_effect *e)
 {
     char kwh[48], energy[48], surcharge[48], demand[48], subsidy[48], net[48];
     decimal_format(e->kwh_micro, 6, kwh, sizeof kwh);
-    appendf(t,
-            "%-*s  %-7s  %9" PRIu64 "  %7" PRIu64 "  %18s  %12" PRIu64 "  %11" PRIu64
-            "  %15s  %13s  %15s  %13s  %13s\n",
-            width, cluster, month, e->intervals, e->skipped, kwh, e->billing_rows, e->demand_rows,
-            signed_amount(e->energy_charge_cny4, 4, energy, sizeof energy),
-            signed_amount(e->surcharge_cny4, 4, surcharge, sizeof surcharge),
-            signed_amount(e->demand_charge_cny4, 4, demand, sizeof demand),
-            signed_amount(e->subsidy_cny4, 4, subsidy, sizeof subsidy),
-            signed_amount(e->net_cny4, 4, net, sizeof net));
+    textbuf_printf(t,
+                   "%-*s  %-7s  %9" PRIu64 "  %7" PRIu64 "  %18s  %12" PRIu64 "  %11" PRIu64
+                   "  %15s  %13s  %15s  %13s  %13s\n",
+                   width, cluster, month, e->intervals, e->skipped, kwh, e->billing_rows,
+                   e->demand_rows, textbuf_signed(e->energy_charge_cny4, 4, energy, sizeof energy),
+                   textbuf_signed(e->surcharge_cny4, 4, surcharge, sizeof surcharge),
+                   textbuf_signed(e->demand_charge_cny4, 4, demand, sizeof demand),
+                   textbuf_signed(e->subsidy_cny4, 4, subsidy, sizeof subsidy),
+                   textbuf_signed(e->net_cny4, 4, net, sizeof net));
 }
 
 /* The report (malloc'd): a line per cluster-month, then the totals. A
@@ -283,26 +252,26 @@ static void report_line(struct text *t, int width, const char *cluster, const ch
 static char *report(const struct correction *c, const struct chunk_effect *fx, size_t n,
                     struct reprice_effect *total)
 {
-    struct text t = {0};
+    struct textbuf t = {0};
     char from[16], to[16];
     civil_format_date(c->args.from_day, from, sizeof from);
     civil_format_date(c->args.to_day, to, sizeof to);
     if (c->args.dry_run)
-        appendf(&t, "dry run: nothing written\n");
-    appendf(&t, "reprice from %s to %s (local dates, to excluded) of ", from, to);
+        textbuf_printf(&t, "dry run: nothing written\n");
+    textbuf_printf(&t, "reprice from %s to %s (local dates, to excluded) of ", from, to);
     if (c->args.all_clusters)
-        appendf(&t, "every cluster (%zu)", c->args.n_clusters);
+        textbuf_printf(&t, "every cluster (%zu)", c->args.n_clusters);
     else
         for (size_t i = 0; i < c->args.n_clusters; i++)
-            appendf(&t, "%s%s", i ? ", " : "cluster ", c->args.clusters[i]);
-    appendf(&t, ": %zu cluster-month%s\n", n, n == 1 ? "" : "s");
+            textbuf_printf(&t, "%s%s", i ? ", " : "cluster ", c->args.clusters[i]);
+    textbuf_printf(&t, ": %zu cluster-month%s\n", n, n == 1 ? "" : "s");
     int width = (int)strlen("cluster");
     for (size_t i = 0; i < n; i++)
         if ((int)strlen(fx[i].cluster) > width)
             width = (int)strlen(fx[i].cluster);
-    appendf(&t, "%-*s  %-7s  %9s  %7s  %18s  %12s  %11s  %15s  %13s  %15s  %13s  %13s\n", width,
-            "cluster", "month", "intervals", "skipped", "kwh", "billing_rows", "demand_rows",
-            "energy_charge", "surcharge", "demand_charge", "subsidy", "net");
+    textbuf_printf(&t, "%-*s  %-7s  %9s  %7s  %18s  %12s  %11s  %15s  %13s  %15s  %13s  %13s\n",
+                   width, "cluster", "month", "intervals", "skipped", "kwh", "billing_rows",
+                   "demand_rows", "energy_charge", "surcharge", "demand_charge", "subsidy", "net");
     *total = (struct reprice_effect){0};
     for (size_t i = 0; i < n; i++) {
         char month[16];
@@ -327,8 +296,8 @@ static void log_report(const struct correction *c, size_t n, const struct repric
             c->args.dry_run ? " (dry run)" : "", from, to, c->args.n_clusters,
             c->args.n_clusters == 1 ? "" : "s", n, total->intervals, total->skipped,
             total->billing_rows, total->demand_rows,
-            signed_amount(total->subsidy_cny4, 4, subsidy, sizeof subsidy),
-            signed_amount(total->net_cny4, 4, net, sizeof net));
+            textbuf_signed(total->subsidy_cny4, 4, subsidy, sizeof subsidy),
+            textbuf_signed(total->net_cny4, 4, net, sizeof net));
 }
 
 /* ------------------------------------------------------------------ */
@@ -460,7 +429,7 @@ static void on_ready(evutil_socket_t fd, short what, void *arg)
     if (!res->ok) {
         log_msg(LOG_WARNING, "reprice: %s", res->error);
         finish(c, 503, res->error);
-    } else if ((why = refusal(s, buf, sizeof buf)) != NULL) {
+    } else if ((why = correction_refusal(s, buf, sizeof buf)) != NULL) {
         finish(c, 503, why);
     } else if (gone) {
         snprintf(buf, sizeof buf, "cluster \"%.200s\" is not in the config", gone);

@@ -63,6 +63,11 @@ typedef void (*correction_answer)(void *arg, int status, const char *text);
 bool correction_start(struct server *s, struct correction_args *args, correction_answer answer,
                       void *arg, int *status, char *why, size_t why_size);
 
+/* Why no correction (reprice, backfill, requeue) can run now, in buf or a
+ * static text; NULL when one can: writes refused, PostgreSQL not
+ * connected, the caps not read back, dead letters unresolved. */
+const char *correction_refusal(struct server *s, char *buf, size_t size);
+
 /* From the engine's sink, while a correction reads: a row of cluster in the
  * local month month_day goes into the next record journaled. */
 void correction_note_row(struct server *s, const char *cluster, int32_t month_day);

@@ -681,3 +681,184 @@ bool ingest_apply_reprice(struct engine *e, const void *payload, size_t len,
     reprice_record_free(&r);
     return ok;
 }
+
+/* ------------------------------------------------------------------ */
+/* RECORD_BACKFILL                                                     */
+
+void ingest_encode_backfill(const struct backfill_plan *p, const struct backfill_quarantined *q,
+                            size_t n_q, const int64_t *released, size_t n_released,
+                            struct record_buf *out)
+{
+    out->len = 0;
+    put(out, &p->now_ns, sizeof p->now_ns);
+    /* Intervals grouped by cluster (the plan sorts them so). */
+    uint32_t groups = 0;
+    for (size_t i = 0; i < p->n_intervals; i++)
+        groups += i == 0 || strcmp(p->intervals[i - 1].cluster, p->intervals[i].cluster) != 0;
+    put(out, &groups, sizeof groups);
+    for (size_t i = 0; i < p->n_intervals;) {
+        size_t j = i;
+        while (j < p->n_intervals && strcmp(p->intervals[j].cluster, p->intervals[i].cluster) == 0)
+            j++;
+        uint32_t n = (uint32_t)(j - i);
+        put_str(out, p->intervals[i].cluster);
+        put(out, &n, sizeof n);
+        for (; i < j; i++) {
+            put(out, &p->intervals[i].start_s, 8);
+            put(out, &p->intervals[i].kwh_micro, 8);
+            put(out, &p->intervals[i].missing_s, 8);
+        }
+    }
+    uint32_t n = (uint32_t)p->n_months;
+    put(out, &n, sizeof n);
+    for (size_t i = 0; i < p->n_months; i++) {
+        uint8_t fate = (uint8_t)p->months[i].fate;
+        put_str(out, p->months[i].cluster);
+        put(out, &p->months[i].month_day, 4);
+        put(out, &fate, 1);
+    }
+    n = (uint32_t)n_q;
+    put(out, &n, sizeof n);
+    for (size_t i = 0; i < n_q; i++) {
+        uint8_t kind = (uint8_t)q[i].s.kind;
+        put_str(out, q[i].s.cluster);
+        put_str(out, q[i].s.meter);
+        put(out, &kind, 1);
+        put(out, &q[i].s.ts_ns, 8);
+        put(out, &q[i].s.value, 8);
+        put_str(out, q[i].reason);
+    }
+    n = (uint32_t)n_released;
+    put(out, &n, sizeof n);
+    put(out, released, n_released * sizeof *released);
+}
+
+void backfill_record_free(struct backfill_record *r)
+{
+    for (size_t i = 0; i < r->n_texts; i++)
+        free(r->texts[i]);
+    free(r->texts);
+    free(r->plan.intervals);
+    free(r->plan.months);
+    free(r->quarantined);
+    free(r->released);
+    memset(r, 0, sizeof *r);
+}
+
+/* The next u16-counted text, kept in r's texts; NULL when it does not
+ * decode (empty or cut short). */
+static const char *get_kept(struct reader *rd, struct backfill_record *r, size_t *cap)
+{
+    char *s = get_name(rd);
+    if (!s)
+        return NULL;
+    if (r->n_texts == *cap) {
+        *cap = *cap ? *cap * 2 : 16;
+        r->texts = xrealloc(r->texts, *cap * sizeof *r->texts);
+    }
+    return r->texts[r->n_texts++] = s;
+}
+
+/* A count of items of at least `least` bytes each that fits in what is left. */
+static bool get_count(struct reader *rd, size_t least, uint32_t *n)
+{
+    get(rd, n, sizeof *n);
+    return rd->ok && (size_t)(rd->end - rd->p) / least >= *n;
+}
+
+bool ingest_decode_backfill(const void *payload, size_t len, struct backfill_record *out,
+                            struct error *err)
+{
+    memset(out, 0, sizeof *out);
+    struct reader rd = {payload, (const unsigned char *)payload + len, true};
+    size_t texts = 0, cap_i = 0;
+    const char *why = NULL;
+    uint32_t groups, n;
+    get(&rd, &out->plan.now_ns, 8);
+    if (!get_count(&rd, 2 + 1 + 4, &groups)) {
+        why = "the clock or the cluster count is cut short or too large";
+        goto fail;
+    }
+    for (uint32_t g = 0; g < groups; g++) {
+        const char *cluster = get_kept(&rd, out, &texts);
+        if (!cluster || !get_count(&rd, 24, &n)) {
+            why = "a cluster of intervals is cut short";
+            goto fail;
+        }
+        if (out->plan.n_intervals + n > cap_i) {
+            cap_i = (out->plan.n_intervals + n) * 2;
+            out->plan.intervals =
+                xrealloc(out->plan.intervals, cap_i * sizeof *out->plan.intervals);
+        }
+        for (uint32_t i = 0; i < n; i++) {
+            struct backfill_interval *in = &out->plan.intervals[out->plan.n_intervals++];
+            in->cluster = cluster;
+            get(&rd, &in->start_s, 8);
+            get(&rd, &in->kwh_micro, 8);
+            get(&rd, &in->missing_s, 8);
+        }
+    }
+    if (!get_count(&rd, 2 + 1 + 4 + 1, &n)) {
+        why = "the month count is cut short or too large";
+        goto fail;
+    }
+    out->plan.months = xcalloc(n ? n : 1, sizeof *out->plan.months);
+    for (uint32_t i = 0; i < n; i++) {
+        struct backfill_month *m = &out->plan.months[out->plan.n_months++];
+        uint8_t fate;
+        m->cluster = get_kept(&rd, out, &texts);
+        get(&rd, &m->month_day, 4);
+        get(&rd, &fate, 1);
+        if (!m->cluster || !rd.ok || fate > BACKFILL_LEFT) {
+            why = "a month is cut short or has an unknown fate";
+            goto fail;
+        }
+        m->fate = (enum backfill_fate)fate;
+    }
+    if (!get_count(&rd, 3 * (2 + 1) + 1 + 16, &n)) {
+        why = "the quarantined sample count is cut short or too large";
+        goto fail;
+    }
+    out->quarantined = xcalloc(n ? n : 1, sizeof *out->quarantined);
+    for (uint32_t i = 0; i < n; i++) {
+        struct backfill_quarantined *q = &out->quarantined[out->n_quarantined++];
+        uint8_t kind;
+        q->s.cluster = get_kept(&rd, out, &texts);
+        q->s.meter = get_kept(&rd, out, &texts);
+        get(&rd, &kind, 1);
+        get(&rd, &q->s.ts_ns, 8);
+        get(&rd, &q->s.value, 8);
+        q->reason = get_kept(&rd, out, &texts);
+        if (!q->s.cluster || !q->s.meter || !q->reason || !rd.ok || kind > SAMPLE_COUNTER) {
+            why = "a quarantined sample is cut short";
+            goto fail;
+        }
+        q->s.kind = (enum sample_kind)kind;
+    }
+    if (!get_count(&rd, 8, &n)) {
+        why = "the released count is cut short or too large";
+        goto fail;
+    }
+    out->released = xcalloc(n ? n : 1, sizeof *out->released);
+    get(&rd, out->released, (size_t)n * 8);
+    out->n_released = n;
+    if (!rd.ok || rd.p != rd.end) {
+        why = rd.ok ? "bytes after the end" : "the released samples are cut short";
+        goto fail;
+    }
+    return true;
+fail:
+    error_set(err, "a backfill record does not decode: %s", why);
+    backfill_record_free(out);
+    return false;
+}
+
+bool ingest_apply_backfill(struct engine *e, const struct backfill_record *r,
+                           struct backfill_effect *effects, struct error *err)
+{
+    if (!engine_backfill(e, &r->plan, effects, err))
+        return false;
+    for (size_t i = 0; i < r->n_quarantined; i++)
+        engine_quarantine(e, &r->quarantined[i].s, r->quarantined[i].reason);
+    return true;
+}

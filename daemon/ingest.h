@@ -20,6 +20,7 @@
 
 #include "daemon/lineproto.h"
 #include "daemon/loader.h"
+#include "tariff/backfill.h"
 #include "tariff/config.h"
 #include "tariff/engine.h"
 #include "tariff/reprice.h"
@@ -39,7 +40,8 @@ enum {
     RECORD_TICK = 2,
     RECORD_CAPS = 3,
     RECORD_CONFIG = 4,
-    RECORD_REPRICE = 5
+    RECORD_REPRICE = 5,
+    RECORD_BACKFILL = 6
 };
 
 struct record_buf {
@@ -153,6 +155,46 @@ void reprice_record_free(struct reprice_record *r);
  * it; nothing is applied then. */
 bool ingest_apply_reprice(struct engine *e, const void *payload, size_t len,
                           struct reprice_effect *effect, struct error *err);
+
+/* A RECORD_BACKFILL payload: a backfill or a requeue as applied
+ * (tariff/backfill.h): the plan with the clock it was made at, the
+ * samples its measuring quarantined (they go to the ledger through
+ * engine_quarantine), and for a requeue the quarantined_samples ids it
+ * released. One record per command, so a replay applies all of it or none.
+ *
+ *   i64 now_ns; u32 clusters, then each {u16 len, cluster; u32 n, then
+ *   n x {i64 start_s, kwh_micro, missing_s}}; u32 months, then each {u16
+ *   len, cluster; i32 month_day; u8 fate}; u32 quarantined, then each
+ *   {u16 len, cluster; u16 len, meter; u8 kind; i64 ts_ns; f64 value; u16
+ *   len, reason}; u32 released, then that many i64 ids.
+ */
+struct backfill_quarantined {
+    struct engine_sample s;
+    const char *reason;
+};
+
+struct backfill_record {
+    struct backfill_plan plan; /* its strings are among texts */
+    struct backfill_quarantined *quarantined;
+    size_t n_quarantined;
+    int64_t *released;
+    size_t n_released;
+    char **texts;
+    size_t n_texts;
+};
+
+void ingest_encode_backfill(const struct backfill_plan *p, const struct backfill_quarantined *q,
+                            size_t n_q, const int64_t *released, size_t n_released,
+                            struct record_buf *out);
+/* False (err set, *out empty) for a payload that does not decode exactly. */
+bool ingest_decode_backfill(const void *payload, size_t len, struct backfill_record *out,
+                            struct error *err);
+void backfill_record_free(struct backfill_record *r);
+/* engine_backfill, then each quarantined sample through engine_quarantine
+ * (the released ids are the caller's: they are not the engine's). False
+ * (err set), nothing applied, when the engine refuses the plan. */
+bool ingest_apply_backfill(struct engine *e, const struct backfill_record *r,
+                           struct backfill_effect *effects, struct error *err);
 
 /* Appends n bytes. */
 void record_buf_put(struct record_buf *b, const void *v, size_t n);

@@ -422,9 +422,212 @@ static int chunk_order(const void *a, const void *b)
     return strcmp(x->cluster, y->cluster);
 }
 
+/* ------------------------------------------------------------------ */
+/* Reads through a cursor                                              */
+
+#define FETCH_ROWS 10000
+
+/* Runs sql (with "@." expanded) through a cursor inside the read's
+ * transaction, handing each FETCH_ROWS rows to each(): a million rows never
+ * sit in one PGresult beside what is built from them. Gives up when the
+ * loop lets go of the read. */
+static bool each_batch(struct reader *rd, const char *sql, int n, const char *const *params,
+                       bool (*each)(struct reader *rd, PGresult *res, void *ctx), void *ctx)
+{
+    static const char declare[] = "DECLARE ledger_read NO SCROLL CURSOR FOR ";
+    char *text = xmalloc(sizeof declare + strlen(sql));
+    memcpy(text, declare, sizeof declare - 1);
+    memcpy(text + sizeof declare - 1, sql, strlen(sql) + 1);
+    PGresult *res = run(rd, text, n, params);
+    free(text);
+    if (!res)
+        return false;
+    PQclear(res);
+    for (;;) {
+        if (abandoned(rd->r)) {
+            fail(rd->r, "the read was abandoned");
+            return false;
+        }
+        char fetch[64];
+        snprintf(fetch, sizeof fetch, "FETCH %d FROM ledger_read", FETCH_ROWS);
+        res = run(rd, fetch, 0, NULL);
+        if (!res)
+            return false;
+        int rows = PQntuples(res);
+        bool ok = rows == 0 || each(rd, res, ctx);
+        PQclear(res);
+        if (!ok)
+            return false;
+        if (rows < FETCH_ROWS)
+            break;
+    }
+    res = run(rd, "CLOSE ledger_read", 0, NULL);
+    PQclear(res);
+    return res != NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Backfill keys                                                        */
+
+#define KEYS_RANGE                                                                                 \
+    "WHERE cluster = $1 AND interval_start >= to_timestamp($2::bigint) "                           \
+    "AND interval_start < to_timestamp($3::bigint) "
+
+/* DISTINCT on the column itself, so the unique key's index gives the order. */
+static const char key_intervals_sql[] =
+    "SELECT extract(epoch FROM d.interval_start)::bigint FROM (SELECT DISTINCT interval_start "
+    "FROM @.billing_rows " KEYS_RANGE ") AS d ORDER BY d.interval_start";
+
+static const char key_row_months_sql[] =
+    "SELECT DISTINCT month - date '1970-01-01' AS month_day FROM @.billing_rows " KEYS_RANGE
+    "ORDER BY 1";
+
+/* The request has no UTC offset: from the first of the month of the day
+ * before from_s's UTC date (a local date is at most a day before its UTC
+ * date), to the day after to_s's (at most a day after). A month or so too
+ * many is harmless. */
+static const char key_demand_months_sql[] =
+    "SELECT DISTINCT month - date '1970-01-01' AS month_day FROM @.demand_charges "
+    "WHERE cluster = $1 AND month >= date_trunc('month', to_timestamp($2::bigint) "
+    "AT TIME ZONE 'UTC' - interval '1 day')::date "
+    "AND month < (to_timestamp($3::bigint) AT TIME ZONE 'UTC')::date + 1 ORDER BY 1";
+
+/* Where each_batch appends column 0 of every row: an array of int64 or
+ * (v32) of int32, and its count. */
+struct int_list {
+    int64_t **v64;
+    int32_t **v32;
+    size_t *n, cap;
+};
+
+static bool append_ints(struct reader *rd, PGresult *res, void *ctx)
+{
+    struct int_list *l = ctx;
+    size_t rows = (size_t)PQntuples(res);
+    if (*l->n + rows > l->cap) {
+        l->cap = *l->n + rows > 2 * l->cap ? *l->n + rows : 2 * l->cap;
+        if (l->v64)
+            *l->v64 = xrealloc(*l->v64, l->cap * sizeof **l->v64);
+        else
+            *l->v32 = xrealloc(*l->v32, l->cap * sizeof **l->v32);
+    }
+    for (size_t row = 0; row < rows; row++) {
+        int64_t v;
+        if (!integer(rd, res, (int)row, 0, &v))
+            return false;
+        if (l->v64) {
+            (*l->v64)[(*l->n)++] = v;
+        } else if (v < INT32_MIN || v > INT32_MAX) {
+            fail(rd->r, "the ledger's %s %" PRId64 " is out of range", PQfname(res, 0), v);
+            return false;
+        } else {
+            (*l->v32)[(*l->n)++] = (int32_t)v;
+        }
+    }
+    return true;
+}
+
+/* The keys of every cluster asked, in the request's order. */
+static bool read_keys(struct reader *rd)
+{
+    struct ledger_read *r = rd->r;
+    r->res.keys = xcalloc(r->req.n_clusters + 1, sizeof *r->res.keys);
+    r->res.n_keys = r->req.n_clusters;
+    for (size_t i = 0; i < r->req.n_clusters; i++)
+        r->res.keys[i].id = xstrdup(r->req.clusters[i].id);
+    for (size_t i = 0; i < r->req.n_clusters; i++) {
+        const struct ledger_read_cluster *c = &r->req.clusters[i];
+        struct ledger_keys *k = &r->res.keys[i];
+        char from[24], to[24];
+        snprintf(from, sizeof from, "%" PRId64, c->from_s);
+        snprintf(to, sizeof to, "%" PRId64, c->to_s);
+        const char *params[] = {c->id, from, to};
+        struct int_list starts = {.v64 = &k->interval_starts, .n = &k->n_interval_starts};
+        struct int_list rows = {.v32 = &k->row_months, .n = &k->n_row_months};
+        struct int_list demand = {.v32 = &k->demand_months, .n = &k->n_demand_months};
+        if (!each_batch(rd, key_intervals_sql, 3, params, append_ints, &starts) ||
+            !each_batch(rd, key_row_months_sql, 3, params, append_ints, &rows) ||
+            !each_batch(rd, key_demand_months_sql, 3, params, append_ints, &demand))
+            return false;
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* Quarantined samples not yet released                                */
+
+/* A bound that is NULL is no bound; so is a NULL reason. */
+static const char quarantined_sql[] =
+    "SELECT q.id, q.cluster, q.meter, q.kind, q.reason, q.ts_ns, q.value "
+    "FROM @.quarantined_samples AS q "
+    "WHERE NOT EXISTS (SELECT FROM @.quarantine_releases AS r WHERE r.quarantined_id = q.id) "
+    "AND ($1::text IS NULL OR q.reason = $1::text) "
+    "AND ($2::bigint IS NULL OR q.ts_ns >= $2::bigint) "
+    "AND ($3::bigint IS NULL OR q.ts_ns < $3::bigint) ORDER BY q.id";
+
+static char *text_or_null(PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) ? NULL : xstrdup(PQgetvalue(res, row, col));
+}
+
+static bool append_quarantined(struct reader *rd, PGresult *res, void *ctx)
+{
+    struct ledger_read_result *out = &rd->r->res;
+    size_t *cap = ctx, rows = (size_t)PQntuples(res);
+    if (out->n_quarantined + rows > *cap) {
+        *cap = out->n_quarantined + rows > 2 * *cap ? out->n_quarantined + rows : 2 * *cap;
+        out->quarantined = xrealloc(out->quarantined, *cap * sizeof *out->quarantined);
+    }
+    for (size_t i = 0; i < rows; i++) {
+        int row = (int)i;
+        struct quarantined *q = &out->quarantined[out->n_quarantined];
+        *q = (struct quarantined){0};
+        if (!integer(rd, res, row, 0, &q->id) || !integer(rd, res, row, 5, &q->ts_ns))
+            return false;
+        q->has_ts = !PQgetisnull(res, row, 5);
+        q->has_value = !PQgetisnull(res, row, 6);
+        if (q->has_value) {
+            const char *s = PQgetvalue(res, row, 6);
+            char *end;
+            q->value = strtod(s, &end);
+            if (end == s || *end) {
+                fail(rd->r, "the ledger's value \"%.40s\" is not a number", s);
+                return false;
+            }
+        }
+        q->cluster = text_or_null(res, row, 1);
+        q->meter = text_or_null(res, row, 2);
+        q->kind = text_or_null(res, row, 3);
+        q->reason = text_or_null(res, row, 4);
+        out->n_quarantined++;
+    }
+    return true;
+}
+
+static bool read_quarantined(struct reader *rd)
+{
+    const struct ledger_read_request *req = &rd->r->req;
+    char from[24], to[24];
+    snprintf(from, sizeof from, "%" PRId64, req->from_ns);
+    snprintf(to, sizeof to, "%" PRId64, req->to_ns);
+    const char *params[] = {req->reason, req->from_ns == INT64_MIN ? NULL : from,
+                            req->to_ns == INT64_MAX ? NULL : to};
+    /* The shortest text that reads back as the same double, whatever the
+     * server's or the role's setting. */
+    PGresult *res = run(rd, "SET LOCAL extra_float_digits = 3", 0, NULL);
+    PQclear(res);
+    size_t cap = 0;
+    return res && each_batch(rd, quarantined_sql, 3, params, append_quarantined, &cap);
+}
+
 static void read_ledger(struct ledger_read *r)
 {
     r->res.ok = true;
+    if (r->req.kind != LEDGER_READ_REPRICE && r->req.kind != LEDGER_READ_BACKFILL_KEYS &&
+        r->req.kind != LEDGER_READ_QUARANTINED) {
+        fail(r, "unknown kind of ledger read %d", (int)r->req.kind);
+        return;
+    }
     if (!wait_for_writer(r))
         return;
     struct reader rd = {.r = r};
@@ -444,14 +647,24 @@ static void read_ledger(struct ledger_read *r)
         fail(r, "cannot quote schema %s", r->req.schema);
     bool ok = res != NULL;
     PQclear(res);
-    for (size_t i = 0; ok && i < r->req.n_clusters; i++)
-        ok = !abandoned(r) &&
-             read_cluster(&rd, &r->req.clusters[i], &r->res.chunks, &r->res.n_chunks);
+    switch (r->req.kind) {
+    case LEDGER_READ_REPRICE:
+        for (size_t i = 0; ok && i < r->req.n_clusters; i++)
+            ok = !abandoned(r) &&
+                 read_cluster(&rd, &r->req.clusters[i], &r->res.chunks, &r->res.n_chunks);
+        break;
+    case LEDGER_READ_BACKFILL_KEYS:
+        ok = ok && read_keys(&rd);
+        break;
+    case LEDGER_READ_QUARANTINED:
+        ok = ok && read_quarantined(&rd);
+        break;
+    }
     if (ok)
         PQclear(run(&rd, "COMMIT", 0, NULL));
     PQfreemem(rd.schema);
     PQfinish(rd.conn);
-    if (ok && r->res.ok)
+    if (ok && r->res.ok && r->req.kind == LEDGER_READ_REPRICE)
         qsort(r->res.chunks, r->res.n_chunks, sizeof *r->res.chunks, chunk_order);
 }
 
@@ -462,6 +675,24 @@ static void result_free(struct ledger_read_result *res)
     free(res->chunks);
     res->chunks = NULL;
     res->n_chunks = 0;
+    for (size_t i = 0; i < res->n_keys; i++) {
+        free(res->keys[i].id);
+        free(res->keys[i].interval_starts);
+        free(res->keys[i].row_months);
+        free(res->keys[i].demand_months);
+    }
+    free(res->keys);
+    res->keys = NULL;
+    res->n_keys = 0;
+    for (size_t i = 0; i < res->n_quarantined; i++) {
+        free(res->quarantined[i].cluster);
+        free(res->quarantined[i].meter);
+        free(res->quarantined[i].kind);
+        free(res->quarantined[i].reason);
+    }
+    free(res->quarantined);
+    res->quarantined = NULL;
+    res->n_quarantined = 0;
 }
 
 static void destroy(struct ledger_read *r)
@@ -541,6 +772,7 @@ void ledger_read_request_free(struct ledger_read_request *req)
     for (size_t i = 0; i < req->n_clusters; i++)
         free(req->clusters[i].id);
     free(req->clusters);
+    free(req->reason);
     free(req->conninfo);
     free(req->schema);
     memset(req, 0, sizeof *req);

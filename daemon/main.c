@@ -8,6 +8,9 @@
  *   tariffd price [-c FILE] --compare ALT [--scale F] [--precision P] [--out DIR] < telemetry.lp
  *   tariffd reprice [-c FILE] --from DATE --to DATE [--cluster ID]... [--dry-run]
  *                                      a correction, through the running daemon's control socket
+ *   tariffd backfill [-c FILE] [--precision P] [--dry-run] [--quiet] < history.lp
+ *   tariffd requeue [-c FILE] [--reason TEXT] [--from DATE --to DATE] [--dry-run]
+ *                                      history and quarantined samples, the same way
  *   tariffd report [-c FILE] --month YYYY-MM [--tenant ID]... --out DIR
  *   tariffd --version
  *
@@ -20,6 +23,7 @@
 #include "daemon/compare.h"
 #include "daemon/control.h"
 #include "daemon/control_client.h"
+#include "daemon/history_cli.h"
 #include "daemon/loader.h"
 #include "daemon/offline.h"
 #include "daemon/report.h"
@@ -49,6 +53,9 @@ static void usage(FILE *out)
         "       tariffd report [-c FILE] --month YYYY-MM [--tenant ID]... --out DIR\n"
         "       tariffd reprice [-c FILE] --from YYYY-MM-DD --to YYYY-MM-DD [--cluster ID]...\n"
         "                       [--dry-run]\n"
+        "       tariffd backfill [-c FILE] [--precision P] [--dry-run] [--quiet] < history.lp\n"
+        "       tariffd requeue [-c FILE] [--reason TEXT] [--from YYYY-MM-DD --to YYYY-MM-DD]\n"
+        "                       [--dry-run]\n"
         "       tariffd token                            a new tenant token and its "
         "token_sha256 line\n"
         "       tariffd --version\n"
@@ -66,7 +73,9 @@ static void usage(FILE *out)
         "      --from, --to    reprice: price again the closed intervals whose local date is\n"
         "                      in [from, to), under the configuration in force in the daemon\n"
         "      --cluster ID    reprice: only this cluster (repeatable; default every one)\n"
-        "      --dry-run       reprice: print what would change, write nothing\n"
+        "      --dry-run       reprice, backfill, requeue: print what would change, write\n"
+        "                      nothing\n"
+        "      --reason TEXT   requeue: only samples quarantined for this reason\n"
         "      --version       print the version and exit\n");
 }
 
@@ -373,6 +382,10 @@ int main(int argc, char **argv)
         return token_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "reprice") == 0)
         return reprice_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "backfill") == 0)
+        return backfill_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "requeue") == 0)
+        return requeue_main(argc - 1, argv + 1);
     if (argc > 1 && (strcmp(argv[1], "price") == 0 || strcmp(argv[1], "report") == 0)) {
         pricing = strcmp(argv[1], "price") == 0;
         reporting = !pricing;

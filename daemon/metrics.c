@@ -163,6 +163,15 @@ void metrics_expose(const struct metrics *m, const struct metrics_gauges *g, str
             "Corrections (tariffd reprice) applied; dry runs are not counted.", m->reprices);
     counter(out, "tariffd_reprice_rows_total",
             "Adjustment rows (billing and demand) made by corrections.", m->reprice_rows);
+    counter(out, "tariffd_backfills_total",
+            "Backfills and requeues applied (tariffd backfill, tariffd requeue); dry runs are not "
+            "counted.",
+            m->backfills);
+    counter(out, "tariffd_backfill_rows_total",
+            "Rows (billing, demand, quarantined samples, releases) backfills and requeues made.",
+            m->backfill_rows);
+    counter(out, "tariffd_released_samples_total",
+            "Quarantined samples tariffd requeue released into billed intervals.", m->released);
     counter(out, "tariffd_reloads_ok_total", "Configuration reloads applied.", m->reloads_ok);
     counter(out, "tariffd_reloads_failed_total", "Configuration reloads rejected.",
             m->reloads_failed);

@@ -35,7 +35,9 @@ struct metrics {
     uint64_t samples_rejected[METRICS_STATUSES]; /* by the status of the refusal */
     uint64_t reloads_ok, reloads_failed;
     uint64_t rows_billing, rows_demand, rows_quarantine;
-    uint64_t reprices, reprice_rows; /* corrections applied (not dry runs), the rows they made */
+    uint64_t reprices, reprice_rows;   /* corrections applied (not dry runs), the rows they made */
+    uint64_t backfills, backfill_rows; /* backfills and requeues applied, the rows they made */
+    uint64_t released;                 /* quarantined samples requeue released */
     size_t n_tenants;
     struct {
         char tenant[64];

@@ -307,7 +307,7 @@ struct offline_run *offline_run_new(const struct config *cfg, double power_scale
             return NULL;
         }
     }
-    o->sink = (struct engine_sink){o, on_billing, on_demand, on_quarantine};
+    o->sink = (struct engine_sink){o, on_billing, on_demand, on_quarantine, NULL};
     o->engine = engine_new(cfg, &o->sink);
     engine_caps_recovered(o->engine); /* offline, every cap starts unconsumed */
     return o;

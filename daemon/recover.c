@@ -7,6 +7,7 @@
  * daemon ran, so the engine is where it was and the rows it makes again are
  * those the ledger may be missing.
  */
+#include "daemon/history.h"
 #include "daemon/log.h"
 #include "daemon/server_private.h"
 
@@ -59,6 +60,8 @@ static bool replay_record(void *ctx, uint8_t type, const void *payload, size_t l
               : type == RECORD_CONFIG ? use_config(r, payload, len)
               : type == RECORD_REPRICE
                   ? ingest_apply_reprice(r->s->engine, payload, len, &effect, &r->err)
+              : type == RECORD_BACKFILL
+                  ? history_apply_record(r->s, r->s->engine, payload, len, NULL, &r->err)
                   : (error_set(&r->err, "unknown record type %d", type), false);
     r->records++;
     r->failed = !ok;

@@ -4,6 +4,7 @@
 #include "daemon/connections.h"
 #include "daemon/control.h"
 #include "daemon/correction.h"
+#include "daemon/history.h"
 #include "daemon/http.h"
 #include "daemon/loader.h"
 #include "daemon/log.h"
@@ -288,6 +289,7 @@ static void suspend(struct server *s, uint64_t durable)
     /* The control socket too: a bound socket pins the filesystem it lives
      * on. A correction in flight is answered first. */
     correction_suspend(s);
+    history_suspend(s);
     control_close(s->control);
     s->control = NULL;
     log_msg(LOG_ERR, "journal: %s; writes get 503 until it can be written again", s->journal_error);
@@ -589,6 +591,8 @@ void server_set_config(struct server *s, struct config *cfg, struct config_sourc
     engine_set_config(s->engine, cfg);
     worker_submit_record(s, RECORD_CONFIG, &s->config_record);
     if (s->cfg != cfg)
+        history_config_changed(s); /* a session measuring under the old one ends */
+    if (s->cfg != cfg)
         config_free(s->cfg);
     s->cfg = cfg;
     config_source_free(&s->source);
@@ -695,6 +699,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     sd_notify(0, "STOPPING=1");
     s->stopping = true;
     correction_stop(s);
+    history_stop(s);
     /* A last checkpoint makes the restart quick; open intervals stay open. */
     worker_submit_checkpoint(s);
     on_wake(-1, 0, s);
@@ -916,6 +921,7 @@ int server_run(struct config *cfg, struct config_source *src, const char *config
     event_base_dispatch(s->base);
 
     correction_stop(s);
+    history_stop(s);
     control_close(s->control);
     stop_worker(s);
     /* The ledger catches up (or the flush times out), then the final

@@ -111,6 +111,7 @@ struct server {
     char *conninfo;                /* the writer's (a reload changes it at the next start) */
     struct control *control;       /* the control socket (daemon/control.h) */
     struct correction *correction; /* tariffd reprice in flight (daemon/correction.h); NULL: none */
+    struct history *history;       /* tariffd backfill or requeue (daemon/history.h); NULL: none */
 
     /* Shared with the worker, under lock. */
     pthread_t worker;

@@ -108,6 +108,13 @@ void ledger_add_quarantine(struct ledger_rows *r, const struct engine_sample *s,
     (void)received_ns; /* received_at defaults to now() at insert */
 }
 
+void ledger_add_release(struct ledger_rows *r, int64_t quarantined_id, int64_t released_ns)
+{
+    begin(r, LEDGER_RELEASE, 2);
+    number(r, quarantined_id, 0);
+    number(r, released_ns, 0);
+}
+
 bool ledger_next(const struct ledger_rows *r, size_t *offset, struct ledger_row *out)
 {
     size_t o = *offset;

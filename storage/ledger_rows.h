@@ -17,11 +17,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum ledger_kind { LEDGER_BILLING, LEDGER_DEMAND, LEDGER_QUARANTINE };
+enum ledger_kind { LEDGER_BILLING, LEDGER_DEMAND, LEDGER_QUARANTINE, LEDGER_RELEASE };
 
 /* Parameters: a row's columns (storage/columns.h), then for billing and
  * demand rows the local year, the programmes and the amounts of its
- * subsidy lines (24 and 19); a quarantined sample has 6. */
+ * subsidy lines (24 and 19); a quarantined sample has 6; a release
+ * (quarantine_releases) 2, the quarantined_samples id and the release
+ * time in nanoseconds since the epoch. */
 #define LEDGER_MAX_VALUES 24
 
 struct ledger_rows {
@@ -40,6 +42,10 @@ void ledger_add_billing(struct ledger_rows *r, const struct billing_row *row);
 void ledger_add_demand(struct ledger_rows *r, const struct demand_row *row);
 void ledger_add_quarantine(struct ledger_rows *r, const struct engine_sample *s, const char *reason,
                            int64_t received_ns);
+/* tariffd requeue sent quarantined sample quarantined_id back through
+ * pricing at released_ns. A replay adds it again; the writer's ON CONFLICT
+ * keeps the first. */
+void ledger_add_release(struct ledger_rows *r, int64_t quarantined_id, int64_t released_ns);
 
 /* The row at *offset (0 for the first), advancing *offset; false at the end. */
 bool ledger_next(const struct ledger_rows *r, size_t *offset, struct ledger_row *out);

@@ -329,6 +329,14 @@ static const char quarantine_sql[] =
     "VALUES ($1, $2, to_timestamp($3::bigint / 1e9), $3, $4, $5, $6) "
     "ON CONFLICT (cluster, meter, ts_ns, reason) DO NOTHING";
 
+/* A quarantined sample released by tariffd requeue: once (a replay's
+ * second release does nothing). $2 is nanoseconds, kept to the microsecond
+ * without passing through a double. */
+static const char release_sql[] =
+    "INSERT INTO quarantine_releases (quarantined_id, released_at) "
+    "VALUES ($1, timestamptz 'epoch' + ($2::bigint / 1000) * interval '1 microsecond') "
+    "ON CONFLICT (quarantined_id) DO NOTHING";
+
 static const char notify_sql[] =
     "SELECT pg_notify('tariffd_billing', coalesce((SELECT max(id) FROM billing_rows), 0)::text)";
 
@@ -339,9 +347,9 @@ static bool prepare(struct pg_writer *w, char *err, size_t size)
                BILLING_COLUMNS, "cluster, interval_start, revision");
     insert_sql(demand_sql, sizeof demand_sql, "demand_charges", demand_column_names, DEMAND_COLUMNS,
                "cluster, month, revision");
-    const char *names[] = {"billing", "demand", "quarantine", "notify"};
-    const char *sql[] = {billing_sql, demand_sql, quarantine_sql, notify_sql};
-    for (int i = 0; i < 4; i++) {
+    const char *names[] = {"billing", "demand", "quarantine", "release", "notify"};
+    const char *sql[] = {billing_sql, demand_sql, quarantine_sql, release_sql, notify_sql};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         PGresult *r = PQprepare(w->conn, names[i], sql[i], 0, NULL);
         bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
         if (!ok)
@@ -408,16 +416,36 @@ static void note_error(struct write_result *res, const PGresult *r, PGconn *conn
     res->refused_at = row;
 }
 
+/* The prepared statement (prepare) and the table of a row of each kind;
+ * the table is also what a dead letter's row_table says. */
 static const char *statement_of(enum ledger_kind kind)
 {
-    return kind == LEDGER_BILLING ? "billing" : kind == LEDGER_DEMAND ? "demand" : "quarantine";
+    switch (kind) {
+    case LEDGER_BILLING:
+        return "billing";
+    case LEDGER_DEMAND:
+        return "demand";
+    case LEDGER_QUARANTINE:
+        return "quarantine";
+    case LEDGER_RELEASE:
+        return "release";
+    }
+    return "quarantine";
 }
 
 static const char *table_of(enum ledger_kind kind)
 {
-    return kind == LEDGER_BILLING  ? "billing_rows"
-           : kind == LEDGER_DEMAND ? "demand_charges"
-                                   : "quarantined_samples";
+    switch (kind) {
+    case LEDGER_BILLING:
+        return "billing_rows";
+    case LEDGER_DEMAND:
+        return "demand_charges";
+    case LEDGER_QUARANTINE:
+        return "quarantined_samples";
+    case LEDGER_RELEASE:
+        return "quarantine_releases";
+    }
+    return "quarantined_samples";
 }
 
 /* Writes rows[0..n) in one pipelined transaction, with the NOTIFY. On a

@@ -89,6 +89,32 @@ void backfill_sums_count(struct backfill_sums *b, const struct cluster *c, int64
     entry(b, c, start_s)->samples++;
 }
 
+bool backfill_sums_span(const struct backfill_sums *b, const struct cluster *c, int64_t *from_s,
+                        int64_t *to_s)
+{
+    const struct measured_cluster *mc = &b->clusters[c - b->cfg->clusters];
+    if (!mc->n)
+        return false;
+    *from_s = mc->v[0].start_s;
+    *to_s = mc->v[mc->n - 1].start_s + b->cfg->daemon.interval_s;
+    return true;
+}
+
+bool backfill_plan_has(const struct backfill_plan *p, const char *cluster, int64_t start_s)
+{
+    size_t lo = 0, hi = p->n_intervals;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(p->intervals[mid].cluster, cluster);
+        if (c < 0 || (c == 0 && p->intervals[mid].start_s < start_s))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < p->n_intervals && strcmp(p->intervals[lo].cluster, cluster) == 0 &&
+           p->intervals[lo].start_s == start_s;
+}
+
 void backfill_sums_finish(struct backfill_sums *b, const struct engine *measured)
 {
     for (size_t i = 0; i < b->cfg->n_clusters; i++) {

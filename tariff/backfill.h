@@ -49,6 +49,11 @@ void backfill_sums_energy(void *ctx, const struct cluster *c, int64_t start_s, i
  * quarantined): counted in its interval. */
 void backfill_sums_count(struct backfill_sums *b, const struct cluster *c, int64_t ts_ns);
 
+/* The span [*from_s, *to_s) of the intervals measured or counted for c;
+ * false when there are none. */
+bool backfill_sums_span(const struct backfill_sums *b, const struct cluster *c, int64_t *from_s,
+                        int64_t *to_s);
+
 /* After the measuring engine's engine_finish: how far it closed each
  * cluster, which tells which months the history reaches the end of. */
 void backfill_sums_finish(struct backfill_sums *b, const struct engine *measured);
@@ -119,6 +124,9 @@ void backfill_plan_build(const struct backfill_sums *b, const struct engine *liv
                          const struct backfill_ledger_keys *keys, size_t n_keys, int64_t now_ns,
                          struct backfill_plan *out, struct backfill_taken *taken);
 void backfill_plan_free(struct backfill_plan *p);
+
+/* Whether interval start_s of the cluster is in the plan. */
+bool backfill_plan_has(const struct backfill_plan *p, const char *cluster, int64_t start_s);
 
 /* What applying a plan did to one of its months (effects[i] is
  * plan->months[i]'s): intervals billed, their kWh and money, and the

@@ -84,6 +84,12 @@ SELECT pg_temp.check(pg_temp.columns('quarantined_samples') =
     'received_at timestamp with time zone not null',
     'quarantined_samples columns and types');
 
+SELECT pg_temp.check(pg_temp.columns('quarantine_releases') =
+    'id bigint not null, quarantined_id bigint not null, '
+    'released_at timestamp with time zone not null, '
+    'created_at timestamp with time zone not null',
+    'quarantine_releases columns and types (004)');
+
 SELECT pg_temp.check(pg_temp.columns('tariff_versions') =
     'name text not null, effective date not null, hash text not null, label text not null, '
     'text text not null, loaded_at timestamp with time zone not null',
@@ -117,16 +123,31 @@ WHERE a.attname = 'id' AND a.attrelid IN ('billing_rows'::regclass, 'demand_char
                                           'quarantined_samples'::regclass);
 
 SELECT pg_temp.check(string_agg(conrelid::regclass || ' ' || pg_get_constraintdef(oid), '; '
-                                ORDER BY conrelid::regclass::text) =
+                                ORDER BY conrelid::regclass::text COLLATE "C") =
     'billing_rows UNIQUE (cluster, interval_start, revision); '
     'dead_letters UNIQUE (fingerprint); '
     'demand_charges UNIQUE (cluster, month, revision); '
+    'quarantine_releases UNIQUE (quarantined_id); '
     'quarantined_samples UNIQUE NULLS NOT DISTINCT (cluster, meter, ts_ns, reason); '
     'subsidy_lines UNIQUE (row_table, row_id, programme)',
     'unique keys (cluster, interval_start, revision), (fingerprint), (cluster, month, revision), '
-    '(cluster, meter, ts_ns, reason), (row_table, row_id, programme)')
+    '(quarantined_id), (cluster, meter, ts_ns, reason), (row_table, row_id, programme)')
 FROM pg_constraint
 WHERE contype = 'u' AND connamespace = 'tariffd'::regnamespace;
+
+SELECT pg_temp.check(string_agg(conrelid::regclass || ' ' || pg_get_constraintdef(oid), '; ') =
+    'quarantine_releases FOREIGN KEY (quarantined_id) REFERENCES quarantined_samples(id)',
+    'the one foreign key: a release names a quarantined sample')
+FROM pg_constraint
+WHERE contype = 'f' AND connamespace = 'tariffd'::regnamespace;
+
+SELECT pg_temp.check(a.attidentity = 'a'
+                     AND obj_description('quarantine_releases'::regclass, 'pg_class') IS NOT NULL
+                     AND col_description('quarantine_releases'::regclass, 3) IS NOT NULL,
+                     'quarantine_releases: id is an identity column; table and released_at '
+                     'are commented')
+FROM pg_attribute AS a
+WHERE a.attrelid = 'quarantine_releases'::regclass AND a.attname = 'id';
 
 SELECT pg_temp.check(provolatile = 'i' AND proisstrict AND proparallel = 's',
                      'round_half_even is IMMUTABLE STRICT PARALLEL SAFE')
@@ -474,6 +495,98 @@ WHERE d.cluster IN ('h2', 'h3');
 ROLLBACK;
 
 ------------------------------------------------------------------------------
+-- Quarantine releases (004_requeue.sql): tariffd requeue records, once per
+-- sample, that it sent a quarantined sample back through pricing. The
+-- inserts are the writer's (storage/pg.c release_sql); the read is the
+-- requeue's (daemon/ledger_read.c quarantined_sql, unbounded). Undone at
+-- the end.
+
+BEGIN;
+INSERT INTO quarantined_samples (cluster, meter, ts, ts_ns, value, kind, reason)
+VALUES ('qy-a01', 'main', to_timestamp(1764554400), 1764554400000000000, 412.5, 'power',
+        'no tariff version in force'),
+       (NULL, NULL, to_timestamp(1764554401), 1764554401000000000, 0.1, NULL,
+        'no tariff version in force'),
+       ('qy-a02', 'm2', to_timestamp(1764554402), 1764554402000000000, 7, 'counter',
+        'outside the cluster''s service dates');
+CREATE TEMP TABLE q AS
+SELECT id, row_number() OVER (ORDER BY id) AS n FROM quarantined_samples;
+
+WITH ins AS (
+    INSERT INTO quarantine_releases (quarantined_id, released_at)
+    SELECT id, timestamptz 'epoch' + ('1767225600123456789'::bigint / 1000)
+                                     * interval '1 microsecond'
+    FROM q WHERE n = 1
+    ON CONFLICT (quarantined_id) DO NOTHING RETURNING released_at)
+SELECT pg_temp.check(count(*) = 1 AND min(released_at) = '2026-01-01T00:00:00.123456Z',
+                     'a release is recorded, its time to the microsecond without a float')
+FROM ins;
+
+WITH ins AS (
+    INSERT INTO quarantine_releases (quarantined_id, released_at)
+    SELECT id, now() FROM q WHERE n = 1
+    ON CONFLICT (quarantined_id) DO NOTHING RETURNING id)
+SELECT pg_temp.check(count(*) = 0, 'ON CONFLICT (quarantined_id) DO NOTHING: releasing a '
+                                   'sample again (a replay) adds nothing')
+FROM ins;
+
+SELECT pg_temp.check(count(*) = 1 AND min(r.released_at) = '2026-01-01T00:00:00.123456Z',
+                     'the first release and its time stay')
+FROM quarantine_releases AS r;
+
+SELECT pg_temp.check(s = want, format('004: %s is refused: %s', what, s))
+FROM (SELECT what, want, pg_temp.sqlstate_of(sql) AS s
+      FROM (VALUES
+        ('a second release of one sample', '23505', $q$
+            INSERT INTO quarantine_releases (quarantined_id, released_at)
+            SELECT id, now() FROM pg_temp.q WHERE n = 1$q$),
+        ('a release of a sample that is not quarantined', '23503', $q$
+            INSERT INTO quarantine_releases (quarantined_id, released_at)
+            VALUES ((SELECT max(id) + 1 FROM quarantined_samples), now())$q$),
+        ('a release without a time', '23502', $q$
+            INSERT INTO quarantine_releases (quarantined_id, released_at)
+            SELECT id, NULL FROM pg_temp.q WHERE n = 2$q$),
+        ('a dead letter for another table', '23514', $q$
+            INSERT INTO dead_letters (row_table, fingerprint, sqlstate, message, params)
+            VALUES ('tariff_versions', sha256('y'::bytea), '23505', 'm', ARRAY[]::bytea[])$q$)
+      ) AS c(what, want, sql)) AS t;
+
+-- What tariffd requeue reads: the samples not released, in id order, NULL
+-- cluster, meter and kind kept.
+SELECT pg_temp.check(string_agg(format('%s %s %s %s %s', q.n, coalesce(s.cluster, 'NULL'),
+                                       coalesce(s.kind, 'NULL'), s.value, s.reason), '; '
+                                ORDER BY s.id) =
+                     '2 NULL NULL 0.1 no tariff version in force; '
+                     '3 qy-a02 counter 7 outside the cluster''s service dates',
+                     'the requeue reads the samples not released, NULLs kept, in id order')
+FROM quarantined_samples AS s JOIN q USING (id)
+WHERE NOT EXISTS (SELECT FROM quarantine_releases AS r WHERE r.quarantined_id = s.id)
+      AND (NULL::text IS NULL OR s.reason = NULL::text);
+
+-- A refused release, as the writer keeps it (row_table, the two parameters
+-- as text), goes back with resubmit_dead_letter; a letter for a release
+-- that is already there is resolved without a second row.
+INSERT INTO dead_letters (row_table, fingerprint, sqlstate, message, params)
+SELECT 'quarantine_releases', sha256(convert_to('release ' || n, 'UTF8')), '23503', 'test',
+       ARRAY[convert_to(id::text, 'UTF8'), convert_to('1767225600999999999', 'UTF8')]
+FROM q WHERE n IN (1, 3);
+
+SELECT pg_temp.check(string_agg((r.new_id IS NOT NULL)::text, ',' ORDER BY l.id) = 'false,true',
+                     'resubmit_dead_letter: a release goes in once')
+FROM dead_letters AS l, LATERAL (SELECT resubmit_dead_letter(l.id) AS new_id) AS r
+WHERE l.row_table = 'quarantine_releases';
+
+SELECT pg_temp.check(count(*) = 2 AND bool_and(resolved_at IS NOT NULL),
+                     'resubmit_dead_letter: both release letters are resolved')
+FROM dead_letters WHERE row_table = 'quarantine_releases';
+
+SELECT pg_temp.check(string_agg(q.n || ' ' || r.released_at, ', ' ORDER BY q.n) =
+                     '1 2026-01-01 00:00:00.123456+00, 3 2026-01-01 00:00:00.999999+00',
+                     'resubmit_dead_letter: the release of sample 3 at its time')
+FROM quarantine_releases AS r JOIN q ON q.id = r.quarantined_id;
+ROLLBACK;
+
+------------------------------------------------------------------------------
 -- monthly_by_period: billing rows only, per period.
 
 CREATE TEMP TABLE want_by_period (tenant text, cluster text, month date, period text,
@@ -774,6 +887,9 @@ GRANT SELECT ON tariffd.schema_migrations TO :"writer";
 GRANT SELECT, INSERT ON tariffd.billing_rows, tariffd.demand_charges, tariffd.subsidy_lines,
     tariffd.tariff_versions TO :"writer";
 GRANT INSERT ON tariffd.quarantined_samples TO :"writer";
+-- tariffd requeue reads the samples not released yet and records releases.
+GRANT SELECT ON tariffd.quarantined_samples TO :"writer";
+GRANT SELECT, INSERT ON tariffd.quarantine_releases TO :"writer";
 GRANT INSERT, DELETE ON tariffd.programme_caps TO :"writer";
 GRANT SELECT, INSERT ON tariffd.dead_letters TO :"writer";
 REVOKE EXECUTE ON FUNCTION tariffd.round_half_even(numeric, integer) FROM PUBLIC;
@@ -808,6 +924,11 @@ PREPARE quarantine AS
     INSERT INTO quarantined_samples (cluster, meter, ts, ts_ns, value, kind, reason)
     VALUES ($1, $2, to_timestamp($3::bigint / 1e9), $3, $4, $5, $6);
 
+PREPARE release AS
+    INSERT INTO quarantine_releases (quarantined_id, released_at)
+    VALUES ($1, timestamptz 'epoch' + ($2::bigint / 1000) * interval '1 microsecond')
+    ON CONFLICT (quarantined_id) DO NOTHING;
+
 -- B10: qy-a01 local 2026-01-10 10:00, like B1 (twice: the replay is a no-op)
 EXECUTE billing('bytedance', 'qy-a01', 'qingyang-1', 'gansu', '2026-01-10T02:00:00Z',
     '2026-01-10T02:15:00Z', '2026-01-01', 'interval', '0', 'valley', '100.000000', '0.248100',
@@ -832,6 +953,17 @@ SELECT pg_temp.check((SELECT count(*) FROM billing_rows) = 10
                      AND (SELECT count(*) FROM subsidy_lines) = 19,
                      'writer: the daemon''s inserts add one billing row, one demand row and '
                      'their three subsidy lines; the replay adds nothing');
+
+-- tariffd requeue: the writer's connection reads the sample and releases it
+-- (twice: the replay is a no-op).
+SELECT id AS released_id FROM quarantined_samples WHERE ts_ns = 1764554400123456789 \gset
+EXECUTE release(:'released_id', '1767225600123456789');
+EXECUTE release(:'released_id', '1767225600123456789');
+SELECT pg_temp.check((SELECT count(*) FROM quarantine_releases) = 1
+                     AND NOT EXISTS (SELECT FROM quarantined_samples AS q
+                                     WHERE NOT EXISTS (SELECT FROM quarantine_releases AS r
+                                                       WHERE r.quarantined_id = q.id)),
+                     'writer: reads the quarantined samples and releases one once');
 
 -- A row PostgreSQL refused, kept as the writer keeps it (storage/pg.c
 -- dead_letter): the writer's INSERT privilege is enough, no sequence to be
@@ -874,6 +1006,8 @@ FROM (SELECT what, pg_temp.sqlstate_of(sql) AS s
         ('TRUNCATE billing_rows', 'TRUNCATE tariffd.billing_rows'),
         ('UPDATE demand_charges', 'UPDATE tariffd.demand_charges SET net = 0'),
         ('DELETE FROM subsidy_lines', 'DELETE FROM tariffd.subsidy_lines'),
+        ('UPDATE quarantined_samples', 'UPDATE tariffd.quarantined_samples SET reason = '''''),
+        ('DELETE FROM quarantine_releases', 'DELETE FROM tariffd.quarantine_releases'),
         ('UPDATE tariff_versions', 'UPDATE tariffd.tariff_versions SET text = '''''),
         ('CREATE TABLE in the schema', 'CREATE TABLE tariffd.x (i int)'),
         ('DROP VIEW', 'DROP VIEW tariffd.monthly_statements'),

@@ -1,0 +1,280 @@
+#include "daemon/history_cli.h"
+
+#include "build_config.h"
+
+#include "daemon/control.h"
+#include "daemon/control_client.h"
+#include "daemon/loader.h"
+#include "tariff/alloc.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* How long a command waits for an answer: a commit or a requeue may wait
+ * for the ledger to catch up, then for PostgreSQL to commit the rows. */
+#define ANSWER_TIMEOUT_S 600
+
+#define TARIFFD_DEFAULT_CONFIG TARIFFD_SYSCONFDIR "/tariffd.conf"
+
+/* The control socket of the daemon the config at config_path runs; false
+ * after saying why on stderr. */
+static bool socket_of(const char *cmd, const char *config_path, char *path, size_t size)
+{
+    struct errors errs = {0};
+    struct config *cfg = loader_load(config_path, NULL, &errs);
+    for (size_t i = 0; i < errs.n; i++)
+        fprintf(stderr, "%s\n", errs.msgs[i]);
+    errors_free(&errs);
+    if (!cfg)
+        return false;
+    struct error err;
+    bool ok = control_socket_path(cfg->daemon.state_dir, path, size, &err);
+    config_free(cfg);
+    if (!ok)
+        fprintf(stderr, "tariffd %s: %s: %s\n", cmd, config_path, err.msg);
+    return ok;
+}
+
+/* One request; the answer's status (0 when there was none, said on
+ * stderr) and body (the caller's). */
+static int call(const char *cmd, const char *path, const char *target, const char *content,
+                size_t len, char **body)
+{
+    int code = 0;
+    struct error err;
+    *body = NULL;
+    enum control_call_result r =
+        control_send(path, "POST", target, content, len, ANSWER_TIMEOUT_S, &code, body, &err);
+    if (r == CONTROL_CANNOT_CONNECT)
+        fprintf(stderr, "tariffd %s: is the daemon running? %s\n", cmd, err.msg);
+    else if (r == CONTROL_FAILED)
+        fprintf(stderr, "tariffd %s: %s\n", cmd, err.msg);
+    return r == CONTROL_ANSWERED ? code : 0;
+}
+
+/* The exit status of an answer that is not 200, said on stderr: 2 for a
+ * refused line (400), else 1. */
+static int refused(const char *cmd, int code, char *body)
+{
+    if (!code)
+        return 1;
+    body[strcspn(body, "\n")] = '\0';
+    fprintf(stderr, "tariffd %s: %s\n", cmd, body[0] ? body : "the daemon answered with no reason");
+    return code == 400 ? 2 : 1;
+}
+
+/* 200's body to stdout; the exit status. */
+static int print_answer(const char *cmd, int code, char *body)
+{
+    if (code != 200)
+        return refused(cmd, code, body);
+    fputs(body, stdout);
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
+int backfill_main(int argc, char **argv)
+{
+    enum { OPT_PRECISION = 256, OPT_DRY_RUN, OPT_QUIET };
+    static const struct option options[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"precision", required_argument, NULL, OPT_PRECISION},
+        {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+        {"quiet", no_argument, NULL, OPT_QUIET},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *config_path = TARIFFD_DEFAULT_CONFIG, *precision = "ns";
+    bool dry_run = false, quiet = false;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "c:h", options, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            config_path = optarg;
+            break;
+        case OPT_PRECISION:
+            precision = optarg;
+            break;
+        case OPT_DRY_RUN:
+            dry_run = true;
+            break;
+        case OPT_QUIET:
+            quiet = true;
+            break;
+        case 'h':
+            printf("usage: tariffd backfill [-c FILE] [--precision ns|us|ms|s] [--dry-run] "
+                   "[--quiet] < history.lp\n");
+            return 0;
+        default:
+            fprintf(stderr, "usage: tariffd backfill [-c FILE] [--precision ns|us|ms|s] "
+                            "[--dry-run] [--quiet] < history.lp\n");
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "tariffd backfill: unexpected argument \"%s\" (the input is stdin)\n",
+                argv[optind]);
+        return 2;
+    }
+    char path[256];
+    if (!socket_of("backfill", config_path, path, sizeof path))
+        return 1;
+    char *q = control_query_escape(precision), target[160];
+    snprintf(target, sizeof target, "/backfill?precision=%.40s%s", q, dry_run ? "&dry_run=1" : "");
+    free(q);
+    char *body;
+    int code = call("backfill", path, target, NULL, 0, &body);
+    uint64_t session;
+    if (code != 200 || sscanf(body, "session %" SCNu64, &session) != 1) {
+        int status = refused("backfill", code ? code : 0, body ? body : xstrdup(""));
+        free(body);
+        return status;
+    }
+    free(body);
+    snprintf(target, sizeof target, "/backfill/lines?session=%" PRIu64, session);
+
+    /* Whole lines, BACKFILL_PIECE_BYTES at a time (a longer line whole). */
+    size_t cap = BACKFILL_PIECE_BYTES, have = 0;
+    char *buf = xmalloc(cap);
+    uint64_t sent = 0, pieces = 0;
+    int status = 0;
+    bool eof = false;
+    while (!eof) {
+        size_t got = fread(buf + have, 1, cap - have, stdin);
+        have += got;
+        eof = got == 0 && (feof(stdin) || ferror(stdin));
+        if (ferror(stdin)) {
+            fprintf(stderr, "tariffd backfill: reading the input failed: %s\n", strerror(errno));
+            status = 1;
+            break;
+        }
+        if (!eof && have < cap)
+            continue;
+        size_t upto = have;
+        if (!eof) {
+            while (upto > 0 && buf[upto - 1] != '\n')
+                upto--;
+            if (upto == 0) { /* one line longer than the buffer */
+                cap *= 2;
+                buf = xrealloc(buf, cap);
+                continue;
+            }
+        }
+        if (upto == 0)
+            break;
+        code = call("backfill", path, target, buf, upto, &body);
+        if (code != 200) {
+            status = refused("backfill", code, body ? body : xstrdup(""));
+            free(body);
+            break;
+        }
+        sent += upto;
+        pieces++;
+        if (!quiet)
+            fprintf(stderr, "tariffd backfill: %.1f MB sent, %s\n", (double)sent / 1e6, body);
+        free(body);
+        memmove(buf, buf + upto, have - upto);
+        have -= upto;
+    }
+    free(buf);
+    if (status != 0) {
+        snprintf(target, sizeof target, "/backfill/abort?session=%" PRIu64, session);
+        char *ignored = NULL;
+        int ignored_code = 0;
+        struct error err;
+        control_send(path, "POST", target, NULL, 0, 10, &ignored_code, &ignored, &err);
+        free(ignored);
+        return status;
+    }
+    if (!quiet)
+        fprintf(stderr, "tariffd backfill: all sent (%" PRIu64 " pieces); pricing\n", pieces);
+    snprintf(target, sizeof target, "/backfill/commit?session=%" PRIu64, session);
+    code = call("backfill", path, target, NULL, 0, &body);
+    status = code ? print_answer("backfill", code, body) : 1;
+    free(body);
+    return status;
+}
+
+int requeue_main(int argc, char **argv)
+{
+    enum { OPT_REASON = 256, OPT_FROM, OPT_TO, OPT_DRY_RUN };
+    static const struct option options[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"reason", required_argument, NULL, OPT_REASON},
+        {"from", required_argument, NULL, OPT_FROM},
+        {"to", required_argument, NULL, OPT_TO},
+        {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    static const char usage[] = "usage: tariffd requeue [-c FILE] [--reason TEXT] "
+                                "[--from YYYY-MM-DD --to YYYY-MM-DD] [--dry-run]\n";
+    const char *config_path = TARIFFD_DEFAULT_CONFIG, *reason = NULL, *from = NULL, *to = NULL;
+    bool dry_run = false;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "c:h", options, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            config_path = optarg;
+            break;
+        case OPT_REASON:
+            reason = optarg;
+            break;
+        case OPT_FROM:
+            from = optarg;
+            break;
+        case OPT_TO:
+            to = optarg;
+            break;
+        case OPT_DRY_RUN:
+            dry_run = true;
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
+        default:
+            fputs(usage, stderr);
+            return 2;
+        }
+    }
+    if (optind < argc || !from != !to) {
+        fprintf(stderr,
+                optind < argc ? "tariffd requeue: unexpected argument \"%s\"\n"
+                              : "tariffd requeue: --from and --to go together%s\n",
+                optind < argc ? argv[optind] : "");
+        fputs(usage, stderr);
+        return 2;
+    }
+    char path[256];
+    if (!socket_of("requeue", config_path, path, sizeof path))
+        return 1;
+    struct {
+        const char *key, *value;
+    } params[] = {
+        {"reason", reason}, {"from", from}, {"to", to}, {"dry_run", dry_run ? "1" : NULL}};
+    size_t len = 16;
+    char *escaped[4] = {0};
+    for (int i = 0; i < 4; i++)
+        if (params[i].value) {
+            escaped[i] = control_query_escape(params[i].value);
+            len += strlen(escaped[i]) + 16;
+        }
+    char *target = xmalloc(len);
+    size_t w = (size_t)snprintf(target, len, "/requeue");
+    for (int i = 0, first = 1; i < 4; i++)
+        if (escaped[i]) {
+            w += (size_t)snprintf(target + w, len - w, "%c%s=%s", first ? '?' : '&', params[i].key,
+                                  escaped[i]);
+            first = 0;
+            free(escaped[i]);
+        }
+    char *body;
+    int code = call("requeue", path, target, NULL, 0, &body);
+    free(target);
+    int status = code ? print_answer("requeue", code, body) : 1;
+    free(body);
+    return status;
+}
