@@ -173,6 +173,7 @@ int backfill_main(int argc, char **argv)
         }
         sent += upto;
         pieces++;
+        body[strcspn(body, "\n")] = '\0';
         if (!quiet)
             fprintf(stderr, "tariffd backfill: %.1f MB sent, %s\n", (double)sent / 1e6, body);
         free(body);
