@@ -8,6 +8,8 @@
 
 static void put(struct record_buf *b, const void *v, size_t n)
 {
+    if (n == 0) /* v may be NULL then (no released ids), and memcpy's may not */
+        return;
     if (b->len + n > b->cap) {
         size_t cap = b->cap ? b->cap : 4096;
         while (cap < b->len + n)

@@ -289,6 +289,13 @@ static size_t find_plan_month(const struct backfill_plan *p, const char *cluster
                : SIZE_MAX;
 }
 
+/* 0001-01-01 and 9999-12-31 UTC: the civil calendar's range. */
+#define PLAUSIBLE_FROM_S (-62135596800LL)
+#define PLAUSIBLE_TO_S   253402214400LL
+
+static bool intervals_fit(struct engine *e, const struct backfill_plan *p, size_t *month_at,
+                          bool *used, struct error *err);
+
 /* Everything engine_backfill checks before it changes anything; *month_of
  * gets each interval's plan month. */
 static bool plan_fits(struct engine *e, const struct backfill_plan *p, size_t *month_at,
@@ -310,12 +317,46 @@ static bool plan_fits(struct engine *e, const struct backfill_plan *p, size_t *m
             error_set(err, "month of %s: unknown fate %d", m->cluster, (int)m->fate);
             return false;
         }
+        if (!config_find_cluster(e->cfg, m->cluster)) {
+            error_set(err, "cluster %s is not in the config", m->cluster);
+            return false;
+        }
     }
+    bool *used = xcalloc(p->n_months + 1, sizeof *used);
+    bool ok = intervals_fit(e, p, month_at, used, err);
+    for (size_t i = 0; ok && i < p->n_months; i++)
+        if (!used[i]) {
+            error_set(err, "month of %s: no interval of the plan is in it", p->months[i].cluster);
+            ok = false;
+        }
+    free(used);
+    return ok;
+}
+
+/* plan_fits for the intervals: each of a cluster in the config, on the
+ * grid, later than the one before it of its cluster, at a plausible time
+ * (a year of 0001-9999), with a tariff version, before the live data, in
+ * a month of the plan (marked in used). */
+static bool intervals_fit(struct engine *e, const struct backfill_plan *p, size_t *month_at,
+                          bool *used, struct error *err)
+{
     for (size_t i = 0; i < p->n_intervals; i++) {
         const struct backfill_interval *in = &p->intervals[i];
         const struct cluster *c = config_find_cluster(e->cfg, in->cluster);
         if (!c) {
             error_set(err, "cluster %s is not in the config", in->cluster);
+            return false;
+        }
+        if (in->start_s < PLAUSIBLE_FROM_S || in->start_s > PLAUSIBLE_TO_S) {
+            error_set(err, "cluster %s: %" PRId64 " is not a plausible time", c->id, in->start_s);
+            return false;
+        }
+        if (i && (strcmp(p->intervals[i - 1].cluster, in->cluster) > 0 ||
+                  (strcmp(p->intervals[i - 1].cluster, in->cluster) == 0 &&
+                   p->intervals[i - 1].start_s >= in->start_s))) {
+            error_set(err,
+                      "cluster %s: the plan's intervals are out of order or repeated at %" PRId64,
+                      c->id, in->start_s);
             return false;
         }
         if (civil_floor_div(in->start_s, e->interval_s) * e->interval_s != in->start_s) {
@@ -338,6 +379,7 @@ static bool plan_fits(struct engine *e, const struct backfill_plan *p, size_t *m
             error_set(err, "cluster %s: the plan has no month for %" PRId64, c->id, in->start_s);
             return false;
         }
+        used[month_at[i]] = true;
         if (p->months[month_at[i]].fate == BACKFILL_WHOLE && ci != SIZE_MAX &&
             engine_find_month(&e->clusters[ci], in->start_s)) {
             error_set(err, "cluster %s: a whole month the engine holds", c->id);
@@ -511,7 +553,8 @@ bool engine_backfill(struct engine *e, const struct backfill_plan *p,
         if (pm->fate != BACKFILL_MERGED)
             continue;
         const struct cluster *c = config_find_cluster(e->cfg, pm->cluster);
-        struct cluster_state *cs = &e->clusters[engine_cluster_index(e, c->id)];
+        size_t ci = engine_cluster_index(e, c->id); /* may move e->clusters */
+        struct cluster_state *cs = &e->clusters[ci];
         struct month_state *ms =
             engine_find_month(cs, civil_day_start_ts(pm->month_day, engine_cluster_offset_s(c)));
         if (!ms)

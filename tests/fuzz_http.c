@@ -217,9 +217,11 @@ static void check_rows(struct server *s)
     size_t off = 0;
     struct ledger_row row;
     while (ledger_next(&s->rows, &off, &row)) {
-        static const int columns[] = {
-            [LEDGER_BILLING] = 24, [LEDGER_DEMAND] = 19, [LEDGER_QUARANTINE] = 6};
-        check(row.kind <= LEDGER_QUARANTINE && row.n == columns[row.kind]);
+        static const int columns[] = {[LEDGER_BILLING] = 24,
+                                      [LEDGER_DEMAND] = 19,
+                                      [LEDGER_QUARANTINE] = 6,
+                                      [LEDGER_RELEASE] = 2};
+        check(row.kind <= LEDGER_RELEASE && row.n == columns[row.kind]);
         for (int i = 0; i < row.n; i++)
             if (row.values[i])
                 check_text(row.values[i], strlen(row.values[i]));

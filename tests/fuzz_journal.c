@@ -9,7 +9,7 @@
  *               (journal.h) finds the first bad record, and journal_replay
  *               must then give exactly the records before it; each is
  *               dispatched as recover.c's replay_record does (samples, tick,
- *               caps, reprice; an unknown type is an error). A replay from a
+ *               caps, reprice, backfill; an unknown type is an error). A replay from a
  *               boundary gives the records after it; from elsewhere it is
  *               an error. After an append, a reopen cuts nothing.
  *  1 records    the rest is a sequence of {u8 type, u16 len, payload}
@@ -32,6 +32,13 @@
  * Every row the replay closes goes through storage/ledger_rows.c as the
  * daemon hands it to PostgreSQL. Records with times the daemon cannot have
  * written are not dispatched (see plausible()).
+ *
+ * Finding (not fixed here, tariff/backfill.c): engine_backfill follows a
+ * NULL or stale cluster pointer for a plan month whose cluster has no
+ * interval in the plan (a cluster not in the config, or one the engine has
+ * no state for). Such RECORD_BACKFILL payloads are not dispatched unless
+ * FUZZ_JOURNAL_ANY_PLAN=1; crash-backfill-month-without-interval
+ * reproduces it then.
  *
  * Finding (not fixed here, daemon/ingest.c): ingest_apply pushes the
  * samples it decoded before it finds that a payload does not decode, so a
@@ -103,8 +110,9 @@ static void drain_rows(void)
         /* as storage/ledger_rows.c begins them: the columns and 3 more */
         static const int columns[] = {[LEDGER_BILLING] = BILLING_COLUMNS + 3,
                                       [LEDGER_DEMAND] = DEMAND_COLUMNS + 3,
-                                      [LEDGER_QUARANTINE] = 6};
-        check(row.kind <= LEDGER_QUARANTINE && row.n == columns[row.kind]);
+                                      [LEDGER_QUARANTINE] = 6,
+                                      [LEDGER_RELEASE] = 2};
+        check(row.kind <= LEDGER_RELEASE && row.n == columns[row.kind]);
         n++;
     }
     check(n == rows.n);
@@ -259,6 +267,109 @@ static bool reprice_plausible(const unsigned char *p, size_t len)
     return ok;
 }
 
+/* take_reprice_name, telling where the name is and how long. */
+static const unsigned char *take_backfill_name(struct rd *r, uint16_t *len)
+{
+    *len = 0;
+    take(r, len, 2);
+    const unsigned char *at = r->p;
+    r->p -= 2 * r->ok;
+    take_reprice_name(r);
+    return at;
+}
+
+/* Whether a RECORD_BACKFILL payload decodes (ingest.h): i64 clock; u32
+ * clusters of {name, u32 n, n x 24 bytes}; u32 months of {name, i32 day,
+ * u8 fate <= 2}; u32 samples of {name, name, u8 kind <= 1, i64, f64,
+ * name}; u32 released of i64; nothing after. Every name as a reprice
+ * record's (at least a byte, no NUL). When it decodes, *plausible says
+ * whether the daemon could have written it (see backfill_plausible). */
+static bool backfill_decodes(const unsigned char *p, size_t len, bool *plausible)
+{
+    const int64_t max = INT64_C(1000000000000000);
+    const int64_t min_ns = INT64_C(1704067200) * 1000000000; /* 2024-01-01 */
+    const int64_t max_ns = INT64_C(1798761600) * 1000000000; /* 2027-01-01 */
+    struct rd r = {p, p + len, true};
+    int64_t now = 0;
+    uint32_t n = 0, k = 0;
+    bool ok = true;
+    /* The clusters with intervals (names as offsets into p), for the
+     * months. */
+    const unsigned char *names[64];
+    uint16_t name_len[64];
+    size_t n_names = 0;
+    bool many = false;
+    take(&r, &now, 8);
+    ok &= now >= min_ns && now <= max_ns;
+    take(&r, &n, 4);
+    for (uint32_t g = 0; g < n && r.ok; g++) {
+        uint16_t nl;
+        const unsigned char *name = take_backfill_name(&r, &nl);
+        take(&r, &k, 4);
+        if (r.ok && k > 0) {
+            if (n_names < 64)
+                names[n_names] = name, name_len[n_names++] = nl;
+            else
+                many = true;
+        }
+        for (uint32_t i = 0; i < k && r.ok; i++) {
+            int64_t v[3] = {0, 0, 0};
+            take(&r, v, 24);
+            ok &=
+                v[0] >= INGEST_CLOCK_MIN_NS / 1000000000 && v[0] < INGEST_CLOCK_MAX_NS / 1000000000;
+            ok &= v[1] >= 0 && v[1] < max && v[2] >= 0 && v[2] < max;
+        }
+    }
+    take(&r, &n, 4);
+    for (uint32_t i = 0; i < n && r.ok; i++) {
+        uint16_t nl;
+        int32_t day = 0;
+        uint8_t fate = 0;
+        const unsigned char *name = take_backfill_name(&r, &nl);
+        take(&r, &day, 4);
+        take(&r, &fate, 1);
+        r.ok &= fate <= 2;
+        ok &= day >= 10957 && day <= 84005; /* 2000-01-01, 2199-12-31 */
+        bool has_interval = many;
+        for (size_t j = 0; j < n_names && r.ok && !has_interval; j++)
+            has_interval = name_len[j] == nl && memcmp(names[j], name, nl) == 0;
+        ok &= has_interval || !r.ok;
+    }
+    take(&r, &n, 4);
+    for (uint32_t i = 0; i < n && r.ok; i++) {
+        uint8_t kind = 0;
+        take_reprice_name(&r);
+        take_reprice_name(&r);
+        take(&r, &kind, 1);
+        take(&r, NULL, 16);
+        take_reprice_name(&r);
+        r.ok &= kind <= 1;
+    }
+    take(&r, &n, 4);
+    if (r.ok && (size_t)(r.end - r.p) / 8 < n)
+        r.ok = false;
+    take(&r, NULL, (size_t)n * 8 * r.ok);
+    *plausible = ok;
+    return r.ok && r.p == r.end;
+}
+
+static bool any_plan;
+
+/* Whether a backfill payload is one the daemon could have written: its
+ * clock 2024 to 2026 (as a tick's), its intervals in the years the
+ * daemon's clock accepts with kWh and missing seconds >= 0 and < 1e15, its
+ * months 2000 to 2199, and (unless FUZZ_JOURNAL_ANY_PLAN=1, see the
+ * finding at the top) every month of a cluster that has intervals in the
+ * plan, as backfill_plan_build makes them. One that does not decode is
+ * plausible: its decoder must refuse it. */
+static bool backfill_plausible(const unsigned char *p, size_t len)
+{
+    bool plausible;
+    if (!backfill_decodes(p, len, &plausible))
+        return true;
+    return plausible || any_plan;
+}
+
 /* Whether a RECORD_CONFIG payload decodes: u32 n >= 1, then n x {u32 len,
  * a name without NUL, u32 len, a text}, nothing after. */
 static bool config_decodes(const unsigned char *p, size_t len)
@@ -302,6 +413,8 @@ static bool plausible(uint8_t type, const unsigned char *p, size_t len)
     }
     if (type == RECORD_REPRICE)
         return reprice_plausible(p, len);
+    if (type == RECORD_BACKFILL)
+        return backfill_plausible(p, len);
     if (type != RECORD_SAMPLES)
         return true;
     uint32_t n = 0;
@@ -384,6 +497,49 @@ static bool replay_record(void *ctx, uint8_t type, const void *payload, size_t l
         check(!ok || decoded);
         check(ok || r->err.msg[0] != '\0');
         check(ok || (effect.billing_rows == 0 && effect.demand_rows == 0));
+        drain_rows();
+        r->records++;
+        r->refused += !ok;
+        r->failed = !ok;
+        return ok || r->tolerant;
+    }
+    if (type == RECORD_BACKFILL) {
+        /* As history_apply_record: decoded exactly when the layout says
+         * so; applied, or refused with a reason and nothing made (not even
+         * its quarantined samples); applied, every quarantined sample is
+         * a row and every released id a release row. */
+        struct backfill_record rec;
+        bool plausible;
+        bool expect = backfill_decodes(payload, len, &plausible);
+        r->err.msg[0] = '\0';
+        bool decoded = ingest_decode_backfill(payload, len, &rec, &r->err);
+        check(decoded == expect);
+        check(decoded || r->err.msg[0] != '\0');
+        bool ok = false;
+        if (decoded) {
+            size_t before = rows.n, offset = rows.len;
+            struct backfill_effect *eff = calloc(rec.plan.n_months + 1, sizeof *eff);
+            check(eff != NULL);
+            ok = ingest_apply_backfill(r->e, &rec, eff, &r->err);
+            check(ok || r->err.msg[0] != '\0');
+            check(ok || rows.n == before);
+            if (ok) {
+                uint64_t billed = 0, quarantined = 0;
+                for (size_t i = 0; i < rec.plan.n_months; i++)
+                    billed += eff[i].billing_rows;
+                struct ledger_row row;
+                uint64_t billing_rows = 0;
+                while (ledger_next(&rows, &offset, &row)) {
+                    billing_rows += row.kind == LEDGER_BILLING;
+                    quarantined += row.kind == LEDGER_QUARANTINE;
+                }
+                check(billed <= billing_rows && quarantined >= rec.n_quarantined);
+                for (size_t i = 0; i < rec.n_released; i++)
+                    ledger_add_release(&rows, rec.released[i], rec.plan.now_ns);
+            }
+            free(eff);
+            backfill_record_free(&rec);
+        }
         drain_rows();
         r->records++;
         r->refused += !ok;
@@ -558,6 +714,7 @@ static void fuzz_init(void)
     }
     errors_free(&errs);
     any_time = getenv("FUZZ_JOURNAL_ANY_TIME") != NULL;
+    any_plan = getenv("FUZZ_JOURNAL_ANY_PLAN") != NULL;
     /* Memory-backed when there is one: fsync is free there. */
     const char *tmp = getenv("TMPDIR");
     if (!tmp || !*tmp)
@@ -1034,6 +1191,59 @@ static int make_seeds(const char *out)
     append_bytes(&cut, reprice.p, reprice.len);
     append_bytes(&cut, list.p, list.len);
     seed(out, "records_reprice_bad", MODE_RECORDS, cut.p, cut.len);
+    /* A backfill after the valid records: c1's and c2's 2025-02-10 00:00
+     * local (before the live data), February whole for c1 and merged for
+     * c2, a quarantined power and counter sample, two released ids; then
+     * the same record cut short, with an unknown fate and with a byte
+     * after its end. */
+    const int64_t feb10 = t0 / 1000000000 - 19 * 86400;
+    const int32_t feb = (int32_t)((t0 / 1000000000 + 8 * 3600) / 86400) - 28;
+    struct backfill_interval biv[] = {
+        {"c1", feb10, 10000000, 0}, {"c1", feb10 + 900, 12500000, 60}, {"c2", feb10, 2500000, 0}};
+    struct backfill_month bmo[] = {{"c1", feb, BACKFILL_WHOLE}, {"c2", feb, BACKFILL_MERGED}};
+    const struct backfill_plan plan = {t0 + 3 * 900000000000, biv, 3, bmo, 2};
+    const struct backfill_quarantined bq[] = {
+        {{"c1", "m9", SAMPLE_POWER, t0 - 30 * 86400 * INT64_C(1000000000), 12.5},
+         "no tariff version in force"},
+        {{"c2", "k1", SAMPLE_COUNTER, t0 - 29 * 86400 * INT64_C(1000000000), 100.25},
+         "counter went backwards"}};
+    const int64_t released[] = {11, 12};
+    struct record_buf backfill = {0};
+    ingest_encode_backfill(&plan, bq, 2, released, 2, &backfill);
+    {
+        /* It applies to an engine that has the caps. */
+        struct backfill_record br;
+        check(ingest_decode_backfill(backfill.p, backfill.len, &br, &err));
+        struct engine *fresh = engine_new(cfg, &sink);
+        check(ingest_apply_caps(fresh, recs[1].p, recs[1].len, &err));
+        check(ingest_apply_backfill(fresh, &br, NULL, &err));
+        backfill_record_free(&br);
+        engine_free(fresh);
+        drain_rows();
+    }
+    cut.len = 0;
+    append_bytes(&cut, list.p, list.len);
+    unsigned char bh[3] = {RECORD_BACKFILL, (unsigned char)backfill.len,
+                           (unsigned char)(backfill.len >> 8)};
+    append_bytes(&cut, bh, 3);
+    append_bytes(&cut, backfill.p, backfill.len);
+    seed(out, "records_backfill", MODE_RECORDS, cut.p, cut.len);
+    cut.len = 0;
+    bh[1] = (unsigned char)(backfill.len - 1), bh[2] = (unsigned char)((backfill.len - 1) >> 8);
+    append_bytes(&cut, bh, 3);
+    append_bytes(&cut, backfill.p, backfill.len - 1);
+    backfill.p[8 + 4 + (2 + 2 + 4 + 48) + (2 + 2 + 4 + 24) + 4 + 2 + 2 + 4] = 3; /* c1's fate */
+    bh[1] = (unsigned char)backfill.len, bh[2] = (unsigned char)(backfill.len >> 8);
+    append_bytes(&cut, bh, 3);
+    append_bytes(&cut, backfill.p, backfill.len);
+    backfill.p[8 + 4 + (2 + 2 + 4 + 48) + (2 + 2 + 4 + 24) + 4 + 2 + 2 + 4] = BACKFILL_WHOLE;
+    bh[1] = (unsigned char)(backfill.len + 1), bh[2] = (unsigned char)((backfill.len + 1) >> 8);
+    append_bytes(&cut, bh, 3);
+    append_bytes(&cut, backfill.p, backfill.len);
+    append_bytes(&cut, "x", 1);
+    append_bytes(&cut, list.p, list.len);
+    seed(out, "records_backfill_bad", MODE_RECORDS, cut.p, cut.len);
+    record_buf_free(&backfill);
     record_buf_free(&reprice);
     record_buf_free(&cut);
     record_buf_free(&list);

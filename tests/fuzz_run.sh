@@ -45,7 +45,7 @@ cflags=(-g -O1 -std=c17 -D_GNU_SOURCE -fsanitize=address,undefined -fno-sanitize
     -fno-omit-frame-pointer
     -I"$src" -I"$src/tariff" -I"$build")
 tariff=(civil config config_build config_read config_resolve decimal eligibility engine errors hold meter
-    price reprice schedule snapshot statement utf8)
+    price reprice backfill schedule snapshot statement utf8)
 
 # Objects built with other flags (or another compiler) are rebuilt.
 stamp="$cc ${cflags[*]}"

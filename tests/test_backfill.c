@@ -4,7 +4,10 @@
  * and applied to the live engine gives, per interval and per whole month,
  * the ledger that pricing the same samples offline gives; a second
  * backfill gives nothing; months shared with live data get one demand row
- * over both; the backfilled span is closed to live samples.
+ * over both; the backfilled span is closed to live samples. A capped
+ * programme pays a backfill what live data left of the yearly cap and no
+ * more; a plan applied to an engine reloaded from its snapshot makes the
+ * same rows and state; a counter meter backfills as it prices offline.
  */
 #include "backfill.h"
 #include "ledger_model.h"
@@ -347,6 +350,206 @@ START_TEST(test_a_plan_that_does_not_fit_changes_nothing)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- */
+/* Caps, a reloaded engine, a counter                                */
+
+static int64_t programme_total(const struct ledger *l, const char *programme)
+{
+    int64_t sum = 0;
+    for (size_t i = 0; i < l->n_iv; i++)
+        sum += line_of(&l->iv[i].lines, programme);
+    for (size_t i = 0; i < l->n_mo; i++)
+        sum += line_of(&l->mo[i].lines, programme);
+    return sum;
+}
+
+/* pa capped at 2000 CNY a year for t1: a day of live data in May takes
+ * part of it, then history of March (ten days, more than what is left)
+ * takes exactly the rest, and a second backfill (other days of March)
+ * takes nothing. The live rows keep what they were paid. */
+START_TEST(test_backfill_consumes_what_the_cap_has_left_and_no_more)
+{
+    const int64_t cap = 20000000; /* 2000 CNY in cny4 */
+    const char *text =
+        edit(base_config, "mode = pro_rata\n", "mode = pro_rata\ncap_cny_per_year = 2000\n");
+    memset(&got, 0, sizeof got);
+    struct run live;
+    run_start(&live, text, &got);
+    for (int64_t t = L(2025, 5, 1, 0, 0); t < L(2025, 5, 2, 0, 0); t += 300)
+        push(&live, "c1", t, 150);
+    engine_tick(live.e, L(2025, 5, 2, 1, 0) * NS);
+    int64_t live_paid = programme_total(&got, "pa");
+    size_t live_rows = got.n_iv;
+    ck_assert_int_gt(live_paid, 0);
+    ck_assert_int_lt(live_paid, cap / 2);
+
+    /* Uncapped, this history would be paid more than the cap has left. */
+    priced_history(L(2025, 3, 1, 0, 0), L(2025, 3, 11, 0, 0));
+    ck_assert_int_gt(programme_total(&want, "pa"), cap - live_paid);
+
+    backfill(&live, &got, L(2025, 3, 1, 0, 0), L(2025, 3, 11, 0, 0), L(2025, 5, 2, 1, 0), NULL);
+    ck_assert_int_eq(programme_total(&got, "pa"), cap);
+    int64_t live_after = 0;
+    for (size_t i = 0; i < live_rows; i++)
+        live_after += line_of(&got.iv[i].lines, "pa");
+    ck_assert_int_eq(live_after, live_paid);
+    /* Interval by interval, the history was paid as priced until the cap
+     * ran out, and nothing after. */
+    int64_t history_paid = 0;
+    for (size_t i = live_rows; i < got.n_iv; i++) {
+        int64_t paid = line_of(&got.iv[i].lines, "pa");
+        ck_assert_int_ge(paid, 0);
+        history_paid += paid;
+    }
+    ck_assert_int_eq(history_paid, cap - live_paid);
+
+    size_t rows = got.rows;
+    backfill(&live, &got, L(2025, 3, 20, 0, 0), L(2025, 3, 22, 0, 0), L(2025, 5, 2, 1, 0), NULL);
+    ck_assert_uint_gt(got.rows, rows);
+    ck_assert_int_eq(programme_total(&got, "pa"), cap);
+    run_stop(&live);
+}
+END_TEST
+
+static struct ledger other;
+
+/* The live engine saved and loaded again (as a checkpoint does) takes the
+ * same plan to the same rows, and to the same state. */
+START_TEST(test_a_plan_on_a_reloaded_engine_makes_the_same_rows)
+{
+    memset(&got, 0, sizeof got);
+    struct run a, b;
+    run_start(&a, base_config, &got);
+    for (int64_t t = L(2025, 5, 1, 0, 0); t < L(2025, 5, 2, 0, 0); t += 300) {
+        push(&a, "c1", t, 150);
+        push(&a, "c2", t, 40);
+    }
+    engine_tick(a.e, a.now_ns);
+    size_t len;
+    void *snap = engine_save(a.e, &len);
+    memset(&b, 0, sizeof b);
+    b.cfg = parse(base_config);
+    b.l = &other;
+    struct engine_sink s = sink_into;
+    s.ctx = &other;
+    struct error err;
+    b.e = engine_load(b.cfg, &s, snap, len, &err);
+    ck_assert_msg(b.e != NULL, "engine_load: %s", err.msg);
+    free(snap);
+
+    struct measuring *m = measuring_new(a.cfg);
+    history(push_measuring, m, L(2025, 3, 1, 0, 0), L(2025, 4, 10, 0, 0));
+    measuring_finish(m);
+    struct backfill_plan plan;
+    struct backfill_taken taken;
+    backfill_plan_build(m->b, a.e, NULL, 0, L(2025, 5, 2, 0, 0) * NS, &plan, &taken);
+    ck_assert_uint_gt(plan.n_intervals, 7000);
+    memset(&got, 0, sizeof got);
+    memset(&other, 0, sizeof other);
+    struct backfill_effect ea[8] = {0}, eb[8] = {0};
+    ck_assert_uint_le(plan.n_months, 8);
+    ck_assert_msg(engine_backfill(a.e, &plan, ea, &err), "%s", err.msg);
+    ck_assert_msg(engine_backfill(b.e, &plan, eb, &err), "%s", err.msg);
+    ck_assert_uint_eq(other.rows, got.rows);
+    ck_assert_uint_eq(got.n_mo, 4);
+    expect_same_ledger(&other, &got);
+    ck_assert(memcmp(ea, eb, sizeof ea) == 0);
+    size_t la, lb;
+    void *sa = engine_save(a.e, &la), *sb = engine_save(b.e, &lb);
+    ck_assert_uint_eq(la, lb);
+    ck_assert(memcmp(sa, sb, la) == 0);
+    free(sa);
+    free(sb);
+    backfill_plan_free(&plan);
+    measuring_free(m);
+    run_stop(&a);
+    run_stop(&b);
+}
+END_TEST
+
+/* c1 measured by a counter (kWh read every 5 minutes, c1_kw's energy)
+ * backfills as tariffd price prices the same readings. */
+static double c1_counter;
+
+static void push_counter(void *ctx, const char *cluster, int64_t ts_s, double kw, bool measuring)
+{
+    struct engine_sample s = {cluster, "main", SAMPLE_POWER, ts_s * NS, kw};
+    if (strcmp(cluster, "c1") == 0) {
+        s.meter = "kwh";
+        s.kind = SAMPLE_COUNTER;
+        s.value = c1_counter;
+        c1_counter += kw * 300 / 3600;
+    }
+    if (measuring) {
+        struct measuring *m = ctx;
+        if (s.ts_ns > m->now_ns)
+            m->now_ns = s.ts_ns;
+        m->quarantined = false;
+        struct error err;
+        ck_assert_msg(engine_push(m->e, &s, m->now_ns, &err), "push: %s", err.msg);
+        ck_assert(!m->quarantined);
+        backfill_sums_count(m->b, config_find_cluster(m->cfg, cluster), s.ts_ns);
+        engine_batch_done(m->e, m->now_ns);
+    } else {
+        struct run *r = ctx;
+        struct error err;
+        if (s.ts_ns > r->now_ns)
+            r->now_ns = s.ts_ns;
+        ck_assert_msg(engine_push(r->e, &s, r->now_ns, &err), "push: %s", err.msg);
+        engine_batch_done(r->e, r->now_ns);
+    }
+}
+
+static void push_counter_run(void *ctx, const char *cluster, int64_t ts_s, double kw)
+{
+    push_counter(ctx, cluster, ts_s, kw, false);
+}
+
+static void push_counter_measuring(void *ctx, const char *cluster, int64_t ts_s, double kw)
+{
+    push_counter(ctx, cluster, ts_s, kw, true);
+}
+
+START_TEST(test_history_of_a_counter_equals_offline_pricing)
+{
+    int64_t from = L(2025, 3, 1, 0, 0), to = L(2025, 4, 2, 0, 0);
+    memset(&want, 0, sizeof want);
+    struct run r;
+    run_start(&r, base_config, &want);
+    c1_counter = 1000;
+    history(push_counter_run, &r, from, to);
+    engine_finish(r.e, r.now_ns);
+    run_stop(&r);
+
+    memset(&got, 0, sizeof got);
+    struct run live;
+    run_start(&live, base_config, &got);
+    struct measuring *m = measuring_new(live.cfg);
+    c1_counter = 1000;
+    history(push_counter_measuring, m, from, to);
+    measuring_finish(m);
+    struct backfill_plan plan;
+    struct backfill_taken taken;
+    backfill_plan_build(m->b, live.e, NULL, 0, L(2025, 5, 1, 0, 0) * NS, &plan, &taken);
+    ck_assert_uint_eq(plan.n_months, 4);
+    ck_assert_int_eq(plan.months[0].fate, BACKFILL_WHOLE); /* c1's March */
+    struct error err;
+    ck_assert_msg(engine_backfill(live.e, &plan, NULL, &err), "%s", err.msg);
+    backfill_plan_free(&plan);
+    measuring_free(m);
+    expect_same_ledger(&got, &want);
+    const struct l_month *mar = month_in(&got, "c1", 2025, 3);
+    ck_assert_ptr_nonnull(mar);
+    ck_assert_int_eq(mar->max_kw, 400000000); /* 19:00 on the 20th, from the counter */
+    int64_t kwh = 0;
+    for (size_t i = 0; i < got.n_iv; i++)
+        if (strcmp(got.iv[i].cluster, "c1") == 0)
+            kwh += got.iv[i].kwh;
+    ck_assert_int_gt(kwh, 0);
+    run_stop(&live);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("backfill");
@@ -356,6 +559,9 @@ int main(void)
     tcase_add_test(tc, test_month_shared_with_live_data_gets_one_demand_over_both);
     tcase_add_test(tc, test_intervals_the_ledger_has_are_left_out_and_counted);
     tcase_add_test(tc, test_a_plan_that_does_not_fit_changes_nothing);
+    tcase_add_test(tc, test_backfill_consumes_what_the_cap_has_left_and_no_more);
+    tcase_add_test(tc, test_a_plan_on_a_reloaded_engine_makes_the_same_rows);
+    tcase_add_test(tc, test_history_of_a_counter_equals_offline_pricing);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

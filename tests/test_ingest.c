@@ -4,7 +4,10 @@
  * documents, and that record pushes the same samples into an engine
  * (ingest_apply); tick, caps and reprice records round trip too; a
  * truncated or corrupt payload of each kind is refused with "... does not
- * decode" (a reprice record's message also says what is wrong).
+ * decode" (a reprice record's message also says what is wrong). A backfill
+ * record (a plan, its quarantined samples, the released ids) round trips
+ * field by field, and every truncation, trailing byte, count too large and
+ * unknown fate or kind is refused, leaving the record empty.
  *
  * The config: interval 15m, grace 2m, one tariff in +08:00 with valley 0.25
  * CNY/kWh all day, surcharge 0.02; cluster c1 (tenant t1) has a domestic
@@ -884,6 +887,348 @@ START_TEST(test_reprice_record_applies_a_correction)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- */
+/* Backfill records                                                  */
+
+#define MARCH_DAY ((int32_t)((T0 + 8 * 3600) / 86400))
+#define APRIL_DAY (MARCH_DAY + 31)
+
+static const struct backfill_interval bf_intervals[] = {
+    {"c1", T0, 1250000, 0},
+    {"c1", T0 + 900, 2500000, 60},
+    {"c1", T0 + 31 * 86400, 7, 900},
+    {"c2", T0, 40000000, 0},
+};
+static const struct backfill_month bf_months[] = {
+    {"c1", MARCH_DAY, BACKFILL_WHOLE},
+    {"c1", APRIL_DAY, BACKFILL_MERGED},
+    {"c2", MARCH_DAY, BACKFILL_LEFT},
+};
+static const struct backfill_quarantined bf_quarantined[] = {
+    {{"c1", "main", SAMPLE_POWER, (T0 - 60) * NS, 40.5}, "no tariff version in force"},
+    {{"c2", "kwh-meter", SAMPLE_COUNTER, T0 *NS + 1, 1234567.125}, "counter went backwards"},
+};
+static const int64_t bf_released[] = {7, INT64_C(123456789012)};
+
+static struct backfill_plan sample_plan(void)
+{
+    return (struct backfill_plan){(T0 + 40 * 86400) * NS, (struct backfill_interval *)bf_intervals,
+                                  4, (struct backfill_month *)bf_months, 3};
+}
+
+/* Where the layout puts the counts and the flags, as an independent
+ * reading of ingest.h finds them (checking every field on the way). */
+struct bf_offsets {
+    size_t groups, group_n[2], months, fate[3], quarantined, kind[2], released, end;
+};
+
+static void take_expect_str(struct cursor *c, const char *want)
+{
+    char got[128];
+    take_str(c, got);
+    ck_assert_str_eq(got, want);
+}
+
+static struct bf_offsets walk_backfill(const struct record_buf *rec)
+{
+    struct bf_offsets o;
+    struct cursor c = {rec->p};
+    int64_t now_ns, v[3];
+    uint32_t n;
+    take(&c, &now_ns, 8);
+    ck_assert_int_eq(now_ns, (T0 + 40 * 86400) * NS);
+    o.groups = (size_t)(c.p - rec->p);
+    take(&c, &n, 4);
+    ck_assert_uint_eq(n, 2); /* c1's three intervals, c2's one */
+    size_t k = 0;
+    for (int g = 0; g < 2; g++) {
+        take_expect_str(&c, g ? "c2" : "c1");
+        o.group_n[g] = (size_t)(c.p - rec->p);
+        take(&c, &n, 4);
+        ck_assert_uint_eq(n, g ? 1 : 3);
+        for (uint32_t i = 0; i < n; i++, k++) {
+            take(&c, v, sizeof v);
+            ck_assert_int_eq(v[0], bf_intervals[k].start_s);
+            ck_assert_int_eq(v[1], bf_intervals[k].kwh_micro);
+            ck_assert_int_eq(v[2], bf_intervals[k].missing_s);
+        }
+    }
+    o.months = (size_t)(c.p - rec->p);
+    take(&c, &n, 4);
+    ck_assert_uint_eq(n, 3);
+    for (size_t i = 0; i < 3; i++) {
+        int32_t day;
+        uint8_t fate;
+        take_expect_str(&c, bf_months[i].cluster);
+        take(&c, &day, 4);
+        o.fate[i] = (size_t)(c.p - rec->p);
+        take(&c, &fate, 1);
+        ck_assert_int_eq(day, bf_months[i].month_day);
+        ck_assert_uint_eq(fate, (unsigned)bf_months[i].fate);
+    }
+    o.quarantined = (size_t)(c.p - rec->p);
+    take(&c, &n, 4);
+    ck_assert_uint_eq(n, 2);
+    for (size_t i = 0; i < 2; i++) {
+        const struct backfill_quarantined *q = &bf_quarantined[i];
+        uint8_t kind;
+        int64_t ts;
+        double value;
+        take_expect_str(&c, q->s.cluster);
+        take_expect_str(&c, q->s.meter);
+        o.kind[i] = (size_t)(c.p - rec->p);
+        take(&c, &kind, 1);
+        take(&c, &ts, 8);
+        take(&c, &value, 8);
+        take_expect_str(&c, q->reason);
+        ck_assert_uint_eq(kind, (unsigned)q->s.kind);
+        ck_assert_int_eq(ts, q->s.ts_ns);
+        ck_assert(memcmp(&value, &q->s.value, 8) == 0);
+    }
+    o.released = (size_t)(c.p - rec->p);
+    take(&c, &n, 4);
+    ck_assert_uint_eq(n, 2);
+    for (size_t i = 0; i < 2; i++) {
+        int64_t id;
+        take(&c, &id, 8);
+        ck_assert_int_eq(id, bf_released[i]);
+    }
+    o.end = (size_t)(c.p - rec->p);
+    ck_assert_uint_eq(o.end, rec->len);
+    return o;
+}
+
+static void encode_sample_backfill(struct record_buf *rec)
+{
+    struct backfill_plan p = sample_plan();
+    ingest_encode_backfill(&p, bf_quarantined, 2, bf_released, 2, rec);
+}
+
+/* A refused decode leaves the record as empty as it found it. */
+static void expect_empty_record(const struct backfill_record *r)
+{
+    static const struct backfill_record zero;
+    ck_assert(memcmp(r, &zero, sizeof zero) == 0);
+}
+
+START_TEST(test_backfill_record_has_the_documented_layout)
+{
+    struct record_buf rec = {0};
+    encode_sample_backfill(&rec);
+    walk_backfill(&rec);
+    record_buf_free(&rec);
+}
+END_TEST
+
+START_TEST(test_backfill_record_round_trips)
+{
+    struct record_buf rec = {0}, again = {0};
+    encode_sample_backfill(&rec);
+    struct backfill_record got;
+    struct error err;
+    ck_assert_msg(ingest_decode_backfill(rec.p, rec.len, &got, &err), "%s", err.msg);
+    ck_assert_int_eq(got.plan.now_ns, (T0 + 40 * 86400) * NS);
+    ck_assert_uint_eq(got.plan.n_intervals, 4);
+    for (size_t i = 0; i < 4; i++) {
+        const struct backfill_interval *g = &got.plan.intervals[i], *w = &bf_intervals[i];
+        ck_assert_str_eq(g->cluster, w->cluster);
+        ck_assert_int_eq(g->start_s, w->start_s);
+        ck_assert_int_eq(g->kwh_micro, w->kwh_micro);
+        ck_assert_int_eq(g->missing_s, w->missing_s);
+    }
+    /* One copy of a group's cluster for all its intervals. */
+    ck_assert_ptr_eq(got.plan.intervals[0].cluster, got.plan.intervals[2].cluster);
+    ck_assert_uint_eq(got.plan.n_months, 3);
+    for (size_t i = 0; i < 3; i++) {
+        ck_assert_str_eq(got.plan.months[i].cluster, bf_months[i].cluster);
+        ck_assert_int_eq(got.plan.months[i].month_day, bf_months[i].month_day);
+        ck_assert_int_eq(got.plan.months[i].fate, bf_months[i].fate);
+    }
+    ck_assert_uint_eq(got.n_quarantined, 2);
+    for (size_t i = 0; i < 2; i++) {
+        const struct backfill_quarantined *g = &got.quarantined[i], *w = &bf_quarantined[i];
+        ck_assert_str_eq(g->s.cluster, w->s.cluster);
+        ck_assert_str_eq(g->s.meter, w->s.meter);
+        ck_assert_int_eq(g->s.kind, w->s.kind);
+        ck_assert_int_eq(g->s.ts_ns, w->s.ts_ns);
+        ck_assert(memcmp(&g->s.value, &w->s.value, sizeof g->s.value) == 0);
+        ck_assert_str_eq(g->reason, w->reason);
+    }
+    ck_assert_uint_eq(got.n_released, 2);
+    ck_assert_int_eq(got.released[0], 7);
+    ck_assert_int_eq(got.released[1], INT64_C(123456789012));
+    ingest_encode_backfill(&got.plan, got.quarantined, got.n_quarantined, got.released,
+                           got.n_released, &again);
+    ck_assert_uint_eq(again.len, rec.len);
+    ck_assert(memcmp(again.p, rec.p, rec.len) == 0);
+    backfill_record_free(&got);
+    expect_empty_record(&got);
+
+    /* An empty plan (a requeue that releases only) round trips too. */
+    struct backfill_plan empty = {(T0 + 1) * NS, NULL, 0, NULL, 0};
+    ingest_encode_backfill(&empty, NULL, 0, bf_released, 1, &rec);
+    ck_assert_uint_eq(rec.len, 8 + 4 + 4 + 4 + 4 + 8);
+    ck_assert_msg(ingest_decode_backfill(rec.p, rec.len, &got, &err), "%s", err.msg);
+    ck_assert_uint_eq(got.plan.n_intervals + got.plan.n_months + got.n_quarantined, 0);
+    ck_assert_uint_eq(got.n_released, 1);
+    ck_assert_int_eq(got.released[0], 7);
+    backfill_record_free(&got);
+    record_buf_free(&rec);
+    record_buf_free(&again);
+}
+END_TEST
+
+START_TEST(test_truncated_backfill_record_does_not_decode)
+{
+    struct record_buf rec = {0};
+    encode_sample_backfill(&rec);
+    unsigned char *longer = malloc(rec.len + 1);
+    memcpy(longer, rec.p, rec.len);
+    longer[rec.len] = 0;
+    for (size_t len = 0; len < rec.len; len++) {
+        /* Exactly len bytes, so ASan sees a read past them. */
+        unsigned char *cut = malloc(len ? len : 1);
+        memcpy(cut, rec.p, len);
+        struct backfill_record got;
+        struct error err = {{0}};
+        ck_assert_msg(!ingest_decode_backfill(cut, len, &got, &err), "%zu of %zu bytes decoded",
+                      len, rec.len);
+        ck_assert_msg(strncmp(err.msg, "a backfill record does not decode: ", 35) == 0 &&
+                          strlen(err.msg) > 35,
+                      "%zu: %s", len, err.msg);
+        expect_empty_record(&got);
+        free(cut);
+    }
+    struct backfill_record got;
+    struct error err;
+    ck_assert(!ingest_decode_backfill(longer, rec.len + 1, &got, &err));
+    ck_assert_str_eq(err.msg, "a backfill record does not decode: bytes after the end");
+    expect_empty_record(&got);
+    free(longer);
+    record_buf_free(&rec);
+}
+END_TEST
+
+/* Each count set beyond what the bytes after it can hold, and the last
+ * of each one more than there is. */
+START_TEST(test_backfill_record_with_counts_too_large_does_not_decode)
+{
+    struct record_buf rec = {0};
+    encode_sample_backfill(&rec);
+    struct bf_offsets o = walk_backfill(&rec);
+    const struct {
+        size_t at;
+        uint32_t n;
+        const char *why;
+    } cases[] = {
+        {o.groups, UINT32_MAX, "the clock or the cluster count is cut short or too large"},
+        {o.groups, 3, "a cluster of intervals is cut short"},
+        {o.group_n[0], 100000000, "a cluster of intervals is cut short"},
+        {o.group_n[1], UINT32_MAX, "a cluster of intervals is cut short"},
+        {o.months, UINT32_MAX, "the month count is cut short or too large"},
+        {o.months, 4, "a month is cut short or has an unknown fate"},
+        {o.quarantined, 1u << 31, "the quarantined sample count is cut short or too large"},
+        {o.quarantined, 3, "a quarantined sample is cut short"},
+        {o.released, UINT32_MAX, "the released count is cut short or too large"},
+        {o.released, 3, "the released count is cut short or too large"},
+        {o.released, 1, "bytes after the end"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        unsigned char *bad = malloc(rec.len);
+        memcpy(bad, rec.p, rec.len);
+        memcpy(bad + cases[i].at, &cases[i].n, 4);
+        struct backfill_record got;
+        struct error err;
+        ck_assert_msg(!ingest_decode_backfill(bad, rec.len, &got, &err), "case %zu decoded", i);
+        char want[160];
+        snprintf(want, sizeof want, "a backfill record does not decode: %s", cases[i].why);
+        ck_assert_msg(strcmp(err.msg, want) == 0, "case %zu: %s", i, err.msg);
+        expect_empty_record(&got);
+        free(bad);
+    }
+    record_buf_free(&rec);
+}
+END_TEST
+
+START_TEST(test_backfill_record_with_an_unknown_fate_or_kind_does_not_decode)
+{
+    struct record_buf rec = {0};
+    encode_sample_backfill(&rec);
+    struct bf_offsets o = walk_backfill(&rec);
+    struct backfill_record got;
+    struct error err;
+    for (int i = 0; i < 3; i++) {
+        for (unsigned fate = BACKFILL_LEFT + 1; fate < 256; fate += 126) {
+            rec.p[o.fate[i]] = (unsigned char)fate;
+            ck_assert_msg(!ingest_decode_backfill(rec.p, rec.len, &got, &err), "fate %u", fate);
+            ck_assert_str_eq(err.msg,
+                             "a backfill record does not decode: a month is cut short or has "
+                             "an unknown fate");
+            expect_empty_record(&got);
+        }
+        rec.p[o.fate[i]] = (unsigned char)bf_months[i].fate;
+    }
+    for (int i = 0; i < 2; i++) {
+        rec.p[o.kind[i]] = SAMPLE_COUNTER + 1;
+        ck_assert(!ingest_decode_backfill(rec.p, rec.len, &got, &err));
+        ck_assert_str_eq(err.msg, "a backfill record does not decode: a quarantined sample is "
+                                  "cut short");
+        expect_empty_record(&got);
+        rec.p[o.kind[i]] = (unsigned char)bf_quarantined[i].s.kind;
+    }
+    /* Restored, it decodes again. */
+    ck_assert_msg(ingest_decode_backfill(rec.p, rec.len, &got, &err), "%s", err.msg);
+    backfill_record_free(&got);
+    record_buf_free(&rec);
+}
+END_TEST
+
+/* c1's first interval of March (1.25 kWh at valley 0.25) backfilled whole,
+ * with a quarantined sample: one billing row, the sample quarantined once.
+ * A plan naming a cluster the config lacks changes nothing. */
+START_TEST(test_backfill_record_applies_a_plan_and_its_quarantined_samples)
+{
+    static const struct backfill_interval iv = {"c1", T0, 1250000, 0};
+    static const struct backfill_month mo = {"c1", MARCH_DAY, BACKFILL_WHOLE};
+    struct backfill_plan p = {(T0 + 40 * 86400) * NS, (struct backfill_interval *)&iv, 1,
+                              (struct backfill_month *)&mo, 1};
+    struct record_buf rec = {0};
+    ingest_encode_backfill(&p, bf_quarantined, 1, bf_released, 2, &rec);
+    struct backfill_record r;
+    struct error err;
+    ck_assert_msg(ingest_decode_backfill(rec.p, rec.len, &r, &err), "%s", err.msg);
+    struct engine *e = new_engine();
+    struct backfill_effect eff[1];
+    ck_assert_msg(ingest_apply_backfill(e, &r, eff, &err), "%s", err.msg);
+    ck_assert_uint_eq(n_rows, 1);
+    ck_assert_str_eq(rows[0].cluster, "c1");
+    ck_assert_int_eq(rows[0].start_s, T0);
+    ck_assert_int_eq(rows[0].kwh_micro, 1250000);
+    ck_assert_uint_eq(n_quarantined, 1);
+    ck_assert_uint_eq(eff[0].intervals, 1);
+    ck_assert_uint_eq(eff[0].billing_rows, 1);
+    ck_assert_int_eq(eff[0].kwh_micro, 1250000);
+    ck_assert_int_eq(eff[0].energy_charge_cny4, 3125); /* 1.25 x 0.25 */
+    engine_free(e);
+    backfill_record_free(&r);
+
+    static const struct backfill_interval c9 = {"c9", T0, 1250000, 0};
+    static const struct backfill_month mo9 = {"c9", MARCH_DAY, BACKFILL_WHOLE};
+    p.intervals = (struct backfill_interval *)&c9;
+    p.months = (struct backfill_month *)&mo9;
+    ingest_encode_backfill(&p, bf_quarantined, 1, NULL, 0, &rec);
+    ck_assert_msg(ingest_decode_backfill(rec.p, rec.len, &r, &err), "%s", err.msg);
+    e = new_engine();
+    ck_assert(!ingest_apply_backfill(e, &r, NULL, &err));
+    ck_assert_str_eq(err.msg, "cluster c9 is not in the config");
+    ck_assert_uint_eq(n_rows, 0);
+    ck_assert_uint_eq(n_quarantined, 0);
+    engine_free(e);
+    backfill_record_free(&r);
+    record_buf_free(&rec);
+}
+END_TEST
+
 static Suite *ingest_suite(void)
 {
     Suite *s = suite_create("ingest");
@@ -911,6 +1256,12 @@ static Suite *ingest_suite(void)
     tcase_add_test(tc, test_truncated_reprice_record_says_what_is_wrong);
     tcase_add_test(tc, test_reprice_record_with_a_bad_flag_does_not_decode);
     tcase_add_test(tc, test_reprice_record_applies_a_correction);
+    tcase_add_test(tc, test_backfill_record_has_the_documented_layout);
+    tcase_add_test(tc, test_backfill_record_round_trips);
+    tcase_add_test(tc, test_truncated_backfill_record_does_not_decode);
+    tcase_add_test(tc, test_backfill_record_with_counts_too_large_does_not_decode);
+    tcase_add_test(tc, test_backfill_record_with_an_unknown_fate_or_kind_does_not_decode);
+    tcase_add_test(tc, test_backfill_record_applies_a_plan_and_its_quarantined_samples);
     suite_add_tcase(s, tc);
     return s;
 }

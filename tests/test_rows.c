@@ -440,6 +440,32 @@ START_TEST(test_quarantine_parameters_keep_the_raw_value)
 }
 END_TEST
 
+START_TEST(test_release_parameters_are_the_id_and_the_nanoseconds)
+{
+    /* storage/pg.c's release_sql: $1 the quarantined_samples id, $2 the
+     * release time in ns as an exact integer (never through a double). */
+    struct ledger_rows rows = {0};
+    ledger_add_release(&rows, 42, T0 * 1000000000LL + 123456789);
+    ledger_add_release(&rows, INT64_MAX, 0);
+    ck_assert_uint_eq(rows.n, 2);
+    size_t off = 0;
+    struct ledger_row row;
+    ck_assert(ledger_next(&rows, &off, &row));
+    ck_assert(row.kind == LEDGER_RELEASE);
+    ck_assert_int_eq(row.n, 2);
+    ck_assert_str_eq(row.values[0], "42");
+    ck_assert_str_eq(row.values[1], "1740758400123456789");
+    ck_assert(ledger_next(&rows, &off, &row));
+    ck_assert(row.kind == LEDGER_RELEASE);
+    ck_assert_int_eq(row.n, 2);
+    ck_assert_str_eq(row.values[0], "9223372036854775807");
+    ck_assert_str_eq(row.values[1], "0");
+    ck_assert(!ledger_next(&rows, &off, &row));
+    ck_assert_uint_eq(off, rows.len);
+    ledger_rows_free(&rows);
+}
+END_TEST
+
 START_TEST(test_rows_come_back_in_order)
 {
     struct ledger_rows rows = {0};
@@ -486,6 +512,7 @@ static Suite *rows_suite(void)
     tcase_add_test(tc, test_adjustment_parameters_with_null_programme_and_no_lines);
     tcase_add_test(tc, test_demand_parameters_with_null_max_interval);
     tcase_add_test(tc, test_quarantine_parameters_keep_the_raw_value);
+    tcase_add_test(tc, test_release_parameters_are_the_id_and_the_nanoseconds);
     tcase_add_test(tc, test_rows_come_back_in_order);
     suite_add_tcase(s, tc);
     return s;
