@@ -264,6 +264,18 @@ static void on_backfill(struct control *c, struct evhttp_request *req, const cha
     reply(req, out.status, out.text);
 }
 
+/* UTC midnight of a day as nanoseconds, the years past 2262 as the end of
+ * time (a date up to 9999 is valid; nanoseconds end in 2262). */
+static int64_t day_start_ns(int32_t day)
+{
+    const int64_t ns_per_day = 86400LL * 1000000000LL;
+    if (day >= INT64_MAX / ns_per_day)
+        return INT64_MAX;
+    if (day <= INT64_MIN / ns_per_day)
+        return INT64_MIN;
+    return (int64_t)day * ns_per_day;
+}
+
 /* POST /requeue[?reason=TEXT][&from=DATE&to=DATE][&dry_run=1]: dates in
  * UTC (a quarantined sample may have no cluster to take an offset from). */
 static void on_requeue(struct control *c, struct evhttp_request *req, const char *query)
@@ -300,8 +312,8 @@ static void on_requeue(struct control *c, struct evhttp_request *req, const char
         return;
     }
     if (v[1]) {
-        args.from_ns = (int64_t)from_day * 86400 * 1000000000LL;
-        args.to_ns = (int64_t)to_day * 86400 * 1000000000LL;
+        args.from_ns = day_start_ns(from_day);
+        args.to_ns = day_start_ns(to_day);
     }
     args.reason = v[0] ? xstrdup(v[0]) : NULL;
     evhttp_clear_headers(&params);

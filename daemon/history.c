@@ -58,6 +58,7 @@ struct history {
     char *carry; /* the start of a point a piece cut (a newline in a string) */
     size_t carry_len;
     bool quarantined; /* the sample just pushed was */
+    bool stale;       /* a reload freed the config it measured under */
     struct backfill_quarantined *q;
     size_t n_q, cap_q;
     struct reason_count *reasons;
@@ -116,6 +117,20 @@ static void drop(struct history *h)
     free(h->carry);
     free(h->report);
     free(h);
+}
+
+/* What measuring holds points into the config: let go of it. */
+static void forget_measuring(struct history *h)
+{
+    if (h->measure)
+        engine_free(h->measure);
+    h->measure = NULL;
+    backfill_sums_free(h->sums);
+    h->sums = NULL;
+    free(h->rq);
+    h->rq = NULL;
+    h->n_rq = 0;
+    h->cfg = NULL;
 }
 
 /* Answers the command waiting (a commit or a requeue) and drops h. */
@@ -584,6 +599,7 @@ static void apply(struct history *h, const struct ledger_read_result *res)
         goto out;
     }
     h->phase = WAITING_COMMIT;
+    forget_measuring(h);
     clock_gettime(CLOCK_MONOTONIC, &h->commit_started);
     h->poll = event_new(s->base, -1, EV_PERSIST, on_poll, h);
     struct timeval every = {0, 50 * 1000};
@@ -681,7 +697,7 @@ static void on_ready(evutil_socket_t fd, short what, void *arg)
         log_msg(LOG_WARNING, "%s: %s", name(h), res->error);
         snprintf(buf, sizeof buf, "%.480s; nothing was written", res->error);
         finish(h, 503, buf);
-    } else if (h->cfg != s->cfg) {
+    } else if (h->stale) {
         snprintf(buf, sizeof buf,
                  "the config was reloaded during the %s; nothing was written: run it again",
                  name(h));
@@ -753,20 +769,31 @@ bool history_requeue(struct server *s, struct requeue_args *args, correction_ans
 void history_config_changed(struct server *s)
 {
     struct history *h = s->history;
-    if (!h || h->phase != MEASURING)
-        return; /* a read notices the reload itself; an applied one is done */
+    if (!h || h->phase == WAITING_COMMIT)
+        return; /* applied: done with the config */
+    if (h->phase != MEASURING) {
+        /* Reading the ledger: the read ends as it would, then says so. */
+        forget_measuring(h);
+        h->stale = true;
+        return;
+    }
     log_msg(LOG_WARNING, "backfill: session %" PRIu64 " dropped by the reload; nothing was written",
             h->id);
     drop(h);
 }
 
-static void stop(struct server *s, const char *why)
+static void stop(struct server *s, const char *why, bool journal_failed)
 {
     struct history *h = s->history;
     if (!h)
         return;
     char text[900];
-    if (h->phase == WAITING_COMMIT)
+    if (h->phase == WAITING_COMMIT && journal_failed)
+        snprintf(text, sizeof text,
+                 "%s: the %s may not have reached the journal; run it again once writes are "
+                 "taken (what the ledger has by then is left out)",
+                 why, name(h));
+    else if (h->phase == WAITING_COMMIT)
         snprintf(text, sizeof text,
                  "%s: the %s is applied and journaled; its rows reach PostgreSQL once it can take "
                  "them",
@@ -778,10 +805,10 @@ static void stop(struct server *s, const char *why)
 
 void history_stop(struct server *s)
 {
-    stop(s, "shutting down");
+    stop(s, "shutting down", false);
 }
 
 void history_suspend(struct server *s)
 {
-    stop(s, s->suspended_why);
+    stop(s, s->suspended_why, true);
 }

@@ -25,7 +25,7 @@
  *   POST /requeue[?reason=TEXT][&from=DATE&to=DATE][&dry_run=1]
  *
  * reads the quarantined samples not yet released (daemon/ledger_read.h),
- * in the order they were quarantined, and measures them as a backfill
+ * in time order, and measures them as a backfill
  * would; the samples whose intervals the plan bills are released (their
  * ids in the record, written to quarantine_releases), the others stay
  * quarantined: those the engine quarantines again are recorded again with
@@ -84,7 +84,8 @@ bool history_apply_record(struct server *s, struct engine *e, const void *payloa
                           struct backfill_effect *effects, struct error *err);
 
 /* The config changed (a reload): a session measuring under the old one
- * ends (its command gets a 503 saying so at its next request). */
+ * ends (its command gets a 404 at its next request); one reading the
+ * ledger answers 503; one that has applied is done with the config. */
 void history_config_changed(struct server *s);
 
 /* The daemon stops, or the journal failed: whatever is in flight is

@@ -13,10 +13,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 /* How long a command waits for an answer: a commit or a requeue may wait
  * for the ledger to catch up, then for PostgreSQL to commit the rows. */
 #define ANSWER_TIMEOUT_S 600
+
+/* The longest a piece waits for more input: well inside HISTORY_IDLE_S. */
+#define FLUSH_S 10
 
 #define TARIFFD_DEFAULT_CONFIG TARIFFD_SYSCONFDIR "/tariffd.conf"
 
@@ -60,7 +65,7 @@ static int call(const char *cmd, const char *path, const char *target, const cha
  * refused line (400), else 1. */
 static int refused(const char *cmd, int code, char *body)
 {
-    if (!code)
+    if (!code || !body)
         return 1;
     body[strcspn(body, "\n")] = '\0';
     fprintf(stderr, "tariffd %s: %s\n", cmd, body[0] ? body : "the daemon answered with no reason");
@@ -129,48 +134,52 @@ int backfill_main(int argc, char **argv)
     int code = call("backfill", path, target, NULL, 0, &body);
     uint64_t session;
     if (code != 200 || sscanf(body, "session %" SCNu64, &session) != 1) {
-        int status = refused("backfill", code ? code : 0, body ? body : xstrdup(""));
+        int status = refused("backfill", code, body);
         free(body);
         return status;
     }
     free(body);
     snprintf(target, sizeof target, "/backfill/lines?session=%" PRIu64, session);
 
-    /* Whole lines, BACKFILL_PIECE_BYTES at a time (a longer line whole). */
+    /* Whole lines, BACKFILL_PIECE_BYTES at a time (a longer line whole),
+     * or what has come every FLUSH_S from an input slower than that, so
+     * the session never idles out while the input flows. */
     size_t cap = BACKFILL_PIECE_BYTES, have = 0;
     char *buf = xmalloc(cap);
     uint64_t sent = 0, pieces = 0;
     int status = 0;
-    bool eof = false;
-    while (!eof) {
-        size_t got = fread(buf + have, 1, cap - have, stdin);
-        have += got;
-        eof = got == 0 && (feof(stdin) || ferror(stdin));
-        if (ferror(stdin)) {
+    time_t last = time(NULL);
+    for (bool eof = false; !eof;) {
+        ssize_t got = read(STDIN_FILENO, buf + have, cap - have);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
             fprintf(stderr, "tariffd backfill: reading the input failed: %s\n", strerror(errno));
             status = 1;
             break;
         }
-        if (!eof && have < cap)
+        have += (size_t)got;
+        eof = got == 0;
+        if (!eof && have < cap && time(NULL) - last < FLUSH_S)
             continue;
         size_t upto = have;
         if (!eof) {
             while (upto > 0 && buf[upto - 1] != '\n')
                 upto--;
-            if (upto == 0) { /* one line longer than the buffer */
+            if (upto == 0 && have == cap) { /* one line longer than the buffer */
                 cap *= 2;
                 buf = xrealloc(buf, cap);
-                continue;
             }
         }
         if (upto == 0)
-            break;
+            continue; /* at the end of input: nothing left */
         code = call("backfill", path, target, buf, upto, &body);
         if (code != 200) {
-            status = refused("backfill", code, body ? body : xstrdup(""));
+            status = refused("backfill", code, body);
             free(body);
             break;
         }
+        last = time(NULL);
         sent += upto;
         pieces++;
         body[strcspn(body, "\n")] = '\0';

@@ -563,7 +563,7 @@ static const char quarantined_sql[] =
     "WHERE NOT EXISTS (SELECT FROM @.quarantine_releases AS r WHERE r.quarantined_id = q.id) "
     "AND ($1::text IS NULL OR q.reason = $1::text) "
     "AND ($2::bigint IS NULL OR q.ts_ns >= $2::bigint) "
-    "AND ($3::bigint IS NULL OR q.ts_ns < $3::bigint) ORDER BY q.id";
+    "AND ($3::bigint IS NULL OR q.ts_ns < $3::bigint) ORDER BY q.ts_ns NULLS LAST, q.id";
 
 static char *text_or_null(PGresult *res, int row, int col)
 {

@@ -32,7 +32,8 @@
  *   sample that has no quarantine_releases row, with the reason asked
  *   (NULL: any) and ts_ns in [from_ns, to_ns) (INT64_MIN, INT64_MAX: no
  *   bound on that side; a sample without ts_ns is read only when neither
- *   side is bounded), in id order. value is parsed with strtod from
+ *   side is bounded), in time order (ts_ns, then id), so that measuring
+ *   them needs no late_window. value is parsed with strtod from
  *   PostgreSQL's shortest exact text (extra_float_digits is set for it),
  *   so it is the double that was written.
  *
@@ -120,7 +121,7 @@ struct ledger_read_result {
     /* Backfill keys: one per cluster asked, in the request's order. */
     struct ledger_keys *keys;
     size_t n_keys;
-    /* Quarantined: in id order. */
+    /* Quarantined: by ts_ns (none last), then id. */
     struct quarantined *quarantined;
     size_t n_quarantined;
 };

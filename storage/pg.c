@@ -330,8 +330,8 @@ static const char quarantine_sql[] =
     "ON CONFLICT (cluster, meter, ts_ns, reason) DO NOTHING";
 
 /* A quarantined sample released by tariffd requeue: once (a replay's
- * second release does nothing). $2 is nanoseconds, kept to the microsecond
- * without passing through a double. */
+ * second release does nothing). $2 is nanoseconds, kept to the
+ * microsecond (the bigint times an interval is exact below 2^53 us). */
 static const char release_sql[] =
     "INSERT INTO quarantine_releases (quarantined_id, released_at) "
     "VALUES ($1, timestamptz 'epoch' + ($2::bigint / 1000) * interval '1 microsecond') "

@@ -505,20 +505,15 @@ bool engine_backfill(struct engine *e, const struct backfill_plan *p,
     }
     struct item *items = xcalloc(n_items ? n_items : 1, sizeof *items);
     size_t n = 0;
-    for (size_t i = 0; i < p->n_intervals; i++) {
+    for (size_t i = 0; i < p->n_intervals; i++)
         items[n++] =
             (struct item){p->intervals[i].start_s, p->intervals[i].cluster, ITEM_INTERVAL, i};
-        struct month_state *w = &whole[month_at[i]];
-        if (p->months[month_at[i]].fate == BACKFILL_WHOLE &&
-            w->last_row_start_s < p->intervals[i].start_s)
-            w->last_row_start_s = p->intervals[i].start_s; /* where its close item goes */
-    }
+    /* A month closes after its last interval of the grid, as live ones
+     * do, whether or not the history has that interval. */
     for (size_t i = 0; i < p->n_months; i++)
-        if (p->months[i].fate == BACKFILL_WHOLE) {
+        if (p->months[i].fate == BACKFILL_WHOLE)
             items[n++] =
-                (struct item){whole[i].last_row_start_s, p->months[i].cluster, ITEM_MONTH, i};
-            whole[i].last_row_start_s = NONE; /* month_take sets it again */
-        }
+                (struct item){whole[i].end_s - e->interval_s, p->months[i].cluster, ITEM_MONTH, i};
     qsort(items, n, sizeof *items, item_order);
 
     for (size_t k = 0; k < n; k++) {
@@ -568,11 +563,14 @@ bool engine_backfill(struct engine *e, const struct backfill_plan *p,
             price_demand_of(e, cs, ms, true, &eff[i]);
     }
 
-    /* The backfilled span is final: a live sample in it is quarantined. */
+    /* The backfilled span is final, to the end of its last whole month
+     * (whose demand row is made): a live sample in it is quarantined. */
     for (size_t i = 0; i < p->n_intervals; i++) {
         const struct backfill_interval *in = &p->intervals[i];
         struct cluster_state *cs = &e->clusters[engine_find_cluster(e, in->cluster)];
-        int64_t end_s = in->start_s + e->interval_s;
+        const struct month_state *w = &whole[month_at[i]];
+        int64_t end_s =
+            p->months[month_at[i]].fate == BACKFILL_WHOLE ? w->end_s : in->start_s + e->interval_s;
         if (cs->frozen_until_s == NONE || cs->frozen_until_s < end_s)
             cs->frozen_until_s = end_s;
     }

@@ -56,10 +56,10 @@ static void on_measured_quarantine(void *ctx, const struct engine_sample *s, con
     ((struct measuring *)ctx)->quarantined = true;
 }
 
-static void push_measuring(void *ctx, const char *cluster, int64_t ts_s, double kw)
+static void push_meter(struct measuring *m, const char *cluster, const char *meter, int64_t ts_s,
+                       double kw)
 {
-    struct measuring *m = ctx;
-    struct engine_sample s = {cluster, "main", SAMPLE_POWER, ts_s * NS, kw};
+    struct engine_sample s = {cluster, meter, SAMPLE_POWER, ts_s * NS, kw};
     if (s.ts_ns > m->now_ns)
         m->now_ns = s.ts_ns;
     m->quarantined = false;
@@ -69,6 +69,11 @@ static void push_measuring(void *ctx, const char *cluster, int64_t ts_s, double 
         backfill_sums_count(m->b, config_find_cluster(m->cfg, cluster), s.ts_ns);
     m->samples++;
     engine_batch_done(m->e, m->now_ns);
+}
+
+static void push_measuring(void *ctx, const char *cluster, int64_t ts_s, double kw)
+{
+    push_meter(ctx, cluster, "main", ts_s, kw);
 }
 
 static void on_measured_energy(void *ctx, const struct cluster *c, int64_t start_s,
@@ -550,6 +555,55 @@ START_TEST(test_history_of_a_counter_equals_offline_pricing)
 }
 END_TEST
 
+/* A whole month whose history ends before the month does (its old meter
+ * stopped on the 20th; the new one is the live data's, from the 1st of
+ * the next month) is final to its end: a live sample on the 25th cannot
+ * give the month a second demand row of revision 0. */
+START_TEST(test_a_whole_month_is_final_to_its_end)
+{
+    memset(&got, 0, sizeof got);
+    struct run live;
+    run_start(&live, base_config, &got);
+    for (int64_t t = L(2025, 2, 1, 0, 0); t < L(2025, 2, 1, 6, 0); t += 300)
+        push(&live, "c1", t, 80);
+
+    struct measuring *m = measuring_new(live.cfg);
+    for (int64_t t = L(2025, 1, 1, 0, 0); t < L(2025, 1, 20, 0, 0); t += 300)
+        push_meter(m, "c1", "old", t, 60);
+    for (int64_t t = L(2025, 2, 1, 0, 0); t < L(2025, 2, 1, 6, 0); t += 300)
+        push_meter(m, "c1", "main", t, 80);
+    measuring_finish(m);
+    struct backfill_plan plan;
+    struct backfill_taken taken;
+    backfill_plan_build(m->b, live.e, NULL, 0, L(2025, 2, 1, 6, 0) * NS, &plan, &taken);
+    ck_assert_uint_eq(plan.n_months, 1);
+    ck_assert_int_eq(plan.months[0].fate, BACKFILL_WHOLE);
+    struct error err;
+    ck_assert_msg(engine_backfill(live.e, &plan, NULL, &err), "backfill: %s", err.msg);
+    backfill_plan_free(&plan);
+    measuring_free(m);
+    ck_assert_ptr_nonnull(month_in(&got, "c1", 2025, 1));
+
+    /* Before the live engine's own intervals are final (late_window). */
+    size_t january = 0;
+    for (size_t i = 0; i < got.n_iv; i++)
+        january += got.iv[i].start_s < L(2025, 2, 1, 0, 0);
+    struct engine_stats st;
+    engine_stats(live.e, &st);
+    uint64_t q = st.quarantined;
+    push(&live, "c1", L(2025, 1, 25, 12, 0), 500);
+    engine_tick(live.e, live.now_ns + 600 * NS);
+    engine_stats(live.e, &st);
+    ck_assert_uint_eq(st.quarantined, q + 1);
+    size_t after = 0;
+    for (size_t i = 0; i < got.n_iv; i++)
+        after += got.iv[i].start_s < L(2025, 2, 1, 0, 0);
+    ck_assert_uint_eq(after, january);
+    ck_assert_int_eq(month_in(&got, "c1", 2025, 1)->revision, 0);
+    run_stop(&live);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("backfill");
@@ -562,6 +616,7 @@ int main(void)
     tcase_add_test(tc, test_backfill_consumes_what_the_cap_has_left_and_no_more);
     tcase_add_test(tc, test_a_plan_on_a_reloaded_engine_makes_the_same_rows);
     tcase_add_test(tc, test_history_of_a_counter_equals_offline_pricing);
+    tcase_add_test(tc, test_a_whole_month_is_final_to_its_end);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -26,6 +26,9 @@ daemon on its own database (the PostgreSQL of PGHOST):
   crash     kill -9 after the backfill is journaled but before PostgreSQL
             committed its rows (the ledger's table locked): after a restart
             the rows are there, once, equal to tariffd price
+  reload    a reload while a session takes lines ends it (404 after); a
+            reload while a backfill waits for PostgreSQL leaves it to
+            finish, equal to tariffd price
   errors    a malformed line (exit 2, "line N: ...", nothing written), an
             unknown session, bad requeue arguments, a second correction
             while a session is open (409), usage errors
@@ -466,8 +469,62 @@ def scenario_errors():
     check(r.returncode == 2 and "--from and --to go together" in r.stderr, f"usage: {r.stderr!r}", d)
 
 
+def scenario_reload():
+    """A reload while a session takes lines ends it (404 after); one while a
+    backfill waits for PostgreSQL to commit leaves it to finish (the daemon
+    keeps nothing of the old config for it)."""
+    d = new_daemon()
+    d.start()
+    sock = os.path.join(d.dir, "state", "control.sock")
+
+    def control(path, data=None):
+        cmd = ["curl", "-s", "-o", "-", "-w", "\n%{http_code}", "--unix-socket", sock, "-X", "POST",
+               "http://localhost" + path]
+        if data is not None:
+            cmd += ["--data-binary", "@-"]
+        out = subprocess.run(cmd, input=data, capture_output=True, text=True)
+        body, _, code = out.stdout.rpartition("\n")
+        return int(code), body.strip()
+
+    def sighup():
+        before = d.read_log().count("reloaded ")
+        d.proc.send_signal(1)
+        wait_until(lambda: (d.read_log().count("reloaded ") > before, "not yet"), 10, "reloaded", d)
+
+    code, body = control("/backfill?precision=s")
+    session = body.split()[1] if code == 200 else "0"
+    text = history(H_FROM, H_FROM + 6 * 3600, step=120)
+    code, body = control(f"/backfill/lines?session={session}", text)
+    check(code == 200, f"lines: {code} {body!r}", d)
+    sighup()
+    code, body = control(f"/backfill/lines?session={session}", text)
+    check(code == 404 and "no backfill session" in body, f"lines after a reload: {code} {body!r}", d)
+
+    send(d, live_lines(NOW - 300, 20), "live data")
+    wait_until(lambda: (len(ledger(d)[0]) > 0, "no live rows"), 20, "the live rows are written", d)
+    time.sleep(3)
+    lock = subprocess.Popen(["psql", "-X", "-q", "-d", d.db, "-c",
+                             f"BEGIN; LOCK TABLE {d.schema}.billing_rows IN EXCLUSIVE MODE; "
+                             "SELECT pg_sleep(4);"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1)
+    p = subprocess.Popen([TARIFFD, "backfill", "-c", d.config, "--precision", "s", "--quiet"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p.stdin.write(text)
+    p.stdin.close()
+    wait_until(lambda: ("intervals billed" in d.read_log(), "not yet"), 20, "the backfill is applied", d)
+    sighup()
+    p.wait(timeout=60)
+    out, err = p.stdout.read(), p.stderr.read()
+    lock.wait()
+    check(p.returncode == 0 and d.alive() and "billing_rows" in out,
+          f"a backfill across a reload: exit {p.returncode} {err!r}, daemon alive {d.alive()}", d)
+    want = offline(d.config, text)
+    history_equals(d, want, "the backfill across a reload", months_of(H_FROM, H_FROM + DAY))
+
+
 SCENARIOS = {"history": scenario_history, "shared": scenario_shared, "requeue": scenario_requeue,
-             "crash": scenario_crash, "errors": scenario_errors}
+             "crash": scenario_crash, "reload": scenario_reload, "errors": scenario_errors}
 
 try:
     for name, fn in SCENARIOS.items():
