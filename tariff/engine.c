@@ -784,19 +784,40 @@ static void note_reopened(struct engine *e, struct cluster_state *cs)
     e->reopened_clusters[e->n_reopened_clusters++] = (size_t)(cs - e->clusters);
 }
 
-static void reopen(struct engine *e, struct cluster_state *cs, int64_t start_s)
+/* Reopens the covered intervals in [from, to): merged into the sorted
+ * list in one pass, so a sample that reopens a long segment (a counter's
+ * difference spreads over all of it) costs the segment, not the segment
+ * times the list. */
+static void reopen_range(struct engine *e, struct cluster_state *cs, int64_t from, int64_t to)
 {
-    size_t i = cs->n_reopened;
-    while (i > 0 && cs->reopened[i - 1] > start_s)
-        i--;
-    if (i > 0 && cs->reopened[i - 1] == start_s)
+    size_t n_range = 0;
+    for (int64_t st = from; st < to; st += e->interval_s)
+        n_range += covered(e, cs, st);
+    if (n_range == 0)
         return;
-    ARRAY_RESERVE_ONE(cs->reopened, cs->n_reopened, cs->cap_reopened);
-    memmove(&cs->reopened[i + 1], &cs->reopened[i], (cs->n_reopened - i) * sizeof *cs->reopened);
-    cs->reopened[i] = start_s;
-    cs->n_reopened++;
-    e->stats.intervals_reopened++;
-    note_reopened(e, cs);
+    size_t cap = cs->n_reopened + n_range;
+    int64_t *merged = xmalloc(cap * sizeof *merged);
+    size_t n = 0, i = 0, added = 0;
+    for (int64_t st = from; st < to; st += e->interval_s) {
+        if (!covered(e, cs, st))
+            continue;
+        while (i < cs->n_reopened && cs->reopened[i] < st)
+            merged[n++] = cs->reopened[i++];
+        if (i < cs->n_reopened && cs->reopened[i] == st)
+            i++; /* reopened already */
+        else
+            added++;
+        merged[n++] = st;
+    }
+    while (i < cs->n_reopened)
+        merged[n++] = cs->reopened[i++];
+    free(cs->reopened);
+    cs->reopened = merged;
+    cs->n_reopened = n;
+    cs->cap_reopened = cap;
+    e->stats.intervals_reopened += added;
+    if (added)
+        note_reopened(e, cs);
 }
 
 /* Where the meters of cs that are not silent let intervals close: the
@@ -1252,9 +1273,8 @@ static void reopen_closed(struct engine *e, struct cluster_state *cs, const stru
     if (to > cs->closed_until_s)
         to = cs->closed_until_s;
     e->stats.late_samples++;
-    for (int64_t st = from; st < to; st += e->interval_s)
-        if (covered(e, cs, st))
-            reopen(e, cs, st);
+    if (from < to)
+        reopen_range(e, cs, from, to);
 }
 
 /* Closes cluster ci as far as its meters now let it, then recounts what
