@@ -23,7 +23,7 @@
 #include "daemon/compare.h"
 #include "daemon/control.h"
 #include "daemon/control_client.h"
-#include "daemon/history_cli.h"
+#include "daemon/correction_cli.h"
 #include "daemon/loader.h"
 #include "daemon/offline.h"
 #include "daemon/report.h"
@@ -183,116 +183,6 @@ static int price(const char *config_path, const char *precision, const char *out
         return 1;
     int status = offline_price(cfg, stdin, &opt);
     config_free(cfg);
-    return status;
-}
-
-/* How long `tariffd reprice` waits for its answer: the daemon may wait
- * for the ledger to catch up, then for PostgreSQL to commit the rows. */
-#define REPRICE_TIMEOUT_S 600
-
-/* `tariffd reprice`: the daemon does the work (it is the ledger's single
- * writer, and its engine holds what later adjustments are computed
- * against); this only finds its control socket from the config and asks.
- * The daemon validates the arguments, so the rules live in one place. */
-static int reprice_main(int argc, char **argv)
-{
-    enum { OPT_FROM = 256, OPT_TO, OPT_CLUSTER, OPT_DRY_RUN };
-    static const struct option options[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"from", required_argument, NULL, OPT_FROM},
-        {"to", required_argument, NULL, OPT_TO},
-        {"cluster", required_argument, NULL, OPT_CLUSTER},
-        {"dry-run", no_argument, NULL, OPT_DRY_RUN},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *config_path = DEFAULT_CONFIG, *from = NULL, *to = NULL;
-    bool dry_run = false;
-    size_t target_len = 64;
-    char **clusters = xcalloc((size_t)argc, sizeof *clusters);
-    size_t n_clusters = 0;
-    int opt, status = 2;
-    while ((opt = getopt_long(argc, argv, "c:h", options, NULL)) != -1) {
-        switch (opt) {
-        case 'c':
-            config_path = optarg;
-            break;
-        case OPT_FROM:
-            from = optarg;
-            break;
-        case OPT_TO:
-            to = optarg;
-            break;
-        case OPT_CLUSTER:
-            clusters[n_clusters] = control_query_escape(optarg);
-            target_len += 9 + strlen(clusters[n_clusters++]);
-            break;
-        case OPT_DRY_RUN:
-            dry_run = true;
-            break;
-        case 'h':
-            usage(stdout);
-            status = 0;
-            goto out;
-        default:
-            usage(stderr);
-            goto out;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "tariffd reprice: unexpected argument \"%s\"\n", argv[optind]);
-        usage(stderr);
-        goto out;
-    }
-    if (!from || !to) {
-        fprintf(stderr, "tariffd reprice: --from and --to are required\n");
-        usage(stderr);
-        goto out;
-    }
-    status = 1;
-    struct config *cfg = load(config_path, NULL);
-    if (!cfg)
-        goto out;
-    struct error err;
-    char path[256];
-    bool path_ok = control_socket_path(cfg->daemon.state_dir, path, sizeof path, &err);
-    config_free(cfg);
-    if (!path_ok) {
-        fprintf(stderr, "tariffd reprice: %s: %s\n", config_path, err.msg);
-        goto out;
-    }
-    char *from_q = control_query_escape(from), *to_q = control_query_escape(to);
-    target_len += strlen(from_q) + strlen(to_q);
-    char *target = xmalloc(target_len);
-    size_t w = (size_t)snprintf(target, target_len, "/reprice?from=%s&to=%s", from_q, to_q);
-    for (size_t i = 0; i < n_clusters; i++)
-        w += (size_t)snprintf(target + w, target_len - w, "&cluster=%s", clusters[i]);
-    if (dry_run)
-        snprintf(target + w, target_len - w, "&dry_run=1");
-    free(from_q);
-    free(to_q);
-    int code;
-    char *body = NULL;
-    enum control_call_result r =
-        control_call(path, "POST", target, REPRICE_TIMEOUT_S, &code, &body, &err);
-    free(target);
-    if (r == CONTROL_CANNOT_CONNECT) {
-        fprintf(stderr, "tariffd reprice: is the daemon running? %s\n", err.msg);
-    } else if (r == CONTROL_FAILED) {
-        fprintf(stderr, "tariffd reprice: %s\n", err.msg);
-    } else if (code == 200) {
-        fputs(body, stdout);
-        status = fflush(stdout) == 0 ? 0 : 1;
-    } else {
-        body[strcspn(body, "\n")] = '\0';
-        fprintf(stderr, "tariffd reprice: %s\n",
-                body[0] ? body : "the daemon answered with no reason");
-    }
-    free(body);
-out:
-    for (size_t i = 0; i < n_clusters; i++)
-        free(clusters[i]);
-    free(clusters);
     return status;
 }
 

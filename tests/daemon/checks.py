@@ -50,6 +50,39 @@ def skip(why):
     sys.exit(77)
 
 
+# Daemon tests: a failed check shows the daemon's log tail, once per daemon
+# until tails_shown is cleared (a scenario's start).
+tails_shown = []
+
+
+def log_tail(d, n=20):
+    try:
+        lines = d.read_log().splitlines()[-n:]
+    except OSError:
+        return "  (no log)"
+    return "\n".join("  | " + line for line in lines)
+
+
+def tail_once(d):
+    """On a failure: d's log tail, once per daemon."""
+    def show():
+        if d and d not in tails_shown:
+            tails_shown.append(d)
+            print(f"  daemon on port {d.port}, log tail:\n{log_tail(d)}")
+    return show
+
+
+def daemon_check(ok, what, d=None):
+    """check, showing d's log tail on a failure."""
+    return check(ok, what, tail_once(d))
+
+
+def daemon_wait(probe, timeout, what, d=None, every=0.1):
+    """expect_within, showing d's log tail on a failure: records one check,
+    returns (ok, the last detail)."""
+    return expect_within(probe, timeout, what, tail_once(d), every)
+
+
 class Timeout(AssertionError):
     """A wait's deadline passed."""
 

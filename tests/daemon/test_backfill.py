@@ -61,30 +61,8 @@ H_FROM = MIDNIGHT - 90 * DAY
 H_TO = MIDNIGHT - 60 * DAY
 
 daemons = []
-tails_shown = []
-
-
-def log_tail(d, n=20):
-    try:
-        return "\n".join("  | " + line for line in d.read_log().splitlines()[-n:])
-    except OSError:
-        return "  (no log)"
-
-
-def tail_once(d):
-    def show():
-        if d and d not in tails_shown:
-            tails_shown.append(d)
-            print(f"  daemon on port {d.port}, log tail:\n{log_tail(d)}")
-    return show
-
-
-def check(ok, what, d=None):
-    return checks.check(ok, what, tail_once(d))
-
-
-def wait_until(probe, timeout, what, d=None, every=0.1):
-    return checks.expect_within(probe, timeout, what, tail_once(d), every)
+from checks import daemon_check as check, daemon_wait as wait_until  # noqa: E402
+from checks import log_tail, tail_once, tails_shown  # noqa: E402,F401
 
 
 def new_daemon(**kw):
@@ -210,6 +188,27 @@ def months_of(t_from, t_to):
     for t in range(t_from, t_to, DAY):
         out.add(time.strftime("%Y-%m-01", time.gmtime(t + LOCAL)))
     return out
+
+
+def backfill_uncommitted(d, text, hold_s):
+    """Live rows written, then the ledger's table locked against writes (not
+    reads) for hold_s: starts `tariffd backfill` of text and returns (the
+    lock's psql, the backfill) once the backfill is applied and journaled,
+    its rows waiting for PostgreSQL."""
+    send(d, live_lines(NOW - 300, 20), "live data")
+    wait_until(lambda: (len(ledger(d)[0]) > 0, "no live rows"), 20, "the live rows are written", d)
+    time.sleep(3)
+    lock = subprocess.Popen(["psql", "-X", "-q", "-d", d.db, "-c",
+                             f"BEGIN; LOCK TABLE {d.schema}.billing_rows IN EXCLUSIVE MODE; "
+                             f"SELECT pg_sleep({hold_s});"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1)
+    p = subprocess.Popen([TARIFFD, "backfill", "-c", d.config, "--precision", "s", "--quiet"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p.stdin.write(text)
+    p.stdin.close()
+    wait_until(lambda: ("intervals billed" in d.read_log(), "not yet"), 30, "the backfill is applied", d)
+    return lock, p
 
 
 # ---------------------------------------------------------------- scenarios
@@ -386,24 +385,9 @@ def scenario_requeue():
 def scenario_crash():
     d = new_daemon()
     d.start()
-    send(d, live_lines(NOW - 300, 20), "live data")
     text = history(H_FROM, H_FROM + 3 * DAY, step=120)
     want = offline(d.config, text)
-    # The live rows in, then the ledger's table locked against writes (not
-    # reads): the backfill reads the ledger, is journaled, not committed.
-    wait_until(lambda: (len(ledger(d)[0]) > 0, "no live rows"), 20, "the live rows are written", d)
-    time.sleep(3)
-    lock = subprocess.Popen(["psql", "-X", "-q", "-d", d.db, "-c",
-                             f"BEGIN; LOCK TABLE {d.schema}.billing_rows IN EXCLUSIVE MODE; "
-                             "SELECT pg_sleep(60);"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1)
-    p = subprocess.Popen([TARIFFD, "backfill", "-c", d.config, "--precision", "s", "--quiet"],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    p.stdin.write(text)
-    p.stdin.close()
-    wait_until(lambda: ("backfill: " in d.read_log() and "intervals billed" in d.read_log(), "not yet"),
-               30, "the backfill is applied", d)
+    lock, p = backfill_uncommitted(d, text, 60)
     d.kill()
     p.wait(timeout=30)
     lock.kill()
@@ -500,19 +484,7 @@ def scenario_reload():
     code, body = control(f"/backfill/lines?session={session}", text)
     check(code == 404 and "no backfill session" in body, f"lines after a reload: {code} {body!r}", d)
 
-    send(d, live_lines(NOW - 300, 20), "live data")
-    wait_until(lambda: (len(ledger(d)[0]) > 0, "no live rows"), 20, "the live rows are written", d)
-    time.sleep(3)
-    lock = subprocess.Popen(["psql", "-X", "-q", "-d", d.db, "-c",
-                             f"BEGIN; LOCK TABLE {d.schema}.billing_rows IN EXCLUSIVE MODE; "
-                             "SELECT pg_sleep(4);"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1)
-    p = subprocess.Popen([TARIFFD, "backfill", "-c", d.config, "--precision", "s", "--quiet"],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    p.stdin.write(text)
-    p.stdin.close()
-    wait_until(lambda: ("intervals billed" in d.read_log(), "not yet"), 20, "the backfill is applied", d)
+    lock, p = backfill_uncommitted(d, text, 4)
     sighup()
     p.wait(timeout=60)
     out, err = p.stdout.read(), p.stderr.read()

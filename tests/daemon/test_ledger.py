@@ -80,35 +80,8 @@ T0 = 1740758400  # 2025-03-01 00:00 local (+08:00), valley until 08:00
 T_APR = T0 + 31 * 86400  # 2025-04-01 00:00 local
 
 daemons = []  # of the running scenario, for log tails and cleanup
-tails_shown = []
-after = []  # run once the scenario's daemons are gone
-
-
-def log_tail(d, n=15):
-    try:
-        lines = d.read_log().splitlines()[-n:]
-    except OSError:
-        return "  (no log)"
-    return "\n".join("  | " + line for line in lines)
-
-
-def tail_once(d):
-    """On a failure: d's log tail, once per daemon and scenario."""
-    def show():
-        if d and d not in tails_shown:
-            tails_shown.append(d)
-            print(f"  daemon on port {d.port}, log tail:\n{log_tail(d)}")
-    return show
-
-
-def check(ok, what, d=None):
-    return checks.check(ok, what, tail_once(d))
-
-
-def wait_until(probe, timeout, what, d=None, every=0.2):
-    """Calls probe() until it returns (True, ...) or the deadline passes;
-    records one check. Returns (ok, the last detail)."""
-    return checks.expect_within(probe, timeout, what, tail_once(d), every)
+from checks import daemon_check as check, daemon_wait as wait_until  # noqa: E402
+from checks import log_tail, tail_once, tails_shown  # noqa: E402,F401
 
 
 # ---------------------------------------------------------------- data

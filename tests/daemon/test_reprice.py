@@ -63,30 +63,8 @@ T0 = 1740758400  # 2025-03-01 00:00 local (+08:00)
 START = T0 - 2 * 3600  # 2025-02-28 22:00 local: peak, flat from 23:00, valley from 00:00
 
 daemons = []
-tails_shown = []
-
-
-def log_tail(d, n=20):
-    try:
-        return "\n".join("  | " + line for line in d.read_log().splitlines()[-n:])
-    except OSError:
-        return "  (no log)"
-
-
-def tail_once(d):
-    def show():
-        if d and d not in tails_shown:
-            tails_shown.append(d)
-            print(f"  daemon on port {d.port}, log tail:\n{log_tail(d)}")
-    return show
-
-
-def check(ok, what, d=None):
-    return checks.check(ok, what, tail_once(d))
-
-
-def wait_until(probe, timeout, what, d=None, every=0.1):
-    return checks.expect_within(probe, timeout, what, tail_once(d), every)
+from checks import daemon_check as check, daemon_wait as wait_until  # noqa: E402
+from checks import log_tail, tail_once, tails_shown  # noqa: E402,F401
 
 
 # ---------------------------------------------------------------- data

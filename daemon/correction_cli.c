@@ -1,4 +1,4 @@
-#include "daemon/history_cli.h"
+#include "daemon/correction_cli.h"
 
 #include "build_config.h"
 
@@ -79,6 +79,92 @@ static int print_answer(const char *cmd, int code, char *body)
         return refused(cmd, code, body);
     fputs(body, stdout);
     return fflush(stdout) == 0 ? 0 : 1;
+}
+
+int reprice_main(int argc, char **argv)
+{
+    enum { OPT_FROM = 256, OPT_TO, OPT_CLUSTER, OPT_DRY_RUN };
+    static const struct option options[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"from", required_argument, NULL, OPT_FROM},
+        {"to", required_argument, NULL, OPT_TO},
+        {"cluster", required_argument, NULL, OPT_CLUSTER},
+        {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    static const char usage[] = "usage: tariffd reprice [-c FILE] --from YYYY-MM-DD --to "
+                                "YYYY-MM-DD [--cluster ID]... [--dry-run]\n";
+    const char *config_path = TARIFFD_DEFAULT_CONFIG, *from = NULL, *to = NULL;
+    bool dry_run = false;
+    size_t target_len = 64;
+    char **clusters = xcalloc((size_t)argc, sizeof *clusters);
+    size_t n_clusters = 0;
+    int opt, status = 2;
+    while ((opt = getopt_long(argc, argv, "c:h", options, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            config_path = optarg;
+            break;
+        case OPT_FROM:
+            from = optarg;
+            break;
+        case OPT_TO:
+            to = optarg;
+            break;
+        case OPT_CLUSTER:
+            clusters[n_clusters] = control_query_escape(optarg);
+            target_len += 9 + strlen(clusters[n_clusters++]);
+            break;
+        case OPT_DRY_RUN:
+            dry_run = true;
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            status = 0;
+            goto out;
+        default:
+            fputs(usage, stderr);
+            goto out;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "tariffd reprice: unexpected argument \"%s\"\n", argv[optind]);
+        fputs(usage, stderr);
+        goto out;
+    }
+    if (!from || !to) {
+        fprintf(stderr, "tariffd reprice: --from and --to are required\n");
+        fputs(usage, stderr);
+        goto out;
+    }
+    status = 1;
+    char path[256];
+    if (!socket_of("reprice", config_path, path, sizeof path))
+        goto out;
+    char *from_q = control_query_escape(from), *to_q = control_query_escape(to);
+    target_len += strlen(from_q) + strlen(to_q);
+    char *target = xmalloc(target_len);
+    size_t w = (size_t)snprintf(target, target_len, "/reprice?from=%s&to=%s", from_q, to_q);
+    for (size_t i = 0; i < n_clusters; i++)
+        w += (size_t)snprintf(target + w, target_len - w, "&cluster=%s", clusters[i]);
+    if (dry_run)
+        snprintf(target + w, target_len - w, "&dry_run=1");
+    free(from_q);
+    free(to_q);
+    char *body;
+    int code = call("reprice", path, target, NULL, 0, &body);
+    free(target);
+    /* Every refusal is the daemon's (it validates the arguments): 1. */
+    status = code == 200 ? print_answer("reprice", code, body)
+             : code      ? (refused("reprice", code, body), 1)
+                         : 1;
+    free(body);
+out:
+    for (size_t i = 0; i < n_clusters; i++)
+        free(clusters[i]);
+    free(clusters);
+    return status;
 }
 
 int backfill_main(int argc, char **argv)
