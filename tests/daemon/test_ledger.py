@@ -80,6 +80,7 @@ T0 = 1740758400  # 2025-03-01 00:00 local (+08:00), valley until 08:00
 T_APR = T0 + 31 * 86400  # 2025-04-01 00:00 local
 
 daemons = []  # of the running scenario, for log tails and cleanup
+after = []  # run once the scenario's daemons are gone
 from checks import daemon_check as check, daemon_wait as wait_until  # noqa: E402
 from checks import log_tail, tail_once, tails_shown  # noqa: E402,F401
 
