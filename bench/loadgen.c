@@ -7,7 +7,9 @@
  * between them (so each meter's samples arrive in order). In each round
  * every meter reports once, timestamp START_S + 10 x round (precision s),
  * in POST /api/v2/write requests of LINES lines. Bodies are built before
- * the clock starts. Prints samples per second, the p50/p99 request
+ * the clock starts. A 503 (the daemon shedding load) is waited out for its
+ * Retry-After and the request sent again, counted as a retry. Prints
+ * samples per second, the p50/p99 request
  * latency (time to the 204) and the wall-clock time the first request went.
  *
  * With LOADGEN_TLS_CA=FILE in the environment the connections speak TLS
@@ -44,6 +46,7 @@ struct worker {
     size_t n_reqs;
     double *latency_ms;
     long samples;
+    long retries; /* 503s waited out (the daemon shedding load) */
     int failed;
 };
 
@@ -101,6 +104,7 @@ static void *run(void *arg)
     char buf[4096];
     for (size_t i = 0; i < w->n_reqs; i++) {
         double t = now_s();
+    again:
         for (size_t off = 0; off < w->reqs[i].len;) {
             ssize_t n = send_some(w, w->reqs[i].data + off, w->reqs[i].len - off);
             if (n <= 0) {
@@ -112,7 +116,8 @@ static void *run(void *arg)
         }
         /* A 204 has no body: read up to the end of the headers. */
         size_t have = 0;
-        while (!(have >= 4 && memmem(buf, have, "\r\n\r\n", 4))) {
+        char *end;
+        while (!(have >= 4 && (end = memmem(buf, have, "\r\n\r\n", 4)))) {
             ssize_t n = recv_some(w, buf + have, sizeof buf - have - 1);
             if (n <= 0) {
                 fprintf(stderr, "connection closed\n");
@@ -121,8 +126,32 @@ static void *run(void *arg)
             }
             have += (size_t)n;
         }
+        buf[have] = '\0';
+        if (strncmp(buf, "HTTP/1.1 503", 12) == 0) {
+            /* Shedding load: wait out its Retry-After (1 s without one) and
+             * send the same request again, as a well-behaved client does.
+             * The body is read first, so the connection stays in step. */
+            const char *cl = strcasestr(buf, "\r\nContent-Length:");
+            size_t body = cl ? strtoul(cl + 17, NULL, 10) : 0;
+            size_t got = have - (size_t)(end + 4 - buf);
+            while (got < body) {
+                ssize_t n =
+                    recv_some(w, buf, sizeof buf - 1 < body - got ? sizeof buf - 1 : body - got);
+                if (n <= 0) {
+                    fprintf(stderr, "connection closed\n");
+                    w->failed = 1;
+                    return NULL;
+                }
+                got += (size_t)n;
+            }
+            const char *ra = strcasestr(buf, "\r\nRetry-After:");
+            double wait = ra ? atof(ra + 15) : 1;
+            w->retries++;
+            struct timespec d = {(time_t)wait, (long)((wait - (time_t)wait) * 1e9)};
+            nanosleep(&d, NULL);
+            goto again;
+        }
         if (strncmp(buf, "HTTP/1.1 204", 12) != 0) {
-            buf[have] = '\0';
             fprintf(stderr, "unexpected answer: %.200s\n", buf);
             w->failed = 1;
             return NULL;
@@ -214,13 +243,14 @@ int main(int argc, char **argv)
     pthread_t *tid = calloc((size_t)threads, sizeof *tid);
     for (int t = 0; t < threads; t++)
         pthread_create(&tid[t], NULL, run, &w[t]);
-    long samples = 0;
+    long samples = 0, retries = 0;
     size_t n_lat = 0;
     for (int t = 0; t < threads; t++) {
         pthread_join(tid[t], NULL);
         if (w[t].failed)
             return 1;
         samples += w[t].samples;
+        retries += w[t].retries;
         n_lat += w[t].n_reqs;
     }
     double elapsed = now_s() - t0;
@@ -230,8 +260,9 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < w[t].n_reqs; i++)
             lat[k++] = w[t].latency_ms[i];
     qsort(lat, n_lat, sizeof *lat, by_value);
-    printf("samples %ld seconds %.3f rate %.0f requests %zu p50_ms %.2f p99_ms %.2f started %.3f\n",
+    printf("samples %ld seconds %.3f rate %.0f requests %zu p50_ms %.2f p99_ms %.2f retries %ld "
+           "started %.3f\n",
            samples, elapsed, samples / elapsed, n_lat, lat[n_lat / 2], lat[n_lat * 99 / 100],
-           (double)wall.tv_sec + wall.tv_nsec / 1e9);
+           retries, (double)wall.tv_sec + wall.tv_nsec / 1e9);
     return 0;
 }
