@@ -25,6 +25,8 @@ enum phase {
     READING_SAMPLES, /* a requeue reading quarantined samples */
     READING_KEYS,    /* reading what the ledger has of the clusters measured */
     WAITING_COMMIT,  /* applied and journaled: PostgreSQL commits its rows */
+    READING_LEFT,    /* committed: reading the left months to price their demand again */
+    WAITING_LEFT,    /* their demand adjustments journaled: PostgreSQL commits them */
 };
 
 /* A requeued sample as measured: whether the measuring quarantined it
@@ -34,6 +36,14 @@ struct requeued {
     const struct cluster *cluster;
     int64_t ts_ns;
     bool again;
+};
+
+/* A month whose demand row was final when its intervals were backfilled
+ * (BACKFILL_LEFT): its demand is priced again from the ledger once the
+ * backfilled rows are committed. */
+struct left_month {
+    char *cluster;
+    int32_t month_day;
 };
 
 /* Samples that stay quarantined, per reason. */
@@ -78,6 +88,10 @@ struct history {
     uint64_t last_seq, rows;
     struct timespec commit_started;
     char *report;
+    struct left_month *left;
+    size_t n_left;
+    struct reprice_effect left_effect; /* of pricing their demand again */
+    uint64_t left_rows;
 };
 
 static uint64_t sessions; /* for session ids */
@@ -116,6 +130,9 @@ static void drop(struct history *h)
     free(h->args.reason);
     free(h->carry);
     free(h->report);
+    for (size_t i = 0; i < h->n_left; i++)
+        free(h->left[i].cluster);
+    free(h->left);
     free(h);
 }
 
@@ -404,6 +421,9 @@ bool history_apply_record(struct server *s, struct engine *e, const void *payloa
     return ok;
 }
 
+static void read_left(struct history *h);
+static void finish_left(struct history *h, const char *failed);
+
 static void on_poll(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -414,7 +434,15 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
     struct pg_status st;
     pg_status(s->pg, &st);
     if (st.committed >= h->last_seq) {
-        finish(h, 200, h->report);
+        if (h->phase == WAITING_COMMIT && h->n_left) {
+            event_free(h->poll);
+            h->poll = NULL;
+            read_left(h);
+        } else if (h->phase == WAITING_LEFT) {
+            finish_left(h, NULL);
+        } else {
+            finish(h, 200, h->report);
+        }
         return;
     }
     struct timespec now;
@@ -510,9 +538,9 @@ static char *report(const struct history *h, const struct backfill_plan *p,
         left |= p->months[i].fate == BACKFILL_LEFT;
     }
     report_line(&t, width, "total", "", "", total);
-    if (left)
-        textbuf_printf(&t, "demand \"left\": the month's demand row is final; `tariffd reprice` "
-                           "over the month recomputes it with the backfilled intervals\n");
+    if (left && h->dry_run)
+        textbuf_printf(&t, "demand \"left\": the month's demand row is final; once the backfilled "
+                           "rows are in the ledger its demand is priced again over them\n");
     return t.p;
 }
 
@@ -580,6 +608,12 @@ static void apply(struct history *h, const struct ledger_read_result *res)
         finish(h, 500, why);
         goto out;
     }
+    for (size_t i = 0; i < plan.n_months && !h->dry_run; i++)
+        if (plan.months[i].fate == BACKFILL_LEFT) {
+            h->left = xrealloc(h->left, (h->n_left + 1) * sizeof *h->left);
+            h->left[h->n_left++] =
+                (struct left_month){xstrdup(plan.months[i].cluster), plan.months[i].month_day};
+        }
     struct backfill_effect total;
     h->report = report(h, &plan, fx, &taken, n_released, &total);
     char net[48];
@@ -682,6 +716,120 @@ static bool requeue_one(struct history *h, const struct quarantined *q)
     return true;
 }
 
+/* ------------------------------------------------------------------ */
+/* The left months                                                     */
+
+/* The answer once the left months' demand is priced again, or could not
+ * be: the backfill stands either way. */
+static void finish_left(struct history *h, const char *failed)
+{
+    struct textbuf t = {0};
+    textbuf_printf(&t, "%s", h->report);
+    char demand[48], subsidy[48], net[48];
+    if (failed) {
+        textbuf_printf(&t,
+                       "the demand of the months left was not priced again (%s): run `tariffd "
+                       "reprice` over them:",
+                       failed);
+        for (size_t i = 0; i < h->n_left; i++) {
+            char month[16];
+            civil_format_date(h->left[i].month_day, month, sizeof month);
+            month[7] = '\0';
+            textbuf_printf(&t, " %s %s", h->left[i].cluster, month);
+        }
+        textbuf_printf(&t, "\n");
+    } else {
+        textbuf_printf(&t,
+                       "the demand of the %zu month%s left, priced again over the backfilled "
+                       "intervals: %" PRIu64 " demand rows, demand_charge %s, subsidy %s, net %s\n",
+                       h->n_left, h->n_left == 1 ? "" : "s", h->left_effect.demand_rows,
+                       textbuf_signed(h->left_effect.demand_charge_cny4, 4, demand, sizeof demand),
+                       textbuf_signed(h->left_effect.subsidy_cny4, 4, subsidy, sizeof subsidy),
+                       textbuf_signed(h->left_effect.net_cny4, 4, net, sizeof net));
+    }
+    if (failed)
+        log_msg(LOG_WARNING, "backfill: the demand of its left months was not priced again: %s",
+                failed);
+    finish(h, 200, t.p);
+    free(t.p);
+}
+
+/* The backfill's rows are committed: the ledger's left months (their
+ * intervals and final demand rows) are read, as `tariffd reprice` reads
+ * them, to price their demand again. */
+static void read_left(struct history *h)
+{
+    struct server *s = h->s;
+    struct ledger_read_request req = {.kind = LEDGER_READ_REPRICE};
+    req.clusters = xcalloc(h->n_left, sizeof *req.clusters);
+    for (size_t i = 0; i < h->n_left; i++) {
+        const struct cluster *c = config_find_cluster(s->cfg, h->left[i].cluster);
+        if (!c) {
+            free(req.clusters);
+            finish_left(h, "its cluster is no longer in the config");
+            return;
+        }
+        int32_t offset = c->site->tariff->versions[0]->utc_offset_s;
+        struct civil_date d = civil_from_day(h->left[i].month_day);
+        d.month = d.month == 12 ? 1 : d.month + 1;
+        d.year += d.month == 1;
+        req.clusters[req.n_clusters++] = (struct ledger_read_cluster){
+            .id = xstrdup(c->id),
+            .from_s = civil_day_start_ts(h->left[i].month_day, offset),
+            .to_s = civil_day_start_ts(civil_to_day(d), offset),
+        };
+    }
+    start_read(h, &req, READING_LEFT);
+}
+
+/* Prices each left month's demand again from the ledger's intervals (none
+ * of them priced again: only counted for the month's peak), journaled as
+ * reprice records, and waits for PostgreSQL to commit the adjustments. */
+static void price_left(struct history *h, const struct ledger_read_result *res)
+{
+    struct server *s = h->s;
+    char buf[512];
+    const char *why = !res->ok   ? res->error
+                      : h->stale ? "the config was reloaded meanwhile"
+                                 : correction_refusal(s, buf, sizeof buf);
+    if (why) {
+        finish_left(h, why);
+        return;
+    }
+    struct record_buf record = {0};
+    uint64_t last = 0;
+    struct error err;
+    for (size_t i = 0; i < res->n_chunks; i++) {
+        struct reprice_record *r = &res->chunks[i];
+        if (!r->chunk.month.has_row)
+            continue;
+        for (size_t k = 0; k < r->chunk.n_intervals; k++)
+            r->intervals[k].in_range = false;
+        ingest_encode_reprice(&r->chunk, &record);
+        if (!ingest_apply_reprice(s->engine, record.p, record.len, &h->left_effect, &err)) {
+            record_buf_free(&record);
+            finish_left(h, err.msg);
+            return;
+        }
+        if (s->rows.n) {
+            h->left_rows += s->rows.n;
+            last = worker_submit_record(s, RECORD_REPRICE, &record);
+        }
+    }
+    record_buf_free(&record);
+    s->metrics.reprice_rows += h->left_rows;
+    if (!last) {
+        finish_left(h, NULL);
+        return;
+    }
+    h->last_seq = last;
+    h->phase = WAITING_LEFT;
+    clock_gettime(CLOCK_MONOTONIC, &h->commit_started);
+    h->poll = event_new(s->base, -1, EV_PERSIST, on_poll, h);
+    struct timeval every = {0, 50 * 1000};
+    event_add(h->poll, &every);
+}
+
 static void on_ready(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -693,7 +841,9 @@ static void on_ready(evutil_socket_t fd, short what, void *arg)
     struct ledger_read_result *res = ledger_read_result(read);
     char buf[512];
     const char *why;
-    if (!res->ok) {
+    if (h->phase == READING_LEFT) {
+        price_left(h, res);
+    } else if (!res->ok) {
         log_msg(LOG_WARNING, "%s: %s", name(h), res->error);
         snprintf(buf, sizeof buf, "%.480s; nothing was written", res->error);
         finish(h, 503, buf);
@@ -788,7 +938,12 @@ static void stop(struct server *s, const char *why, bool journal_failed)
     if (!h)
         return;
     char text[900];
-    if (h->phase == WAITING_COMMIT && journal_failed)
+    if (h->phase == READING_LEFT || h->phase == WAITING_LEFT)
+        snprintf(text, sizeof text,
+                 "%s: the %s is applied and committed; the demand of the months it left may not "
+                 "be priced again: run `tariffd reprice` over them",
+                 why, name(h));
+    else if (h->phase == WAITING_COMMIT && journal_failed)
         snprintf(text, sizeof text,
                  "%s: the %s may not have reached the journal; run it again once writes are "
                  "taken (what the ledger has by then is left out)",

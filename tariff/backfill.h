@@ -86,8 +86,8 @@ enum backfill_fate {
      * both past its end. */
     BACKFILL_MERGED = 1,
     /* The month's demand row is final in the ledger: its intervals are
-     * billed, its demand stays as it was (`tariffd reprice` over the
-     * month recomputes it from the ledger's intervals). */
+     * billed here; the daemon then prices its demand again from the
+     * ledger's intervals, as `tariffd reprice` does (daemon/history.c). */
     BACKFILL_LEFT = 2,
 };
 

@@ -17,6 +17,10 @@ daemon on its own database (the PostgreSQL of PGHOST):
   shared    history that ends where live data began in the same month: the
             month gets one demand row over both (its peak is the
             history's), the backfilled intervals equal tariffd price
+  left      history of the first days of a month whose live part is final
+            in the ledger, demand row included: its intervals equal
+            tariffd price on the history, and its demand, priced again over
+            both, equals tariffd price on history and live data together
   requeue   samples before the first tariff version are quarantined; after
             a reload adds an earlier version, tariffd requeue bills them
             once (equal to tariffd price on them under the new config),
@@ -73,13 +77,13 @@ def new_daemon(**kw):
 
 # ---------------------------------------------------------------- data
 
-def history(t_from, t_to, step=60):
+def history(t_from, t_to, step=60, prefix=""):
     """Two power meters on c1 (kW and W) and an energy counter on c2."""
     out = []
     for i, t in enumerate(range(t_from, t_to, step)):
-        out.append(f"power,cluster=c1,meter=a kw={40 + (i * 7) % 23} {t}")
-        out.append(f"power,cluster=c1,meter=b w={15000 + (i * 131) % 9000} {t}")
-        out.append(f"power,cluster=c2,meter=ctr kwh={1000 + i * 0.21:.2f} {t}")
+        out.append(f"power,cluster=c1,meter={prefix}a kw={40 + (i * 7) % 23} {t}")
+        out.append(f"power,cluster=c1,meter={prefix}b w={15000 + (i * 131) % 9000} {t}")
+        out.append(f"power,cluster=c2,meter={prefix}ctr kwh={1000 + i * 0.21:.2f} {t}")
     return "\n".join(out) + "\n"
 
 
@@ -262,7 +266,7 @@ def scenario_history():
     check(r.returncode == 0, f"backfill: exit {r.returncode}, stderr {r.stderr[-500:]!r}", d)
     check("MB sent, lines" in r.stderr and "all sent" in r.stderr,
           f"backfill shows no progress on stderr: {r.stderr[:300]!r}", d)
-    check(r.stdout == dry.stdout.split("\n", 1)[1],
+    check(r.stdout == dry.stdout.partition("\n")[2],
           "the dry run's report differs from the real run's:\n" + "\n".join(
               difflib.unified_diff(dry.stdout.splitlines(), r.stdout.splitlines(), lineterm="")), d)
     check(statuses and all(s == 204 for s in statuses),
@@ -325,6 +329,56 @@ def scenario_shared():
     check(all(f in ("whole", "merged") for f in fates.values()), f"fates {fates}", d)
 
 
+def scenario_left():
+    """History of the first days of a month whose live data (later in it)
+    is final in the ledger, demand row included: the month is "left", its
+    intervals are billed, and its demand is priced again from the ledger
+    over both, as tariffd price prices the month from both."""
+    import calendar
+    lt = time.gmtime(NOW - 75 * DAY + LOCAL)
+    month_start = calendar.timegm((lt.tm_year, lt.tm_mon, 1, 0, 0, 0)) - LOCAL
+    # Live data from the 16th into the next month, so that the month is
+    # final and gone from the daemon's engine once late_window has passed.
+    live = live_lines(month_start + 15 * DAY, 17 * 288, step=300)
+    d = new_daemon()
+    d.start()
+    send(d, live, "live data in the month")
+    month = time.strftime("%Y-%m-01", time.gmtime(month_start + LOCAL))
+    wait_until(lambda: (len([r for r in ledger(d)[1] if r["month"] == month]) == 2, "not yet"), 60,
+               "the live month closes", d)
+    check(d.stop() == 0, "SIGTERM exits 0", d)
+    d.start(env={"TARIFFD_TEST_CLOCK": str(NOW + 7 * 3600)})
+    # The first ticks make the month final (the live data's last interval,
+    # in the next month, closes now and is not final yet).
+    wait_until(lambda: ((n := metric(d, "tariffd_samples_kept")) <= 12, f"{n} samples kept"), 10,
+               "the live intervals are final", d)
+    time.sleep(2)
+
+    text = history(month_start, month_start + 10 * DAY, step=300, prefix="h")
+    want_hist = offline(d.config, text)
+    want_all = offline(d.config, text + live)
+    before = len(ledger(d)[1])
+    r = backfill(d, text, "--quiet")
+    check(r.returncode == 0 and " left " in r.stdout
+          and "the demand of the 2 months left, priced again over the backfilled intervals: 2 "
+              "demand rows" in r.stdout,
+          f"backfill into a final month: exit {r.returncode} {r.stderr!r}\n{r.stdout}", d)
+    rows, demand = ledger(d)
+    got_i = sums([x for x in rows if x["interval_start"] < iso(month_start + 10 * DAY)],
+                 ("cluster", "interval_start"), MONEY)
+    diff = differences(got_i, sums(want_hist["billing_rows"], ("cluster", "interval_start"), MONEY),
+                       "interval")
+    got_m = sums([x for x in demand if x["month"] == month], ("cluster", "month"), DEMAND)
+    want_m = sums([x for x in want_all["demand_charges"] if x["month"] == month], ("cluster", "month"),
+                  DEMAND)
+    diff += differences(got_m, want_m, "demand")
+    check(not diff and len(demand) == before + 2,
+          f"the left month: {len(diff)} differences {diff[:3]}; demand rows {before} -> {len(demand)}", d)
+    again = backfill(d, text, "--quiet")
+    check(again.returncode == 0 and ledger(d)[1] == demand and len(ledger(d)[0]) == len(rows),
+          f"a second backfill into the left month made rows: {again.stdout[-300:]!r}", d)
+
+
 def scenario_requeue():
     d = new_daemon()
     d.start()
@@ -361,7 +415,7 @@ def scenario_requeue():
     r = requeue(d, "--reason", "no tariff version in force")
     check(r.returncode == 0 and f"{n} quarantined samples read; {n} released, 0 stay quarantined" in r.stdout,
           f"requeue: {r.returncode} {r.stderr!r} {r.stdout[:400]!r}", d)
-    check(dry.returncode == 0 and dry.stdout.split("\n", 1)[1] == r.stdout,
+    check(dry.returncode == 0 and dry.stdout.partition("\n")[2] == r.stdout,
           f"requeue --dry-run differs:\n{dry.stdout[:400]}\n---\n{r.stdout[:400]}", d)
     want = offline(d.config, text)
     rows, demand = ledger(d)
@@ -496,7 +550,8 @@ def scenario_reload():
 
 
 SCENARIOS = {"history": scenario_history, "shared": scenario_shared, "requeue": scenario_requeue,
-             "crash": scenario_crash, "reload": scenario_reload, "errors": scenario_errors}
+             "left": scenario_left, "crash": scenario_crash, "reload": scenario_reload,
+             "errors": scenario_errors}
 
 try:
     for name, fn in SCENARIOS.items():
