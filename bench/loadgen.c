@@ -130,13 +130,18 @@ static void *run(void *arg)
         if (strncmp(buf, "HTTP/1.1 503", 12) == 0) {
             /* Shedding load: wait out its Retry-After (1 s without one) and
              * send the same request again, as a well-behaved client does.
-             * The body is read first, so the connection stays in step. */
+             * The headers are read before the body, which is read past (so
+             * the connection stays in step) into a scratch buffer. */
+            *end = '\0'; /* the headers alone */
             const char *cl = strcasestr(buf, "\r\nContent-Length:");
+            const char *ra = strcasestr(buf, "\r\nRetry-After:");
             size_t body = cl ? strtoul(cl + 17, NULL, 10) : 0;
+            double wait = ra ? atof(ra + 15) : 1;
             size_t got = have - (size_t)(end + 4 - buf);
+            char scratch[4096];
             while (got < body) {
-                ssize_t n =
-                    recv_some(w, buf, sizeof buf - 1 < body - got ? sizeof buf - 1 : body - got);
+                size_t want = body - got < sizeof scratch ? body - got : sizeof scratch;
+                ssize_t n = recv_some(w, scratch, want);
                 if (n <= 0) {
                     fprintf(stderr, "connection closed\n");
                     w->failed = 1;
@@ -144,8 +149,6 @@ static void *run(void *arg)
                 }
                 got += (size_t)n;
             }
-            const char *ra = strcasestr(buf, "\r\nRetry-After:");
-            double wait = ra ? atof(ra + 15) : 1;
             w->retries++;
             struct timespec d = {(time_t)wait, (long)((wait - (time_t)wait) * 1e9)};
             nanosleep(&d, NULL);

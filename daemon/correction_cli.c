@@ -33,6 +33,8 @@ static bool socket_of(const char *cmd, const char *config_path, char *path, size
     struct config *cfg = loader_load(config_path, NULL, &errs);
     for (size_t i = 0; i < errs.n; i++)
         fprintf(stderr, "%s\n", errs.msgs[i]);
+    if (errs.dropped)
+        fprintf(stderr, "(and %zu more errors)\n", errs.dropped);
     errors_free(&errs);
     if (!cfg)
         return false;

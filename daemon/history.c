@@ -945,7 +945,7 @@ static void stop(struct server *s, const char *why, bool journal_failed)
                  why, name(h));
     else if (h->phase == WAITING_COMMIT && journal_failed)
         snprintf(text, sizeof text,
-                 "%s: the %s may not have reached the journal; run it again once writes are "
+                 "%s; the %s may not have reached the journal: run it again once writes are "
                  "taken (what the ledger has by then is left out)",
                  why, name(h));
     else if (h->phase == WAITING_COMMIT)

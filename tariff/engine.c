@@ -795,29 +795,44 @@ static void reopen_range(struct engine *e, struct cluster_state *cs, int64_t fro
         n_range += covered(e, cs, st);
     if (n_range == 0)
         return;
-    size_t cap = cs->n_reopened + n_range;
-    int64_t *merged = xmalloc(cap * sizeof *merged);
-    size_t n = 0, i = 0, added = 0;
-    for (int64_t st = from; st < to; st += e->interval_s) {
-        if (!covered(e, cs, st))
-            continue;
-        while (i < cs->n_reopened && cs->reopened[i] < st)
-            merged[n++] = cs->reopened[i++];
-        if (i < cs->n_reopened && cs->reopened[i] == st)
-            i++; /* reopened already */
-        else
-            added++;
-        merged[n++] = st;
+    int64_t *range = xmalloc(n_range * sizeof *range);
+    size_t k = 0;
+    for (int64_t st = from; st < to; st += e->interval_s)
+        if (covered(e, cs, st))
+            range[k++] = st;
+    /* How many are new: the list is sorted, so one pass over both. */
+    size_t added = 0;
+    for (size_t i = 0, j = 0; j < n_range; j++) {
+        while (i < cs->n_reopened && cs->reopened[i] < range[j])
+            i++;
+        added += i == cs->n_reopened || cs->reopened[i] != range[j];
     }
-    while (i < cs->n_reopened)
-        merged[n++] = cs->reopened[i++];
-    free(cs->reopened);
-    cs->reopened = merged;
-    cs->n_reopened = n;
-    cs->cap_reopened = cap;
+    if (added == 0) {
+        free(range);
+        return;
+    }
+    size_t old = cs->n_reopened;
+    if (cs->n_reopened + added > cs->cap_reopened) {
+        size_t cap = cs->cap_reopened * 2 > old + added ? cs->cap_reopened * 2 : old + added;
+        cs->reopened = xrealloc(cs->reopened, cap * sizeof *cs->reopened);
+        cs->cap_reopened = cap;
+    }
+    /* Merged from the back, in place: the usual late sample reopens
+     * intervals after every one reopened already, and only appends. */
+    size_t i = old, j = n_range, out = old + added;
+    while (j > 0) {
+        if (i > 0 && cs->reopened[i - 1] > range[j - 1]) {
+            cs->reopened[--out] = cs->reopened[--i];
+        } else {
+            if (i > 0 && cs->reopened[i - 1] == range[j - 1])
+                i--; /* reopened already: kept once */
+            cs->reopened[--out] = range[--j];
+        }
+    }
+    cs->n_reopened = old + added;
+    free(range);
     e->stats.intervals_reopened += added;
-    if (added)
-        note_reopened(e, cs);
+    note_reopened(e, cs);
 }
 
 /* Where the meters of cs that are not silent let intervals close: the
