@@ -217,20 +217,6 @@ void correction_suspend(struct server *s)
 /* ------------------------------------------------------------------ */
 /* The report                                                          */
 
-static void add_effect(struct reprice_effect *sum, const struct reprice_effect *e)
-{
-    sum->billing_rows += e->billing_rows;
-    sum->demand_rows += e->demand_rows;
-    sum->intervals += e->intervals;
-    sum->skipped += e->skipped;
-    sum->kwh_micro += e->kwh_micro;
-    sum->energy_charge_cny4 += e->energy_charge_cny4;
-    sum->surcharge_cny4 += e->surcharge_cny4;
-    sum->demand_charge_cny4 += e->demand_charge_cny4;
-    sum->subsidy_cny4 += e->subsidy_cny4;
-    sum->net_cny4 += e->net_cny4;
-}
-
 static void report_line(struct textbuf *t, int width, const char *cluster, const char *month,
                         const struct reprice_effect *e)
 {
@@ -278,7 +264,7 @@ static char *report(const struct correction *c, const struct chunk_effect *fx, s
         civil_format_date(fx[i].month_day, month, sizeof month);
         month[7] = '\0'; /* YYYY-MM */
         report_line(&t, width, fx[i].cluster, month, &fx[i].e);
-        add_effect(total, &fx[i].e);
+        reprice_effect_add(total, &fx[i].e);
     }
     report_line(&t, width, "total", "", total);
     return t.p;

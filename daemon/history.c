@@ -408,7 +408,7 @@ void history_abort(struct server *s, uint64_t id, struct history_answer *out)
 /* Applying                                                            */
 
 bool history_apply_record(struct server *s, struct engine *e, const void *payload, size_t len,
-                          struct backfill_effect *effects, struct error *err)
+                          struct reprice_effect *effects, struct error *err)
 {
     struct backfill_record r;
     if (!ingest_decode_backfill(payload, len, &r, err))
@@ -458,21 +458,8 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-static void add(struct backfill_effect *sum, const struct backfill_effect *e)
-{
-    sum->intervals += e->intervals;
-    sum->billing_rows += e->billing_rows;
-    sum->demand_rows += e->demand_rows;
-    sum->kwh_micro += e->kwh_micro;
-    sum->energy_charge_cny4 += e->energy_charge_cny4;
-    sum->surcharge_cny4 += e->surcharge_cny4;
-    sum->demand_charge_cny4 += e->demand_charge_cny4;
-    sum->subsidy_cny4 += e->subsidy_cny4;
-    sum->net_cny4 += e->net_cny4;
-}
-
 static void report_line(struct textbuf *t, int width, const char *cluster, const char *month,
-                        const char *fate, const struct backfill_effect *e)
+                        const char *fate, const struct reprice_effect *e)
 {
     char kwh[48], energy[48], surcharge[48], demand[48], subsidy[48], net[48];
     decimal_format(e->kwh_micro, 6, kwh, sizeof kwh);
@@ -489,8 +476,8 @@ static void report_line(struct textbuf *t, int width, const char *cluster, const
 }
 
 static char *report(const struct history *h, const struct backfill_plan *p,
-                    const struct backfill_effect *fx, const struct backfill_taken *taken,
-                    uint64_t released, struct backfill_effect *total)
+                    const struct reprice_effect *fx, const struct backfill_taken *taken,
+                    uint64_t released, struct reprice_effect *total)
 {
     struct textbuf t = {0};
     if (h->dry_run)
@@ -526,7 +513,7 @@ static char *report(const struct history *h, const struct backfill_plan *p,
     textbuf_printf(&t, "%-*s  %-7s  %-6s  %9s  %18s  %12s  %11s  %15s  %13s  %15s  %13s  %15s\n",
                    width, "cluster", "month", "demand", "intervals", "kwh", "billing_rows",
                    "demand_rows", "energy_charge", "surcharge", "demand_charge", "subsidy", "net");
-    *total = (struct backfill_effect){0};
+    *total = (struct reprice_effect){0};
     bool left = false;
     for (size_t i = 0; i < p->n_months; i++) {
         char month[16];
@@ -534,7 +521,7 @@ static char *report(const struct history *h, const struct backfill_plan *p,
         month[7] = '\0';
         report_line(&t, width, p->months[i].cluster, month, backfill_fate_name(p->months[i].fate),
                     &fx[i]);
-        add(total, &fx[i]);
+        reprice_effect_add(total, &fx[i]);
         left |= p->months[i].fate == BACKFILL_LEFT;
     }
     report_line(&t, width, "total", "", "", total);
@@ -574,7 +561,7 @@ static void apply(struct history *h, const struct ledger_read_result *res)
     struct record_buf record = {0};
     ingest_encode_backfill(&plan, h->q, h->n_q, released, n_released, &record);
     free(released);
-    struct backfill_effect *fx = xcalloc(plan.n_months + 1, sizeof *fx);
+    struct reprice_effect *fx = xcalloc(plan.n_months + 1, sizeof *fx);
     struct error err;
     bool ok = true;
     char why[700];
@@ -614,7 +601,7 @@ static void apply(struct history *h, const struct ledger_read_result *res)
             h->left[h->n_left++] =
                 (struct left_month){xstrdup(plan.months[i].cluster), plan.months[i].month_day};
         }
-    struct backfill_effect total;
+    struct reprice_effect total;
     h->report = report(h, &plan, fx, &taken, n_released, &total);
     char net[48];
     log_msg(LOG_INFO,

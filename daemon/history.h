@@ -79,9 +79,9 @@ bool history_requeue(struct server *s, struct requeue_args *args, correction_ans
  * samples go to the ledger with its rows. Live and in a replay alike. */
 struct engine;
 struct error;
-struct backfill_effect;
+struct reprice_effect;
 bool history_apply_record(struct server *s, struct engine *e, const void *payload, size_t len,
-                          struct backfill_effect *effects, struct error *err);
+                          struct reprice_effect *effects, struct error *err);
 
 /* The config changed (a reload): a session measuring under the old one
  * ends (its command gets a 404 at its next request); one reading the

@@ -856,7 +856,7 @@ fail:
 }
 
 bool ingest_apply_backfill(struct engine *e, const struct backfill_record *r,
-                           struct backfill_effect *effects, struct error *err)
+                           struct reprice_effect *effects, struct error *err)
 {
     if (!engine_backfill(e, &r->plan, effects, err))
         return false;

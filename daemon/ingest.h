@@ -194,7 +194,7 @@ void backfill_record_free(struct backfill_record *r);
  * (the released ids are the caller's: they are not the engine's). False
  * (err set), nothing applied, when the engine refuses the plan. */
 bool ingest_apply_backfill(struct engine *e, const struct backfill_record *r,
-                           struct backfill_effect *effects, struct error *err);
+                           struct reprice_effect *effects, struct error *err);
 
 /* Appends n bytes. */
 void record_buf_put(struct record_buf *b, const void *v, size_t n);

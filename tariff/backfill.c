@@ -408,7 +408,7 @@ static void month_take(const struct engine *e, const struct cluster *c, struct m
 }
 
 static void bill(struct engine *e, const struct cluster *c, const struct backfill_interval *in,
-                 int32_t month_day, struct backfill_effect *eff)
+                 int32_t month_day, struct reprice_effect *eff)
 {
     const struct tariff_version *v = tariff_version_at(c->site->tariff, in->start_s);
     struct interval_money m;
@@ -451,7 +451,7 @@ static void bill(struct engine *e, const struct cluster *c, const struct backfil
 
 /* Prices ms (its demand) and adds the row it made, if any, to eff. */
 static void price_demand_of(struct engine *e, struct cluster_state *cs, struct month_state *ms,
-                            bool close, struct backfill_effect *eff)
+                            bool close, struct reprice_effect *eff)
 {
     int32_t revision = ms->revision;
     int64_t charge = revision >= 0 ? ms->charge_cny4 : 0;
@@ -473,14 +473,14 @@ static void price_demand_of(struct engine *e, struct cluster_state *cs, struct m
 }
 
 bool engine_backfill(struct engine *e, const struct backfill_plan *p,
-                     struct backfill_effect *effects, struct error *err)
+                     struct reprice_effect *effects, struct error *err)
 {
     size_t *month_at = xcalloc(p->n_intervals ? p->n_intervals : 1, sizeof *month_at);
     if (!plan_fits(e, p, month_at, err)) {
         free(month_at);
         return false;
     }
-    struct backfill_effect *eff = effects;
+    struct reprice_effect *eff = effects;
     if (!eff)
         eff = xcalloc(p->n_months ? p->n_months : 1, sizeof *eff);
     else if (p->n_months)

@@ -31,6 +31,7 @@
 
 #include "engine.h"
 #include "errors.h"
+#include "reprice.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -128,14 +129,10 @@ void backfill_plan_free(struct backfill_plan *p);
 /* Whether interval start_s of the cluster is in the plan. */
 bool backfill_plan_has(const struct backfill_plan *p, const char *cluster, int64_t start_s);
 
-/* What applying a plan did to one of its months (effects[i] is
- * plan->months[i]'s): intervals billed, their kWh and money, and the
- * demand rows the month made (money included). */
-struct backfill_effect {
-    uint64_t intervals, billing_rows, demand_rows;
-    int64_t kwh_micro;
-    int64_t energy_charge_cny4, surcharge_cny4, demand_charge_cny4, subsidy_cny4, net_cny4;
-};
+/* What applying a plan did to one of its months, as a struct
+ * reprice_effect (effects[i] is plan->months[i]'s): intervals billed,
+ * their kWh and money, and the demand rows the month made (money
+ * included); skipped stays 0. */
 
 /* Applies a plan to the daemon's engine (see the top). False, changing
  * nothing, with err set, when it does not fit the engine: a cluster not in
@@ -143,6 +140,6 @@ struct backfill_effect {
  * the live data may bill, a month the plan lacks, or the caps not known.
  * effects has plan->n_months entries (may be NULL). */
 bool engine_backfill(struct engine *e, const struct backfill_plan *p,
-                     struct backfill_effect *effects, struct error *err);
+                     struct reprice_effect *effects, struct error *err);
 
 #endif

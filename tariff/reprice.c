@@ -340,3 +340,17 @@ bool engine_reprice(struct engine *e, const struct reprice_chunk *ch, struct rep
     }
     return true;
 }
+
+void reprice_effect_add(struct reprice_effect *sum, const struct reprice_effect *e)
+{
+    sum->billing_rows += e->billing_rows;
+    sum->demand_rows += e->demand_rows;
+    sum->intervals += e->intervals;
+    sum->skipped += e->skipped;
+    sum->kwh_micro += e->kwh_micro;
+    sum->energy_charge_cny4 += e->energy_charge_cny4;
+    sum->surcharge_cny4 += e->surcharge_cny4;
+    sum->demand_charge_cny4 += e->demand_charge_cny4;
+    sum->subsidy_cny4 += e->subsidy_cny4;
+    sum->net_cny4 += e->net_cny4;
+}

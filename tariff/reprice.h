@@ -83,6 +83,9 @@ struct reprice_effect {
     int64_t subsidy_cny4, net_cny4; /* intervals and demand */
 };
 
+/* Adds e to sum, field by field. */
+void reprice_effect_add(struct reprice_effect *sum, const struct reprice_effect *e);
+
 /* Applies one chunk: emits adjustment rows through the engine's sink and
  * adds what they changed to *effect. False (nothing changed, err set)
  * when the cluster is not in the config, the engine waits for the caps,

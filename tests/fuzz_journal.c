@@ -518,7 +518,7 @@ static bool replay_record(void *ctx, uint8_t type, const void *payload, size_t l
         bool ok = false;
         if (decoded) {
             size_t before = rows.n, offset = rows.len;
-            struct backfill_effect *eff = calloc(rec.plan.n_months + 1, sizeof *eff);
+            struct reprice_effect *eff = calloc(rec.plan.n_months + 1, sizeof *eff);
             check(eff != NULL);
             ok = ingest_apply_backfill(r->e, &rec, eff, &r->err);
             check(ok || r->err.msg[0] != '\0');

@@ -169,7 +169,7 @@ static struct backfill_taken backfill(struct run *live, const struct ledger *l, 
     struct backfill_taken taken;
     size_t nk = l ? keys_of(l, &keys) : 0;
     backfill_plan_build(m->b, live->e, keys.k, nk, now_s * NS, &plan, &taken);
-    struct backfill_effect *eff = calloc(plan.n_months + 1, sizeof *eff);
+    struct reprice_effect *eff = calloc(plan.n_months + 1, sizeof *eff);
     struct error err;
     ck_assert_msg(engine_backfill(live->e, &plan, eff, &err), "backfill: %s", err.msg);
     free(eff);
@@ -451,7 +451,7 @@ START_TEST(test_a_plan_on_a_reloaded_engine_makes_the_same_rows)
     ck_assert_uint_gt(plan.n_intervals, 7000);
     memset(&got, 0, sizeof got);
     memset(&other, 0, sizeof other);
-    struct backfill_effect ea[8] = {0}, eb[8] = {0};
+    struct reprice_effect ea[8] = {0}, eb[8] = {0};
     ck_assert_uint_le(plan.n_months, 8);
     ck_assert_msg(engine_backfill(a.e, &plan, ea, &err), "%s", err.msg);
     ck_assert_msg(engine_backfill(b.e, &plan, eb, &err), "%s", err.msg);

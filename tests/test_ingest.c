@@ -1198,7 +1198,7 @@ START_TEST(test_backfill_record_applies_a_plan_and_its_quarantined_samples)
     struct error err;
     ck_assert_msg(ingest_decode_backfill(rec.p, rec.len, &r, &err), "%s", err.msg);
     struct engine *e = new_engine();
-    struct backfill_effect eff[1];
+    struct reprice_effect eff[1];
     ck_assert_msg(ingest_apply_backfill(e, &r, eff, &err), "%s", err.msg);
     ck_assert_uint_eq(n_rows, 1);
     ck_assert_str_eq(rows[0].cluster, "c1");

@@ -240,3 +240,30 @@ def read_csv(path):
     import csv
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
+
+
+# Columns a ledger row's money sums over revisions (billing_rows, and
+# demand_charges), as the views sum them.
+MONEY = ["kwh", "energy_charge", "surcharge", "subsidy", "net", "missing_s"]
+DEMAND = ["charge", "subsidy", "net"]
+
+
+def price_offline(tariffd, config, text, timeout=120):
+    """`tariffd price --precision s --out` on text: its billing_rows,
+    demand_charges and monthly_statements CSV as lists of dicts."""
+    with tempfile.TemporaryDirectory() as out:
+        r = subprocess.run([tariffd, "price", "-c", config, "--precision", "s", "--out", out],
+                           input=text, text=True, capture_output=True, timeout=timeout)
+        if r.returncode:
+            raise RuntimeError(f"tariffd price exited {r.returncode}: {r.stderr[-500:]}")
+        return {n: read_csv(os.path.join(out, n + ".csv"))
+                for n in ("billing_rows", "demand_charges", "monthly_statements")}
+
+
+def differences(got, want, label):
+    """The keys where two sums differ, each as one line."""
+    out = []
+    for k in sorted(set(got) | set(want)):
+        if got.get(k) != want.get(k):
+            out.append(f"{label} {k}: ledger {got.get(k)} != offline {want.get(k)}")
+    return out

@@ -49,7 +49,8 @@ from decimal import Decimal
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import checks  # noqa: E402
-from harness import Daemon, metric, need_postgres, psql, read_csv, sums  # noqa: E402
+from harness import (DEMAND, MONEY, Daemon, differences, metric, need_postgres,  # noqa: E402
+                     price_offline, psql, read_csv, sums)
 
 need_postgres()
 TARIFFD = sys.argv[1]
@@ -153,25 +154,7 @@ def ledger(d):
 
 
 def offline(config, text=TEXT):
-    with tempfile.TemporaryDirectory() as out:
-        r = subprocess.run([TARIFFD, "price", "-c", config, "--precision", "s", "--out", out],
-                           input=text, text=True, capture_output=True, timeout=60)
-        if r.returncode:
-            raise RuntimeError(f"tariffd price exited {r.returncode}: {r.stderr[-500:]}")
-        return {n: read_csv(os.path.join(out, n + ".csv"))
-                for n in ("billing_rows", "demand_charges", "monthly_statements")}
-
-
-MONEY = ["kwh", "energy_charge", "surcharge", "subsidy", "net", "missing_s"]
-DEMAND = ["charge", "subsidy", "net"]
-
-
-def differences(got, want, label):
-    out = []
-    for k in sorted(set(got) | set(want)):
-        if got.get(k) != want.get(k):
-            out.append(f"{label} {k}: ledger {got.get(k)} != offline {want.get(k)}")
-    return out
+    return price_offline(TARIFFD, config, text)
 
 
 def interval_sums(rows, keep=lambda r: True):
