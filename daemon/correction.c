@@ -52,13 +52,6 @@ void correction_args_free(struct correction_args *a)
     memset(a, 0, sizeof *a);
 }
 
-static int32_t first_of_month(int32_t day)
-{
-    struct civil_date d = civil_from_day(day);
-    d.day = 1;
-    return civil_to_day(d);
-}
-
 static void finish(struct correction *c, int status, const char *text)
 {
     struct server *s = c->s;
@@ -123,12 +116,7 @@ static void start_read(struct correction *c)
     };
     for (size_t i = 0; i < c->args.n_clusters; i++) {
         const struct cluster *cl = config_find_cluster(s->cfg, c->args.clusters[i]);
-        int32_t offset = cl->site->tariff->versions[0]->utc_offset_s;
-        req.clusters[i] = (struct ledger_read_cluster){
-            .id = xstrdup(cl->id),
-            .from_s = civil_day_start_ts(c->args.from_day, offset),
-            .to_s = civil_day_start_ts(c->args.to_day, offset),
-        };
+        req.clusters[i] = ledger_read_months(cl, c->args.from_day, c->args.to_day);
     }
     c->reads++;
     c->reloads = s->metrics.reloads_ok;
@@ -154,8 +142,8 @@ bool correction_start(struct server *s, struct correction_args *args, correction
         memset(args, 0, sizeof *args);
         c->answer = answer;
         c->arg = arg;
-        c->watch_from = first_of_month(c->args.from_day);
-        c->watch_to = first_of_month(c->args.to_day - 1);
+        c->watch_from = civil_month_first(c->args.from_day);
+        c->watch_to = civil_month_first(c->args.to_day - 1);
         c->ready = event_new(s->base, -1, 0, on_ready, c);
         s->correction = c;
         start_read(c);

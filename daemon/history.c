@@ -8,6 +8,7 @@
 #include "tariff/alloc.h"
 #include "tariff/civil.h"
 #include "tariff/decimal.h"
+#include "tariff/eligibility.h"
 
 #include <event2/event.h>
 
@@ -659,17 +660,10 @@ static void read_keys(struct history *h)
         int64_t from_s, to_s;
         if (!backfill_sums_span(h->sums, c, &from_s, &to_s))
             continue;
-        int32_t offset = c->site->tariff->versions[0]->utc_offset_s;
-        struct civil_date a = civil_from_day(civil_local_day(from_s, offset));
-        struct civil_date b = civil_from_day(civil_local_day(to_s - 1, offset));
-        a.day = b.day = 1;
-        b.month = b.month == 12 ? 1 : b.month + 1;
-        b.year += b.month == 1;
-        req.clusters[req.n_clusters++] = (struct ledger_read_cluster){
-            .id = xstrdup(c->id),
-            .from_s = civil_day_start_ts(civil_to_day(a), offset),
-            .to_s = civil_day_start_ts(civil_to_day(b), offset),
-        };
+        int32_t offset = cluster_utc_offset_s(c);
+        req.clusters[req.n_clusters++] =
+            ledger_read_months(c, civil_month_first(civil_local_day(from_s, offset)),
+                               civil_month_next(civil_local_day(to_s - 1, offset)));
     }
     start_read(h, &req, READING_KEYS);
 }
@@ -752,19 +746,12 @@ static void read_left(struct history *h)
     for (size_t i = 0; i < h->n_left; i++) {
         const struct cluster *c = config_find_cluster(s->cfg, h->left[i].cluster);
         if (!c) {
-            free(req.clusters);
+            ledger_read_request_free(&req);
             finish_left(h, "its cluster is no longer in the config");
             return;
         }
-        int32_t offset = c->site->tariff->versions[0]->utc_offset_s;
-        struct civil_date d = civil_from_day(h->left[i].month_day);
-        d.month = d.month == 12 ? 1 : d.month + 1;
-        d.year += d.month == 1;
-        req.clusters[req.n_clusters++] = (struct ledger_read_cluster){
-            .id = xstrdup(c->id),
-            .from_s = civil_day_start_ts(h->left[i].month_day, offset),
-            .to_s = civil_day_start_ts(civil_to_day(d), offset),
-        };
+        req.clusters[req.n_clusters++] =
+            ledger_read_months(c, h->left[i].month_day, civil_month_next(h->left[i].month_day));
     }
     start_read(h, &req, READING_LEFT);
 }

@@ -2,7 +2,9 @@
 
 #include "storage/pg.h"
 #include "tariff/alloc.h"
+#include "tariff/civil.h"
 #include "tariff/decimal.h"
+#include "tariff/eligibility.h"
 
 #include <libpq-fe.h>
 
@@ -776,4 +778,15 @@ void ledger_read_request_free(struct ledger_read_request *req)
     free(req->conninfo);
     free(req->schema);
     memset(req, 0, sizeof *req);
+}
+
+struct ledger_read_cluster ledger_read_months(const struct cluster *c, int32_t from_day,
+                                              int32_t to_day)
+{
+    int32_t offset = cluster_utc_offset_s(c);
+    return (struct ledger_read_cluster){
+        .id = xstrdup(c->id),
+        .from_s = civil_day_start_ts(from_day, offset),
+        .to_s = civil_day_start_ts(to_day, offset),
+    };
 }

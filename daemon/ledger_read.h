@@ -65,6 +65,12 @@ struct ledger_read_cluster {
     int64_t from_s, to_s; /* local midnight of from and to, in the cluster's UTC offset */
 };
 
+/* A cluster asked for from local midnight of day from_day to that of
+ * to_day (excluded), in its tariff's offset. */
+struct cluster;
+struct ledger_read_cluster ledger_read_months(const struct cluster *c, int32_t from_day,
+                                              int32_t to_day);
+
 enum ledger_read_kind {
     LEDGER_READ_REPRICE = 0,   /* chunks */
     LEDGER_READ_BACKFILL_KEYS, /* keys */

@@ -439,10 +439,9 @@ static bool read_demand(struct ledger *l, const char *const *p, struct report_mo
         const struct cluster *c = config_find_cluster(l->cfg, ld->cluster);
         const struct tariff_version *v = config_version(l->cfg, PQgetvalue(r, i, 5));
         if (strcmp(ld->basis, "contract") == 0 && c && c->has_contract_kw) {
-            struct civil_date next = {m->month == 12 ? m->year + 1 : m->year,
-                                      m->month == 12 ? 1 : m->month + 1, 1};
+            int32_t first = civil_to_day((struct civil_date){m->year, m->month, 1});
             ld->has_contract = true;
-            ld->contract_micro_kw = cluster_contract_micro_kw_on(c, civil_to_day(next) - 1);
+            ld->contract_micro_kw = cluster_contract_micro_kw_on(c, civil_month_next(first) - 1);
             ld->contract_threshold_micro = v ? v->contract_threshold_micro : 0;
         }
     }

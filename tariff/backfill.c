@@ -161,14 +161,10 @@ static bool has_day(const int32_t *v, size_t n, int32_t x)
 /* The first local day of the month of start_s, and that month's end. */
 static int32_t month_of(const struct cluster *c, int64_t start_s, int64_t *end_s)
 {
-    int32_t offset = engine_cluster_offset_s(c);
-    struct civil_date d = civil_from_day(civil_local_day(start_s, offset));
-    d.day = 1;
-    int32_t first = civil_to_day(d);
-    d.month = d.month == 12 ? 1 : d.month + 1;
-    d.year += d.month == 1;
+    int32_t offset = cluster_utc_offset_s(c);
+    int32_t first = civil_month_first(civil_local_day(start_s, offset));
     if (end_s)
-        *end_s = civil_day_start_ts(civil_to_day(d), offset);
+        *end_s = civil_day_start_ts(civil_month_next(first), offset);
     return first;
 }
 
@@ -397,7 +393,7 @@ static void month_take(const struct engine *e, const struct cluster *c, struct m
     if (ms->last_row_start_s == NONE || ms->last_row_start_s < in->start_s)
         ms->last_row_start_s = in->start_s;
     /* Over the days in service, as the engine's month_max. */
-    if (!cluster_in_service_on(c, civil_local_day(in->start_s, engine_cluster_offset_s(c))))
+    if (!cluster_in_service_on(c, civil_local_day(in->start_s, cluster_utc_offset_s(c))))
         return;
     int64_t kw = engine_kw_of(in->kwh_micro, 3600 / e->interval_s);
     if (ms->frozen_max_start_s == NONE || kw > ms->frozen_max_kw_micro ||
@@ -493,7 +489,7 @@ bool engine_backfill(struct engine *e, const struct backfill_plan *p,
     for (size_t i = 0; i < p->n_months; i++) {
         const struct backfill_month *pm = &p->months[i];
         const struct cluster *c = config_find_cluster(e->cfg, pm->cluster);
-        int32_t offset = c ? engine_cluster_offset_s(c) : 0;
+        int32_t offset = c ? cluster_utc_offset_s(c) : 0;
         whole[i].month_day = pm->month_day;
         whole[i].start_s = civil_day_start_ts(pm->month_day, offset);
         if (c)
@@ -551,7 +547,7 @@ bool engine_backfill(struct engine *e, const struct backfill_plan *p,
         size_t ci = engine_cluster_index(e, c->id); /* may move e->clusters */
         struct cluster_state *cs = &e->clusters[ci];
         struct month_state *ms =
-            engine_find_month(cs, civil_day_start_ts(pm->month_day, engine_cluster_offset_s(c)));
+            engine_find_month(cs, civil_day_start_ts(pm->month_day, cluster_utc_offset_s(c)));
         if (!ms)
             continue;
         int64_t live_from = engine_first_start(e, cs);

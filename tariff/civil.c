@@ -37,6 +37,22 @@ struct civil_date civil_from_day(int32_t day)
     return d;
 }
 
+int32_t civil_month_first(int32_t day)
+{
+    struct civil_date d = civil_from_day(day);
+    d.day = 1;
+    return civil_to_day(d);
+}
+
+int32_t civil_month_next(int32_t day)
+{
+    struct civil_date d = civil_from_day(day);
+    d.day = 1;
+    d.month = d.month == 12 ? 1 : d.month + 1;
+    d.year += d.month == 1;
+    return civil_to_day(d);
+}
+
 int32_t civil_local_day(int64_t ts_s, int32_t utc_offset_s)
 {
     return (int32_t)civil_floor_div(ts_s + utc_offset_s, 86400);

@@ -23,6 +23,10 @@ struct civil_date {
 int32_t civil_to_day(struct civil_date d);
 struct civil_date civil_from_day(int32_t day);
 
+/* The first day of the month `day` is in, and of the month after it. */
+int32_t civil_month_first(int32_t day);
+int32_t civil_month_next(int32_t day);
+
 /* floor(a / b) for b > 0. */
 int64_t civil_floor_div(int64_t a, int64_t b);
 

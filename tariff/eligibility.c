@@ -5,7 +5,7 @@
 
 #include <string.h>
 
-static int32_t cluster_utc_offset_s(const struct cluster *c)
+int32_t cluster_utc_offset_s(const struct cluster *c)
 {
     return c->site->tariff->versions[0]->utc_offset_s;
 }

@@ -36,6 +36,10 @@ size_t programmes_eligible(const struct config *cfg, const struct cluster *c, in
  * service_until (inclusive; an absent one sets no limit). */
 bool cluster_in_service_on(const struct cluster *c, int32_t day);
 
+/* The UTC offset of the cluster's site tariff (one for all its versions):
+ * the offset of its local days and months. */
+int32_t cluster_utc_offset_s(const struct cluster *c);
+
 /* The transformer_kva (contract_kw) in force on local day `day`: the last
  * dated value from that day or before, else the undated one; 0 when the
  * cluster has none. */

@@ -222,11 +222,6 @@ static int64_t ceil_boundary(const struct engine *e, int64_t ts_ns)
     return (int64_t)f * NS == ts_ns ? f : f + e->interval_s;
 }
 
-static int32_t cluster_offset_s(const struct cluster *c)
-{
-    return c->site->tariff->versions[0]->utc_offset_s;
-}
-
 static bool covered(const struct engine *e, const struct cluster_state *cs, int64_t start_s)
 {
     int64_t a = start_s * NS, b = (start_s + e->interval_s) * NS;
@@ -310,12 +305,8 @@ static struct month_state *month_for(struct cluster_state *cs, int64_t start_s)
     struct month_state *ms = find_month(cs, start_s);
     if (ms)
         return ms;
-    int32_t offset = cluster_offset_s(cs->cfg);
-    struct civil_date d = civil_from_day(civil_local_day(start_s, offset));
-    d.day = 1;
-    int32_t first = civil_to_day(d);
-    d.month = d.month == 12 ? 1 : d.month + 1;
-    d.year += d.month == 1;
+    int32_t offset = cluster_utc_offset_s(cs->cfg);
+    int32_t first = civil_month_first(civil_local_day(start_s, offset));
     ARRAY_RESERVE_ONE(cs->months, cs->n_months, cs->cap_months);
     size_t i = cs->n_months;
     while (i > 0 && cs->months[i - 1].start_s > start_s)
@@ -326,7 +317,7 @@ static struct month_state *month_for(struct cluster_state *cs, int64_t start_s)
     memset(ms, 0, sizeof *ms);
     ms->month_day = first;
     ms->start_s = civil_day_start_ts(first, offset);
-    ms->end_s = civil_day_start_ts(civil_to_day(d), offset);
+    ms->end_s = civil_day_start_ts(civil_month_next(first), offset);
     ms->frozen_max_start_s = NONE;
     ms->last_row_start_s = NONE;
     ms->revision = -1;
@@ -335,7 +326,7 @@ static struct month_state *month_for(struct cluster_state *cs, int64_t start_s)
 
 static int32_t local_year(const struct cluster *c, int64_t ts_s)
 {
-    return civil_from_day(civil_local_day(ts_s, cluster_offset_s(c))).year;
+    return civil_from_day(civil_local_day(ts_s, cluster_utc_offset_s(c))).year;
 }
 
 /* Returns stored subsidy amounts to the caps by programme name, so it
@@ -505,7 +496,7 @@ static void month_max(const struct engine *e, const struct cluster_state *cs,
                       const struct month_state *ms, int64_t *kw_micro, int64_t *start_s)
 {
     int64_t per_hour = 3600 / e->interval_s;
-    int32_t offset = cluster_offset_s(cs->cfg);
+    int32_t offset = cluster_utc_offset_s(cs->cfg);
     *kw_micro = ms->frozen_max_kw_micro;
     *start_s = ms->frozen_max_start_s;
     for (size_t i = 0; i < cs->n_rows; i++) {
@@ -530,7 +521,7 @@ static void month_max(const struct engine *e, const struct cluster_state *cs,
 static void month_demand(const struct cluster *c, const struct tariff_version *v,
                          const struct month_state *ms, int64_t max_kw, struct month_demand *out)
 {
-    int32_t offset = cluster_offset_s(c);
+    int32_t offset = cluster_utc_offset_s(c);
     int32_t first = ms->month_day, end = civil_local_day(ms->end_s, offset);
     memset(out, 0, sizeof *out);
     bool whole = true;
@@ -686,7 +677,7 @@ static void queue_advance(struct engine *e, size_t ci, int64_t target, int64_t n
     if (!cs->cfg || target == NONE || (cs->closed_until_s != NONE && target <= cs->closed_until_s))
         return;
     int64_t from = cs->closed_until_s != NONE ? cs->closed_until_s : first_start(e, cs);
-    int32_t offset = cluster_offset_s(cs->cfg);
+    int32_t offset = cluster_utc_offset_s(cs->cfg);
     for (int64_t s = from; s < target; s += e->interval_s) {
         /* A month has ended once a later interval closes: the first
          * interval of the next month closes it, right after the month's
@@ -952,7 +943,7 @@ static void freeze(struct engine *e, struct cluster_state *cs, int64_t now_ns)
          * moved them since the interval closed). */
         bool in_service =
             !cs->cfg || cluster_in_service_on(
-                            cs->cfg, civil_local_day(row->start_s, cluster_offset_s(cs->cfg)));
+                            cs->cfg, civil_local_day(row->start_s, cluster_utc_offset_s(cs->cfg)));
         if (ms && in_service && (ms->frozen_max_start_s == NONE || kw > ms->frozen_max_kw_micro)) {
             ms->frozen_max_kw_micro = kw;
             ms->frozen_max_start_s = row->start_s;
@@ -1146,7 +1137,7 @@ static void count_blockers(struct engine *e, struct cluster_state *cs)
  * which gives no row: docs/design.md section 4). */
 static bool in_service(const struct cluster *c, int64_t ts_ns)
 {
-    int32_t offset = cluster_offset_s(c);
+    int32_t offset = cluster_utc_offset_s(c);
     int64_t ts_s = civil_floor_div(ts_ns, NS);
     if (cluster_in_service_on(c, civil_local_day(ts_s, offset)))
         return true;
@@ -1498,11 +1489,6 @@ struct month_state *engine_find_month(struct cluster_state *cs, int64_t start_s)
 int32_t engine_local_year(const struct cluster *c, int64_t ts_s)
 {
     return local_year(c, ts_s);
-}
-
-int32_t engine_cluster_offset_s(const struct cluster *c)
-{
-    return cluster_offset_s(c);
 }
 
 int64_t engine_kw_of(int64_t kwh_micro, int64_t per_hour)

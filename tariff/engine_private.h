@@ -229,7 +229,6 @@ struct month_state *engine_find_month(struct cluster_state *cs, int64_t start_s)
 /* The index of a cluster's state; SIZE_MAX when the engine has none. */
 size_t engine_find_cluster(const struct engine *e, const char *id);
 int32_t engine_local_year(const struct cluster *c, int64_t ts_s);
-int32_t engine_cluster_offset_s(const struct cluster *c);
 int64_t engine_kw_of(int64_t kwh_micro, int64_t per_hour);
 void engine_release_stored(struct engine *e, const struct cluster *c, int32_t year,
                            const struct stored_paid *paid, size_t n);

@@ -177,7 +177,7 @@ static void reprice_ledger_month(struct engine *e, const struct cluster *c,
         ms.kwh_micro += ch->intervals[i].kwh_micro;
     int64_t max_kw = 0, max_start = NONE;
     int64_t per_hour = 3600 / e->interval_s;
-    int32_t offset = engine_cluster_offset_s(c);
+    int32_t offset = cluster_utc_offset_s(c);
     for (size_t i = 0; i < ch->n_intervals; i++) {
         const struct reprice_interval *in = &ch->intervals[i];
         if (!cluster_in_service_on(c, civil_local_day(in->start_s, offset)))
@@ -247,7 +247,7 @@ static void reprice_engine_month(struct engine *e, const struct cluster *c,
                                  const struct reprice_chunk *ch, struct reprice_effect *eff)
 {
     int64_t per_hour = 3600 / e->interval_s;
-    int32_t offset = engine_cluster_offset_s(c);
+    int32_t offset = cluster_utc_offset_s(c);
     int64_t max_kw = 0, max_start = NONE;
     for (size_t i = 0; i < ch->n_intervals; i++) {
         const struct reprice_interval *in = &ch->intervals[i];
@@ -285,17 +285,15 @@ bool engine_reprice(struct engine *e, const struct reprice_chunk *ch, struct rep
         error_set(err, "cluster %s is not in the config", ch->cluster);
         return false;
     }
-    int32_t offset = engine_cluster_offset_s(c);
+    int32_t offset = cluster_utc_offset_s(c);
     struct civil_date d = civil_from_day(ch->month_day);
     if (d.day != 1) {
         error_set(err, "cluster %s: month day %" PRId32 " is not a first of a month", ch->cluster,
                   ch->month_day);
         return false;
     }
-    d.month = d.month == 12 ? 1 : d.month + 1;
-    d.year += d.month == 1;
     int64_t month_start = civil_day_start_ts(ch->month_day, offset);
-    int64_t month_end = civil_day_start_ts(civil_to_day(d), offset);
+    int64_t month_end = civil_day_start_ts(civil_month_next(ch->month_day), offset);
     if (!chunk_valid(e, ch, month_start, month_end, err))
         return false;
     size_t ci = engine_find_cluster(e, ch->cluster);
