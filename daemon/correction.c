@@ -36,13 +36,73 @@ struct correction {
     int reads;
     struct ledger_read *read; /* while reading */
     struct event *ready;      /* made active by the reader's thread */
-    struct event *poll;       /* while PostgreSQL commits the rows made */
-    struct timespec commit_started;
-    uint64_t last_seq; /* the last record journaled */
-    size_t journaled;  /* cluster-months */
+    struct commit_wait *wait; /* while PostgreSQL commits the rows made */
+    uint64_t last_seq;        /* the last record journaled */
+    size_t journaled;         /* cluster-months */
     uint64_t rows;
     char *report;
 };
+
+void correction_request(struct server *s, struct ledger_read_request *req)
+{
+    req->conninfo = xstrdup(s->conninfo);
+    req->schema = xstrdup(s->cfg->postgres.schema);
+    req->wait_seq = s->last_rows_seq;
+    req->pg = s->pg;
+}
+
+struct engine *correction_dry_engine(struct server *s, struct error *err)
+{
+    size_t len;
+    void *state = engine_save(s->engine, &len);
+    struct engine_sink none = {0};
+    struct engine *e = engine_load(s->cfg, &none, state, len, err);
+    free(state);
+    return e;
+}
+
+struct commit_wait {
+    struct server *s;
+    uint64_t seq;
+    struct timespec started;
+    struct event *poll;
+    commit_done done;
+    void *arg;
+};
+
+static void on_commit_poll(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct commit_wait *w = arg;
+    struct pg_status st;
+    pg_status(w->s->pg, &st);
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (st.committed >= w->seq || now.tv_sec - w->started.tv_sec >= CORRECTION_COMMIT_S) {
+        event_del(w->poll);
+        w->done(w->arg, &st);
+    }
+}
+
+struct commit_wait *commit_wait_start(struct server *s, uint64_t seq, commit_done done, void *arg)
+{
+    struct commit_wait *w = xcalloc(1, sizeof *w);
+    *w = (struct commit_wait){.s = s, .seq = seq, .done = done, .arg = arg};
+    clock_gettime(CLOCK_MONOTONIC, &w->started);
+    w->poll = event_new(s->base, -1, EV_PERSIST, on_commit_poll, w);
+    struct timeval every = {0, 50 * 1000};
+    event_add(w->poll, &every);
+    return w;
+}
+
+void commit_wait_cancel(struct commit_wait *w)
+{
+    if (!w)
+        return;
+    event_free(w->poll);
+    free(w);
+}
 
 void correction_args_free(struct correction_args *a)
 {
@@ -60,8 +120,7 @@ static void finish(struct correction *c, int status, const char *text)
         ledger_read_abandon(c->read);
     if (c->ready)
         event_free(c->ready);
-    if (c->poll)
-        event_free(c->poll);
+    commit_wait_cancel(c->wait);
     c->answer(c->arg, status, text);
     correction_args_free(&c->args);
     free(c->report);
@@ -107,13 +166,10 @@ static void start_read(struct correction *c)
 {
     struct server *s = c->s;
     struct ledger_read_request req = {
-        .conninfo = xstrdup(s->conninfo),
-        .schema = xstrdup(s->cfg->postgres.schema),
         .clusters = xcalloc(c->args.n_clusters, sizeof *req.clusters),
         .n_clusters = c->args.n_clusters,
-        .wait_seq = s->last_rows_seq,
-        .pg = s->pg,
     };
+    correction_request(s, &req);
     for (size_t i = 0; i < c->args.n_clusters; i++) {
         const struct cluster *cl = config_find_cluster(s->cfg, c->args.clusters[i]);
         req.clusters[i] = ledger_read_months(cl, c->args.from_day, c->args.to_day);
@@ -179,7 +235,7 @@ void correction_stop(struct server *s)
     if (!c)
         return;
     char why[300];
-    if (c->poll)
+    if (c->wait)
         snprintf(why, sizeof why,
                  "shutting down: the correction is applied and journaled; its rows reach "
                  "PostgreSQL before the daemon stops or after it starts again");
@@ -197,7 +253,7 @@ void correction_suspend(struct server *s)
         return;
     char why[800];
     snprintf(why, sizeof why, "%s; %s", s->suspended_why,
-             c->poll ? "the correction may be applied in part: run it again once writes are taken"
+             c->wait ? "the correction may be applied in part: run it again once writes are taken"
                      : "nothing was applied");
     finish(c, 503, why);
 }
@@ -277,10 +333,8 @@ static void log_report(const struct correction *c, size_t n, const struct repric
 /* ------------------------------------------------------------------ */
 /* Applying                                                            */
 
-static void on_poll(evutil_socket_t fd, short what, void *arg)
+static void on_committed(void *arg, const struct pg_status *st)
 {
-    (void)fd;
-    (void)what;
     struct correction *c = arg;
     struct server *s = c->s;
     char why[800];
@@ -291,24 +345,17 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
         finish(c, 503, why);
         return;
     }
-    struct pg_status st;
-    pg_status(s->pg, &st);
-    if (st.committed >= c->last_seq) {
+    if (st->committed >= c->last_seq) {
         finish(c, 200, c->report);
         return;
     }
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    if (now.tv_sec - c->commit_started.tv_sec >= CORRECTION_COMMIT_S) {
-        snprintf(why, sizeof why,
-                 "the correction is applied and journaled (%zu cluster-month%s, %" PRIu64
-                 " rows), but PostgreSQL has not committed its rows within %d s (%" PRIu64
-                 " rows queued%s%.200s); they are written once it can",
-                 c->journaled, c->journaled == 1 ? "" : "s", c->rows, CORRECTION_COMMIT_S,
-                 st.queued,
-                 st.connected ? "" : ", not connected: ", st.connected ? "" : st.last_error);
-        finish(c, 503, why);
-    }
+    snprintf(why, sizeof why,
+             "the correction is applied and journaled (%zu cluster-month%s, %" PRIu64
+             " rows), but PostgreSQL has not committed its rows within %d s (%" PRIu64
+             " rows queued%s%.200s); they are written once it can",
+             c->journaled, c->journaled == 1 ? "" : "s", c->rows, CORRECTION_COMMIT_S, st->queued,
+             st->connected ? "" : ", not connected: ", st->connected ? "" : st->last_error);
+    finish(c, 503, why);
 }
 
 /* Applies the chunks read: to a copy of the engine for a dry run, else to
@@ -319,11 +366,7 @@ static void apply(struct correction *c, struct ledger_read_result *res)
     struct engine *e = s->engine;
     struct error err;
     if (c->args.dry_run) {
-        size_t len;
-        void *state = engine_save(s->engine, &len);
-        struct engine_sink none = {0};
-        e = engine_load(s->cfg, &none, state, len, &err);
-        free(state);
+        e = correction_dry_engine(s, &err);
         if (!e) {
             char why[400];
             snprintf(why, sizeof why, "the engine could not be copied for a dry run: %s", err.msg);
@@ -377,10 +420,7 @@ static void apply(struct correction *c, struct ledger_read_result *res)
         finish(c, 200, c->report);
         return;
     }
-    clock_gettime(CLOCK_MONOTONIC, &c->commit_started);
-    c->poll = event_new(s->base, -1, EV_PERSIST, on_poll, c);
-    struct timeval every = {0, 50 * 1000};
-    event_add(c->poll, &every);
+    c->wait = commit_wait_start(s, c->last_seq, on_committed, c);
 }
 
 static void on_ready(evutil_socket_t fd, short what, void *arg)

@@ -68,6 +68,29 @@ bool correction_start(struct server *s, struct correction_args *args, correction
  * connected, the caps not read back, dead letters unresolved. */
 const char *correction_refusal(struct server *s, char *buf, size_t size);
 
+/* What every correction shares (daemon/history.c too). */
+
+/* A ledger read request with the writer's conninfo and schema, waiting
+ * for every row made so far to be committed. */
+struct ledger_read_request;
+void correction_request(struct server *s, struct ledger_read_request *req);
+
+/* A copy of the engine with no sink, for a dry run; NULL (err set) when
+ * its state does not load again. */
+struct engine;
+struct error;
+struct engine *correction_dry_engine(struct server *s, struct error *err);
+
+/* Waits, polling the writer, for PostgreSQL to commit every record up to
+ * seq, or CORRECTION_COMMIT_S: then calls done once, with the writer's
+ * status (committed >= seq, or not within the time). Freed by
+ * commit_wait_cancel, which done may call. */
+struct pg_status;
+struct commit_wait;
+typedef void (*commit_done)(void *arg, const struct pg_status *st);
+struct commit_wait *commit_wait_start(struct server *s, uint64_t seq, commit_done done, void *arg);
+void commit_wait_cancel(struct commit_wait *w);
+
 /* From the engine's sink, while a correction reads: a row of cluster in the
  * local month month_day goes into the next record journaled. */
 void correction_note_row(struct server *s, const char *cluster, int32_t month_day);

@@ -83,11 +83,10 @@ struct history {
     struct event *idle;
     struct ledger_read *read;
     struct event *ready;
-    struct event *poll;
+    struct commit_wait *wait; /* while PostgreSQL commits what it journaled */
     correction_answer answer;
     void *arg;
     uint64_t last_seq, rows;
-    struct timespec commit_started;
     char *report;
     struct left_month *left;
     size_t n_left;
@@ -113,8 +112,7 @@ static void drop(struct history *h)
         event_free(h->idle);
     if (h->ready)
         event_free(h->ready);
-    if (h->poll)
-        event_free(h->poll);
+    commit_wait_cancel(h->wait);
     if (h->measure)
         engine_free(h->measure);
     backfill_sums_free(h->sums);
@@ -425,37 +423,27 @@ bool history_apply_record(struct server *s, struct engine *e, const void *payloa
 static void read_left(struct history *h);
 static void finish_left(struct history *h, const char *failed);
 
-static void on_poll(evutil_socket_t fd, short what, void *arg)
+static void on_committed(void *arg, const struct pg_status *st)
 {
-    (void)fd;
-    (void)what;
     struct history *h = arg;
-    struct server *s = h->s;
-    char why[800];
-    struct pg_status st;
-    pg_status(s->pg, &st);
-    if (st.committed >= h->last_seq) {
-        if (h->phase == WAITING_COMMIT && h->n_left) {
-            event_free(h->poll);
-            h->poll = NULL;
-            read_left(h);
-        } else if (h->phase == WAITING_LEFT) {
-            finish_left(h, NULL);
-        } else {
-            finish(h, 200, h->report);
-        }
-        return;
-    }
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    if (now.tv_sec - h->commit_started.tv_sec >= CORRECTION_COMMIT_S) {
+    commit_wait_cancel(h->wait);
+    h->wait = NULL;
+    if (st->committed < h->last_seq) {
+        char why[800];
         snprintf(why, sizeof why,
                  "the %s is applied and journaled (%" PRIu64
                  " rows), but PostgreSQL has not committed them within %d s (%" PRIu64
                  " rows queued%s%.200s); they are written once it can",
-                 name(h), h->rows, CORRECTION_COMMIT_S, st.queued,
-                 st.connected ? "" : ", not connected: ", st.connected ? "" : st.last_error);
+                 name(h), h->phase == WAITING_LEFT ? h->left_rows : h->rows, CORRECTION_COMMIT_S,
+                 st->queued,
+                 st->connected ? "" : ", not connected: ", st->connected ? "" : st->last_error);
         finish(h, 503, why);
+    } else if (h->phase == WAITING_COMMIT && h->n_left) {
+        read_left(h);
+    } else if (h->phase == WAITING_LEFT) {
+        finish_left(h, NULL);
+    } else {
+        finish(h, 200, h->report);
     }
 }
 
@@ -575,11 +563,7 @@ static void apply(struct history *h, const struct ledger_read_result *res)
         goto out;
     }
     if (h->dry_run) {
-        size_t len;
-        void *state = engine_save(s->engine, &len);
-        struct engine_sink none = {0};
-        struct engine *copy = engine_load(s->cfg, &none, state, len, &err);
-        free(state);
+        struct engine *copy = correction_dry_engine(s, &err);
         ok = copy && history_apply_record(s, copy, record.p, record.len, fx, &err);
         engine_free(copy);
     } else {
@@ -622,10 +606,7 @@ static void apply(struct history *h, const struct ledger_read_result *res)
     }
     h->phase = WAITING_COMMIT;
     forget_measuring(h);
-    clock_gettime(CLOCK_MONOTONIC, &h->commit_started);
-    h->poll = event_new(s->base, -1, EV_PERSIST, on_poll, h);
-    struct timeval every = {0, 50 * 1000};
-    event_add(h->poll, &every);
+    h->wait = commit_wait_start(s, h->last_seq, on_committed, h);
 out:
     free(fx);
     record_buf_free(&record);
@@ -641,10 +622,7 @@ static void read_done(void *arg)
 static void start_read(struct history *h, struct ledger_read_request *req, enum phase phase)
 {
     struct server *s = h->s;
-    req->conninfo = xstrdup(s->conninfo);
-    req->schema = xstrdup(s->cfg->postgres.schema);
-    req->wait_seq = s->last_rows_seq;
-    req->pg = s->pg;
+    correction_request(s, req);
     h->phase = phase;
     h->read = ledger_read_start(req, read_done, h);
 }
@@ -798,10 +776,7 @@ static void price_left(struct history *h, const struct ledger_read_result *res)
     }
     h->last_seq = last;
     h->phase = WAITING_LEFT;
-    clock_gettime(CLOCK_MONOTONIC, &h->commit_started);
-    h->poll = event_new(s->base, -1, EV_PERSIST, on_poll, h);
-    struct timeval every = {0, 50 * 1000};
-    event_add(h->poll, &every);
+    h->wait = commit_wait_start(s, last, on_committed, h);
 }
 
 static void on_ready(evutil_socket_t fd, short what, void *arg)
