@@ -13,6 +13,11 @@ import tempfile
 from collections import defaultdict
 from decimal import Decimal
 
+import re
+import time
+import traceback
+
+import checks
 from checks import Timeout, skip, wait_until
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -267,3 +272,52 @@ def differences(got, want, label):
         if got.get(k) != want.get(k):
             out.append(f"{label} {k}: ledger {got.get(k)} != offline {want.get(k)}")
     return out
+
+
+def run_scenarios(scenarios, only, daemons, restore=None, after=None):
+    """Runs each (name, fn) of scenarios (all of them, or those named in
+    only), then ends the test with checks.finish(). After each: an
+    exception is a failure with every daemon's log tail; restore() brings
+    back what the scenario stopped (PostgreSQL: the cleanup needs it); a
+    sanitizer report in a daemon's log is a failure (UBSan does not stop
+    the daemon); the daemons are cleaned up and daemons emptied; then
+    after() runs, the daemons gone."""
+    start = time.time()
+    for name, fn in scenarios:
+        if only and name not in only:
+            continue
+        t = time.time()
+        print(f"scenario {name}")
+        try:
+            fn()
+        except Exception:
+            checks.fail(f"{name}: {traceback.format_exc()}")
+            for d in daemons:
+                print(f"  daemon on port {d.port}, log tail:\n{checks.log_tail(d)}")
+        finally:
+            checks.tails_shown.clear()
+            try:
+                if restore:
+                    restore()
+            except Exception as e:
+                checks.fail(f"{name}: could not bring back what it stopped: {e!r}")
+            for d in daemons:
+                try:
+                    log = d.read_log()
+                    checks.daemon_check(not re.search(r"runtime error:|AddressSanitizer|LeakSanitizer", log),
+                                        f"{name}: a sanitizer report in the log", d)
+                except OSError:
+                    pass  # never started: no log, nothing to report
+                try:
+                    d.cleanup()
+                except Exception as e:
+                    checks.fail(f"{name}: cleanup: {e!r}")
+            daemons.clear()
+            try:
+                if after:
+                    after()
+            except Exception as e:
+                checks.fail(f"{name}: cleanup: {e!r}")
+        print(f"{name}: {time.time() - t:.1f}s")
+    print(f"total {time.time() - start:.1f}s")
+    checks.finish()

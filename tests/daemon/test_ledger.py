@@ -59,12 +59,11 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 from decimal import Decimal
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import checks  # noqa: E402
-from harness import HERE, Daemon, metric, need_postgres, psql, read_csv, sums  # noqa: E402
+from harness import HERE, Daemon, metric, need_postgres, psql, read_csv, run_scenarios, sums  # noqa: E402
 
 need_postgres()
 TARIFFD = sys.argv[1]
@@ -1266,41 +1265,14 @@ SCENARIOS = [("offline", scenario_offline), ("cap", scenario_cap), ("outage", sc
              ("recount", scenario_recount), ("burst", scenario_burst),
              ("service", scenario_service)]
 
-start = time.time()
-for name, fn in SCENARIOS:
-    if ONLY and name not in ONLY:
-        continue
-    t = time.time()
+
+
+def after_scenario():
     try:
-        fn()
-    except Exception:
-        checks.fail(f"{name}: {traceback.format_exc()}")
-        for d in daemons:
-            print(f"  daemon on port {d.port}, log tail:\n{log_tail(d)}")
+        for fn in after:
+            fn()
     finally:
-        tails_shown.clear()
-        try:
-            ensure_pg_up()
-        except Exception as e:
-            checks.fail(f"could not start PostgreSQL again: {e}")
-        for d in daemons:
-            try:  # a sanitizer build reports here (UBSan does not stop the daemon)
-                log = d.read_log()
-                check(not re.search(r"runtime error:|AddressSanitizer|LeakSanitizer", log),
-                      f"{name}: a sanitizer report in the log", d)
-            except OSError:
-                pass  # never started: no log, nothing to report
-            try:
-                d.cleanup()
-            except Exception as e:
-                checks.fail(f"{name}: cleanup: {e!r}")
-        daemons.clear()
-        for fn_after in after:
-            try:
-                fn_after()
-            except Exception as e:
-                checks.fail(f"{name}: cleanup: {e!r}")
         after.clear()
-    print(f"{name}: {time.time() - t:.1f}s")
-print(f"total {time.time() - start:.1f}s")
-checks.finish()
+
+
+run_scenarios(SCENARIOS, ONLY, daemons, restore=ensure_pg_up, after=after_scenario)

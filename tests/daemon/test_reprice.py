@@ -42,15 +42,13 @@ import socket
 import stat
 import subprocess
 import sys
-import tempfile
 import time
-import traceback
 from decimal import Decimal
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import checks  # noqa: E402
 from harness import (DEMAND, MONEY, Daemon, differences, metric, need_postgres,  # noqa: E402
-                     price_offline, psql, read_csv, sums)
+                     price_offline, psql, run_scenarios, sums)
 
 need_postgres()
 TARIFFD = sys.argv[1]
@@ -755,33 +753,11 @@ SCENARIOS = [("price", scenario_price), ("final", scenario_final), ("programme",
              ("crash", scenario_crash), ("reload", scenario_reload),
              ("errors", scenario_errors)]
 
-start = time.time()
-for name, fn in SCENARIOS:
-    if ONLY and name not in ONLY:
-        continue
-    t = time.time()
-    try:
-        fn()
-    except Exception:
-        checks.fail(f"{name}: {traceback.format_exc()}")
-        for d in daemons:
-            print(f"  daemon on port {d.port}, log tail:\n{log_tail(d)}")
-    finally:
-        tails_shown.clear()
-        if PG_CTL and subprocess.run(["pg_isready", "-q"]).returncode != 0:
-            subprocess.run(f"{PG_CTL} start", shell=True, capture_output=True)
-        for d in daemons:
-            try:
-                log = d.read_log()
-                check(not re.search(r"runtime error:|AddressSanitizer|LeakSanitizer", log),
-                      f"{name}: a sanitizer report in the log", d)
-            except OSError:
-                pass
-            try:
-                d.cleanup()
-            except Exception as e:
-                checks.fail(f"{name}: cleanup: {e!r}")
-        daemons.clear()
-    print(f"{name}: {time.time() - t:.1f}s")
-print(f"total {time.time() - start:.1f}s")
-checks.finish()
+
+
+def pg_back():
+    if PG_CTL and subprocess.run(["pg_isready", "-q"]).returncode != 0:
+        subprocess.run(f"{PG_CTL} start", shell=True, capture_output=True)
+
+
+run_scenarios(SCENARIOS, ONLY, daemons, restore=pg_back)
