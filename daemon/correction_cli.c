@@ -63,15 +63,23 @@ static int call(const char *cmd, const char *path, const char *target, const cha
     return r == CONTROL_ANSWERED ? code : 0;
 }
 
-/* The exit status of an answer that is not 200, said on stderr: 2 for a
- * refused line (400), else 1. */
+/* An answer that is not 200, said on stderr (none: call said why);
+ * returns 1, the exit status of a refusal. */
 static int refused(const char *cmd, int code, char *body)
 {
     if (!code || !body)
         return 1;
     body[strcspn(body, "\n")] = '\0';
     fprintf(stderr, "tariffd %s: %s\n", cmd, body[0] ? body : "the daemon answered with no reason");
-    return code == 400 ? 2 : 1;
+    return 1;
+}
+
+/* refused, for backfill: a 400 is a refused line or option, exit status 2
+ * as tariffd price's. */
+static int refused_input(const char *cmd, int code, char *body)
+{
+    int status = refused(cmd, code, body);
+    return code == 400 ? 2 : status;
 }
 
 /* 200's body to stdout; the exit status. */
@@ -158,9 +166,7 @@ int reprice_main(int argc, char **argv)
     int code = call("reprice", path, target, NULL, 0, &body);
     free(target);
     /* Every refusal is the daemon's (it validates the arguments): 1. */
-    status = code == 200 ? print_answer("reprice", code, body)
-             : code      ? (refused("reprice", code, body), 1)
-                         : 1;
+    status = print_answer("reprice", code, body);
     free(body);
 out:
     for (size_t i = 0; i < n_clusters; i++)
@@ -222,7 +228,7 @@ int backfill_main(int argc, char **argv)
     int code = call("backfill", path, target, NULL, 0, &body);
     uint64_t session;
     if (code != 200 || sscanf(body, "session %" SCNu64, &session) != 1) {
-        int status = refused("backfill", code, body);
+        int status = refused_input("backfill", code, body);
         free(body);
         return status;
     }
@@ -263,7 +269,7 @@ int backfill_main(int argc, char **argv)
             continue; /* at the end of input: nothing left */
         code = call("backfill", path, target, buf, upto, &body);
         if (code != 200) {
-            status = refused("backfill", code, body);
+            status = refused_input("backfill", code, body);
             free(body);
             break;
         }
@@ -291,7 +297,8 @@ int backfill_main(int argc, char **argv)
         fprintf(stderr, "tariffd backfill: all sent (%" PRIu64 " pieces); pricing\n", pieces);
     snprintf(target, sizeof target, "/backfill/commit?session=%" PRIu64, session);
     code = call("backfill", path, target, NULL, 0, &body);
-    status = code ? print_answer("backfill", code, body) : 1;
+    status =
+        code == 200 ? print_answer("backfill", code, body) : refused_input("backfill", code, body);
     free(body);
     return status;
 }
@@ -372,7 +379,7 @@ int requeue_main(int argc, char **argv)
     char *body;
     int code = call("requeue", path, target, NULL, 0, &body);
     free(target);
-    int status = code ? print_answer("requeue", code, body) : 1;
+    int status = print_answer("requeue", code, body);
     free(body);
     return status;
 }

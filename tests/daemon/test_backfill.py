@@ -42,16 +42,14 @@ import difflib
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import traceback
 from decimal import Decimal
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import checks  # noqa: E402
 from harness import (DEMAND, MONEY, Daemon, differences, metric, need_postgres,  # noqa: E402
-                     price_offline, psql, read_csv, sums)
+                     price_offline, psql, run_scenarios, sums)
 
 need_postgres()
 TARIFFD = sys.argv[1]
@@ -416,7 +414,8 @@ def scenario_requeue():
           f"a second requeue: {again.stdout[:300]!r}", d)
 
     bad = requeue(d, "--from", "2025-01-02", "--to", "2025-01-01")
-    check(bad.returncode == 2 and "is not before to" in bad.stderr, f"bad dates: {bad.stderr!r}", d)
+    check(bad.returncode == 1 and bad.stderr == "tariffd requeue: from 2025-01-02 is not before to "
+          "2025-01-01: the range [from, to) is empty\n", f"bad dates: {bad.returncode} {bad.stderr!r}", d)
 
 
 def scenario_crash():
@@ -479,6 +478,17 @@ def scenario_errors():
           f"reprice while a session is open: {r.returncode} {r.stderr!r}", d)
     code, body = control(f"/backfill/abort?session={session}")
     check(code == 200 and "aborted" in body, f"abort: {code} {body!r}", d)
+    for path, want in (
+            ("/backfill?precision=s&dry_run=yes", 'dry_run "yes" must be 1 or 0'),
+            ("/backfill?session=1", "a session begins without one: no session parameter"),
+            ("/backfill/lines?session=abc", "session=ID is required"),
+            ("/backfill/commit", "session=ID is required"),
+            ("/backfill/lines?session=1&precision=s", "precision and dry_run go with POST /backfill"),
+            ("/requeue?from=2025-02-30&to=2025-03-01", 'from "2025-02-30" '),
+            ("/requeue?reason=", "reason is empty (leave it out for every reason)"),
+            ("/requeue?dry_run=1&dry_run=1", 'parameter "dry_run" is given twice')):
+        code, body = control(path)
+        check(code == 400 and body.startswith(want), f"{path}: {code} {body!r} (want 400 {want!r})", d)
     code, body = control("/requeue?from=2025-01-01")
     check(code == 400 and "from and to go together" in body, f"requeue from alone: {code} {body!r}", d)
     code, body = control("/requeue?colour=red")
@@ -532,21 +542,7 @@ def scenario_reload():
     history_equals(d, want, "the backfill across a reload", months_of(H_FROM, H_FROM + DAY))
 
 
-SCENARIOS = {"history": scenario_history, "shared": scenario_shared, "requeue": scenario_requeue,
-             "left": scenario_left, "crash": scenario_crash, "reload": scenario_reload,
-             "errors": scenario_errors}
-
-try:
-    for name, fn in SCENARIOS.items():
-        if ONLY and name not in ONLY:
-            continue
-        print(f"scenario {name}")
-        try:
-            fn()
-        except Exception:
-            check(False, f"scenario {name} raised:\n{traceback.format_exc()}",
-                  daemons[-1] if daemons else None)
-finally:
-    for d in daemons:
-        d.cleanup()
-checks.finish()
+SCENARIOS = [("history", scenario_history), ("shared", scenario_shared),
+             ("requeue", scenario_requeue), ("left", scenario_left), ("crash", scenario_crash),
+             ("reload", scenario_reload), ("errors", scenario_errors)]
+run_scenarios(SCENARIOS, ONLY, daemons)
