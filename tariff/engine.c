@@ -781,16 +781,16 @@ static void note_reopened(struct engine *e, struct cluster_state *cs)
  * times the list. */
 static void reopen_range(struct engine *e, struct cluster_state *cs, int64_t from, int64_t to)
 {
+    /* covered() walks the cluster's meters: once per interval. */
+    int64_t *range = xmalloc((size_t)((to - from) / e->interval_s + 1) * sizeof *range);
     size_t n_range = 0;
     for (int64_t st = from; st < to; st += e->interval_s)
-        n_range += covered(e, cs, st);
-    if (n_range == 0)
-        return;
-    int64_t *range = xmalloc(n_range * sizeof *range);
-    size_t k = 0;
-    for (int64_t st = from; st < to; st += e->interval_s)
         if (covered(e, cs, st))
-            range[k++] = st;
+            range[n_range++] = st;
+    if (n_range == 0) {
+        free(range);
+        return;
+    }
     /* How many are new: the list is sorted, so one pass over both. */
     size_t added = 0;
     for (size_t i = 0, j = 0; j < n_range; j++) {
