@@ -47,12 +47,14 @@
  *   stats count the physical lines read up to where the parse stopped,
  *   and power_points includes a point the callback refused.
  *
- * Memory: none allocated. The unescaped cluster and meter, and the tag
- * keys of the point being read, live in struct parser on lp_parse's stack
- * (about 25 KiB), so points are valid only during the callback.
+ * Memory: none allocated but by a series cache (lp_parse_cached). The
+ * unescaped cluster and meter, and the tag keys of the point being read,
+ * live in struct parser on lp_parse's stack (about 25 KiB), or in the
+ * cache, so points are valid only during the callback.
  */
 #include "daemon/lineproto.h"
 
+#include "tariff/alloc.h"
 #include "tariff/utf8.h"
 
 #include <limits.h>
@@ -143,10 +145,155 @@ struct parser {
     void *ctx;
     struct lp_stats *stats;
     struct lp_error *err;
+    struct lp_cache *cache; /* NULL: every line parsed in full */
     char cluster[TAG_MAX + 1];
     char meter[TAG_MAX + 1];
     struct tag_key tags[TAGS_MAX];
 };
+
+/* ---------------------------------------------------------------- */
+/* Series keys seen before                                           */
+
+/* A series key is a line's bytes before its first space: the measurement
+ * and the tags. Their parse depends on those bytes alone (the line's UTF-8
+ * was checked when it was entered), so a key that parsed as a valid
+ * `power` point with a cluster parses the same every time: a line whose
+ * key is byte for byte one the cache holds skips to its fields, with the
+ * cluster and meter the first parse gave. Only keys without a space (no
+ * escaped one) are entered, so "the bytes before the first space" is the
+ * whole key.
+ *
+ * Open addressing, kept at most half full; at CACHE_KEYS_MAX keys it is
+ * emptied and fills again (a memo is only ever a shortcut). */
+#define CACHE_KEY_MAX  512 /* longer keys are parsed in full every time */
+#define CACHE_KEYS_MAX (1u << 20)
+
+struct cache_slot {
+    uint64_t hash;  /* 0: empty */
+    uint32_t key_n; /* text[0..key_n): the key as written */
+    uint32_t meter; /* offset in text of the meter, NUL-terminated */
+    uint64_t memo;  /* the caller's word for this key (lp_point.memo) */
+    char *text;     /* key, then cluster and meter unescaped, each NUL-ended */
+};
+
+struct lp_cache {
+    struct cache_slot *slots;
+    size_t size, n; /* size is a power of two, or 0 before the first key */
+};
+
+struct lp_cache *lp_cache_new(void)
+{
+    return xcalloc(1, sizeof(struct lp_cache));
+}
+
+static void cache_empty(struct lp_cache *c)
+{
+    for (size_t i = 0; i < c->size; i++)
+        free(c->slots[i].text);
+    free(c->slots);
+    c->slots = NULL;
+    c->size = c->n = 0;
+}
+
+void lp_cache_free(struct lp_cache *c)
+{
+    if (!c)
+        return;
+    cache_empty(c);
+    free(c);
+}
+
+static inline uint64_t load8(const char *p)
+{
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+}
+
+/* Never 0, so 0 marks an empty slot. A key of 8 bytes or more is read in
+ * whole words, the last one overlapping the one before (no byte-wise tail,
+ * whose store and reload stalled the lookup). */
+static inline uint64_t key_hash(const char *p, size_t n)
+{
+    uint64_t h = UINT64_C(0x9E3779B97F4A7C15) ^ n;
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 < n; i += 8) {
+            h = (h ^ load8(p + i)) * UINT64_C(0xFF51AFD7ED558CCD);
+            h ^= h >> 32;
+        }
+        h ^= load8(p + n - 8);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            h = (h ^ (unsigned char)p[i]) * UINT64_C(0x100000001B3);
+    }
+    h *= UINT64_C(0xC4CEB9FE1A85EC53);
+    h ^= h >> 29;
+    return h | 1;
+}
+
+/* Whether a[0..n) and b[0..n) are the same bytes, in words as key_hash. */
+static inline bool same_bytes(const char *a, const char *b, size_t n)
+{
+    if (n < 8)
+        return memcmp(a, b, n) == 0;
+    uint64_t diff = load8(a + n - 8) ^ load8(b + n - 8);
+    for (size_t i = 0; i + 8 < n && !diff; i += 8)
+        diff = load8(a + i) ^ load8(b + i);
+    return !diff;
+}
+
+/* The slot holding key[0..n) (hash h), or the empty slot where it would
+ * go. */
+static inline struct cache_slot *cache_lookup(struct lp_cache *c, const char *key, size_t n,
+                                              uint64_t h)
+{
+    if (!c->size) {
+        c->size = 1024;
+        c->slots = xcalloc(c->size, sizeof *c->slots);
+    }
+    size_t mask = c->size - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        struct cache_slot *s = &c->slots[i];
+        if (!s->hash || (s->hash == h && s->key_n == n && same_bytes(s->text, key, n)))
+            return s;
+    }
+}
+
+/* Enters key[0..n) (hash h, not held) with the cluster and meter its parse
+ * gave; returns its slot. */
+static struct cache_slot *cache_enter(struct lp_cache *c, const char *key, size_t n, uint64_t h,
+                                      const char *cluster, const char *meter)
+{
+    if (c->n == CACHE_KEYS_MAX)
+        cache_empty(c);
+    if ((c->n + 1) * 2 > c->size && c->size) {
+        struct cache_slot *old = c->slots;
+        size_t old_size = c->size;
+        c->size *= 2;
+        c->slots = xcalloc(c->size, sizeof *c->slots);
+        for (size_t i = 0; i < old_size; i++) {
+            if (!old[i].hash)
+                continue;
+            size_t mask = c->size - 1, j = old[i].hash & mask;
+            while (c->slots[j].hash)
+                j = (j + 1) & mask;
+            c->slots[j] = old[i];
+        }
+        free(old);
+    }
+    struct cache_slot *s = cache_lookup(c, key, n, h);
+    size_t cn = strlen(cluster), mn = strlen(meter);
+    s->text = xmalloc(n + cn + mn + 2);
+    memcpy(s->text, key, n);
+    memcpy(s->text + n, cluster, cn + 1);
+    memcpy(s->text + n + cn + 1, meter, mn + 1);
+    s->hash = h;
+    s->key_n = (uint32_t)n;
+    s->meter = (uint32_t)(n + cn + 1);
+    s->memo = 0;
+    c->n++;
+    return s;
+}
 
 /* ---------------------------------------------------------------- */
 /* Messages                                                          */
@@ -894,21 +1041,20 @@ static bool parse_fields(struct parser *ps, const char **pp, const char **end, b
 }
 
 /* A complete `power` point, to the callback. */
-static bool emit_point(struct parser *ps, const struct tags_read *t, int field, double value,
-                       bool has_ts, int64_t ts_ns)
+static bool emit_point(struct parser *ps, const char *cluster, const char *meter, uint64_t *memo,
+                       int field, double value, bool has_ts, int64_t ts_ns)
 {
-    if (!t->have_cluster)
-        return fail_at(ps, ps->point_line, "missing tag \"cluster\"");
     if (field < 0)
         return fail_at(ps, ps->point_line, "no field kw, w, kwh or wh");
     struct lp_point pt = {
         .line = ps->point_line,
-        .cluster = ps->cluster,
-        .meter = t->have_meter ? ps->meter : "main",
+        .cluster = cluster,
+        .meter = meter,
         .field = (enum lp_field)field,
         .value = value,
         .has_ts = has_ts,
         .ts_ns = ts_ns,
+        .memo = memo,
     };
     ps->stats->power_points++;
     if (!ps->fn)
@@ -923,34 +1069,12 @@ static bool emit_point(struct parser *ps, const struct tags_read *t, int field, 
     return false;
 }
 
-/* One point: measurement, tags, fields, timestamp. */
-static bool parse_line(struct parser *ps)
+/* What follows the measurement and tags, from p (at the space after
+ * them): the fields and the timestamp; then a `power` point goes to the
+ * callback with its cluster and meter (and memo, when its key is cached). */
+static bool parse_rest(struct parser *ps, const char *p, const char *end, bool power,
+                       const char *cluster, const char *meter, uint64_t *memo)
 {
-    char qk[QUOTE_BUF];
-    const char *p = ps->line_start, *end = ps->line_end;
-    ps->point_line = ps->line;
-    while (p < end && *p == ' ')
-        p++;
-    if (p == end)
-        return true;
-    if (*p == '#')
-        return check_comment(ps, p + 1, end);
-
-    const char *m0 = p;
-    bool esc = false;
-    p = scan(p, end, STOP_MEASUREMENT, ESC_MEASUREMENT, &esc);
-    if (p == m0)
-        return fail_expected(ps, p, end, "expected measurement");
-    bool power = !esc && p - m0 == 5 && memcmp(m0, "power", 5) == 0;
-
-    struct tags_read t = {0};
-    if (!parse_tags(ps, &p, end, power, &t))
-        return false;
-    if (p == end)
-        return fail(ps, "missing fields");
-    if (*p != ' ') /* '=' after a tag value, or a control character */
-        return fail_expected(ps, p, end, "expected \",\" or \" \" after value of tag %s",
-                             quote(qk, t.k0, t.kn, ESC_KEY));
     while (p < end && *p == ' ')
         p++;
     if (p == end)
@@ -972,12 +1096,61 @@ static bool parse_line(struct parser *ps)
         ps->stats->other_points++;
         return true;
     }
-    return emit_point(ps, &t, field, value, has_ts, ts_ns);
+    if (!cluster)
+        return fail_at(ps, ps->point_line, "missing tag \"cluster\"");
+    return emit_point(ps, cluster, meter, memo, field, value, has_ts, ts_ns);
+}
+
+/* One point: measurement, tags, fields, timestamp. */
+static bool parse_line(struct parser *ps)
+{
+    char qk[QUOTE_BUF];
+    const char *p = ps->line_start, *end = ps->line_end;
+    ps->point_line = ps->line;
+    while (p < end && *p == ' ')
+        p++;
+    if (p == end)
+        return true;
+    if (*p == '#')
+        return check_comment(ps, p + 1, end);
+
+    /* A key seen before skips to the fields. */
+    const char *key_end = NULL;
+    uint64_t h = 0;
+    if (ps->cache && (key_end = memchr(p, ' ', (size_t)(end - p))) &&
+        key_end - p <= CACHE_KEY_MAX) {
+        h = key_hash(p, (size_t)(key_end - p));
+        struct cache_slot *slot = cache_lookup(ps->cache, p, (size_t)(key_end - p), h);
+        if (slot->hash)
+            return parse_rest(ps, key_end, end, true, slot->text + slot->key_n,
+                              slot->text + slot->meter, &slot->memo);
+    }
+
+    const char *m0 = p;
+    bool esc = false;
+    p = scan(p, end, STOP_MEASUREMENT, ESC_MEASUREMENT, &esc);
+    if (p == m0)
+        return fail_expected(ps, p, end, "expected measurement");
+    bool power = !esc && p - m0 == 5 && memcmp(m0, "power", 5) == 0;
+
+    struct tags_read t = {0};
+    if (!parse_tags(ps, &p, end, power, &t))
+        return false;
+    if (p == end)
+        return fail(ps, "missing fields");
+    if (*p != ' ') /* '=' after a tag value, or a control character */
+        return fail_expected(ps, p, end, "expected \",\" or \" \" after value of tag %s",
+                             quote(qk, t.k0, t.kn, ESC_KEY));
+    const char *meter = t.have_meter ? ps->meter : "main";
+    uint64_t *memo = NULL;
+    if (h && power && t.have_cluster && p == key_end)
+        memo = &cache_enter(ps->cache, m0, (size_t)(p - m0), h, ps->cluster, meter)->memo;
+    return parse_rest(ps, p, end, power, t.have_cluster ? ps->cluster : NULL, meter, memo);
 }
 
 static bool parse_buffer(const char *buf, size_t len, bool more, enum lp_precision precision,
-                         lp_point_fn fn, void *ctx, struct lp_stats *stats, struct lp_error *err,
-                         size_t *consumed)
+                         struct lp_cache *cache, lp_point_fn fn, void *ctx, struct lp_stats *stats,
+                         struct lp_error *err, size_t *consumed)
 {
     struct lp_stats own_stats;
     struct lp_error own_err;
@@ -989,6 +1162,7 @@ static bool parse_buffer(const char *buf, size_t len, bool more, enum lp_precisi
     ps.stats = stats ? stats : &own_stats;
     ps.err = err ? err : &own_err;
     ps.more = more;
+    ps.cache = cache;
     ps.incomplete = false;
     *ps.stats = (struct lp_stats){0};
     ps.err->line = 0;
@@ -1022,13 +1196,20 @@ bool lp_parse(const char *buf, size_t len, enum lp_precision precision, lp_point
               struct lp_stats *stats, struct lp_error *err)
 {
     size_t consumed;
-    return parse_buffer(buf, len, false, precision, fn, ctx, stats, err, &consumed);
+    return parse_buffer(buf, len, false, precision, NULL, fn, ctx, stats, err, &consumed);
 }
 
 bool lp_parse_stream(const char *buf, size_t len, enum lp_precision precision, lp_point_fn fn,
                      void *ctx, struct lp_stats *stats, struct lp_error *err, size_t *consumed)
 {
-    return parse_buffer(buf, len, true, precision, fn, ctx, stats, err, consumed);
+    return parse_buffer(buf, len, true, precision, NULL, fn, ctx, stats, err, consumed);
+}
+
+bool lp_parse_cached(const char *buf, size_t len, bool more, enum lp_precision precision,
+                     struct lp_cache *cache, lp_point_fn fn, void *ctx, struct lp_stats *stats,
+                     struct lp_error *err, size_t *consumed)
+{
+    return parse_buffer(buf, len, more, precision, cache, fn, ctx, stats, err, consumed);
 }
 
 bool lp_parse_precision(const char *s, bool v1, enum lp_precision *out)

@@ -6,8 +6,9 @@
  * measurement `power` through a callback, with the tags and the one energy
  * field tariffd uses; every other line is parsed in full (so a malformed
  * line of another measurement is still an error) and only counted. It
- * never allocates: unescaped tag values are written to a scratch buffer in
- * the parser state, valid until the callback returns.
+ * never allocates (but for lp_parse_cached's cache): unescaped tag values
+ * are written to a scratch buffer in the parser state, valid until the
+ * callback returns.
  *
  * The body must be valid UTF-8 throughout, comments and string fields
  * included; a line that is not is refused before it is parsed, so earlier
@@ -68,6 +69,13 @@ struct lp_point {
     double value;        /* finite and >= 0; integers (i, u) converted */
     bool has_ts;
     int64_t ts_ns; /* the timestamp times the precision; checked for overflow */
+    /* With a cache (lp_parse_cached), the caller's word kept beside the
+     * point's series key, its bytes before the first space; NULL when the
+     * key is not cached. 0 when the key came into the cache, else what the
+     * caller last stored for the same bytes, which always give the same
+     * cluster and meter: a caller stores what it looked up for them and
+     * skips the lookup next time. */
+    uint64_t *memo;
 };
 
 /* An error names the physical line of the byte or token at fault; an
@@ -105,5 +113,19 @@ bool lp_parse(const char *buf, size_t len, enum lp_precision precision, lp_point
  * input, call lp_parse on what is left. */
 bool lp_parse_stream(const char *buf, size_t len, enum lp_precision precision, lp_point_fn fn,
                      void *ctx, struct lp_stats *stats, struct lp_error *err, size_t *consumed);
+
+/* Series keys seen before, for lp_parse_cached: 64 bytes and the key's
+ * text per key, up to a million keys (then it starts again empty). Not
+ * for two parses at once. */
+struct lp_cache;
+struct lp_cache *lp_cache_new(void);
+void lp_cache_free(struct lp_cache *c);
+
+/* lp_parse (more false) or lp_parse_stream (more true), where a line whose
+ * measurement and tags are byte for byte those of a cached line skips to
+ * its fields: the same points, errors and stats, with lp_point.memo set. */
+bool lp_parse_cached(const char *buf, size_t len, bool more, enum lp_precision precision,
+                     struct lp_cache *cache, lp_point_fn fn, void *ctx, struct lp_stats *stats,
+                     struct lp_error *err, size_t *consumed);
 
 #endif

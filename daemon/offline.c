@@ -42,6 +42,7 @@ struct offline_run {
     int line_base;
     bool io_error;
     double power_scale; /* every value read is multiplied by it (--compare's ALT) */
+    struct lp_cache *cache;
     struct engine_sink sink;
 };
 
@@ -112,10 +113,17 @@ static bool on_point(void *ctx, const struct lp_point *p, struct lp_error *err)
     if (s.ts_ns > o->now_ns)
         o->now_ns = s.ts_ns;
     struct error e;
-    if (!engine_push(o->engine, &s, o->now_ns, &e)) {
+    /* The memo keeps the meter's handle (plus one) with its series key. */
+    size_t handle = p->memo && *p->memo ? (size_t)(*p->memo - 1) : ENGINE_NO_METER;
+    if (!engine_push_meter(o->engine, &s, handle, o->now_ns, &e)) {
         err->line = p->line;
         snprintf(err->msg, sizeof err->msg, "line %d: %.200s", p->line, e.msg);
         return false;
+    }
+    if (p->memo && !*p->memo) {
+        handle = engine_meter_handle(o->engine, s.cluster, s.meter);
+        if (handle != ENGINE_NO_METER)
+            *p->memo = (uint64_t)handle + 1;
     }
     return true;
 }
@@ -309,6 +317,7 @@ struct offline_run *offline_run_new(const struct config *cfg, double power_scale
     }
     o->sink = (struct engine_sink){o, on_billing, on_demand, on_quarantine, NULL};
     o->engine = engine_new(cfg, &o->sink);
+    o->cache = lp_cache_new();
     engine_caps_recovered(o->engine); /* offline, every cap starts unconsumed */
     return o;
 }
@@ -340,8 +349,8 @@ int offline_run_price(struct offline_run *o, FILE *in, enum lp_precision precisi
         struct lp_stats stats = {0};
         struct lp_error err = {0};
         size_t done = upto;
-        bool ok = eof ? lp_parse(buf, upto, precision, on_point, o, &stats, &err)
-                      : lp_parse_stream(buf, upto, precision, on_point, o, &stats, &err, &done);
+        bool ok =
+            lp_parse_cached(buf, upto, !eof, precision, o->cache, on_point, o, &stats, &err, &done);
         if (upto > 0 && !ok) {
             const char *reason = strstr(err.msg, ": ");
             fprintf(stderr, "%s%sline %d: %s\n", label ? label : "", label ? ": " : "",
@@ -400,6 +409,7 @@ void offline_run_free(struct offline_run *o)
     free(o->billing.keys);
     free(o->demand.keys);
     free(o->cluster_rank);
+    lp_cache_free(o->cache);
     statements_free(&o->statements);
     engine_free(o->engine);
     free(o);

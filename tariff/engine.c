@@ -1334,6 +1334,12 @@ static bool push(struct engine *e, const struct engine_sample *s, size_t meter, 
     return true;
 }
 
+size_t engine_meter_handle(const struct engine *e, const char *cluster, const char *meter)
+{
+    const struct meter_state *m = find_meter(e, cluster, meter);
+    return m ? (size_t)(m - e->meters) : ENGINE_NO_METER;
+}
+
 bool engine_push(struct engine *e, const struct engine_sample *s, int64_t now_ns, struct error *err)
 {
     return engine_push_meter(e, s, ENGINE_NO_METER, now_ns, err);

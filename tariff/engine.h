@@ -213,6 +213,10 @@ bool engine_push(struct engine *e, const struct engine_sample *s, int64_t now_ns
 enum engine_verdict engine_judge_meter(const struct engine *e, const struct engine_sample *s,
                                        struct error *err, size_t *meter);
 
+/* The handle of cluster's meter, ENGINE_NO_METER when the engine has none
+ * (yet). */
+size_t engine_meter_handle(const struct engine *e, const char *cluster, const char *meter);
+
 /* engine_push for a sample whose meter handle engine_judge_meter gave on
  * this engine (ENGINE_NO_METER: looked up, as engine_push does). */
 bool engine_push_meter(struct engine *e, const struct engine_sample *s, size_t meter,

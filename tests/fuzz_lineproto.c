@@ -1,6 +1,7 @@
 /*
  * Fuzz target for the line protocol parser: runs lp_parse on the input
- * with every precision and aborts when an invariant breaks.
+ * with every precision, and lp_parse_cached with a new and a filled cache
+ * against it, and aborts when an invariant breaks.
  *
  * libFuzzer:  clang -g -O1 -fsanitize=fuzzer,address,undefined -I. \
  *                 tests/fuzz_lineproto.c daemon/lineproto.c -o fuzz_lineproto
@@ -158,6 +159,68 @@ static void run(const char *buf, size_t size, enum lp_precision precision, size_
     }
 }
 
+/* A digest of every point seen, in order; with a cache, the memo holds a
+ * fingerprint of the point's cluster and meter, which a later point with
+ * the same key must have too. */
+struct digest {
+    uint64_t h;
+    size_t points;
+};
+
+static uint64_t mix(uint64_t h, uint64_t v)
+{
+    h = (h ^ v) * UINT64_C(0x100000001B3);
+    return h ^ (h >> 31);
+}
+
+static uint64_t mix_str(uint64_t h, const char *s)
+{
+    for (; *s; s++)
+        h = mix(h, (unsigned char)*s);
+    return mix(h, 0);
+}
+
+static bool on_point_digest(void *ctx, const struct lp_point *p, struct lp_error *err)
+{
+    (void)err;
+    struct digest *d = ctx;
+    uint64_t who = mix_str(mix_str(1, p->cluster), p->meter) | 1;
+    if (p->memo) {
+        check(*p->memo == 0 || *p->memo == who);
+        *p->memo = who;
+    }
+    uint64_t bits;
+    memcpy(&bits, &p->value, sizeof bits);
+    d->h = mix(mix(mix(mix(mix(d->h, who), (uint64_t)p->line), (uint64_t)p->field), bits),
+               (uint64_t)p->ts_ns + (uint64_t)p->has_ts);
+    d->points++;
+    return true;
+}
+
+/* lp_parse_cached, with a new cache and then with the one it filled,
+ * sees what lp_parse sees: the same points, stats and error. */
+static void run_cached(const char *buf, size_t size)
+{
+    struct digest plain = {0};
+    struct lp_stats ps;
+    struct lp_error pe;
+    bool ok = lp_parse(buf, size, LP_PRECISION_NS, on_point_digest, &plain, &ps, &pe);
+    struct lp_cache *cache = lp_cache_new();
+    for (int pass = 0; pass < 2; pass++) {
+        struct digest cached = {0};
+        struct lp_stats cs;
+        struct lp_error ce;
+        size_t consumed;
+        check(lp_parse_cached(buf, size, false, LP_PRECISION_NS, cache, on_point_digest, &cached,
+                              &cs, &ce, &consumed) == ok);
+        check(cached.h == plain.h && cached.points == plain.points);
+        check(cs.lines == ps.lines && cs.power_points == ps.power_points &&
+              cs.other_points == ps.other_points);
+        check(ce.line == pe.line && strcmp(ce.msg, pe.msg) == 0);
+    }
+    lp_cache_free(cache);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     /* A copy of exactly `size` bytes, so ASan sees any read past the end. */
@@ -168,6 +231,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (size_t i = 0; i < sizeof precisions / sizeof precisions[0]; i++)
         run(buf, size, precisions[i], 0);
     run(buf, size, LP_PRECISION_NS, 2);
+    run_cached(buf, size);
     free(buf);
     return 0;
 }

@@ -47,10 +47,57 @@ static bool record(void *ctx, const struct lp_point *p, struct lp_error *err)
     return true;
 }
 
+/* Whether two parses saw the same: points (all but the memo), strings,
+ * stats and error. */
+static void assert_same_parse(const struct recorded *a, const struct lp_stats *as,
+                              const struct lp_error *ae, const struct recorded *b,
+                              const struct lp_stats *bs, const struct lp_error *be)
+{
+    ck_assert_int_eq(a->n, b->n);
+    for (int i = 0; i < a->n; i++) {
+        const struct lp_point *x = &a->points[i], *y = &b->points[i];
+        ck_assert_int_eq(x->line, y->line);
+        ck_assert_int_eq(x->field, y->field);
+        ck_assert(memcmp(&x->value, &y->value, sizeof x->value) == 0);
+        ck_assert_int_eq(x->has_ts, y->has_ts);
+        ck_assert_int_eq(x->ts_ns, y->ts_ns);
+        ck_assert_str_eq(a->cluster[i], b->cluster[i]);
+        ck_assert_str_eq(a->meter[i], b->meter[i]);
+    }
+    ck_assert_uint_eq(as->lines, bs->lines);
+    ck_assert_uint_eq(as->power_points, bs->power_points);
+    ck_assert_uint_eq(as->other_points, bs->other_points);
+    ck_assert_int_eq(ae->line, be->line);
+    ck_assert_str_eq(ae->msg, be->msg);
+}
+
+/* Every text a test parses is parsed three ways: by lp_parse, and by
+ * lp_parse_cached with a new cache and then with the cache that parse
+ * filled (so each valid key is found there): all three must see the same. */
 static bool run_len(const char *text, size_t len, enum lp_precision precision)
 {
     int reject_at = rec.reject_at;
     bool silently = rec.reject_silently;
+    struct lp_cache *cache = lp_cache_new();
+    static struct recorded cached;
+    struct lp_stats cached_stats;
+    struct lp_error cached_err;
+    for (int pass = 0; pass < 2; pass++) {
+        memset(&cached, 0, sizeof cached);
+        cached.reject_at = reject_at;
+        cached.reject_silently = silently;
+        size_t consumed;
+        bool cached_ok = lp_parse_cached(text, len, false, precision, cache, record, &cached,
+                                         &cached_stats, &cached_err, &consumed);
+        memset(&rec, 0, sizeof rec);
+        rec.reject_at = reject_at;
+        rec.reject_silently = silently;
+        memset(&lerr, 0x55, sizeof lerr); /* the parser must reset it */
+        bool ok = lp_parse(text, len, precision, record, &rec, &stats, &lerr);
+        ck_assert_int_eq(ok, cached_ok);
+        assert_same_parse(&rec, &stats, &lerr, &cached, &cached_stats, &cached_err);
+    }
+    lp_cache_free(cache);
     memset(&rec, 0, sizeof rec);
     rec.reject_at = reject_at;
     rec.reject_silently = silently;
@@ -1541,6 +1588,122 @@ START_TEST(test_quotes_outside_field_values_are_literal)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- */
+/* The series cache                                                  */
+
+/* Each point's memo as the callback found it (-1: no memo), after which
+ * it stores its line number there. */
+struct memos {
+    int n;
+    long long seen[MAX_POINTS];
+    char meter[MAX_POINTS][32];
+};
+
+static bool note_memo(void *ctx, const struct lp_point *p, struct lp_error *err)
+{
+    (void)err;
+    struct memos *m = ctx;
+    ck_assert_int_lt(m->n, MAX_POINTS);
+    m->seen[m->n] = p->memo ? (long long)*p->memo : -1;
+    snprintf(m->meter[m->n], sizeof m->meter[0], "%s", p->meter);
+    m->n++;
+    if (p->memo)
+        *p->memo = (uint64_t)p->line;
+    return true;
+}
+
+static struct memos parse_cached(struct lp_cache *cache, const char *text)
+{
+    struct memos m = {0};
+    size_t consumed;
+    ck_assert(lp_parse_cached(text, strlen(text), false, LP_PRECISION_S, cache, note_memo, &m, NULL,
+                              &lerr, &consumed));
+    ck_assert_uint_eq(consumed, strlen(text));
+    return m;
+}
+
+START_TEST(test_memo_stays_with_the_series_key)
+{
+    struct lp_cache *cache = lp_cache_new();
+    struct memos m = parse_cached(cache, "power,cluster=c,meter=a kw=1 10\n"
+                                         "power,cluster=c,meter=b kw=1 10\n"
+                                         "power,cluster=c,meter=a kw=2 20\n"
+                                         "power,cluster=c,meter=a  kw=3 30\n"
+                                         "power,meter=a,cluster=c kw=4 40\n");
+    ck_assert_int_eq(m.n, 5);
+    ck_assert_int_eq(m.seen[0], 0); /* new key */
+    ck_assert_int_eq(m.seen[1], 0);
+    ck_assert_int_eq(m.seen[2], 1); /* what line 1 stored */
+    ck_assert_int_eq(m.seen[3], 3); /* two spaces: the key is the same bytes */
+    ck_assert_int_eq(m.seen[4], 0); /* the same series written otherwise: another key */
+    /* The cache outlives a parse. */
+    m = parse_cached(cache, "power,cluster=c,meter=b kw=5 50\n");
+    ck_assert_int_eq(m.seen[0], 2);
+    lp_cache_free(cache);
+}
+END_TEST
+
+START_TEST(test_keys_that_are_not_cached)
+{
+    struct lp_cache *cache = lp_cache_new();
+    /* An escaped space makes the first space not the key's end; a key
+     * without a space before the line's end has no fields (an error). */
+    struct memos m = parse_cached(cache, "power,cluster=c,meter=a\\ b kw=1 10\n"
+                                         "power,cluster=c,meter=a\\ b kw=1 20\n"
+                                         "cpu,cluster=c kw=1 10\n"
+                                         "cpu,cluster=c kw=1 20\n");
+    ck_assert_int_eq(m.n, 2);
+    ck_assert_int_eq(m.seen[0], -1);
+    ck_assert_int_eq(m.seen[1], -1);
+    ck_assert_str_eq(m.meter[1], "a b");
+    lp_cache_free(cache);
+}
+END_TEST
+
+START_TEST(test_cached_key_gives_the_same_errors)
+{
+    struct lp_cache *cache = lp_cache_new();
+    parse_cached(cache, "power,cluster=c,meter=a kw=1 10\n");
+    const char *bad[][2] = {
+        {"power,cluster=c,meter=a kw=x 20", "line 1: invalid value \"x\" in field \"kw\""},
+        {"power,cluster=c,meter=a  ", "line 1: missing fields"},
+        {"power,cluster=c,meter=a kw=-1 20", "line 1: field \"kw\" is negative"},
+        {"power,cluster=c,meter=a v=1 20", "line 1: no field kw, w, kwh or wh"},
+        {"power,cluster=c,meter=a kw=1 2x", "line 1: timestamp \"2x\" is not an integer"},
+        {"power,cluster=c,meter=a kw=1,kw=2 20", "line 1: field \"kw\" given twice"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct memos m = {0};
+        size_t consumed;
+        ck_assert(!lp_parse_cached(bad[i][0], strlen(bad[i][0]), false, LP_PRECISION_S, cache,
+                                   note_memo, &m, NULL, &lerr, &consumed));
+        ck_assert_str_eq(lerr.msg, bad[i][1]);
+        ck_assert_str_eq(error_in(bad[i][0], LP_PRECISION_S), bad[i][1]);
+    }
+    lp_cache_free(cache);
+}
+END_TEST
+
+START_TEST(test_cache_holds_many_keys)
+{
+    /* More keys than the cache's first table, each seen twice: the second
+     * time, every one finds the line number its first time stored. */
+    struct lp_cache *cache = lp_cache_new();
+    enum { KEYS = 5000 };
+    for (int round = 0; round < 2; round++) {
+        for (int k = 0; k < KEYS; k++) {
+            char line[96];
+            snprintf(line, sizeof line, "power,cluster=c%d,meter=m%d kw=1 %d\n", k % 7, k,
+                     10 + round);
+            struct memos m = parse_cached(cache, line);
+            ck_assert_int_eq(m.seen[0], round == 0 ? 0 : 1);
+            ck_assert_int_eq(m.n, 1);
+        }
+    }
+    lp_cache_free(cache);
+}
+END_TEST
+
 static Suite *lineproto_suite(void)
 {
     Suite *s = suite_create("lineproto");
@@ -1676,6 +1839,13 @@ static Suite *lineproto_suite(void)
     tcase_add_test(strings, test_errors_about_the_point_name_its_first_line);
     tcase_add_test(strings, test_quotes_outside_field_values_are_literal);
     suite_add_tcase(s, strings);
+
+    TCase *cache = tcase_create("series cache");
+    tcase_add_test(cache, test_memo_stays_with_the_series_key);
+    tcase_add_test(cache, test_keys_that_are_not_cached);
+    tcase_add_test(cache, test_cached_key_gives_the_same_errors);
+    tcase_add_test(cache, test_cache_holds_many_keys);
+    suite_add_tcase(s, cache);
 
     TCase *vectors = tcase_create("vectors");
     tcase_add_test(vectors, test_influxdb_documentation_examples);
