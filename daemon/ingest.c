@@ -126,18 +126,6 @@ static int batch_kind(struct parse_ctx *c, const char *cluster, const char *mete
     }
 }
 
-struct engine_sample ingest_sample_of(const struct lp_point *p, int64_t default_ts_ns)
-{
-    bool watts = p->field == LP_FIELD_W || p->field == LP_FIELD_WH;
-    return (struct engine_sample){
-        .cluster = p->cluster,
-        .meter = p->meter,
-        .kind = p->field == LP_FIELD_KW || p->field == LP_FIELD_W ? SAMPLE_POWER : SAMPLE_COUNTER,
-        .ts_ns = p->has_ts ? p->ts_ns : default_ts_ns,
-        .value = watts ? p->value / 1000 : p->value,
-    };
-}
-
 static bool on_point(void *ctx, const struct lp_point *p, struct lp_error *err)
 {
     struct parse_ctx *c = ctx;

@@ -69,7 +69,17 @@ void ingest_meters_free(struct ingest_meters *m);
 /* The engine's sample for a point: kW or kWh (w and wh divided by 1000),
  * power or counter, the point's timestamp or default_ts_ns. Pointers into
  * p, valid while p is. The one place the field names meet the engine. */
-struct engine_sample ingest_sample_of(const struct lp_point *p, int64_t default_ts_ns);
+static inline struct engine_sample ingest_sample_of(const struct lp_point *p, int64_t default_ts_ns)
+{
+    bool watts = p->field == LP_FIELD_W || p->field == LP_FIELD_WH;
+    return (struct engine_sample){
+        .cluster = p->cluster,
+        .meter = p->meter,
+        .kind = p->field == LP_FIELD_KW || p->field == LP_FIELD_W ? SAMPLE_POWER : SAMPLE_COUNTER,
+        .ts_ns = p->has_ts ? p->ts_ns : default_ts_ns,
+        .value = watts ? p->value / 1000 : p->value,
+    };
+}
 
 /* Parses body for tenant t into out (cleared first); meters (NULL: not
  * wanted) receives each sample's meter handle. */

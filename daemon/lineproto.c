@@ -248,7 +248,7 @@ static inline struct cache_slot *cache_lookup(struct lp_cache *c, const char *ke
                                               uint64_t h)
 {
     if (!c->size) {
-        c->size = 1024;
+        c->size = 64;
         c->slots = xcalloc(c->size, sizeof *c->slots);
     }
     size_t mask = c->size - 1;

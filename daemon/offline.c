@@ -9,6 +9,7 @@
 #include "tariff/statement.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,11 +40,11 @@ struct offline_run {
     struct row_file billing, demand;
     uint64_t quarantined_by_reason[QUARANTINE_REASON_COUNT];
     int64_t now_ns;
-    int line_base;
     bool io_error;
     double power_scale; /* every value read is multiplied by it (--compare's ALT) */
-    struct lp_cache *cache;
     struct engine_sink sink;
+    size_t *handles; /* by series: the engine's meter handle, or ENGINE_NO_METER */
+    size_t n_handles;
 };
 
 static size_t rank_of(const struct offline_run *o, const struct cluster *c)
@@ -90,42 +91,6 @@ static void on_quarantine(void *ctx, const struct engine_sample *s, const char *
     struct offline_run *o = ctx;
     (void)s;
     o->quarantined_by_reason[quarantine_reason_parse(reason)]++;
-}
-
-static bool on_point(void *ctx, const struct lp_point *p, struct lp_error *err)
-{
-    struct offline_run *o = ctx;
-    /* Like the parser's own errors, line numbers here count from the start
-     * of the chunk; offline_run_price makes them absolute. */
-    if (!p->has_ts) {
-        err->line = p->line;
-        snprintf(err->msg, sizeof err->msg,
-                 "line %d: no timestamp (offline pricing needs one on every line)", p->line);
-        return false;
-    }
-    /* The value as read is scaled, whatever its unit (kw, w, kwh, wh): the
-     * same double as a file with every value multiplied would give. A
-     * counter's every reading scales, so its differences do too. */
-    struct lp_point scaled = *p;
-    scaled.value *= o->power_scale;
-    struct engine_sample s = ingest_sample_of(&scaled, p->ts_ns);
-    /* Offline, the clock is the input: the newest timestamp read so far. */
-    if (s.ts_ns > o->now_ns)
-        o->now_ns = s.ts_ns;
-    struct error e;
-    /* The memo keeps the meter's handle (plus one) with its series key. */
-    size_t handle = p->memo && *p->memo ? (size_t)(*p->memo - 1) : ENGINE_NO_METER;
-    if (!engine_push_meter(o->engine, &s, handle, o->now_ns, &e)) {
-        err->line = p->line;
-        snprintf(err->msg, sizeof err->msg, "line %d: %.200s", p->line, e.msg);
-        return false;
-    }
-    if (p->memo && !*p->memo) {
-        handle = engine_meter_handle(o->engine, s.cluster, s.meter);
-        if (handle != ENGINE_NO_METER)
-            *p->memo = (uint64_t)handle + 1;
-    }
-    return true;
 }
 
 static int key_order(const void *a, const void *b)
@@ -317,21 +282,199 @@ struct offline_run *offline_run_new(const struct config *cfg, double power_scale
     }
     o->sink = (struct engine_sink){o, on_billing, on_demand, on_quarantine, NULL};
     o->engine = engine_new(cfg, &o->sink);
-    o->cache = lp_cache_new();
     engine_caps_recovered(o->engine); /* offline, every cap starts unconsumed */
     return o;
 }
 
-int offline_run_price(struct offline_run *o, FILE *in, enum lp_precision precision,
-                      const char *label)
+/* ---------------------------------------------------------------- */
+/* Reading and pricing, on two threads                               */
+
+/* The input is read and parsed on a thread of its own while the calling
+ * thread prices what it parsed, in the same order: the engine sees the
+ * very pushes, clock and batches of one thread doing both, so the output
+ * is the same; only the two halves of the work overlap. */
+
+/* One sample as read: cluster and meter point to the reader's copies,
+ * which live as long as the reading. */
+struct parsed {
+    const char *cluster, *meter;
+    size_t series; /* the reader's number for the cluster and meter */
+    int line;      /* physical, in the whole input */
+    enum sample_kind kind;
+    int64_t ts_ns;
+    double value;
+};
+
+/* What one parse of one piece of input gave: its samples, then the
+ * engine's batch ends. The last batch says how the reading ended. */
+struct batch {
+    struct parsed *v;
+    size_t n, cap;
+    bool last;
+    int status;     /* with last: 0 the input ended, 2 a line was refused, 1 reading failed */
+    char msg[1024]; /* with status 2 or 1: what to print on stderr */
+};
+
+/* Batches in flight between the threads (a piece of 1 MiB gives about
+ * 18,000 samples): enough that the reader goes on while the engine closes
+ * and prices a fleet's intervals at a boundary. */
+#define BATCHES 16
+
+/* A cluster and meter, once: "CLUSTER\0METER\0". */
+struct series {
+    uint64_t hash; /* 0: an empty slot of the table */
+    size_t index;
+    char *text;
+    size_t meter; /* offset of the meter in text */
+};
+
+struct reader {
+    FILE *in;
+    enum lp_precision precision;
+    const char *label;
+    double power_scale;
+    struct lp_cache *cache;
+    struct series *table; /* open addressing, at most half full */
+    size_t table_size, n_series;
+    char **texts;        /* by series index: "CLUSTER\0METER\0" */
+    const char **meters; /* by series index: the meter in its text */
+    int line_base;
+    struct batch *filling;
+    /* Shared with the pricing thread, under lock. */
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    struct batch ring[BATCHES];
+    size_t written, read; /* batches handed over, and taken */
+    bool stop;            /* the pricing thread wants no more */
+};
+
+static uint64_t series_hash(const char *cluster, const char *meter)
 {
-    /* Read in large chunks; parse every complete line, carry the rest. */
+    uint64_t h = UINT64_C(0xCBF29CE484222325);
+    for (const char *c = cluster; *c; c++)
+        h = (h ^ (unsigned char)*c) * UINT64_C(0x100000001B3);
+    h = (h ^ 0xFF) * UINT64_C(0x100000001B3);
+    for (const char *c = meter; *c; c++)
+        h = (h ^ (unsigned char)*c) * UINT64_C(0x100000001B3);
+    return h | 1;
+}
+
+/* The series number of cluster and meter, made on first sight. */
+static const struct series *intern(struct reader *r, const char *cluster, const char *meter)
+{
+    if ((r->n_series + 1) * 2 > r->table_size) {
+        struct series *old = r->table;
+        size_t old_size = r->table_size;
+        r->table_size = old_size ? old_size * 2 : 1024;
+        r->table = xcalloc(r->table_size, sizeof *r->table);
+        for (size_t i = 0; i < old_size; i++) {
+            if (!old[i].hash)
+                continue;
+            size_t j = old[i].hash & (r->table_size - 1);
+            while (r->table[j].hash)
+                j = (j + 1) & (r->table_size - 1);
+            r->table[j] = old[i];
+        }
+        free(old);
+        r->texts = xrealloc_array(r->texts, r->table_size / 2, sizeof *r->texts);
+        r->meters = xrealloc_array(r->meters, r->table_size / 2, sizeof *r->meters);
+    }
+    uint64_t h = series_hash(cluster, meter);
+    size_t mask = r->table_size - 1, i = h & mask;
+    for (; r->table[i].hash; i = (i + 1) & mask) {
+        const struct series *s = &r->table[i];
+        if (s->hash == h && strcmp(s->text, cluster) == 0 && strcmp(s->text + s->meter, meter) == 0)
+            return s;
+    }
+    size_t cn = strlen(cluster), mn = strlen(meter);
+    char *text = xmalloc(cn + mn + 2);
+    memcpy(text, cluster, cn + 1);
+    memcpy(text + cn + 1, meter, mn + 1);
+    r->texts[r->n_series] = text;
+    r->meters[r->n_series] = text + cn + 1;
+    r->table[i] = (struct series){h, r->n_series++, text, cn + 1};
+    return &r->table[i];
+}
+
+static bool on_point(void *ctx, const struct lp_point *p, struct lp_error *err)
+{
+    struct reader *r = ctx;
+    /* Like the parser's own errors, line numbers here count from the start
+     * of the piece; the reader makes them absolute. */
+    if (!p->has_ts) {
+        err->line = p->line;
+        snprintf(err->msg, sizeof err->msg,
+                 "line %d: no timestamp (offline pricing needs one on every line)", p->line);
+        return false;
+    }
+    /* The memo keeps the series number (plus one) with its key. */
+    size_t series;
+    const char *cluster, *meter;
+    if (p->memo && *p->memo) {
+        series = (size_t)(*p->memo - 1);
+        cluster = r->texts[series];
+        meter = r->meters[series];
+    } else {
+        const struct series *s = intern(r, p->cluster, p->meter);
+        series = s->index;
+        cluster = s->text;
+        meter = s->text + s->meter;
+        if (p->memo)
+            *p->memo = (uint64_t)series + 1;
+    }
+    /* The value as read is scaled, whatever its unit (kw, w, kwh, wh): the
+     * same double as a file with every value multiplied would give. A
+     * counter's every reading scales, so its differences do too. */
+    struct lp_point scaled = *p;
+    scaled.value *= r->power_scale;
+    struct engine_sample s = ingest_sample_of(&scaled, p->ts_ns);
+    struct batch *b = r->filling;
+    ARRAY_RESERVE_ONE(b->v, b->n, b->cap);
+    b->v[b->n++] = (struct parsed){cluster, meter,   series, r->line_base + p->line - 1,
+                                   s.kind,  s.ts_ns, s.value};
+    return true;
+}
+
+/* The next empty batch, once the pricing thread has taken it; NULL when
+ * it wants no more. */
+static struct batch *next_empty(struct reader *r)
+{
+    pthread_mutex_lock(&r->lock);
+    while (!r->stop && r->written - r->read == BATCHES)
+        pthread_cond_wait(&r->changed, &r->lock);
+    struct batch *b = r->stop ? NULL : &r->ring[r->written % BATCHES];
+    pthread_mutex_unlock(&r->lock);
+    if (b) {
+        b->n = 0;
+        b->last = false;
+        b->status = 0;
+        b->msg[0] = '\0';
+    }
+    return b;
+}
+
+static void hand_over(struct reader *r)
+{
+    pthread_mutex_lock(&r->lock);
+    r->written++;
+    pthread_cond_broadcast(&r->changed);
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* The reading thread: large reads, every complete line parsed, the rest
+ * carried; each parse is a batch. */
+static void *read_input(void *arg)
+{
+    struct reader *r = arg;
     size_t cap = 1 << 20, have = 0;
     char *buf = xmalloc(cap);
-    int status = 0;
-    o->line_base = 1;
+    r->line_base = 1;
     for (;;) {
-        size_t got = fread(buf + have, 1, cap - have, in);
+        struct batch *b = next_empty(r);
+        if (!b)
+            break;
+        r->filling = b;
+        size_t got = fread(buf + have, 1, cap - have, r->in);
         have += got;
         bool eof = got == 0;
         size_t upto = have;
@@ -339,43 +482,141 @@ int offline_run_price(struct offline_run *o, FILE *in, enum lp_precision precisi
             while (upto > 0 && buf[upto - 1] != '\n')
                 upto--;
             if (upto == 0) {
-                if (have < cap)
-                    continue;
-                cap *= 2; /* a line longer than the buffer */
-                buf = xrealloc(buf, cap);
-                continue;
+                if (have == cap) { /* a line longer than the buffer */
+                    cap *= 2;
+                    buf = xrealloc(buf, cap);
+                }
+                continue; /* the batch stays empty, and is filled next */
             }
         }
         struct lp_stats stats = {0};
         struct lp_error err = {0};
         size_t done = upto;
-        bool ok =
-            lp_parse_cached(buf, upto, !eof, precision, o->cache, on_point, o, &stats, &err, &done);
+        bool ok = lp_parse_cached(buf, upto, !eof, r->precision, r->cache, on_point, r, &stats,
+                                  &err, &done);
         if (upto > 0 && !ok) {
             const char *reason = strstr(err.msg, ": ");
-            fprintf(stderr, "%s%sline %d: %s\n", label ? label : "", label ? ": " : "",
-                    o->line_base + err.line - 1, reason ? reason + 2 : err.msg);
-            status = 2;
+            snprintf(b->msg, sizeof b->msg, "%s%sline %d: %s\n", r->label ? r->label : "",
+                     r->label ? ": " : "", r->line_base + err.line - 1,
+                     reason ? reason + 2 : err.msg);
+            b->last = true;
+            b->status = 2;
+            hand_over(r);
             break;
         }
-        /* A chunk is priced as the daemon prices a request: intervals its
-         * late samples reopened close again once their meters let them. */
-        engine_batch_done(o->engine, o->now_ns);
-        o->line_base += (int)stats.lines;
+        r->line_base += (int)stats.lines;
         if (done == 0 && !eof && have == cap) {
             cap *= 2; /* one point (a string with newlines) longer than the buffer */
             buf = xrealloc(buf, cap);
         }
         memmove(buf, buf + done, have - done);
         have -= done;
+        if (eof) {
+            b->last = true;
+            if (ferror(r->in)) {
+                snprintf(b->msg, sizeof b->msg, "tariffd: could not read the input: %s\n",
+                         strerror(errno));
+                b->status = 1;
+            }
+        }
+        hand_over(r);
         if (eof)
             break;
     }
     free(buf);
-    if (ferror(in)) {
-        fprintf(stderr, "tariffd: could not read the input: %s\n", strerror(errno));
+    return NULL;
+}
+
+/* Prices batch b's samples; false after saying why a sample was refused. */
+static bool price_batch(struct offline_run *o, const struct batch *b, const char *label)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        const struct parsed *p = &b->v[i];
+        /* Offline, the clock is the input: the newest timestamp read so far. */
+        if (p->ts_ns > o->now_ns)
+            o->now_ns = p->ts_ns;
+        if (p->series >= o->n_handles) {
+            size_t n = o->n_handles ? o->n_handles : 1024;
+            while (n <= p->series)
+                n *= 2;
+            o->handles = xrealloc_array(o->handles, n, sizeof *o->handles);
+            for (size_t k = o->n_handles; k < n; k++)
+                o->handles[k] = ENGINE_NO_METER;
+            o->n_handles = n;
+        }
+        struct engine_sample s = {p->cluster, p->meter, p->kind, p->ts_ns, p->value};
+        struct error e;
+        if (!engine_push_meter(o->engine, &s, o->handles[p->series], o->now_ns, &e)) {
+            fprintf(stderr, "%s%sline %d: %.200s\n", label ? label : "", label ? ": " : "", p->line,
+                    e.msg);
+            return false;
+        }
+        if (o->handles[p->series] == ENGINE_NO_METER)
+            o->handles[p->series] = engine_meter_handle(o->engine, p->cluster, p->meter);
+    }
+    /* A piece is priced as the daemon prices a request: intervals its
+     * late samples reopened close again once their meters let them. */
+    engine_batch_done(o->engine, o->now_ns);
+    return true;
+}
+
+int offline_run_price(struct offline_run *o, FILE *in, enum lp_precision precision,
+                      const char *label)
+{
+    struct reader *r = xcalloc(1, sizeof *r);
+    r->in = in;
+    r->precision = precision;
+    r->label = label;
+    r->power_scale = o->power_scale;
+    r->cache = lp_cache_new();
+    pthread_mutex_init(&r->lock, NULL);
+    pthread_cond_init(&r->changed, NULL);
+    /* Handles are the engine's; series numbers are this reading's. */
+    free(o->handles);
+    o->handles = NULL;
+    o->n_handles = 0;
+    pthread_t reader;
+    int status = 0;
+    bool started = pthread_create(&reader, NULL, read_input, r) == 0;
+    if (!started) {
+        fprintf(stderr, "tariffd: could not start the reading thread\n");
         status = 1;
     }
+    for (bool done = status != 0; !done;) {
+        pthread_mutex_lock(&r->lock);
+        while (r->read == r->written)
+            pthread_cond_wait(&r->changed, &r->lock);
+        pthread_mutex_unlock(&r->lock);
+        const struct batch *b = &r->ring[r->read % BATCHES];
+        bool priced = price_batch(o, b, label);
+        done = !priced || b->last;
+        if (!priced)
+            status = 2;
+        else if (b->last && b->status != 0) {
+            fputs(b->msg, stderr);
+            status = b->status;
+        }
+        pthread_mutex_lock(&r->lock);
+        r->read++;
+        r->stop |= !priced;
+        pthread_cond_broadcast(&r->changed);
+        pthread_mutex_unlock(&r->lock);
+    }
+    /* After a refused sample the reader stops at its next piece (a read
+     * from a pipe still waits for that piece, or its end). */
+    if (started)
+        pthread_join(reader, NULL);
+    for (size_t i = 0; i < BATCHES; i++)
+        free(r->ring[i].v);
+    for (size_t i = 0; i < r->n_series; i++)
+        free(r->texts[i]);
+    free(r->texts);
+    free(r->meters);
+    free(r->table);
+    lp_cache_free(r->cache);
+    pthread_mutex_destroy(&r->lock);
+    pthread_cond_destroy(&r->changed);
+    free(r);
     if (status == 0) {
         engine_finish(o->engine, o->now_ns);
         statements_sort(&o->statements);
@@ -409,7 +650,7 @@ void offline_run_free(struct offline_run *o)
     free(o->billing.keys);
     free(o->demand.keys);
     free(o->cluster_rank);
-    lp_cache_free(o->cache);
+    free(o->handles);
     statements_free(&o->statements);
     engine_free(o->engine);
     free(o);

@@ -1137,6 +1137,8 @@ static void count_blockers(struct engine *e, struct cluster_state *cs)
  * which gives no row: docs/design.md section 4). */
 static bool in_service(const struct cluster *c, int64_t ts_ns)
 {
+    if (!c->has_service_from && !c->has_service_until)
+        return true;
     int32_t offset = cluster_utc_offset_s(c);
     int64_t ts_s = civil_floor_div(ts_ns, NS);
     if (cluster_in_service_on(c, civil_local_day(ts_s, offset)))

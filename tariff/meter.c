@@ -37,7 +37,13 @@ static void make_room(struct sample_buf *b)
 void sample_buf_append(struct sample_buf *b, struct sample s)
 {
     make_room(b);
-    b->v[b->start + b->n++] = s;
+    size_t at = b->start + b->n++;
+    b->v[at] = s;
+    /* The next cache line this buffer will write, asked for now: a fleet's
+     * meters take turns, so it has long arrived when its turn comes, where
+     * writing it cold stalled every fourth append. */
+    if (at + 4 < b->cap)
+        __builtin_prefetch(&b->v[at + 4], 1);
 }
 
 enum sample_insert sample_buf_insert(struct sample_buf *b, struct sample s, size_t *index)

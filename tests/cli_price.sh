@@ -95,6 +95,30 @@ fi
 err=$("$tariffd" price -c "$data/tariffd.conf" --precision s <"$tmp/long.lp" 2>&1 >/dev/null)
 if [ "$err" = 'line 30001: field "kw" is negative' ]; then ok; else fail "long input: $err"; fi
 
+# The input is read and parsed on one thread while the engine prices on
+# another, the reader ahead: whichever error comes first in the input is
+# the one reported, a refusal by the engine (unknown cluster, a meter that
+# changes kind) or a line the parser refuses, however far apart they are.
+long_refusal() { # NAME EXPECTED FIRST-BAD-LINE SECOND-BAD-LINE
+    {
+        for i in $(seq 0 29999); do echo "power,cluster=c1,meter=m$((i % 50)) kw=40 $((1740786300 + i))"; done
+        echo "$3"
+        for i in $(seq 30001 99999); do echo "power,cluster=c1,meter=m$((i % 50)) kw=40 $((1740786300 + i))"; done
+        echo "$4"
+    } >"$tmp/long2.lp"
+    local err status
+    err=$("$tariffd" price -c "$data/tariffd.conf" --precision s <"$tmp/long2.lp" 2>&1 >/dev/null)
+    status=$?
+    if [ $status -eq 2 ] && [ "$err" = "$2" ]; then ok; else fail "$1: status $status, $err"; fi
+}
+long_refusal "engine's refusal before a parse error" 'line 30001: unknown cluster "zz"' \
+    'power,cluster=zz kw=40 1740900000' 'power,cluster=c1 kw=x 1740900000'
+long_refusal "parse error before an engine's refusal" 'line 30001: invalid value "x" in field "kw"' \
+    'power,cluster=c1 kw=x 1740900000' 'power,cluster=zz kw=40 1740900000'
+long_refusal "a meter that changes kind" \
+    'line 30001: meter "m7" of cluster "c1" sends power (kw or w), not an energy counter' \
+    'power,cluster=c1,meter=m7 kwh=40 1740900000' 'power,cluster=c1 kw=x 1740900000'
+
 # Input is read in 1 MiB pieces cut at a newline: a string field with a raw
 # newline across a cut still belongs to its point (the pad before it moves
 # the cut into the string), and the statements equal those without strings.
