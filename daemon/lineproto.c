@@ -226,8 +226,11 @@ static inline uint64_t key_hash(const char *p, size_t n)
         for (size_t i = 0; i < n; i++)
             h = (h ^ (unsigned char)p[i]) * UINT64_C(0x100000001B3);
     }
-    h *= UINT64_C(0xC4CEB9FE1A85EC53);
-    h ^= h >> 29;
+    /* Every bit of the key into the low bits, which pick the slot: keys
+     * alike but for their last bytes (meter names) must not pile up. */
+    h = (h ^ (h >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+    h = (h ^ (h >> 27)) * UINT64_C(0x94D049BB133111EB);
+    h ^= h >> 31;
     return h | 1;
 }
 
