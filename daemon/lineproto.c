@@ -174,11 +174,23 @@ struct cache_slot {
     uint32_t meter; /* offset in text of the meter, NUL-terminated */
     uint64_t memo;  /* the caller's word for this key (lp_point.memo) */
     char *text;     /* key, then cluster and meter unescaped, each NUL-ended */
+    /* Telemetry repeats its order. The key that came next the last time
+     * this one came (slot + 1; 0: none yet) is looked at first; the one
+     * that came CACHE_AHEAD keys later, and its text, are asked for from
+     * memory now, so they are there when their line comes. */
+    uint32_t next, ahead;
+    const char *ahead_text;
 };
+
+#define CACHE_AHEAD 4
 
 struct lp_cache {
     struct cache_slot *slots;
     size_t size, n; /* size is a power of two, or 0 before the first key */
+    /* The slots (+ 1; 0: none) of the last CACHE_AHEAD keys found or
+     * entered, the last one at recent[seen % CACHE_AHEAD]. */
+    uint32_t recent[CACHE_AHEAD];
+    size_t seen;
 };
 
 struct lp_cache *lp_cache_new(void)
@@ -192,7 +204,8 @@ static void cache_empty(struct lp_cache *c)
         free(c->slots[i].text);
     free(c->slots);
     c->slots = NULL;
-    c->size = c->n = 0;
+    c->size = c->n = c->seen = 0;
+    memset(c->recent, 0, sizeof c->recent);
 }
 
 void lp_cache_free(struct lp_cache *c)
@@ -281,8 +294,10 @@ static struct cache_slot *cache_enter(struct lp_cache *c, const char *key, size_
             while (c->slots[j].hash)
                 j = (j + 1) & mask;
             c->slots[j] = old[i];
+            c->slots[j].next = c->slots[j].ahead = 0; /* slots moved: the order is learnt again */
         }
         free(old);
+        memset(c->recent, 0, sizeof c->recent);
     }
     struct cache_slot *s = cache_lookup(c, key, n, h);
     size_t cn = strlen(cluster), mn = strlen(meter);
@@ -294,8 +309,41 @@ static struct cache_slot *cache_enter(struct lp_cache *c, const char *key, size_
     s->key_n = (uint32_t)n;
     s->meter = (uint32_t)(n + cn + 1);
     s->memo = 0;
+    s->next = s->ahead = 0;
     c->n++;
     return s;
+}
+
+/* The slot the key after the last one found should be in, or NULL. */
+static inline struct cache_slot *cache_predicted(const struct lp_cache *c)
+{
+    uint32_t last = c->recent[c->seen % CACHE_AHEAD];
+    if (!last)
+        return NULL;
+    uint32_t next = c->slots[last - 1].next;
+    return next ? &c->slots[next - 1] : NULL;
+}
+
+/* Slot s holds the key of the line being read: it is what followed the
+ * last key, and what came CACHE_AHEAD keys after an earlier one; the key
+ * that came CACHE_AHEAD after it last time is asked for. */
+static inline void cache_follow(struct lp_cache *c, struct cache_slot *s)
+{
+    uint32_t at = (uint32_t)(s - c->slots) + 1;
+    uint32_t last = c->recent[c->seen % CACHE_AHEAD];
+    if (last && c->slots[last - 1].next != at)
+        c->slots[last - 1].next = at;
+    c->seen++;
+    uint32_t back = c->recent[c->seen % CACHE_AHEAD]; /* CACHE_AHEAD keys ago */
+    if (back && c->slots[back - 1].ahead != at) {
+        c->slots[back - 1].ahead = at;
+        c->slots[back - 1].ahead_text = s->text;
+    }
+    c->recent[c->seen % CACHE_AHEAD] = at;
+    if (s->ahead) {
+        __builtin_prefetch(&c->slots[s->ahead - 1]);
+        __builtin_prefetch(s->ahead_text);
+    }
 }
 
 /* ---------------------------------------------------------------- */
@@ -1123,10 +1171,15 @@ static bool parse_line(struct parser *ps)
     if (ps->cache && (key_end = memchr(p, ' ', (size_t)(end - p))) &&
         key_end - p <= CACHE_KEY_MAX) {
         h = key_hash(p, (size_t)(key_end - p));
-        struct cache_slot *slot = cache_lookup(ps->cache, p, (size_t)(key_end - p), h);
-        if (slot->hash)
+        size_t n = (size_t)(key_end - p);
+        struct cache_slot *slot = cache_predicted(ps->cache);
+        if (!slot || slot->hash != h || slot->key_n != n || !same_bytes(slot->text, p, n))
+            slot = cache_lookup(ps->cache, p, n, h);
+        if (slot->hash) {
+            cache_follow(ps->cache, slot);
             return parse_rest(ps, key_end, end, true, slot->text + slot->key_n,
                               slot->text + slot->meter, &slot->memo);
+        }
     }
 
     const char *m0 = p;
@@ -1146,8 +1199,12 @@ static bool parse_line(struct parser *ps)
                              quote(qk, t.k0, t.kn, ESC_KEY));
     const char *meter = t.have_meter ? ps->meter : "main";
     uint64_t *memo = NULL;
-    if (h && power && t.have_cluster && p == key_end)
-        memo = &cache_enter(ps->cache, m0, (size_t)(p - m0), h, ps->cluster, meter)->memo;
+    if (h && power && t.have_cluster && p == key_end) {
+        struct cache_slot *slot =
+            cache_enter(ps->cache, m0, (size_t)(p - m0), h, ps->cluster, meter);
+        cache_follow(ps->cache, slot);
+        memo = &slot->memo;
+    }
     return parse_rest(ps, p, end, power, t.have_cluster ? ps->cluster : NULL, meter, memo);
 }
 

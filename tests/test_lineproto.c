@@ -1685,18 +1685,25 @@ END_TEST
 
 START_TEST(test_cache_holds_many_keys)
 {
-    /* More keys than the cache's first table, each seen twice: the second
-     * time, every one finds the line number its first time stored. */
+    /* More keys than the cache's first table: entered in one order, then
+     * found in the same order (where each key's successor is looked at
+     * first), then in the reverse order (where that guess is always
+     * wrong): each time every key finds the line number its first time
+     * stored, and its own cluster and meter. */
     struct lp_cache *cache = lp_cache_new();
     enum { KEYS = 5000 };
-    for (int round = 0; round < 2; round++) {
-        for (int k = 0; k < KEYS; k++) {
-            char line[96];
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < KEYS; i++) {
+            int k = round == 2 ? KEYS - 1 - i : i;
+            char line[96], meter[16];
             snprintf(line, sizeof line, "power,cluster=c%d,meter=m%d kw=1 %d\n", k % 7, k,
                      10 + round);
+            snprintf(meter, sizeof meter, "m%d", k);
             struct memos m = parse_cached(cache, line);
-            ck_assert_int_eq(m.seen[0], round == 0 ? 0 : 1);
             ck_assert_int_eq(m.n, 1);
+            if (m.seen[0] != (round == 0 ? 0 : 1) || strcmp(m.meter[0], meter) != 0)
+                ck_abort_msg("round %d, key %d: memo %lld, meter %s", round, k, m.seen[0],
+                             m.meter[0]);
         }
     }
     lp_cache_free(cache);
