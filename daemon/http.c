@@ -300,8 +300,8 @@ static void parse_and_accept(struct server *s, struct evhttp_request *req, bool 
     struct record_buf record = {0};
     struct ingest_meters meters = {0};
     struct ingest_result res;
-    ingest_parse(cfg, server_engine(s), tenant, body ? body : "", len, precision, now_ns, &record,
-                 &meters, &res);
+    ingest_parse_cached(cfg, server_engine(s), tenant, body ? body : "", len, precision, now_ns,
+                        server_ingest_cache(s), &record, &meters, &res);
     free(inflated);
     if (res.status != INGEST_OK)
         write_error(s, req, v2, res.status == INGEST_FORBIDDEN ? 403 : 400, res.msg, 0);

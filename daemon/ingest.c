@@ -129,11 +129,21 @@ static int batch_kind(struct parse_ctx *c, const char *cluster, const char *mete
 static bool on_point(void *ctx, const struct lp_point *p, struct lp_error *err)
 {
     struct parse_ctx *c = ctx;
-    /* Lines of a cluster usually come together: look it up once for them. */
-    const struct cluster *cl = c->last_cluster && strcmp(c->last_cluster->id, p->cluster) == 0
-                                   ? c->last_cluster
-                                   : config_find_cluster(c->cfg, p->cluster);
-    c->last_cluster = cl;
+    /* A series key the cache holds may know its meter (the memo is its
+     * handle plus one), and through it the meter's cluster; otherwise lines
+     * of a cluster usually come together: look it up once for them. */
+    size_t known = p->memo && *p->memo ? (size_t)(*p->memo - 1) : ENGINE_NO_METER;
+    if (known != ENGINE_NO_METER && !engine_meter_is(c->engine, known, p->cluster, p->meter))
+        known = ENGINE_NO_METER; /* a handle of another engine: looked up by name */
+    const struct cluster *cl;
+    if (known != ENGINE_NO_METER) {
+        cl = engine_meter_cluster(c->engine, known);
+    } else {
+        cl = c->last_cluster && strcmp(c->last_cluster->id, p->cluster) == 0
+                 ? c->last_cluster
+                 : config_find_cluster(c->cfg, p->cluster);
+        c->last_cluster = cl;
+    }
     if (!cl) {
         c->res->status = INGEST_INVALID;
         snprintf(err->msg, sizeof err->msg, "line %d: unknown cluster \"%.200s\"", p->line,
@@ -149,13 +159,17 @@ static bool on_point(void *ctx, const struct lp_point *p, struct lp_error *err)
     struct engine_sample s = ingest_sample_of(p, c->default_ts_ns);
     enum sample_kind kind = s.kind;
     struct error e;
-    size_t handle;
-    enum engine_verdict verdict = engine_judge_meter(c->engine, &s, &e, &handle);
+    size_t handle = known;
+    enum engine_verdict verdict = known != ENGINE_NO_METER
+                                      ? engine_judge_handle(c->engine, &s, known, &e)
+                                      : engine_judge_meter(c->engine, &s, &e, &handle);
     if (verdict == ENGINE_REFUSED) {
         c->res->status = INGEST_INVALID;
         snprintf(err->msg, sizeof err->msg, "line %d: %.200s", p->line, e.msg);
         return false;
     }
+    if (p->memo && handle != ENGINE_NO_METER)
+        *p->memo = (uint64_t)handle + 1;
     size_t offset = c->out->len;
     put_str(c->out, s.cluster);
     put_str(c->out, s.meter);
@@ -204,6 +218,14 @@ void ingest_parse(const struct config *cfg, const struct engine *e, const struct
                   const char *body, size_t len, enum lp_precision precision, int64_t now_ns,
                   struct record_buf *out, struct ingest_meters *meters, struct ingest_result *res)
 {
+    ingest_parse_cached(cfg, e, t, body, len, precision, now_ns, NULL, out, meters, res);
+}
+
+void ingest_parse_cached(const struct config *cfg, const struct engine *e, const struct tenant *t,
+                         const char *body, size_t len, enum lp_precision precision, int64_t now_ns,
+                         struct lp_cache *cache, struct record_buf *out,
+                         struct ingest_meters *meters, struct ingest_result *res)
+{
     memset(res, 0, sizeof *res);
     if (meters)
         meters->n = 0;
@@ -223,7 +245,9 @@ void ingest_parse(const struct config *cfg, const struct engine *e, const struct
     };
     struct lp_stats stats = {0};
     struct lp_error err = {0};
-    if (!lp_parse(body, len, precision, on_point, &c, &stats, &err)) {
+    size_t consumed;
+    if (!lp_parse_cached(body, len, false, precision, cache, on_point, &c, &stats, &err,
+                         &consumed)) {
         if (res->status == INGEST_OK)
             res->status = INGEST_INVALID;
         snprintf(res->msg, sizeof res->msg, "%s", err.msg);

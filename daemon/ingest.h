@@ -87,6 +87,17 @@ void ingest_parse(const struct config *cfg, const struct engine *e, const struct
                   const char *body, size_t len, enum lp_precision precision, int64_t now_ns,
                   struct record_buf *out, struct ingest_meters *meters, struct ingest_result *res);
 
+/* ingest_parse with a series cache (lp_parse_cached; NULL: none), whose
+ * memos are meter handles: a line of a key seen before skips the parse of
+ * its tags and the lookups of its cluster and meter. A remembered handle
+ * is checked against the line's names before it is used, so a cache
+ * filled against another engine costs lookups, never a wrong meter. The
+ * same record, result and handles as ingest_parse. */
+void ingest_parse_cached(const struct config *cfg, const struct engine *e, const struct tenant *t,
+                         const char *body, size_t len, enum lp_precision precision, int64_t now_ns,
+                         struct lp_cache *cache, struct record_buf *out,
+                         struct ingest_meters *meters, struct ingest_result *res);
+
 /* Pushes every sample of a RECORD_SAMPLES payload; one the engine now
  * refuses (its cluster removed by a reload since) is quarantined. False
  * (err set) only for a payload it cannot decode. */

@@ -139,6 +139,11 @@ static bool rebuild(struct server *s, bool starting, struct error *err)
     } else {
         s->engine = engine_new(s->cfg, &sink);
     }
+    /* The series cache's memos are handles of the engine it was filled
+     * against: a new engine starts it empty (a stale handle would only
+     * cost a lookup). */
+    lp_cache_free(s->ingest_cache);
+    s->ingest_cache = lp_cache_new();
     /* Started without a checkpoint and without a caps record in the
      * journal (an empty state_dir, or one whose first start never reached
      * PostgreSQL): what the yearly caps have consumed is in the ledger, and

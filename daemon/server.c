@@ -87,6 +87,11 @@ const struct engine *server_engine(const struct server *s)
     return s->engine;
 }
 
+struct lp_cache *server_ingest_cache(struct server *s)
+{
+    return s->ingest_cache;
+}
+
 void server_pg_changed(void *arg);
 static void notify_status(struct server *s);
 static bool disk_nearly_full(const struct server *s);
@@ -951,6 +956,7 @@ int server_run(struct config *cfg, struct config_source *src, const char *config
     tls_context_free(s->tls);
     event_base_free(s->base);
     engine_free(s->engine);
+    lp_cache_free(s->ingest_cache);
     journal_close(s->journal);
     ledger_rows_free(&s->rows);
     pthread_mutex_destroy(&s->lock);

@@ -31,6 +31,7 @@
 #include <time.h>
 
 struct server;
+struct lp_cache;
 struct evhttp_request;
 
 /* Runs the daemon until SIGTERM or SIGINT; returns the exit status. Takes
@@ -41,6 +42,7 @@ int server_run(struct config *cfg, struct config_source *src, const char *config
 /* For daemon/http.c: the loop-side state a request handler needs. */
 const struct config *server_config(const struct server *s);
 const struct engine *server_engine(const struct server *s);
+struct lp_cache *server_ingest_cache(struct server *s);
 
 /* Why a write cannot be taken at the wall clock now_ns (NULL when it
  * can): shutting down, a clock no record may carry (ingest.h), standby,

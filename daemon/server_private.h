@@ -86,8 +86,9 @@ struct server {
     struct ssl_ctx_st *tls; /* SSL_CTX new TLS connections get; a reload swaps it */
     struct conns *conns;
     struct engine *engine;
-    struct ledger_rows rows; /* produced by the engine since the last job */
-    bool replaying;          /* rows go straight to the ledger writer */
+    struct lp_cache *ingest_cache; /* series keys of the writes, for this engine */
+    struct ledger_rows rows;       /* produced by the engine since the last job */
+    bool replaying;                /* rows go straight to the ledger writer */
     struct pg_writer *pg;
     bool caps_pending; /* started empty: yearly caps come from the ledger first */
     struct journal *journal;

@@ -1342,6 +1342,25 @@ size_t engine_meter_handle(const struct engine *e, const char *cluster, const ch
     return m ? (size_t)(m - e->meters) : ENGINE_NO_METER;
 }
 
+enum engine_verdict engine_judge_handle(const struct engine *e, const struct engine_sample *s,
+                                        size_t meter, struct error *err)
+{
+    return admit(e, &e->meters[meter], s, err) ? ENGINE_KNOWN_METER : ENGINE_REFUSED;
+}
+
+const struct cluster *engine_meter_cluster(const struct engine *e, size_t meter)
+{
+    return e->clusters[e->meters[meter].cluster].cfg;
+}
+
+bool engine_meter_is(const struct engine *e, size_t meter, const char *cluster, const char *name)
+{
+    if (meter >= e->n_meters)
+        return false;
+    const struct meter_state *m = &e->meters[meter];
+    return strcmp(meter_name(m), name) == 0 && strcmp(meter_key(m), cluster) == 0;
+}
+
 bool engine_push(struct engine *e, const struct engine_sample *s, int64_t now_ns, struct error *err)
 {
     return engine_push_meter(e, s, ENGINE_NO_METER, now_ns, err);

@@ -217,6 +217,21 @@ enum engine_verdict engine_judge_meter(const struct engine *e, const struct engi
  * (yet). */
 size_t engine_meter_handle(const struct engine *e, const char *cluster, const char *meter);
 
+/* engine_judge_meter for a sample of the meter whose handle is `meter`
+ * (known to this engine: s names it): ENGINE_KNOWN_METER or
+ * ENGINE_REFUSED, without looking the meter up. */
+enum engine_verdict engine_judge_handle(const struct engine *e, const struct engine_sample *s,
+                                        size_t meter, struct error *err);
+
+/* The configured cluster of the meter whose handle is `meter`; NULL when
+ * the config no longer has it. */
+const struct cluster *engine_meter_cluster(const struct engine *e, size_t meter);
+
+/* Whether `meter` is the handle of cluster's meter `name` in this engine
+ * (false for a handle it never gave): a handle remembered elsewhere is
+ * checked against the names before it is trusted. */
+bool engine_meter_is(const struct engine *e, size_t meter, const char *cluster, const char *name);
+
 /* engine_push for a sample whose meter handle engine_judge_meter gave on
  * this engine (ENGINE_NO_METER: looked up, as engine_push does). */
 bool engine_push_meter(struct engine *e, const struct engine_sample *s, size_t meter,

@@ -67,6 +67,7 @@
 struct server {
     struct config *cfg;
     struct engine *engine;
+    struct lp_cache *ingest_cache;
     struct metrics metrics;
     struct conns *conns;
     const char *refusal, *degraded, *failed;
@@ -95,6 +96,11 @@ const struct config *server_config(const struct server *s)
 const struct engine *server_engine(const struct server *s)
 {
     return s->engine;
+}
+
+struct lp_cache *server_ingest_cache(struct server *s)
+{
+    return s->ingest_cache;
 }
 
 const char *server_refuses_writes(const struct server *s, int64_t now_ns)
@@ -446,6 +452,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_init();
     struct engine_sink sink = {&srv, on_billing, on_demand, on_quarantine, NULL};
     srv.engine = engine_new(srv.cfg, &sink);
+    srv.ingest_cache = lp_cache_new();
     memset(&srv.metrics, 0, sizeof srv.metrics);
     srv.refusal = memmem(data, size, "X-Fuzz-Refuse", 13)
                       ? "journal backlog over max_backlog; retry later"
@@ -504,6 +511,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_rows(&srv);
     engine_free(srv.engine);
     srv.engine = NULL;
+    lp_cache_free(srv.ingest_cache);
+    srv.ingest_cache = NULL;
     return 0;
 }
 
