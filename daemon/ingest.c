@@ -214,6 +214,14 @@ static bool on_point(void *ctx, const struct lp_point *p, struct lp_error *err)
     return true;
 }
 
+size_t ingest_cache_keys(const struct config *cfg)
+{
+    uint64_t meters = 0;
+    for (size_t i = 0; i < cfg->n_tenants && meters < UINT32_MAX; i++)
+        meters += (uint64_t)tenant_max_meters(cfg, &cfg->tenants[i]);
+    return meters < UINT32_MAX ? (size_t)meters * 2 : SIZE_MAX;
+}
+
 void ingest_parse(const struct config *cfg, const struct engine *e, const struct tenant *t,
                   const char *body, size_t len, enum lp_precision precision, int64_t now_ns,
                   struct record_buf *out, struct ingest_meters *meters, struct ingest_result *res)

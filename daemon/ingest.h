@@ -87,6 +87,12 @@ void ingest_parse(const struct config *cfg, const struct engine *e, const struct
                   const char *body, size_t len, enum lp_precision precision, int64_t now_ns,
                   struct record_buf *out, struct ingest_meters *meters, struct ingest_result *res);
 
+/* How many series keys the daemon's cache for ingest_parse_cached holds:
+ * twice the meters the tenants may have (their max_meters), so a fleet's
+ * keys fit with room for a change of tags, while keys made up to fill
+ * memory get no further (lp_cache_new bounds it to a million). */
+size_t ingest_cache_keys(const struct config *cfg);
+
 /* ingest_parse with a series cache (lp_parse_cached; NULL: none), whose
  * memos are meter handles: a line of a key seen before skips the parse of
  * its tags and the lookups of its cluster and meter. A remembered handle

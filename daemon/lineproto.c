@@ -163,10 +163,14 @@ struct parser {
  * escaped one) are entered, so "the bytes before the first space" is the
  * whole key.
  *
- * Open addressing, kept at most half full; at CACHE_KEYS_MAX keys it is
- * emptied and fills again (a memo is only ever a shortcut). */
-#define CACHE_KEY_MAX  512 /* longer keys are parsed in full every time */
-#define CACHE_KEYS_MAX (1u << 20)
+ * Open addressing, kept at most half full. Its keys are bounded in number
+ * (lp_cache_new) and their text in bytes, CACHE_TEXT_PER_KEY a key on
+ * average: at either bound it is emptied and fills again (a memo is only
+ * ever a shortcut), so keys made up by the million (a tag whose value
+ * changes on every line) cost parsing, never unbounded memory. */
+#define CACHE_KEY_MAX      256 /* longer keys are parsed in full every time */
+#define CACHE_TEXT_PER_KEY 128
+#define CACHE_KEYS_MAX     (1u << 20)
 
 struct cache_slot {
     uint64_t hash;  /* 0: empty */
@@ -187,15 +191,23 @@ struct cache_slot {
 struct lp_cache {
     struct cache_slot *slots;
     size_t size, n; /* size is a power of two, or 0 before the first key */
+    size_t max_keys, text_bytes;
     /* The slots (+ 1; 0: none) of the last CACHE_AHEAD keys found or
      * entered, the last one at recent[seen % CACHE_AHEAD]. */
     uint32_t recent[CACHE_AHEAD];
     size_t seen;
 };
 
-struct lp_cache *lp_cache_new(void)
+struct lp_cache *lp_cache_new(size_t max_keys)
 {
-    return xcalloc(1, sizeof(struct lp_cache));
+    struct lp_cache *c = xcalloc(1, sizeof *c);
+    c->max_keys = max_keys < 64 ? 64 : max_keys > CACHE_KEYS_MAX ? CACHE_KEYS_MAX : max_keys;
+    return c;
+}
+
+size_t lp_cache_keys(const struct lp_cache *c)
+{
+    return c->n;
 }
 
 static void cache_empty(struct lp_cache *c)
@@ -204,7 +216,7 @@ static void cache_empty(struct lp_cache *c)
         free(c->slots[i].text);
     free(c->slots);
     c->slots = NULL;
-    c->size = c->n = c->seen = 0;
+    c->size = c->n = c->seen = c->text_bytes = 0;
     memset(c->recent, 0, sizeof c->recent);
 }
 
@@ -280,7 +292,8 @@ static inline struct cache_slot *cache_lookup(struct lp_cache *c, const char *ke
 static struct cache_slot *cache_enter(struct lp_cache *c, const char *key, size_t n, uint64_t h,
                                       const char *cluster, const char *meter)
 {
-    if (c->n == CACHE_KEYS_MAX)
+    size_t cn = strlen(cluster), mn = strlen(meter), text_n = n + cn + mn + 2;
+    if (c->n == c->max_keys || c->text_bytes + text_n > c->max_keys * CACHE_TEXT_PER_KEY)
         cache_empty(c);
     if ((c->n + 1) * 2 > c->size && c->size) {
         struct cache_slot *old = c->slots;
@@ -300,8 +313,8 @@ static struct cache_slot *cache_enter(struct lp_cache *c, const char *key, size_
         memset(c->recent, 0, sizeof c->recent);
     }
     struct cache_slot *s = cache_lookup(c, key, n, h);
-    size_t cn = strlen(cluster), mn = strlen(meter);
-    s->text = xmalloc(n + cn + mn + 2);
+    s->text = xmalloc(text_n);
+    c->text_bytes += text_n;
     memcpy(s->text, key, n);
     memcpy(s->text + n, cluster, cn + 1);
     memcpy(s->text + n + cn + 1, meter, mn + 1);

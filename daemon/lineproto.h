@@ -114,11 +114,13 @@ bool lp_parse(const char *buf, size_t len, enum lp_precision precision, lp_point
 bool lp_parse_stream(const char *buf, size_t len, enum lp_precision precision, lp_point_fn fn,
                      void *ctx, struct lp_stats *stats, struct lp_error *err, size_t *consumed);
 
-/* Series keys seen before, for lp_parse_cached: 64 bytes and the key's
- * text per key, up to a million keys (then it starts again empty). Not
- * for two parses at once. */
+/* Series keys seen before, for lp_parse_cached: about 100 bytes and the
+ * key's text per key, for at most max_keys keys (64 to a million) whose
+ * text takes at most 128 bytes a key on average; past either it starts
+ * again empty. Not for two parses at once. */
 struct lp_cache;
-struct lp_cache *lp_cache_new(void);
+struct lp_cache *lp_cache_new(size_t max_keys);
+size_t lp_cache_keys(const struct lp_cache *c); /* the keys it holds now */
 void lp_cache_free(struct lp_cache *c);
 
 /* lp_parse (more false) or lp_parse_stream (more true), where a line whose

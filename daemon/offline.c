@@ -568,7 +568,7 @@ int offline_run_price(struct offline_run *o, FILE *in, enum lp_precision precisi
     r->precision = precision;
     r->label = label;
     r->power_scale = o->power_scale;
-    r->cache = lp_cache_new();
+    r->cache = lp_cache_new(SIZE_MAX);
     pthread_mutex_init(&r->lock, NULL);
     pthread_cond_init(&r->changed, NULL);
     /* Handles are the engine's; series numbers are this reading's. */

@@ -143,7 +143,7 @@ static bool rebuild(struct server *s, bool starting, struct error *err)
      * against: a new engine starts it empty (a stale handle would only
      * cost a lookup). */
     lp_cache_free(s->ingest_cache);
-    s->ingest_cache = lp_cache_new();
+    s->ingest_cache = lp_cache_new(ingest_cache_keys(s->cfg));
     /* Started without a checkpoint and without a caps record in the
      * journal (an empty state_dir, or one whose first start never reached
      * PostgreSQL): what the yearly caps have consumed is in the ledger, and

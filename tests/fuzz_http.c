@@ -452,7 +452,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_init();
     struct engine_sink sink = {&srv, on_billing, on_demand, on_quarantine, NULL};
     srv.engine = engine_new(srv.cfg, &sink);
-    srv.ingest_cache = lp_cache_new();
+    srv.ingest_cache = lp_cache_new(SIZE_MAX);
     memset(&srv.metrics, 0, sizeof srv.metrics);
     srv.refusal = memmem(data, size, "X-Fuzz-Refuse", 13)
                       ? "journal backlog over max_backlog; retry later"

@@ -205,7 +205,7 @@ static void run_cached(const char *buf, size_t size)
     struct lp_stats ps;
     struct lp_error pe;
     bool ok = lp_parse(buf, size, LP_PRECISION_NS, on_point_digest, &plain, &ps, &pe);
-    struct lp_cache *cache = lp_cache_new();
+    struct lp_cache *cache = lp_cache_new(SIZE_MAX);
     for (int pass = 0; pass < 2; pass++) {
         struct digest cached = {0};
         struct lp_stats cs;

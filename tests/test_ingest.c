@@ -323,7 +323,7 @@ START_TEST(test_cached_parse_equals_the_plain_one)
         {"t1", "power,cluster=c9,meter=a kw=40 1740759000\n"},
     };
     struct engine *e = new_engine();
-    struct lp_cache *cache = lp_cache_new();
+    struct lp_cache *cache = lp_cache_new(SIZE_MAX);
     for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++)
         same_with_cache(e, cache, steps[i].tenant, steps[i].body);
     engine_free(e);
@@ -340,6 +340,25 @@ START_TEST(test_cached_parse_equals_the_plain_one)
                     "1740759600\n");
     engine_free(e);
     lp_cache_free(cache);
+}
+END_TEST
+
+START_TEST(test_cache_keys_follow_the_meter_limits)
+{
+    /* Twice what the tenants may have: t1 and t2 at the default 100,000. */
+    ck_assert_uint_eq(ingest_cache_keys(cfg), 400000);
+    struct errors errs = {0};
+    char text[sizeof config_text + 64];
+    snprintf(text, sizeof text, "%s", config_text);
+    char *at = strstr(text, "[tenant t2]");
+    ck_assert_ptr_nonnull(at);
+    memmove(at + 16, at, strlen(at) + 1);
+    memcpy(at, "max_meters = 50\n", 16);
+    struct config *small = config_from_string("small.conf", text, &errs);
+    ck_assert_msg(small, "config: %s", errs.n ? errs.msgs[0] : "?");
+    ck_assert_uint_eq(ingest_cache_keys(small), 2 * (50 + 100000));
+    config_free(small);
+    errors_free(&errs);
 }
 END_TEST
 
@@ -1334,6 +1353,7 @@ static Suite *ingest_suite(void)
     tcase_add_test(tc, test_meter_handles_from_the_parse_apply_as_the_names_do);
     tcase_add_test(tc, test_cached_parse_equals_the_plain_one);
     tcase_add_test(tc, test_a_handle_is_checked_against_the_names);
+    tcase_add_test(tc, test_cache_keys_follow_the_meter_limits);
     tcase_add_test(tc, test_empty_body_is_an_empty_samples_record);
     tcase_add_test(tc, test_truncated_samples_record_does_not_decode);
     tcase_add_test(tc, test_corrupt_name_length_does_not_decode);

@@ -84,7 +84,7 @@ static bool run_len(const char *text, size_t len, enum lp_precision precision)
     rec.reject_silently = silently;
     memset(&lerr, 0x55, sizeof lerr); /* the parser must reset it */
     bool ok = lp_parse(text, len, precision, record, &rec, &stats, &lerr);
-    struct lp_cache *cache = lp_cache_new();
+    struct lp_cache *cache = lp_cache_new(SIZE_MAX);
     static struct recorded cached;
     for (int pass = 0; pass < 2; pass++) {
         memset(&cached, 0, sizeof cached);
@@ -1623,7 +1623,7 @@ static struct memos parse_cached(struct lp_cache *cache, const char *text)
 
 START_TEST(test_memo_stays_with_the_series_key)
 {
-    struct lp_cache *cache = lp_cache_new();
+    struct lp_cache *cache = lp_cache_new(SIZE_MAX);
     struct memos m = parse_cached(cache, "power,cluster=c,meter=a kw=1 10\n"
                                          "power,cluster=c,meter=b kw=1 10\n"
                                          "power,cluster=c,meter=a kw=2 20\n"
@@ -1644,7 +1644,7 @@ END_TEST
 
 START_TEST(test_keys_that_are_not_cached)
 {
-    struct lp_cache *cache = lp_cache_new();
+    struct lp_cache *cache = lp_cache_new(SIZE_MAX);
     /* An escaped space makes the first space not the key's end; a key
      * without a space before the line's end has no fields (an error). */
     struct memos m = parse_cached(cache, "power,cluster=c,meter=a\\ b kw=1 10\n"
@@ -1661,7 +1661,7 @@ END_TEST
 
 START_TEST(test_cached_key_gives_the_same_errors)
 {
-    struct lp_cache *cache = lp_cache_new();
+    struct lp_cache *cache = lp_cache_new(SIZE_MAX);
     parse_cached(cache, "power,cluster=c,meter=a kw=1 10\n");
     const char *bad[][2] = {
         {"power,cluster=c,meter=a kw=x 20", "line 1: invalid value \"x\" in field \"kw\""},
@@ -1690,7 +1690,7 @@ START_TEST(test_cache_holds_many_keys)
      * first), then in the reverse order (where that guess is always
      * wrong): each time every key finds the line number its first time
      * stored, and its own cluster and meter. */
-    struct lp_cache *cache = lp_cache_new();
+    struct lp_cache *cache = lp_cache_new(SIZE_MAX);
     enum { KEYS = 5000 };
     for (int round = 0; round < 3; round++) {
         for (int i = 0; i < KEYS; i++) {
@@ -1706,6 +1706,34 @@ START_TEST(test_cache_holds_many_keys)
                              m.meter[0]);
         }
     }
+    lp_cache_free(cache);
+}
+END_TEST
+
+START_TEST(test_cache_is_bounded)
+{
+    /* A tag whose value changes on every line makes every key new: the
+     * cache empties itself rather than hold more than its keys (or, for
+     * long keys, more text than 128 bytes a key), and every point still
+     * parses right. */
+    struct lp_cache *cache = lp_cache_new(100);
+    char pad[200];
+    memset(pad, 'x', sizeof pad - 1);
+    pad[sizeof pad - 1] = '\0';
+    size_t most = 0;
+    for (int k = 0; k < 3000; k++) {
+        char line[400], meter[16];
+        snprintf(line, sizeof line, "power,cluster=c,meter=m%d,pad=%s,n=%d kw=1 10\n", k % 10,
+                 k % 2 ? pad : "y", k);
+        snprintf(meter, sizeof meter, "m%d", k % 10);
+        struct memos m = parse_cached(cache, line);
+        ck_assert_int_eq(m.n, 1);
+        ck_assert_str_eq(m.meter[0], meter);
+        if (lp_cache_keys(cache) > most)
+            most = lp_cache_keys(cache);
+    }
+    ck_assert_uint_le(most, 100);
+    ck_assert_uint_ge(most, 50); /* 100 x 128 bytes hold at least 50 of these keys */
     lp_cache_free(cache);
 }
 END_TEST
@@ -1851,6 +1879,7 @@ static Suite *lineproto_suite(void)
     tcase_add_test(cache, test_keys_that_are_not_cached);
     tcase_add_test(cache, test_cached_key_gives_the_same_errors);
     tcase_add_test(cache, test_cache_holds_many_keys);
+    tcase_add_test(cache, test_cache_is_bounded);
     suite_add_tcase(s, cache);
 
     TCase *vectors = tcase_create("vectors");
