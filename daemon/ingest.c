@@ -68,7 +68,7 @@ struct parse_ctx {
     bool meters_known;
 };
 
-static uint64_t key_hash(const char *cluster, const char *meter)
+uint64_t ingest_series_hash(const char *cluster, const char *meter)
 {
     uint64_t h = 1469598103934665603ULL;
     for (const char *p = cluster; *p; p++)
@@ -112,7 +112,7 @@ static int batch_kind(struct parse_ctx *c, const char *cluster, const char *mete
         c->seen = t;
         c->seen_size = size;
     }
-    uint64_t h = key_hash(cluster, meter);
+    uint64_t h = ingest_series_hash(cluster, meter);
     size_t mask = c->seen_size - 1;
     for (size_t i = h & mask;; i = (i + 1) & mask) {
         struct new_meter *m = &c->seen[i];

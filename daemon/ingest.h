@@ -87,6 +87,10 @@ void ingest_parse(const struct config *cfg, const struct engine *e, const struct
                   const char *body, size_t len, enum lp_precision precision, int64_t now_ns,
                   struct record_buf *out, struct ingest_meters *meters, struct ingest_result *res);
 
+/* A hash of cluster and meter together (FNV-1a over the cluster, a byte
+ * 0xff and the meter), for tables keyed by the pair. */
+uint64_t ingest_series_hash(const char *cluster, const char *meter);
+
 /* How many series keys the daemon's cache for ingest_parse_cached holds:
  * twice the meters the tenants may have (their max_meters), so a fleet's
  * keys fit with room for a change of tags, while keys made up to fill

@@ -348,17 +348,6 @@ struct reader {
     bool stop;            /* the pricing thread wants no more */
 };
 
-static uint64_t series_hash(const char *cluster, const char *meter)
-{
-    uint64_t h = UINT64_C(0xCBF29CE484222325);
-    for (const char *c = cluster; *c; c++)
-        h = (h ^ (unsigned char)*c) * UINT64_C(0x100000001B3);
-    h = (h ^ 0xFF) * UINT64_C(0x100000001B3);
-    for (const char *c = meter; *c; c++)
-        h = (h ^ (unsigned char)*c) * UINT64_C(0x100000001B3);
-    return h | 1;
-}
-
 /* The series number of cluster and meter, made on first sight. */
 static const struct series *intern(struct reader *r, const char *cluster, const char *meter)
 {
@@ -379,7 +368,7 @@ static const struct series *intern(struct reader *r, const char *cluster, const 
         r->texts = xrealloc_array(r->texts, r->table_size / 2, sizeof *r->texts);
         r->meters = xrealloc_array(r->meters, r->table_size / 2, sizeof *r->meters);
     }
-    uint64_t h = series_hash(cluster, meter);
+    uint64_t h = ingest_series_hash(cluster, meter) | 1; /* 0 marks an empty slot */
     size_t mask = r->table_size - 1, i = h & mask;
     for (; r->table[i].hash; i = (i + 1) & mask) {
         const struct series *s = &r->table[i];
