@@ -64,6 +64,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #define TAG_MAX   256 /* bytes of an unescaped cluster or meter */
 #define QUOTE_MAX 64  /* bytes of a value quoted in a message */
@@ -169,6 +170,7 @@ struct parser {
  * ever a shortcut), so keys made up by the million (a tag whose value
  * changes on every line) cost parsing, never unbounded memory. */
 #define CACHE_KEY_MAX      256 /* longer keys are parsed in full every time */
+#define CACHE_PROBES_MAX   32  /* a key further from its slot is not cached */
 #define CACHE_TEXT_PER_KEY 128
 #define CACHE_KEYS_MAX     (1u << 20)
 
@@ -192,6 +194,7 @@ struct lp_cache {
     struct cache_slot *slots;
     size_t size, n; /* size is a power of two, or 0 before the first key */
     size_t max_keys, text_bytes;
+    uint64_t seed; /* random: which keys collide cannot be worked out */
     /* The slots (+ 1; 0: none) of the last CACHE_AHEAD keys found or
      * entered, the last one at recent[seen % CACHE_AHEAD]. */
     uint32_t recent[CACHE_AHEAD];
@@ -202,6 +205,10 @@ struct lp_cache *lp_cache_new(size_t max_keys)
 {
     struct lp_cache *c = xcalloc(1, sizeof *c);
     c->max_keys = max_keys < 64 ? 64 : max_keys > CACHE_KEYS_MAX ? CACHE_KEYS_MAX : max_keys;
+    /* Without the kernel's randomness (never on Linux 3.17 and later) the
+     * probe bound alone keeps colliding keys cheap. */
+    if (getrandom(&c->seed, sizeof c->seed, GRND_NONBLOCK) != (ssize_t)sizeof c->seed)
+        c->seed = (uint64_t)(uintptr_t)c * UINT64_C(0x9E3779B97F4A7C15);
     return c;
 }
 
@@ -237,10 +244,12 @@ static inline uint64_t load8(const char *p)
 
 /* Never 0, so 0 marks an empty slot. A key of 8 bytes or more is read in
  * whole words, the last one overlapping the one before (no byte-wise tail,
- * whose store and reload stalled the lookup). */
-static inline uint64_t key_hash(const char *p, size_t n)
+ * whose store and reload stalled the lookup). Seeded per cache: a sender
+ * cannot make up keys that collide, and had it the luck to, a key at most
+ * CACHE_PROBES_MAX slots away is all a lookup ever reads. */
+static inline uint64_t key_hash(uint64_t seed, const char *p, size_t n)
 {
-    uint64_t h = UINT64_C(0x9E3779B97F4A7C15) ^ n;
+    uint64_t h = (seed ^ n) * UINT64_C(0x9E3779B97F4A7C15);
     if (n >= 8) {
         for (size_t i = 0; i + 8 < n; i += 8) {
             h = (h ^ load8(p + i)) * UINT64_C(0xFF51AFD7ED558CCD);
@@ -271,7 +280,7 @@ static inline bool same_bytes(const char *a, const char *b, size_t n)
 }
 
 /* The slot holding key[0..n) (hash h), or the empty slot where it would
- * go. */
+ * go; NULL when neither is within CACHE_PROBES_MAX slots of its own. */
 static inline struct cache_slot *cache_lookup(struct lp_cache *c, const char *key, size_t n,
                                               uint64_t h)
 {
@@ -280,15 +289,17 @@ static inline struct cache_slot *cache_lookup(struct lp_cache *c, const char *ke
         c->slots = xcalloc(c->size, sizeof *c->slots);
     }
     size_t mask = c->size - 1;
-    for (size_t i = h & mask;; i = (i + 1) & mask) {
+    for (size_t i = h & mask, probes = 0; probes < CACHE_PROBES_MAX; i = (i + 1) & mask, probes++) {
         struct cache_slot *s = &c->slots[i];
         if (!s->hash || (s->hash == h && s->key_n == n && same_bytes(s->text, key, n)))
             return s;
     }
+    return NULL;
 }
 
 /* Enters key[0..n) (hash h, not held) with the cluster and meter its parse
- * gave; returns its slot. */
+ * gave; returns its slot, or NULL when it is left out (too far from its
+ * slot). */
 static struct cache_slot *cache_enter(struct lp_cache *c, const char *key, size_t n, uint64_t h,
                                       const char *cluster, const char *meter)
 {
@@ -313,6 +324,8 @@ static struct cache_slot *cache_enter(struct lp_cache *c, const char *key, size_
         memset(c->recent, 0, sizeof c->recent);
     }
     struct cache_slot *s = cache_lookup(c, key, n, h);
+    if (!s)
+        return NULL;
     s->text = xmalloc(text_n);
     c->text_bytes += text_n;
     memcpy(s->text, key, n);
@@ -1183,12 +1196,12 @@ static bool parse_line(struct parser *ps)
     uint64_t h = 0;
     if (ps->cache && (key_end = memchr(p, ' ', (size_t)(end - p))) &&
         key_end - p <= CACHE_KEY_MAX) {
-        h = key_hash(p, (size_t)(key_end - p));
+        h = key_hash(ps->cache->seed, p, (size_t)(key_end - p));
         size_t n = (size_t)(key_end - p);
         struct cache_slot *slot = cache_predicted(ps->cache);
         if (!slot || slot->hash != h || slot->key_n != n || !same_bytes(slot->text, p, n))
             slot = cache_lookup(ps->cache, p, n, h);
-        if (slot->hash) {
+        if (slot && slot->hash) {
             cache_follow(ps->cache, slot);
             return parse_rest(ps, key_end, end, true, slot->text + slot->key_n,
                               slot->text + slot->meter, &slot->memo);
@@ -1215,8 +1228,10 @@ static bool parse_line(struct parser *ps)
     if (h && power && t.have_cluster && p == key_end) {
         struct cache_slot *slot =
             cache_enter(ps->cache, m0, (size_t)(p - m0), h, ps->cluster, meter);
-        cache_follow(ps->cache, slot);
-        memo = &slot->memo;
+        if (slot) {
+            cache_follow(ps->cache, slot);
+            memo = &slot->memo;
+        }
     }
     return parse_rest(ps, p, end, power, t.have_cluster ? ps->cluster : NULL, meter, memo);
 }

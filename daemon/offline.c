@@ -311,8 +311,10 @@ struct batch {
     struct parsed *v;
     size_t n, cap;
     bool last;
-    int status;     /* with last: 0 the input ended, 2 a line was refused, 1 reading failed */
-    char msg[1024]; /* with status 2 or 1: what to print on stderr */
+    bool refused;        /* with last: the parser refused a line (msg says which) */
+    bool read_failed;    /* with last: reading failed (read_msg says why) */
+    char msg[1024];      /* "line N: reason" */
+    char read_msg[1024]; /* "tariffd: could not read the input: ..." */
 };
 
 /* Batches in flight between the threads (a piece of 1 MiB gives about
@@ -435,9 +437,8 @@ static struct batch *next_empty(struct reader *r)
     pthread_mutex_unlock(&r->lock);
     if (b) {
         b->n = 0;
-        b->last = false;
-        b->status = 0;
-        b->msg[0] = '\0';
+        b->last = b->refused = b->read_failed = false;
+        b->msg[0] = b->read_msg[0] = '\0';
     }
     return b;
 }
@@ -448,6 +449,17 @@ static void hand_over(struct reader *r)
     r->written++;
     pthread_cond_broadcast(&r->changed);
     pthread_mutex_unlock(&r->lock);
+}
+
+/* When reading has failed by the last batch, it says so (after whatever
+ * line that batch refused, as one thread reports both). */
+static void note_read_error(struct reader *r, struct batch *b)
+{
+    if (!ferror(r->in))
+        return;
+    b->read_failed = true;
+    snprintf(b->read_msg, sizeof b->read_msg, "tariffd: could not read the input: %s\n",
+             strerror(errno));
 }
 
 /* The reading thread: large reads, every complete line parsed, the rest
@@ -488,8 +500,8 @@ static void *read_input(void *arg)
             snprintf(b->msg, sizeof b->msg, "%s%sline %d: %s\n", r->label ? r->label : "",
                      r->label ? ": " : "", r->line_base + err.line - 1,
                      reason ? reason + 2 : err.msg);
-            b->last = true;
-            b->status = 2;
+            b->last = b->refused = true;
+            note_read_error(r, b);
             hand_over(r);
             break;
         }
@@ -502,11 +514,7 @@ static void *read_input(void *arg)
         have -= done;
         if (eof) {
             b->last = true;
-            if (ferror(r->in)) {
-                snprintf(b->msg, sizeof b->msg, "tariffd: could not read the input: %s\n",
-                         strerror(errno));
-                b->status = 1;
-            }
+            note_read_error(r, b);
         }
         hand_over(r);
         if (eof)
@@ -579,11 +587,17 @@ int offline_run_price(struct offline_run *o, FILE *in, enum lp_precision precisi
         const struct batch *b = &r->ring[r->read % BATCHES];
         bool priced = price_batch(o, b, label);
         done = !priced || b->last;
-        if (!priced)
+        if (!priced) {
             status = 2;
-        else if (b->last && b->status != 0) {
+        } else if (b->refused) {
             fputs(b->msg, stderr);
-            status = b->status;
+            status = 2;
+        }
+        /* A failed read is reported last, and its status wins, even after
+         * a line of the last batch was refused. */
+        if (b->last && b->read_failed) {
+            fputs(b->read_msg, stderr);
+            status = 1;
         }
         pthread_mutex_lock(&r->lock);
         r->read++;

@@ -688,6 +688,9 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
         pg_reload(s->pg, cfg);
         conns_set_limits(s->conns, cfg->daemon.max_connections, cfg->daemon.idle_timeout_s);
         server_set_config(s, cfg, &src);
+        /* Sized by the tenants' max_meters, which the reload may change. */
+        lp_cache_free(s->ingest_cache);
+        s->ingest_cache = lp_cache_new(ingest_cache_keys(s->cfg));
         s->metrics.reloads_ok++;
         log_msg(LOG_NOTICE, "reloaded %s", s->config_path);
     }

@@ -119,6 +119,40 @@ long_refusal "a meter that changes kind" \
     'line 30001: meter "m7" of cluster "c1" sends power (kw or w), not an energy counter' \
     'power,cluster=c1,meter=m7 kwh=40 1740900000' 'power,cluster=c1 kw=x 1740900000'
 
+# A read that fails (a socket the sender resets) is reported after the
+# line its last piece refused, and its status 1 wins, whether the parser or
+# the engine refused the line.
+read_reset() { # NAME LAST-LINE EXPECTED-STDERR
+    local out
+    out=$(python3 - "$tariffd" "$data/tariffd.conf" "$2" <<'PY'
+import socket, struct, subprocess, sys, threading, time
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen(1)
+def serve():
+    c, _ = srv.accept()
+    c.sendall(b"power,cluster=c1 kw=40 1740786300\n" + sys.argv[3].encode())
+    time.sleep(0.5)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    c.close()  # a reset, not an end of input
+threading.Thread(target=serve).start()
+client = socket.create_connection(srv.getsockname())
+p = subprocess.run([sys.argv[1], "price", "-c", sys.argv[2], "--precision", "s"],
+                   stdin=client.fileno(), capture_output=True)
+print(p.returncode)
+print(p.stderr.decode(), end="")
+PY
+)
+    if [ "$out" = "$(printf '1\n%s\ntariffd: could not read the input: Connection reset by peer' "$3")" ]; then
+        ok
+    else
+        fail "$1: $out"
+    fi
+}
+read_reset "read error after a parse error" 'power,cluster=c1 kw=x' 'line 2: invalid value "x" in field "kw"'
+read_reset "read error after an engine's refusal" 'power,cluster=zz kw=4 1740786360' \
+    'line 2: unknown cluster "zz"'
+
 # Input is read in 1 MiB pieces cut at a newline: a string field with a raw
 # newline across a cut still belongs to its point (the pad before it moves
 # the cut into the string), and the statements equal those without strings.
