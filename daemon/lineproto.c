@@ -201,15 +201,22 @@ struct lp_cache {
     size_t seen;
 };
 
-struct lp_cache *lp_cache_new(size_t max_keys)
+struct lp_cache *lp_cache_new_seeded(size_t max_keys, uint64_t seed)
 {
     struct lp_cache *c = xcalloc(1, sizeof *c);
     c->max_keys = max_keys < 64 ? 64 : max_keys > CACHE_KEYS_MAX ? CACHE_KEYS_MAX : max_keys;
+    c->seed = seed;
+    return c;
+}
+
+struct lp_cache *lp_cache_new(size_t max_keys)
+{
     /* Without the kernel's randomness (never on Linux 3.17 and later) the
      * probe bound alone keeps colliding keys cheap. */
-    if (getrandom(&c->seed, sizeof c->seed, GRND_NONBLOCK) != (ssize_t)sizeof c->seed)
-        c->seed = (uint64_t)(uintptr_t)c * UINT64_C(0x9E3779B97F4A7C15);
-    return c;
+    uint64_t seed;
+    if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed)
+        seed = (uint64_t)(uintptr_t)&seed * UINT64_C(0x9E3779B97F4A7C15);
+    return lp_cache_new_seeded(max_keys, seed);
 }
 
 size_t lp_cache_keys(const struct lp_cache *c)

@@ -120,6 +120,9 @@ bool lp_parse_stream(const char *buf, size_t len, enum lp_precision precision, l
  * again empty. Not for two parses at once. */
 struct lp_cache;
 struct lp_cache *lp_cache_new(size_t max_keys);
+/* With the hash's seed given rather than random: for tests, which make up
+ * keys that collide. */
+struct lp_cache *lp_cache_new_seeded(size_t max_keys, uint64_t seed);
 size_t lp_cache_keys(const struct lp_cache *c); /* the keys it holds now */
 void lp_cache_free(struct lp_cache *c);
 

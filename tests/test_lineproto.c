@@ -1738,6 +1738,86 @@ START_TEST(test_cache_is_bounded)
 }
 END_TEST
 
+/* Keys that collide in full under a known seed, made up as a sender
+ * that knew the seed would: lineproto.c's key_hash for 40-byte keys, run
+ * backwards from a chosen hash to the last 8 bytes. */
+static uint64_t load8(const char *p)
+{
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+}
+
+static uint64_t inverse_mul(uint64_t a) /* a odd: a * inverse_mul(a) == 1 mod 2^64 */
+{
+    uint64_t x = a;
+    for (int i = 0; i < 6; i++)
+        x *= 2 - a * x;
+    return x;
+}
+
+static uint64_t inverse_xorshift(uint64_t y, int s) /* of y ^= y >> s */
+{
+    uint64_t x = y;
+    for (int i = s; i < 64; i += s)
+        x ^= y >> i;
+    return x;
+}
+
+START_TEST(test_keys_made_to_collide_are_not_probed_for)
+{
+    const uint64_t seed = 12345, target = UINT64_C(0x123456789ABCDEF1);
+    /* The state before the last word is XORed in, undone from the hash. */
+    uint64_t x = inverse_xorshift(target, 31);
+    x *= inverse_mul(UINT64_C(0x94D049BB133111EB));
+    x = inverse_xorshift(x, 27);
+    x *= inverse_mul(UINT64_C(0xBF58476D1CE4E5B9));
+    x = inverse_xorshift(x, 30);
+    enum { KEYS = 100 };
+    static char text[KEYS * 64];
+    size_t len = 0;
+    int made = 0;
+    for (uint64_t ctr = 1; made < KEYS && ctr < (UINT64_C(1) << 32); ctr++) {
+        char key[48];
+        snprintf(key, sizeof key, "power,cluster=c,j=%014llx",
+                 (unsigned long long)(ctr * UINT64_C(0x9E3779B97F4A7C15) >> 8));
+        ck_assert_uint_eq(strlen(key), 32);
+        uint64_t h = (seed ^ 40) * UINT64_C(0x9E3779B97F4A7C15);
+        for (size_t i = 0; i + 8 < 40; i += 8) {
+            h = (h ^ load8(key + i)) * UINT64_C(0xFF51AFD7ED558CCD);
+            h ^= h >> 32;
+        }
+        uint64_t last = x ^ h;
+        unsigned char b[8];
+        memcpy(b, &last, 8);
+        bool tag_bytes = true; /* printable, and nothing the grammar stops at */
+        for (int i = 0; i < 8; i++)
+            tag_bytes &= b[i] > 0x20 && b[i] < 0x7F && b[i] != ',' && b[i] != '=' && b[i] != '\\' &&
+                         b[i] != '"';
+        if (!tag_bytes)
+            continue;
+        memcpy(key + 32, b, 8);
+        len += (size_t)snprintf(text + len, sizeof text - len, "%.40s kw=1 1\n", key);
+        made++;
+    }
+    ck_assert_int_eq(made, KEYS);
+    /* All of them parse, as without a cache; the cache keeps those within
+     * 32 slots of their one slot and parses the others in full. */
+    struct lp_cache *cache = lp_cache_new_seeded(SIZE_MAX, seed);
+    struct lp_stats st;
+    size_t consumed;
+    ck_assert(lp_parse_cached(text, len, false, LP_PRECISION_S, cache, NULL, NULL, &st, &lerr,
+                              &consumed));
+    ck_assert_uint_eq(st.power_points, KEYS);
+    ck_assert_uint_eq(lp_cache_keys(cache), 32);
+    ck_assert(lp_parse_cached(text, len, false, LP_PRECISION_S, cache, NULL, NULL, &st, &lerr,
+                              &consumed));
+    ck_assert_uint_eq(st.power_points, KEYS);
+    ck_assert_uint_eq(lp_cache_keys(cache), 32);
+    lp_cache_free(cache);
+}
+END_TEST
+
 static Suite *lineproto_suite(void)
 {
     Suite *s = suite_create("lineproto");
@@ -1880,6 +1960,7 @@ static Suite *lineproto_suite(void)
     tcase_add_test(cache, test_cached_key_gives_the_same_errors);
     tcase_add_test(cache, test_cache_holds_many_keys);
     tcase_add_test(cache, test_cache_is_bounded);
+    tcase_add_test(cache, test_keys_made_to_collide_are_not_probed_for);
     suite_add_tcase(s, cache);
 
     TCase *vectors = tcase_create("vectors");
