@@ -435,12 +435,8 @@ static void bill(struct engine *e, const struct cluster *c, const struct backfil
     };
     e->stats.billing_rows++;
     eff->intervals++;
-    eff->billing_rows++;
     eff->kwh_micro += row.kwh_micro;
-    eff->energy_charge_cny4 += row.energy_charge_cny4;
-    eff->surcharge_cny4 += row.surcharge_cny4;
-    eff->subsidy_cny4 += row.subsidy_cny4;
-    eff->net_cny4 += row.net_cny4;
+    reprice_effect_billing(eff, &row);
     if (e->sink.billing)
         e->sink.billing(e->sink.ctx, &row);
 }
@@ -462,10 +458,8 @@ static void price_demand_of(struct engine *e, struct cluster_state *cs, struct m
     }
     if (!ms || ms->revision == revision)
         return;
-    eff->demand_rows++;
-    eff->demand_charge_cny4 += ms->charge_cny4 - charge;
-    eff->subsidy_cny4 += ms->subsidy_cny4 - subsidy;
-    eff->net_cny4 += ms->net_cny4 - net;
+    reprice_effect_demand(eff, ms->charge_cny4 - charge, ms->subsidy_cny4 - subsidy,
+                          ms->net_cny4 - net);
 }
 
 bool engine_backfill(struct engine *e, const struct backfill_plan *p,

@@ -146,11 +146,7 @@ static void reprice_interval(struct engine *e, const struct cluster *c, struct c
         engine_store_paid(e, &sub, r->paid, &r->n_paid);
     }
     e->stats.adjustment_rows++;
-    eff->billing_rows++;
-    eff->energy_charge_cny4 += row.energy_charge_cny4;
-    eff->surcharge_cny4 += row.surcharge_cny4;
-    eff->subsidy_cny4 += row.subsidy_cny4;
-    eff->net_cny4 += row.net_cny4;
+    reprice_effect_billing(eff, &row);
     if (e->sink.billing)
         e->sink.billing(e->sink.ctx, &row);
 }
@@ -229,10 +225,7 @@ static void reprice_ledger_month(struct engine *e, const struct cluster *c,
         .lines = lines.v,
     };
     e->stats.demand_rows++;
-    eff->demand_rows++;
-    eff->demand_charge_cny4 += row.charge_cny4;
-    eff->subsidy_cny4 += row.subsidy_cny4;
-    eff->net_cny4 += row.net_cny4;
+    reprice_effect_demand(eff, row.charge_cny4, row.subsidy_cny4, row.net_cny4);
     if (e->sink.demand)
         e->sink.demand(e->sink.ctx, &row);
 }
@@ -267,10 +260,8 @@ static void reprice_engine_month(struct engine *e, const struct cluster *c,
     engine_price_month(e, cs, ms);
     if (ms->revision == revision)
         return;
-    eff->demand_rows++;
-    eff->demand_charge_cny4 += ms->charge_cny4 - charge;
-    eff->subsidy_cny4 += ms->subsidy_cny4 - subsidy;
-    eff->net_cny4 += ms->net_cny4 - net;
+    reprice_effect_demand(eff, ms->charge_cny4 - charge, ms->subsidy_cny4 - subsidy,
+                          ms->net_cny4 - net);
 }
 
 bool engine_reprice(struct engine *e, const struct reprice_chunk *ch, struct reprice_effect *eff,
@@ -351,4 +342,22 @@ void reprice_effect_add(struct reprice_effect *sum, const struct reprice_effect 
     sum->demand_charge_cny4 += e->demand_charge_cny4;
     sum->subsidy_cny4 += e->subsidy_cny4;
     sum->net_cny4 += e->net_cny4;
+}
+
+void reprice_effect_billing(struct reprice_effect *eff, const struct billing_row *row)
+{
+    eff->billing_rows++;
+    eff->energy_charge_cny4 += row->energy_charge_cny4;
+    eff->surcharge_cny4 += row->surcharge_cny4;
+    eff->subsidy_cny4 += row->subsidy_cny4;
+    eff->net_cny4 += row->net_cny4;
+}
+
+void reprice_effect_demand(struct reprice_effect *eff, int64_t charge_cny4, int64_t subsidy_cny4,
+                           int64_t net_cny4)
+{
+    eff->demand_rows++;
+    eff->demand_charge_cny4 += charge_cny4;
+    eff->subsidy_cny4 += subsidy_cny4;
+    eff->net_cny4 += net_cny4;
 }

@@ -86,6 +86,12 @@ struct reprice_effect {
 /* Adds e to sum, field by field. */
 void reprice_effect_add(struct reprice_effect *sum, const struct reprice_effect *e);
 
+/* Counts in eff a billing row emitted (its money), or a demand row whose
+ * charge, subsidy and net changed by these amounts. */
+void reprice_effect_billing(struct reprice_effect *eff, const struct billing_row *row);
+void reprice_effect_demand(struct reprice_effect *eff, int64_t charge_cny4, int64_t subsidy_cny4,
+                           int64_t net_cny4);
+
 /* Applies one chunk: emits adjustment rows through the engine's sink and
  * adds what they changed to *effect. False (nothing changed, err set)
  * when the cluster is not in the config, the engine waits for the caps,
