@@ -322,12 +322,10 @@ struct batch {
  * and prices a fleet's intervals at a boundary. */
 #define BATCHES 16
 
-/* A cluster and meter, once: "CLUSTER\0METER\0". */
-struct series {
-    uint64_t hash; /* 0: an empty slot of the table */
-    size_t index;
-    char *text;
-    size_t meter; /* offset of the meter in text */
+/* A slot of the reader's table of series (cluster and meter pairs). */
+struct series_slot {
+    uint64_t hash; /* 0: empty */
+    size_t index;  /* in the reader's texts and meters */
 };
 
 struct reader {
@@ -336,7 +334,7 @@ struct reader {
     const char *label;
     double power_scale;
     struct lp_cache *cache;
-    struct series *table; /* open addressing, at most half full */
+    struct series_slot *table; /* open addressing, at most half full */
     size_t table_size, n_series;
     char **texts;        /* by series index: "CLUSTER\0METER\0" */
     const char **meters; /* by series index: the meter in its text */
@@ -351,10 +349,10 @@ struct reader {
 };
 
 /* The series number of cluster and meter, made on first sight. */
-static const struct series *intern(struct reader *r, const char *cluster, const char *meter)
+static size_t intern(struct reader *r, const char *cluster, const char *meter)
 {
     if ((r->n_series + 1) * 2 > r->table_size) {
-        struct series *old = r->table;
+        struct series_slot *old = r->table;
         size_t old_size = r->table_size;
         r->table_size = old_size ? old_size * 2 : 1024;
         r->table = xcalloc(r->table_size, sizeof *r->table);
@@ -373,9 +371,10 @@ static const struct series *intern(struct reader *r, const char *cluster, const 
     uint64_t h = ingest_series_hash(cluster, meter) | 1; /* 0 marks an empty slot */
     size_t mask = r->table_size - 1, i = h & mask;
     for (; r->table[i].hash; i = (i + 1) & mask) {
-        const struct series *s = &r->table[i];
-        if (s->hash == h && strcmp(s->text, cluster) == 0 && strcmp(s->text + s->meter, meter) == 0)
-            return s;
+        size_t k = r->table[i].index;
+        if (r->table[i].hash == h && strcmp(r->texts[k], cluster) == 0 &&
+            strcmp(r->meters[k], meter) == 0)
+            return k;
     }
     size_t cn = strlen(cluster), mn = strlen(meter);
     char *text = xmalloc(cn + mn + 2);
@@ -383,8 +382,8 @@ static const struct series *intern(struct reader *r, const char *cluster, const 
     memcpy(text + cn + 1, meter, mn + 1);
     r->texts[r->n_series] = text;
     r->meters[r->n_series] = text + cn + 1;
-    r->table[i] = (struct series){h, r->n_series++, text, cn + 1};
-    return &r->table[i];
+    r->table[i] = (struct series_slot){h, r->n_series};
+    return r->n_series++;
 }
 
 static bool on_point(void *ctx, const struct lp_point *p, struct lp_error *err)
@@ -400,16 +399,10 @@ static bool on_point(void *ctx, const struct lp_point *p, struct lp_error *err)
     }
     /* The memo keeps the series number (plus one) with its key. */
     size_t series;
-    const char *cluster, *meter;
     if (p->memo && *p->memo) {
         series = (size_t)(*p->memo - 1);
-        cluster = r->texts[series];
-        meter = r->meters[series];
     } else {
-        const struct series *s = intern(r, p->cluster, p->meter);
-        series = s->index;
-        cluster = s->text;
-        meter = s->text + s->meter;
+        series = intern(r, p->cluster, p->meter);
         if (p->memo)
             *p->memo = (uint64_t)series + 1;
     }
@@ -421,8 +414,9 @@ static bool on_point(void *ctx, const struct lp_point *p, struct lp_error *err)
     struct engine_sample s = ingest_sample_of(&scaled, p->ts_ns);
     struct batch *b = r->filling;
     ARRAY_RESERVE_ONE(b->v, b->n, b->cap);
-    b->v[b->n++] = (struct parsed){cluster, meter,   series, r->line_base + p->line - 1,
-                                   s.kind,  s.ts_ns, s.value};
+    b->v[b->n++] =
+        (struct parsed){r->texts[series], r->meters[series], series, r->line_base + p->line - 1,
+                        s.kind,           s.ts_ns,           s.value};
     return true;
 }
 
