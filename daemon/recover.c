@@ -142,8 +142,7 @@ static bool rebuild(struct server *s, bool starting, struct error *err)
     /* The series cache's memos are handles of the engine it was filled
      * against: a new engine starts it empty (a stale handle would only
      * cost a lookup). */
-    lp_cache_free(s->ingest_cache);
-    s->ingest_cache = lp_cache_new(ingest_cache_keys(s->cfg));
+    server_new_ingest_cache(s);
     /* Started without a checkpoint and without a caps record in the
      * journal (an empty state_dir, or one whose first start never reached
      * PostgreSQL): what the yearly caps have consumed is in the ledger, and

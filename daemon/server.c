@@ -595,14 +595,21 @@ void server_set_config(struct server *s, struct config *cfg, struct config_sourc
     ingest_encode_config(src, &s->config_record);
     engine_set_config(s->engine, cfg);
     worker_submit_record(s, RECORD_CONFIG, &s->config_record);
-    if (s->cfg != cfg)
+    if (s->cfg != cfg) {
         history_config_changed(s); /* a session measuring under the old one ends */
-    if (s->cfg != cfg)
         config_free(s->cfg);
+    }
     s->cfg = cfg;
     config_source_free(&s->source);
     s->source = *src;
     memset(src, 0, sizeof *src);
+    server_new_ingest_cache(s); /* sized by the tenants' max_meters, which may have changed */
+}
+
+void server_new_ingest_cache(struct server *s)
+{
+    lp_cache_free(s->ingest_cache);
+    s->ingest_cache = lp_cache_new(ingest_cache_keys(s->cfg));
 }
 
 /* Bytes of src as a RECORD_CONFIG payload. */
@@ -688,9 +695,6 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
         pg_reload(s->pg, cfg);
         conns_set_limits(s->conns, cfg->daemon.max_connections, cfg->daemon.idle_timeout_s);
         server_set_config(s, cfg, &src);
-        /* Sized by the tenants' max_meters, which the reload may change. */
-        lp_cache_free(s->ingest_cache);
-        s->ingest_cache = lp_cache_new(ingest_cache_keys(s->cfg));
         s->metrics.reloads_ok++;
         log_msg(LOG_NOTICE, "reloaded %s", s->config_path);
     }

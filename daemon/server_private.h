@@ -175,4 +175,8 @@ bool recover_again(struct server *s, struct error *err);
  * force: the engine's, journaled as a RECORD_CONFIG record. */
 void server_set_config(struct server *s, struct config *cfg, struct config_source *src);
 
+/* A new, empty series cache for the writes (ingest_parse_cached), sized for
+ * s->cfg: its memos are handles of one engine, sized by one config. */
+void server_new_ingest_cache(struct server *s);
+
 #endif
