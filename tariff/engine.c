@@ -24,6 +24,7 @@
 #include "civil.h"
 #include "decimal.h"
 #include "eligibility.h"
+#include "sample_mem.h"
 #include "schedule.h"
 
 #include <limits.h>
@@ -966,7 +967,7 @@ static void freeze(struct engine *e, struct cluster_state *cs, int64_t now_ns)
         struct meter_state *mt = &e->meters[cs->meters[i]];
         size_t keep_from = sample_buf_lower_bound(&mt->buf, cs->frozen_until_s * NS);
         if (keep_from > 1)
-            sample_buf_drop_front(&mt->buf, keep_from - 1);
+            sample_buf_drop_front(e->samples, &mt->buf, keep_from - 1);
     }
 }
 
@@ -978,6 +979,7 @@ struct engine *engine_alloc(const struct config *cfg, const struct engine_sink *
     struct engine *e = xcalloc(1, sizeof *e);
     e->cfg = cfg;
     e->interval_s = cfg->daemon.interval_s;
+    e->samples = sample_mem_new();
     if (sink)
         e->sink = *sink;
     return e;
@@ -1208,10 +1210,10 @@ static bool store_sample(struct engine *e, struct meter_state *m, const struct e
     if (appended) {
         /* The usual case: the newest sample of its meter, known without
          * reading the (cold) end of its buffer. */
-        sample_buf_append(&m->buf, sample);
+        sample_buf_append(e->samples, &m->buf, sample);
         *at = m->buf.n - 1;
     } else {
-        switch (sample_buf_insert(&m->buf, sample, at)) {
+        switch (sample_buf_insert(e->samples, &m->buf, sample, at)) {
         case SAMPLE_DUPLICATE:
             e->stats.duplicates++;
             return false;
@@ -1475,9 +1477,10 @@ void engine_free(struct engine *e)
         return;
     for (size_t i = 0; i < e->n_meters; i++) {
         free(e->meters[i].key_heap);
-        sample_buf_free(&e->meters[i].buf);
+        sample_buf_free(e->samples, &e->meters[i].buf);
     }
     free(e->meters);
+    sample_mem_free(e->samples);
     for (size_t i = 0; i < e->n_clusters; i++) {
         struct cluster_state *cs = &e->clusters[i];
         free(cs->id);

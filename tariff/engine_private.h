@@ -179,6 +179,7 @@ struct engine {
     int64_t interval_s;
     struct meter_state *meters;
     size_t n_meters, cap_meters;
+    struct sample_mem *samples; /* the meters' sample buffers */
     struct cluster_state *clusters;
     size_t n_clusters, cap_clusters;
     uint32_t *cluster_table; /* open addressing on the id: index + 1, 0 empty */

@@ -1,6 +1,6 @@
 #include "meter.h"
 
-#include "alloc.h"
+#include "sample_mem.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +21,19 @@ size_t sample_buf_lower_bound(const struct sample_buf *b, int64_t ts_ns)
     return lo;
 }
 
-static void make_room(struct sample_buf *b)
+/* Moves b's samples to a fresh block of cap samples, at its front. */
+static void move_to(struct sample_mem *mem, struct sample_buf *b, size_t cap)
+{
+    struct sample *v = sample_mem_get(mem, cap);
+    if (b->n > 0)
+        memcpy(v, b->v + b->start, b->n * sizeof *v);
+    sample_mem_put(mem, b->v, b->cap);
+    b->v = v;
+    b->start = 0;
+    b->cap = cap;
+}
+
+static void make_room(struct sample_mem *mem, struct sample_buf *b)
 {
     if (b->start + b->n < b->cap)
         return;
@@ -30,13 +42,12 @@ static void make_room(struct sample_buf *b)
         b->start = 0;
         return;
     }
-    b->cap = b->cap ? b->cap * 2 : 8;
-    b->v = xrealloc_array(b->v, b->cap, sizeof *b->v);
+    move_to(mem, b, b->cap ? b->cap * 2 : SAMPLE_MEM_MIN);
 }
 
-void sample_buf_append(struct sample_buf *b, struct sample s)
+void sample_buf_append(struct sample_mem *mem, struct sample_buf *b, struct sample s)
 {
-    make_room(b);
+    make_room(mem, b);
     size_t at = b->start + b->n++;
     b->v[at] = s;
     /* The next cache line this buffer will write, asked for now: a fleet's
@@ -46,13 +57,14 @@ void sample_buf_append(struct sample_buf *b, struct sample s)
         __builtin_prefetch(&b->v[at + 4], 1);
 }
 
-enum sample_insert sample_buf_insert(struct sample_buf *b, struct sample s, size_t *index)
+enum sample_insert sample_buf_insert(struct sample_mem *mem, struct sample_buf *b, struct sample s,
+                                     size_t *index)
 {
     size_t i = sample_buf_lower_bound(b, s.ts_ns);
     *index = i;
     if (i < b->n && b->v[b->start + i].ts_ns == s.ts_ns)
         return b->v[b->start + i].value == s.value ? SAMPLE_DUPLICATE : SAMPLE_CONFLICT;
-    make_room(b);
+    make_room(mem, b);
     struct sample *at = b->v + b->start + i;
     if (i < b->n)
         memmove(at + 1, at, (b->n - i) * sizeof *at);
@@ -61,7 +73,7 @@ enum sample_insert sample_buf_insert(struct sample_buf *b, struct sample s, size
     return SAMPLE_INSERTED;
 }
 
-void sample_buf_drop_front(struct sample_buf *b, size_t k)
+void sample_buf_drop_front(struct sample_mem *mem, struct sample_buf *b, size_t k)
 {
     if (k > b->n)
         k = b->n;
@@ -71,23 +83,17 @@ void sample_buf_drop_front(struct sample_buf *b, size_t k)
         b->start = 0;
     /* A meter that went quiet gives its memory back; one in steady state
      * (n about constant, cap at most 2n) never comes here. */
-    if (b->cap > 8 && b->n < b->cap / 4) {
-        memmove(b->v, b->v + b->start, b->n * sizeof *b->v);
-        b->start = 0;
+    if (b->cap > SAMPLE_MEM_MIN && b->n < b->cap / 4) {
         size_t cap = b->cap / 2;
-        while (cap > 8 && b->n < cap / 4)
+        while (cap > SAMPLE_MEM_MIN && b->n < cap / 4)
             cap /= 2;
-        struct sample *v = realloc(b->v, cap * sizeof *v);
-        if (v) {
-            b->v = v;
-            b->cap = cap;
-        }
+        move_to(mem, b, cap);
     }
 }
 
-void sample_buf_free(struct sample_buf *b)
+void sample_buf_free(struct sample_mem *mem, struct sample_buf *b)
 {
-    free(b->v);
+    sample_mem_put(mem, b->v, b->cap);
     memset(b, 0, sizeof *b);
 }
 

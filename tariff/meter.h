@@ -3,9 +3,11 @@
  * (docs/design.md section 4).
  *
  * Samples are kept sorted by timestamp in a growable array whose front is
- * consumed as samples age out (the array is compacted, never shrunk, so a
- * meter in steady state does not allocate). Energy is integrated in double
- * precision: power samples by the trapezoid rule between neighbours at most
+ * consumed as samples age out (the array is compacted, so a meter in
+ * steady state does not allocate, and shrunk when the meter goes quiet;
+ * its memory comes from the engine's pool, sample_mem.h). Energy is
+ * integrated in double precision: power samples by the trapezoid rule
+ * between neighbours at most
  * max_gap apart (a longer gap is missing time instead), counter readings by
  * spreading each difference evenly over the time between the readings (a
  * decrease is a reset: the new reading is the delta). A segment crossing an
@@ -23,6 +25,8 @@ struct sample {
     double value; /* kW for power, kWh for a counter */
 };
 
+struct sample_mem;
+
 struct sample_buf {
     struct sample *v; /* samples v[start .. start + n), sorted, unique ts */
     size_t start, n, cap;
@@ -36,18 +40,19 @@ enum sample_insert {
 
 /* Inserts s in timestamp order; O(1) when it is the newest. Returns
  * whether it was new. *index receives its position (relative to start). */
-enum sample_insert sample_buf_insert(struct sample_buf *b, struct sample s, size_t *index);
+enum sample_insert sample_buf_insert(struct sample_mem *mem, struct sample_buf *b, struct sample s,
+                                     size_t *index);
 
 /* Appends s, which must be newer than every sample in b. */
-void sample_buf_append(struct sample_buf *b, struct sample s);
+void sample_buf_append(struct sample_mem *mem, struct sample_buf *b, struct sample s);
 
 /* Index (relative) of the first sample with ts >= ts_ns; n if none. */
 size_t sample_buf_lower_bound(const struct sample_buf *b, int64_t ts_ns);
 
 /* Drops the first k samples. */
-void sample_buf_drop_front(struct sample_buf *b, size_t k);
+void sample_buf_drop_front(struct sample_mem *mem, struct sample_buf *b, size_t k);
 
-void sample_buf_free(struct sample_buf *b);
+void sample_buf_free(struct sample_mem *mem, struct sample_buf *b);
 
 static inline const struct sample *sample_buf_at(const struct sample_buf *b, size_t i)
 {

@@ -486,7 +486,7 @@ struct engine *snapshot_read(const struct config *cfg, const struct engine_sink 
             s.ts_ns = get_i64(&r);
             get(&r, &s.value, sizeof s.value);
             size_t at;
-            if (r.ok && sample_buf_insert(&m->buf, s, &at) != SAMPLE_INSERTED)
+            if (r.ok && sample_buf_insert(e->samples, &m->buf, s, &at) != SAMPLE_INSERTED)
                 r.ok = false;
         }
     }
