@@ -1683,6 +1683,86 @@ START_TEST(test_cached_key_gives_the_same_errors)
 }
 END_TEST
 
+/* After a cached key, the usual " kw=DIGITS[.DIGITS] DIGITS" is read in one
+ * pass, and anything else by the full parse (parse_rest_fast). Each rest
+ * below follows a line that puts its key in the cache, and run_len checks
+ * that the cached parses (the warm one takes the one-pass read wherever it
+ * can) give what lp_parse gives: the edges of the one-pass read on both
+ * sides, in both precisions. */
+START_TEST(test_cached_key_rest_read_as_the_full_parse_reads_it)
+{
+    static const char *const rests[] = {
+        "kw=1.25 10",
+        "kw=0 10",
+        "kw=0.000 10",
+        "kw=007.50 10",
+        "kw=1. 10",
+        "kw=.5 10",
+        "kw=123456789012345 10",
+        "kw=12345678901234.5 10",
+        "kw=1234567890123456 10",
+        "kw=0.1234567890123456789 10",
+        "kw=1.5e3 10",
+        "kw=1E2 10",
+        "kw=-0 10",
+        "kw=+1 10",
+        "kw=1i 10",
+        "kw=1u 10",
+        "kw=1 10 ",
+        "kw=1  10",
+        "kw=1 -10",
+        "kw=1 +10",
+        "kw=1",
+        "kw=1 ",
+        "kw=1,x=2 10",
+        "x=2,kw=1 10",
+        "kw=1 10\r",
+        "kW=1 10",
+        "w=1500 10",
+        "kwh=3.5 10",
+        "wh=7 10",
+        "kwhx=7 10",
+        "kw=1 922337203685477580",
+        "kw=1 9223372036854775807",
+        "kw=1 9223372036854775808",
+        "kw=1 999999999999999999",
+        "kw=1 9223372036",
+        "kw=1 9223372037",
+        "kw=1 1x",
+        "kw=1x 10",
+        "kw=1.2.3 10",
+        "kw=\"1\" 10",
+        "kw=t 10",
+        "kw= 10",
+        "=1 10",
+        "kw==1 10",
+    };
+    for (size_t i = 0; i < sizeof rests / sizeof rests[0]; i++) {
+        char text[256];
+        snprintf(text, sizeof text, "power,cluster=c,meter=a kw=1 5\npower,cluster=c,meter=a %s\n",
+                 rests[i]);
+        error_in(text, LP_PRECISION_S);
+        error_in(text, LP_PRECISION_NS);
+    }
+    /* What the one-pass read gives, looked at directly. */
+    ck_assert_str_eq(error_in("power,cluster=c,meter=a kw=1 5\n"
+                              "power,cluster=c,meter=a kw=123456789012.345 1764518400\n"
+                              "power,cluster=c,meter=a w=0.5 9223372036\n",
+                              LP_PRECISION_S),
+                     "");
+    ck_assert_int_eq(rec.n, 3);
+    ck_assert(rec.points[1].value == 123456789012.345);
+    ck_assert_int_eq(rec.points[1].ts_ns, 1764518400 * 1000000000LL);
+    ck_assert_int_eq(rec.points[2].field, LP_FIELD_W);
+    ck_assert(rec.points[2].value == 0.5);
+    ck_assert_int_eq(rec.points[2].ts_ns, 9223372036 * 1000000000LL);
+    ck_assert_str_eq(error_in("power,cluster=c,meter=a kw=1 5\n"
+                              "power,cluster=c,meter=a kw=1 9223372037\n",
+                              LP_PRECISION_S),
+                     "line 2: timestamp \"9223372037\" out of range for precision \"s\"");
+}
+END_TEST
+
 START_TEST(test_cache_holds_many_keys)
 {
     /* More keys than the cache's first table: entered in one order, then
@@ -1958,6 +2038,7 @@ static Suite *lineproto_suite(void)
     tcase_add_test(cache, test_memo_stays_with_the_series_key);
     tcase_add_test(cache, test_keys_that_are_not_cached);
     tcase_add_test(cache, test_cached_key_gives_the_same_errors);
+    tcase_add_test(cache, test_cached_key_rest_read_as_the_full_parse_reads_it);
     tcase_add_test(cache, test_cache_holds_many_keys);
     tcase_add_test(cache, test_cache_is_bounded);
     tcase_add_test(cache, test_keys_made_to_collide_are_not_probed_for);
