@@ -34,38 +34,9 @@ struct sample_mem {
     size_t mapped;
 };
 
-static size_t block_bytes(size_t cap)
-{
-    return cap * sizeof(struct sample);
-}
-
-static unsigned class_of(size_t cap)
-{
-    return (unsigned)__builtin_ctzll(cap / SAMPLE_MEM_MIN);
-}
-
 static bool valid_cap(size_t cap)
 {
     return cap >= SAMPLE_MEM_MIN && (cap & (cap - 1)) == 0;
-}
-
-/* bytes of fresh memory aligned to a huge page, which the kernel is asked
- * to back with huge pages. */
-static void *map_huge(size_t bytes)
-{
-    size_t len = bytes + HUGE_PAGE;
-    char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
-        abort();
-    char *at = (char *)(((uintptr_t)p + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
-    if (at > p)
-        munmap(p, (size_t)(at - p));
-    size_t after = (size_t)(p + len - (at + bytes));
-    if (after > 0)
-        munmap(at + bytes, after);
-    /* Advice only: without transparent huge pages it fails, harmlessly. */
-    (void)madvise(at, bytes, MADV_HUGEPAGE);
-    return at;
 }
 
 struct sample_mem *sample_mem_new(void)
@@ -86,6 +57,55 @@ void sample_mem_free(struct sample_mem *mem)
 size_t sample_mem_mapped(const struct sample_mem *mem)
 {
     return mem->mapped;
+}
+
+#ifdef SAMPLE_MEM_MALLOC
+
+struct sample *sample_mem_get(struct sample_mem *mem, size_t cap)
+{
+    (void)mem;
+    if (!valid_cap(cap))
+        abort();
+    return xrealloc_array(NULL, cap, sizeof(struct sample));
+}
+
+void sample_mem_put(struct sample_mem *mem, struct sample *v, size_t cap)
+{
+    (void)mem;
+    if (v && !valid_cap(cap))
+        abort();
+    free(v);
+}
+
+#else
+
+static size_t block_bytes(size_t cap)
+{
+    return cap * sizeof(struct sample);
+}
+
+static unsigned class_of(size_t cap)
+{
+    return (unsigned)__builtin_ctzll(cap / SAMPLE_MEM_MIN);
+}
+
+/* bytes of fresh memory aligned to a huge page, which the kernel is asked
+ * to back with huge pages. */
+static void *map_huge(size_t bytes)
+{
+    size_t len = bytes + HUGE_PAGE;
+    char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        abort();
+    char *at = (char *)(((uintptr_t)p + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    if (at > p)
+        munmap(p, (size_t)(at - p));
+    size_t after = (size_t)(p + len - (at + bytes));
+    if (after > 0)
+        munmap(at + bytes, after);
+    /* Advice only: without transparent huge pages it fails, harmlessly. */
+    (void)madvise(at, bytes, MADV_HUGEPAGE);
+    return at;
 }
 
 static void push_free(struct sample_mem *mem, void *block, unsigned k)
@@ -120,10 +140,6 @@ struct sample *sample_mem_get(struct sample_mem *mem, size_t cap)
 {
     if (!valid_cap(cap))
         abort();
-#ifdef SAMPLE_MEM_MALLOC
-    (void)mem;
-    return xrealloc_array(NULL, cap, sizeof(struct sample));
-#else
     size_t bytes = block_bytes(cap);
     unsigned k = class_of(cap);
     if (k >= CLASSES) {
@@ -140,7 +156,6 @@ struct sample *sample_mem_get(struct sample_mem *mem, size_t cap)
     struct sample *v = (struct sample *)mem->bump;
     mem->bump += bytes;
     return v;
-#endif
 }
 
 void sample_mem_put(struct sample_mem *mem, struct sample *v, size_t cap)
@@ -149,10 +164,6 @@ void sample_mem_put(struct sample_mem *mem, struct sample *v, size_t cap)
         return;
     if (!valid_cap(cap))
         abort();
-#ifdef SAMPLE_MEM_MALLOC
-    (void)mem;
-    free(v);
-#else
     unsigned k = class_of(cap);
     if (k >= CLASSES) {
         munmap(v, block_bytes(cap));
@@ -160,5 +171,6 @@ void sample_mem_put(struct sample_mem *mem, struct sample *v, size_t cap)
         return;
     }
     push_free(mem, v, k);
-#endif
 }
+
+#endif

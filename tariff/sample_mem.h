@@ -12,7 +12,7 @@
  * A block holds a power of two of samples, from SAMPLE_MEM_MIN. A block
  * given back waits on the free list of its size for the next buffer of
  * that size; blocks of more than 1 MiB are mapped alone and unmapped when
- * given back. Everything is unmapped with the pool. One pool belongs to
+ * given back. The regions are unmapped with the pool. One pool belongs to
  * one engine and is used as the engine is, from one thread at a time.
  *
  * In a sanitizer build every block comes from malloc, so that
@@ -30,7 +30,9 @@ struct sample_mem;
 
 struct sample_mem *sample_mem_new(void);
 
-/* Unmaps every block, given back or not. NULL is a no-op. */
+/* Unmaps the regions, with every block in them given back or not (a block
+ * of more than 1 MiB, mapped alone, must have been given back). NULL is a
+ * no-op. */
 void sample_mem_free(struct sample_mem *mem);
 
 /* A block of cap samples: cap is a power of two, at least SAMPLE_MEM_MIN.

@@ -62,8 +62,10 @@ START_TEST(test_blocks_of_every_size_keep_their_contents)
         v[i] = sample_mem_get(mem, caps[i]);
         fill(v[i], caps[i], 100 + i);
     }
-    for (int i = 0; i < 64; i++)
+    for (int i = 0; i < 64; i++) {
         check_filled(v[i], caps[i], i % 2 ? i : 100 + i);
+        sample_mem_put(mem, v[i], caps[i]);
+    }
     sample_mem_free(mem);
 }
 END_TEST
