@@ -9,19 +9,33 @@
  * that the kernel is asked to back with 2 MiB pages (MADV_HUGEPAGE; where
  * transparent huge pages are off, it is a pool like any other).
  *
- * A block holds a power of two of samples, from SAMPLE_MEM_MIN. A block
- * given back waits on the free list of its size for the next buffer of
- * that size; blocks of more than 1 MiB are mapped alone and unmapped when
- * given back. The regions are unmapped with the pool. One pool belongs to
- * one engine and is used as the engine is, from one thread at a time.
+ * A block holds a power of two of samples, from SAMPLE_MEM_MIN (128 bytes)
+ * to 1 MiB, cut from a 32 MiB region by halves (a buddy allocator): a block
+ * given back joins its other half when that is free too, so the blocks a
+ * fleet leaves behind as its buffers double merge into the larger ones it
+ * asks for next, and a region wholly free again is unmapped (unless it is
+ * the pool's only one). Larger blocks are mapped alone and unmapped when
+ * given back. One pool belongs to one engine and is used as the engine is,
+ * from one thread at a time.
  *
- * In a sanitizer build every block comes from malloc, so that
- * AddressSanitizer sees each one on its own.
+ * In a sanitizer build every block comes from malloc (SAMPLE_MEM_POOLED is
+ * 0), so that AddressSanitizer sees each one on its own.
  */
 #ifndef TARIFF_SAMPLE_MEM_H
 #define TARIFF_SAMPLE_MEM_H
 
 #include <stddef.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SAMPLE_MEM_POOLED 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SAMPLE_MEM_POOLED 0
+#endif
+#endif
+#ifndef SAMPLE_MEM_POOLED
+#define SAMPLE_MEM_POOLED 1
+#endif
 
 struct sample;
 struct sample_mem;
@@ -31,8 +45,8 @@ struct sample_mem;
 struct sample_mem *sample_mem_new(void);
 
 /* Unmaps the regions, with every block in them given back or not (a block
- * of more than 1 MiB, mapped alone, must have been given back). NULL is a
- * no-op. */
+ * of more than 1 MiB, mapped alone, must have been given back; in a
+ * sanitizer build, every block). NULL is a no-op. */
 void sample_mem_free(struct sample_mem *mem);
 
 /* A block of cap samples: cap is a power of two, at least SAMPLE_MEM_MIN.
@@ -43,7 +57,7 @@ struct sample *sample_mem_get(struct sample_mem *mem, size_t cap);
  * no-op. */
 void sample_mem_put(struct sample_mem *mem, struct sample *v, size_t cap);
 
-/* Bytes mapped for blocks, in use or waiting on a free list. */
+/* Bytes mapped for blocks, in use or free (0 in a sanitizer build). */
 size_t sample_mem_mapped(const struct sample_mem *mem);
 
 #endif

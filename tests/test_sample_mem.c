@@ -18,12 +18,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define POOLED 0
-#else
-#define POOLED 1
-#endif
-
 #define MIB             ((size_t)1 << 20)
 #define SAMPLES_PER_MIB (MIB / sizeof(struct sample))
 
@@ -72,44 +66,112 @@ END_TEST
 
 START_TEST(test_a_block_given_back_is_the_next_of_its_size)
 {
-    if (!POOLED)
+    if (!SAMPLE_MEM_POOLED)
         return;
     struct sample_mem *mem = sample_mem_new();
     struct sample *a = sample_mem_get(mem, 64);
-    struct sample *b = sample_mem_get(mem, 128);
+    struct sample *b = sample_mem_get(mem, 64); /* a's other half, held */
     sample_mem_put(mem, a, 64);
-    ck_assert_ptr_ne(sample_mem_get(mem, 128), a); /* not another size's */
     ck_assert_ptr_eq(sample_mem_get(mem, 64), a);
     ck_assert_ptr_ne(sample_mem_get(mem, 64), a);
-    sample_mem_put(mem, b, 128);
+    sample_mem_put(mem, b, 64);
     sample_mem_free(mem);
 }
 END_TEST
 
-/* Regions are 32 MiB: 31 blocks of 1 MiB and one of 128 bytes leave less
- * than 1 MiB, so the 32nd block opens a new region, and the rest of the
- * first is cut into blocks for the free lists rather than lost. */
-START_TEST(test_a_regions_rest_goes_to_the_free_lists)
+/* A region is cut by halves: one block of every size from 128 bytes to
+ * 1 MiB, then 31 of 1 MiB, fill it to the byte, with nothing wasted and no
+ * second region. */
+START_TEST(test_a_region_is_cut_without_waste)
 {
-    if (!POOLED)
+    if (!SAMPLE_MEM_POOLED)
         return;
     struct sample_mem *mem = sample_mem_new();
-    struct sample *small = sample_mem_get(mem, SAMPLE_MEM_MIN);
-    char *first = (char *)small;
-    struct sample *big[32];
-    for (int i = 0; i < 32; i++) {
-        big[i] = sample_mem_get(mem, SAMPLES_PER_MIB);
-        fill(big[i], SAMPLES_PER_MIB, i);
+    struct sample *v[64];
+    size_t caps[64], n = 0;
+    for (size_t cap = SAMPLE_MEM_MIN; cap < SAMPLES_PER_MIB; cap *= 2)
+        caps[n++] = cap;
+    caps[n++] = SAMPLE_MEM_MIN; /* with the first, 1 MiB in all */
+    for (int i = 0; i < 31; i++)
+        caps[n++] = SAMPLES_PER_MIB;
+    for (size_t i = 0; i < n; i++) {
+        v[i] = sample_mem_get(mem, caps[i]);
+        fill(v[i], caps[i], (int64_t)i);
     }
+    ck_assert_uint_eq(sample_mem_mapped(mem), 32 * MIB);
+    for (size_t i = 0; i < n; i++)
+        check_filled(v[i], caps[i], (int64_t)i);
+    sample_mem_get(mem, SAMPLE_MEM_MIN); /* the region is full */
     ck_assert_uint_eq(sample_mem_mapped(mem), 64 * MIB);
-    char *last = (char *)big[31];
-    ck_assert(last < first || last >= first + 32 * MIB); /* in the second region */
-    /* Half a MiB is now on a free list, from the first region's end. */
-    char *half = (char *)sample_mem_get(mem, SAMPLES_PER_MIB / 2);
-    ck_assert(half >= first + 31 * MIB && half < first + 32 * MIB);
+    sample_mem_free(mem);
+}
+END_TEST
+
+/* Two halves given back are one block again: the next block of twice
+ * their size is where they were. */
+START_TEST(test_buddies_given_back_merge)
+{
+    if (!SAMPLE_MEM_POOLED)
+        return;
+    struct sample_mem *mem = sample_mem_new();
+    struct sample *a = sample_mem_get(mem, 64);
+    struct sample *b = sample_mem_get(mem, 64);
+    struct sample *c = sample_mem_get(mem, 64);
+    ck_assert_ptr_eq(b, a + 64); /* the other half of a's 128 */
+    sample_mem_put(mem, a, 64);
+    ck_assert_ptr_ne(sample_mem_get(mem, 128), a); /* b is in use: no merge */
+    sample_mem_put(mem, b, 64);
+    ck_assert_ptr_eq(sample_mem_get(mem, 128), a);
+    sample_mem_put(mem, c, 64);
+    sample_mem_free(mem);
+}
+END_TEST
+
+/* A fleet whose buffers double together leaves a block of every smaller
+ * size behind per meter: merged, they hold the larger blocks that come
+ * next, and 24 MiB of buffers take one region, where blocks waiting on
+ * free lists for their own size alone would take two. */
+START_TEST(test_a_fleet_growing_together_reuses_what_it_leaves)
+{
+    struct sample_mem *mem = sample_mem_new();
+    enum { METERS = 1500 };
+    static struct sample_buf b[METERS];
+    for (int i = 0; i < 1024; i++)
+        for (int m = 0; m < METERS; m++)
+            sample_buf_append(mem, &b[m], (struct sample){i, m});
+    if (SAMPLE_MEM_POOLED)
+        ck_assert_uint_eq(sample_mem_mapped(mem), 32 * MIB);
+    size_t bad = 0;
+    for (int m = 0; m < METERS; m++)
+        for (size_t i = 0; i < 1024; i++)
+            bad +=
+                sample_buf_at(&b[m], i)->ts_ns != (int64_t)i || sample_buf_at(&b[m], i)->value != m;
+    ck_assert_uint_eq(bad, 0);
+    for (int m = 0; m < METERS; m++)
+        sample_buf_free(mem, &b[m]);
+    sample_mem_free(mem);
+}
+END_TEST
+
+/* A region wholly free again goes back to the kernel, unless it is the
+ * pool's last. */
+START_TEST(test_a_region_wholly_free_is_unmapped)
+{
+    if (!SAMPLE_MEM_POOLED)
+        return;
+    struct sample_mem *mem = sample_mem_new();
+    struct sample *v[33];
+    for (int i = 0; i < 33; i++)
+        v[i] = sample_mem_get(mem, SAMPLES_PER_MIB);
+    ck_assert_uint_eq(sample_mem_mapped(mem), 64 * MIB);
+    sample_mem_put(mem, v[32], SAMPLES_PER_MIB);
+    ck_assert_uint_eq(sample_mem_mapped(mem), 32 * MIB);
     for (int i = 0; i < 32; i++)
-        check_filled(big[i], SAMPLES_PER_MIB, i);
-    ck_assert_uint_eq(sample_mem_mapped(mem), 64 * MIB);
+        sample_mem_put(mem, v[i], SAMPLES_PER_MIB);
+    ck_assert_uint_eq(sample_mem_mapped(mem), 32 * MIB);
+    char *first = (char *)v[0];
+    char *again = (char *)sample_mem_get(mem, 2 * SAMPLE_MEM_MIN);
+    ck_assert(again >= first && again < first + 32 * MIB);
     sample_mem_free(mem);
 }
 END_TEST
@@ -121,7 +183,7 @@ START_TEST(test_large_blocks_are_mapped_alone_and_unmapped)
     struct sample *v = sample_mem_get(mem, cap);
     fill(v, cap, 7);
     check_filled(v, cap, 7);
-    if (POOLED) {
+    if (SAMPLE_MEM_POOLED) {
         ck_assert_uint_eq(sample_mem_mapped(mem), 4 * MIB);
         ck_assert_uint_eq((uintptr_t)v % (2 * MIB), 0); /* on a huge page's edge */
     }
@@ -204,7 +266,10 @@ static Suite *sample_mem_suite(void)
     TCase *tc = tcase_create("blocks");
     tcase_add_test(tc, test_blocks_of_every_size_keep_their_contents);
     tcase_add_test(tc, test_a_block_given_back_is_the_next_of_its_size);
-    tcase_add_test(tc, test_a_regions_rest_goes_to_the_free_lists);
+    tcase_add_test(tc, test_a_region_is_cut_without_waste);
+    tcase_add_test(tc, test_buddies_given_back_merge);
+    tcase_add_test(tc, test_a_fleet_growing_together_reuses_what_it_leaves);
+    tcase_add_test(tc, test_a_region_wholly_free_is_unmapped);
     tcase_add_test(tc, test_large_blocks_are_mapped_alone_and_unmapped);
     tcase_add_test_raise_signal(tc, test_a_size_not_a_power_of_two_aborts, SIGABRT);
     tcase_add_test_raise_signal(tc, test_a_size_below_the_smallest_aborts, SIGABRT);
