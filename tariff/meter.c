@@ -81,7 +81,7 @@ void sample_buf_drop_front(struct sample_mem *mem, struct sample_buf *b, size_t 
     b->n -= k;
     if (b->n == 0)
         b->start = 0;
-    /* A meter that went quiet gives its memory back; one in steady state
+    /* A meter that went quiet gives memory back to the pool; one in steady state
      * (n about constant, cap at most 2n) never comes here. */
     if (b->cap > SAMPLE_MEM_MIN && b->n < b->cap / 4) {
         size_t cap = b->cap / 2;

@@ -1736,6 +1736,12 @@ START_TEST(test_cached_key_rest_read_as_the_full_parse_reads_it)
         "kw= 10",
         "=1 10",
         "kw==1 10",
+        /* Values the one-pass read would get wrong were it to take them: a
+         * mantissa past 2^53 (rounded twice), past 19 digits (wrapped), and
+         * one it must divide by 10^frac, never multiply by its inverse. */
+        "kw=586455046669598393.0 10",
+        "kw=18446744073709551617 10",
+        "kw=0.3 10",
     };
     for (size_t i = 0; i < sizeof rests / sizeof rests[0]; i++) {
         char text[256];
