@@ -1769,6 +1769,106 @@ START_TEST(test_cached_key_rest_read_as_the_full_parse_reads_it)
 }
 END_TEST
 
+/* The one-pass read takes digits eight at a time where eight bytes can be
+ * read before the buffer ends, and one at a time in the last seven: every
+ * length of integer part, fraction and timestamp, at every alignment,
+ * with more lines after it (words) and as the buffer's last bytes (bytes),
+ * gives what lp_parse gives. */
+START_TEST(test_digit_runs_read_as_the_full_parse_reads_them)
+{
+    static const char digits[] = "9081726354453627189";
+    char value[64], ts[32], text[512];
+    for (int whole = 1; whole <= 20; whole++) {
+        for (int frac = -1; frac <= 20; frac += whole % 3 == 0 ? 1 : 7) {
+            for (int tsn = 1; tsn <= 19; tsn += 1 + (whole + frac) % 3) {
+                int n = snprintf(value, sizeof value, "%.*s", whole > 19 ? 19 : whole, digits);
+                if (whole > 19)
+                    n += snprintf(value + n, sizeof value - (size_t)n, "0");
+                if (frac >= 0)
+                    snprintf(value + n, sizeof value - (size_t)n, ".%.*s%s", frac > 19 ? 19 : frac,
+                             digits + 1, frac > 19 ? "5" : "");
+                snprintf(ts, sizeof ts, "%.*s", tsn, digits + 2);
+                for (int pad = 0; pad < 8; pad++) {
+                    /* pad shifts the rest against the words the reader loads */
+                    snprintf(text, sizeof text,
+                             "power,cluster=c,meter=a kw=1 5\n"
+                             "power,cluster=c,meter=a%.*s kw=1 5\n"
+                             "power,cluster=c,meter=a%.*s kw=%s %s\n"
+                             "power,cluster=c,meter=a kw=%s %s\n"
+                             "power,cluster=c,meter=b kw=1 5\n",
+                             pad, "zzzzzzz", pad, "zzzzzzz", value, ts, value, ts);
+                    error_in(text, LP_PRECISION_S);
+                    error_in(text, LP_PRECISION_NS);
+                    /* The same rest at the very end, no newline after it. */
+                    snprintf(text, sizeof text,
+                             "power,cluster=c,meter=a kw=1 5\n"
+                             "power,cluster=c,meter=a%.*s kw=%s %s",
+                             pad, "zzzzzzz", value, ts);
+                    error_in(text, LP_PRECISION_S);
+                }
+            }
+        }
+    }
+    /* What the word-wise read gives, looked at directly: eight, sixteen
+     * and seventeen digits, and a run of digits in the bytes after a
+     * line's end (the next line's) not taken into it. */
+    ck_assert_str_eq(error_in("power,cluster=c,meter=a kw=1 5\n"
+                              "power,cluster=c,meter=a kw=12345678 1234567890123456\n"
+                              "power,cluster=c,meter=a kw=1234567.1234567891 12345678901234567\n"
+                              "power,cluster=c,meter=a kw=1.5 9\n"
+                              "12345678901234567890\n",
+                              LP_PRECISION_NS),
+                     "line 5: missing fields");
+    ck_assert_int_eq(rec.n, 4);
+    ck_assert(rec.points[1].value == 12345678.0);
+    ck_assert_int_eq(rec.points[1].ts_ns, 1234567890123456LL);
+    ck_assert(rec.points[2].value == 1234567.1234567891);
+    ck_assert_int_eq(rec.points[2].ts_ns, 12345678901234567LL);
+    ck_assert_int_eq(rec.points[3].ts_ns, 9);
+}
+END_TEST
+
+/* The key that came next last time is taken without a search for the
+ * line's first space only when the line holds that key whole and a space
+ * right after it: a longer key it begins, a line that ends inside or right
+ * after it, are read as any other line. */
+START_TEST(test_predicted_key_is_only_taken_whole)
+{
+    static const char *const lines[] = {
+        "power,cluster=c,meter=bb kw=2 7",    "power,cluster=c,meter=b",
+        "power,cluster=c,meter=b ",           "power,cluster=c,meter",
+        "power,cluster=c,meter=b,x=y kw=2 7", "power,cluster=c,meter=b\tkw=2 7",
+        "power,cluster=c,meter=b kw=2 7",
+    };
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+        char text[256];
+        /* Twice a then b, so a predicts b, then a and the line. */
+        snprintf(text, sizeof text,
+                 "power,cluster=c,meter=a kw=1 5\npower,cluster=c,meter=b kw=1 5\n"
+                 "power,cluster=c,meter=a kw=1 6\npower,cluster=c,meter=b kw=1 6\n"
+                 "power,cluster=c,meter=a kw=1 7\n%s\npower,cluster=c,meter=a kw=1 8\n",
+                 lines[i]);
+        error_in(text, LP_PRECISION_S);
+    }
+    ck_assert_str_eq(error_in("power,cluster=c,meter=a kw=1 5\npower,cluster=c,meter=b kw=1 5\n"
+                              "power,cluster=c,meter=a kw=1 6\npower,cluster=c,meter=bb kw=3 6\n",
+                              LP_PRECISION_S),
+                     "");
+    ck_assert_str_eq(rec.meter[3], "bb");
+    ck_assert(rec.points[3].value == 3.0);
+    /* A line shorter than the predicted key, at the very end of a buffer
+     * of just its size: nothing past it is read (which the sanitizer
+     * build would report). */
+    static const char tail[] = "power,cluster=c,meter=a kw=1 5\npower,cluster=c,meter=b kw=1 5\n"
+                               "power,cluster=c,meter=a kw=1 6\npower,cluster=c,meter";
+    char *exact = malloc(sizeof tail - 1);
+    memcpy(exact, tail, sizeof tail - 1);
+    ck_assert(!run_len(exact, sizeof tail - 1, LP_PRECISION_S));
+    ck_assert_str_eq(lerr.msg, "line 4: expected \"=\" after tag key \"meter\", found end of line");
+    free(exact);
+}
+END_TEST
+
 START_TEST(test_cache_holds_many_keys)
 {
     /* More keys than the cache's first table: entered in one order, then
@@ -2045,6 +2145,8 @@ static Suite *lineproto_suite(void)
     tcase_add_test(cache, test_keys_that_are_not_cached);
     tcase_add_test(cache, test_cached_key_gives_the_same_errors);
     tcase_add_test(cache, test_cached_key_rest_read_as_the_full_parse_reads_it);
+    tcase_add_test(cache, test_digit_runs_read_as_the_full_parse_reads_them);
+    tcase_add_test(cache, test_predicted_key_is_only_taken_whole);
     tcase_add_test(cache, test_cache_holds_many_keys);
     tcase_add_test(cache, test_cache_is_bounded);
     tcase_add_test(cache, test_keys_made_to_collide_are_not_probed_for);
