@@ -465,6 +465,7 @@ static void price_demand_of(struct engine *e, struct cluster_state *cs, struct m
 bool engine_backfill(struct engine *e, const struct backfill_plan *p,
                      struct reprice_effect *effects, struct error *err)
 {
+    e->tick_all = true; /* final history changes here, not by the tick's rules */
     size_t *month_at = xcalloc(p->n_intervals ? p->n_intervals : 1, sizeof *month_at);
     if (!plan_fits(e, p, month_at, err)) {
         free(month_at);

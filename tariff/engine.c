@@ -176,6 +176,7 @@ size_t engine_cluster_index(struct engine *e, const char *id)
     cs->tariff_from_s = first_tariff_from_s(cs->cfg);
     cs->closed_until_s = NONE;
     cs->frozen_until_s = NONE;
+    cs->due_at_ns = INT64_MAX;
     cluster_table_insert(e, e->n_clusters);
     return e->n_clusters++;
 }
@@ -184,6 +185,8 @@ struct meter_state *engine_add_meter(struct engine *e, const char *cluster, cons
                                      bool counter)
 {
     size_t ci = engine_cluster_index(e, cluster);
+    if (e->n_meters >= UINT32_MAX - 1) /* the heard list's links are 32 bits */
+        abort();
     ARRAY_RESERVE_ONE(e->meters, e->n_meters, e->cap_meters);
     size_t index = e->n_meters++;
     struct meter_state *m = &e->meters[index];
@@ -207,6 +210,116 @@ struct meter_state *engine_add_meter(struct engine *e, const char *cluster, cons
     cs->meters[cs->n_meters++] = index;
     e->stats.meters = e->n_meters;
     return m;
+}
+
+/* ------------------------------------------------------------------ */
+/* What a tick looks at                                                */
+
+/* A tick marks silent the meters not heard from for grace, then closes
+ * what that, the clock and the pushes since the last tick let close
+ * (close_all has the rules). It looks only where something may have
+ * changed, so that a tick with nothing to do costs next to nothing at a
+ * million meters:
+ *
+ * - meters: the heard list holds those not silent, by last arrival, so
+ *   the ones to silence are at its head, and the first one heard from
+ *   within grace ends the walk;
+ * - clusters: those a push or a silence touched since the last tick (the
+ *   tick set), and those whose deadline has come (e->due): the first close
+ *   mark becoming final (freeze), or, in a cluster with no meter active, a
+ *   month ending by the clock. Every other cluster would do nothing in
+ *   close_all: what its closes and recloses depend on (its meters' last
+ *   samples and silences) is as it was when it was last looked at, and
+ *   nothing since made a deadline earlier (a request's recloses only close
+ *   months, which moves one later).
+ *
+ * A reload, a load, a reprice, a backfill and the end of input set
+ * tick_all: the next tick looks at every cluster, as close_all does, and
+ * schedules every deadline afresh. A load also builds the heard list. */
+
+static uint32_t meter_link(const struct engine *e, const struct meter_state *m)
+{
+    return (uint32_t)(m - e->meters) + 1;
+}
+
+static void heard_unlink(struct engine *e, struct meter_state *m)
+{
+    uint32_t prev = m->heard_prev, next = m->heard_next;
+    if (prev)
+        e->meters[prev - 1].heard_next = next;
+    else
+        e->heard_head = next;
+    if (next)
+        e->meters[next - 1].heard_prev = prev;
+    else
+        e->heard_tail = prev;
+    m->heard_prev = m->heard_next = 0;
+}
+
+/* Links m in by its last_arrival_ns: at the tail, unless the clock went
+ * back (then after the last meter heard from no later). */
+static void heard_insert(struct engine *e, struct meter_state *m)
+{
+    uint32_t after = e->heard_tail;
+    while (after && e->meters[after - 1].last_arrival_ns > m->last_arrival_ns)
+        after = e->meters[after - 1].heard_prev;
+    uint32_t at = meter_link(e, m);
+    uint32_t next = after ? e->meters[after - 1].heard_next : e->heard_head;
+    m->heard_prev = after;
+    m->heard_next = next;
+    if (after)
+        e->meters[after - 1].heard_next = at;
+    else
+        e->heard_head = at;
+    if (next)
+        e->meters[next - 1].heard_prev = at;
+    else
+        e->heard_tail = at;
+}
+
+static int heard_order(const void *a, const void *b, void *ctx)
+{
+    const struct engine *e = ctx;
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    int64_t tx = e->meters[x - 1].last_arrival_ns, ty = e->meters[y - 1].last_arrival_ns;
+    if (tx != ty)
+        return tx < ty ? -1 : 1;
+    return (x > y) - (x < y);
+}
+
+/* The heard list from the meters, as a load left them. */
+static void heard_build(struct engine *e)
+{
+    uint32_t *order = xrealloc_array(NULL, e->n_meters ? e->n_meters : 1, sizeof *order);
+    size_t n = 0;
+    for (size_t i = 0; i < e->n_meters; i++) {
+        struct meter_state *m = &e->meters[i];
+        m->heard_prev = m->heard_next = 0;
+        if (!m->silent && m->last_arrival_ns != NONE)
+            order[n++] = meter_link(e, m);
+    }
+    if (n > 1)
+        qsort_r(order, n, sizeof *order, heard_order, e);
+    e->heard_head = n ? order[0] : 0;
+    e->heard_tail = n ? order[n - 1] : 0;
+    for (size_t i = 0; i < n; i++) {
+        struct meter_state *m = &e->meters[order[i] - 1];
+        m->heard_prev = i > 0 ? order[i - 1] : 0;
+        m->heard_next = i + 1 < n ? order[i + 1] : 0;
+    }
+    free(order);
+    e->heard_stale = false;
+}
+
+/* Cluster ci is for the next tick to look at. */
+static void tick_touch(struct engine *e, size_t ci)
+{
+    struct cluster_state *cs = &e->clusters[ci];
+    if (cs->in_tick)
+        return;
+    cs->in_tick = true;
+    ARRAY_RESERVE_ONE(e->tick_set, e->n_tick_set, e->cap_tick_set);
+    e->tick_set[e->n_tick_set++] = ci;
 }
 
 /* ------------------------------------------------------------------ */
@@ -980,6 +1093,7 @@ struct engine *engine_alloc(const struct config *cfg, const struct engine_sink *
     e->cfg = cfg;
     e->interval_s = cfg->daemon.interval_s;
     e->samples = sample_mem_new();
+    e->tick_all = true;
     if (sink)
         e->sink = *sink;
     return e;
@@ -1022,6 +1136,7 @@ void engine_set_config(struct engine *e, const struct config *cfg)
         cs->cfg = config_find_cluster(cfg, cs->id);
         cs->tariff_from_s = first_tariff_from_s(cs->cfg);
     }
+    e->tick_all = true; /* grace, late_window and the clusters' configs may have moved */
     hold_update(e);
 }
 
@@ -1131,6 +1246,7 @@ static void count_blockers(struct engine *e, struct cluster_state *cs)
             cs->blockers++;
     }
     cs->blockers_valid = cs->closed_until_s != NONE;
+    cs->blockers_tick = e->ticks;
 }
 
 /* Whether instant ts_ns is within cluster c's service dates: on a day in
@@ -1176,6 +1292,7 @@ static bool unbillable_on_arrival(struct engine *e, const struct meter_state *m,
     }
     size_t ci = m ? m->cluster : engine_cluster_index(e, s->cluster);
     struct cluster_state *cs = &e->clusters[ci];
+    tick_touch(e, ci);
     freeze(e, cs, now_ns);
     if (cs->frozen_until_s != NONE && s->ts_ns < cs->frozen_until_s * NS) {
         *why = QUARANTINE_PAST_LATE_WINDOW;
@@ -1231,7 +1348,7 @@ static bool store_sample(struct engine *e, struct meter_state *m, const struct e
 /* Stretches m's span over s (stored) and marks m heard from at now_ns.
  * Returns whether cs may now close further: m is new or was silent, its
  * blockers are not counted, or m was the last one holding it back. */
-static bool take_in_span(const struct engine *e, struct cluster_state *cs, struct meter_state *m,
+static bool take_in_span(struct engine *e, struct cluster_state *cs, struct meter_state *m,
                          const struct engine_sample *s, bool new_meter, int64_t now_ns)
 {
     /* Whether a meter's last sample is past closed_until_s's next interval,
@@ -1240,13 +1357,17 @@ static bool take_in_span(const struct engine *e, struct cluster_state *cs, struc
         cs->closed_until_s == NONE ? INT64_MIN : (cs->closed_until_s + e->interval_s) * NS;
     bool was_blocker =
         !m->silent && m->last_ns != NONE && cs->closed_until_s != NONE && m->last_ns < open_from_ns;
-    bool may_close = new_meter || m->silent || !cs->blockers_valid;
+    bool may_close = new_meter || m->silent || !cs->blockers_valid || cs->blockers_tick != e->ticks;
     if (m->first_ns == NONE || s->ts_ns < m->first_ns)
         m->first_ns = s->ts_ns;
     if (m->last_ns == NONE || s->ts_ns > m->last_ns)
         m->last_ns = s->ts_ns;
+    if (!e->heard_stale && !m->silent && m->last_arrival_ns != NONE)
+        heard_unlink(e, m);
     m->last_arrival_ns = now_ns;
     m->silent = false;
+    if (!e->heard_stale)
+        heard_insert(e, m);
     if (!may_close && was_blocker && m->last_ns >= open_from_ns)
         may_close = --cs->blockers == 0;
     return may_close;
@@ -1385,56 +1506,161 @@ void engine_batch_done(struct engine *e, int64_t now_ns)
     reclose_ready(e);
 }
 
+/* Whether a meter of cs is active: not silent, with a sample. */
+static bool any_active(const struct engine *e, const struct cluster_state *cs)
+{
+    for (size_t k = 0; k < cs->n_meters; k++)
+        if (!e->meters[cs->meters[k]].silent && e->meters[cs->meters[k]].last_ns != NONE)
+            return true;
+    return false;
+}
+
+/* Months of cluster i, with no active meter, end by the clock (or the end
+ * of input); their intervals with data are all closed by now. */
+static void queue_months_by_clock(struct engine *e, size_t i, int64_t now_ns, bool all_silent)
+{
+    struct cluster_state *cs = &e->clusters[i];
+    if (!cs->cfg || (!all_silent && any_active(e, cs)))
+        return;
+    for (size_t k = 0; k < cs->n_months; k++) {
+        const struct month_state *ms = &cs->months[k];
+        if (ms->closed || !(all_silent || now_ns >= (ms->end_s + e->cfg->daemon.grace_s) * NS))
+            continue;
+        bool queued = false;
+        for (size_t q = 0; q < e->n_items; q++)
+            queued |= e->items[q].kind == CLOSE_MONTH && e->items[q].cluster == i &&
+                      e->items[q].start_s == ms->end_s - e->interval_s;
+        if (!queued)
+            add_item(e, ms->end_s - e->interval_s, i, CLOSE_MONTH);
+    }
+}
+
+/* When cluster i next needs the clock (INT64_MAX: not before something
+ * touches it): its first close mark becomes final, as freeze has it; with
+ * no meter active, a month ends by the clock, as queue_months_by_clock has
+ * it. */
+static int64_t cluster_deadline(const struct engine *e, size_t i)
+{
+    const struct cluster_state *cs = &e->clusters[i];
+    int64_t at_ns = INT64_MAX;
+    if (cs->n_marks > 0) {
+        int64_t late_ns = e->cfg->daemon.late_window_s * NS;
+        at_ns = cs->marks[0].at_ns > INT64_MAX - late_ns ? INT64_MAX : cs->marks[0].at_ns + late_ns;
+    }
+    if (cs->cfg && !any_active(e, cs))
+        for (size_t k = 0; k < cs->n_months; k++)
+            if (!cs->months[k].closed &&
+                (cs->months[k].end_s + e->cfg->daemon.grace_s) * NS < at_ns)
+                at_ns = (cs->months[k].end_s + e->cfg->daemon.grace_s) * NS;
+    return at_ns;
+}
+
+/* Puts cluster i's deadline in e->due, unless an entry no later is there. */
+static void schedule(struct engine *e, size_t i)
+{
+    struct cluster_state *cs = &e->clusters[i];
+    int64_t at_ns = cluster_deadline(e, i);
+    if (at_ns < cs->due_at_ns) {
+        deadlines_push(&e->due, at_ns, i);
+        cs->due_at_ns = at_ns;
+    }
+}
+
+/* Closes what may close in every cluster: by the meters' samples and
+ * silences (all_silent: as if every meter were silent, at the end of
+ * input), months by the clock, reopened intervals, and what becomes
+ * final. */
 static void close_all(struct engine *e, int64_t now_ns, bool all_silent)
 {
     for (size_t i = 0; i < e->n_clusters; i++)
         queue_advance(e, i, close_target(e, &e->clusters[i], all_silent), now_ns);
-    /* Months of clusters with no active meter end by the clock (or the end
-     * of input); their intervals with data are all closed by now. */
-    for (size_t i = 0; i < e->n_clusters; i++) {
-        struct cluster_state *cs = &e->clusters[i];
-        if (!cs->cfg)
-            continue;
-        bool active = false;
-        for (size_t k = 0; k < cs->n_meters && !all_silent; k++)
-            active |= !e->meters[cs->meters[k]].silent && e->meters[cs->meters[k]].last_ns != NONE;
-        if (active)
-            continue;
-        for (size_t k = 0; k < cs->n_months; k++) {
-            const struct month_state *ms = &cs->months[k];
-            if (ms->closed || !(all_silent || now_ns >= (ms->end_s + e->cfg->daemon.grace_s) * NS))
-                continue;
-            bool queued = false;
-            for (size_t q = 0; q < e->n_items; q++)
-                queued |= e->items[q].kind == CLOSE_MONTH && e->items[q].cluster == i &&
-                          e->items[q].start_s == ms->end_s - e->interval_s;
-            if (!queued)
-                add_item(e, ms->end_s - e->interval_s, i, CLOSE_MONTH);
-        }
-    }
+    for (size_t i = 0; i < e->n_clusters; i++)
+        queue_months_by_clock(e, i, now_ns, all_silent);
     bool reopened = false;
     for (size_t i = 0; i < e->n_clusters; i++)
         reopened |= all_silent ? queue_reclose(e, i, INT64_MAX) : queue_ready(e, i);
     run_items(e);
     for (size_t i = 0; reopened && i < e->n_clusters; i++)
         close_months_behind(e, &e->clusters[i]);
-    for (size_t i = 0; i < e->n_clusters; i++) {
+    for (size_t i = 0; i < e->n_clusters; i++)
         freeze(e, &e->clusters[i], now_ns);
-        e->clusters[i].blockers_valid = false; /* silences changed */
+    e->ticks++; /* silences changed: every cluster's blockers are to be counted again */
+    e->tick_looked = e->n_clusters;
+    /* Every deadline afresh. */
+    deadlines_clear(&e->due);
+    for (size_t i = 0; i < e->n_clusters; i++) {
+        e->clusters[i].due_at_ns = INT64_MAX;
+        e->clusters[i].in_tick = false;
+        schedule(e, i);
     }
+    e->n_tick_set = 0;
+}
+
+static int index_order(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* close_all, in the clusters where it would do something: the tick set
+ * and those whose deadline has come, in the order of their index as
+ * close_all takes them (freeze prices what becomes final cluster by
+ * cluster: the same rows come in the same order, and consume the caps in
+ * it). */
+static void close_due(struct engine *e, int64_t now_ns)
+{
+    size_t ci;
+    while (deadlines_pop_due(&e->due, now_ns, &ci)) {
+        e->clusters[ci].due_at_ns = INT64_MAX;
+        tick_touch(e, ci);
+    }
+    size_t *set = e->tick_set, n = e->n_tick_set;
+    if (n > 1)
+        qsort(set, n, sizeof *set, index_order);
+    for (size_t k = 0; k < n; k++)
+        queue_advance(e, set[k], close_target(e, &e->clusters[set[k]], false), now_ns);
+    for (size_t k = 0; k < n; k++)
+        queue_months_by_clock(e, set[k], now_ns, false);
+    bool reopened = false;
+    for (size_t k = 0; k < n; k++)
+        reopened |= queue_ready(e, set[k]);
+    run_items(e);
+    /* A month a late sample left open behind closed_until_s may be in any
+     * cluster, as close_all has it. */
+    for (size_t i = 0; reopened && i < e->n_clusters; i++)
+        close_months_behind(e, &e->clusters[i]);
+    for (size_t k = 0; k < n; k++)
+        freeze(e, &e->clusters[set[k]], now_ns);
+    e->ticks++;
+    e->tick_looked = n;
+    for (size_t k = 0; k < n; k++) {
+        e->clusters[set[k]].in_tick = false;
+        schedule(e, set[k]);
+    }
+    e->n_tick_set = 0;
 }
 
 void engine_tick(struct engine *e, int64_t now_ns)
 {
     if (e->hold)
         hold_call(e, HELD_TICK, NULL, NULL, now_ns);
+    if (e->heard_stale)
+        heard_build(e);
     int64_t grace_ns = e->cfg->daemon.grace_s * NS;
-    for (size_t i = 0; i < e->n_meters; i++) {
-        struct meter_state *m = &e->meters[i];
-        if (!m->silent && m->last_arrival_ns != NONE && now_ns - m->last_arrival_ns >= grace_ns)
-            m->silent = true;
+    while (e->heard_head) {
+        struct meter_state *m = &e->meters[e->heard_head - 1];
+        if (now_ns - m->last_arrival_ns < grace_ns)
+            break;
+        m->silent = true;
+        heard_unlink(e, m);
+        tick_touch(e, m->cluster);
     }
-    close_all(e, now_ns, false);
+    if (e->tick_all) {
+        e->tick_all = false;
+        close_all(e, now_ns, false);
+    } else {
+        close_due(e, now_ns);
+    }
 }
 
 void engine_finish(struct engine *e, int64_t now_ns)
@@ -1442,6 +1668,7 @@ void engine_finish(struct engine *e, int64_t now_ns)
     if (e->hold)
         hold_call(e, HELD_FINISH, NULL, NULL, now_ns);
     close_all(e, now_ns, true);
+    e->tick_all = true; /* closed as if all were silent: a later tick looks at everything */
 }
 
 void engine_stats(const struct engine *e, struct engine_stats *out)
@@ -1499,6 +1726,8 @@ void engine_free(struct engine *e)
     free(e->names);
     free(e->items);
     free(e->reopened_clusters);
+    free(e->tick_set);
+    deadlines_free(&e->due);
     hold_free(e->hold);
     free(e);
 }

@@ -6,6 +6,7 @@
 #define TARIFF_ENGINE_PRIVATE_H
 
 #include "alloc.h"
+#include "deadlines.h"
 #include "engine.h"
 
 #include <stdlib.h>
@@ -60,10 +61,14 @@ struct meter_state {
      * that a lookup touches one cache line (meter_key, meter_name). */
     char key_small[40];
     char *key_heap; /* the key when it does not fit key_small */
-    uint16_t name_offset;
     size_t cluster;
+    uint16_t name_offset;
     bool counter;
     bool silent;
+    /* The heard list (engine.c, "What a tick looks at"): the meters not
+     * silent, by last_arrival_ns; meter index + 1, 0 for none. Here the
+     * two fit in what was padding: a meter stays 128 bytes. */
+    uint32_t heard_prev, heard_next;
     struct sample_buf buf;
     int64_t first_ns, last_ns;
     int64_t last_arrival_ns;
@@ -100,6 +105,9 @@ struct cluster_state {
      * samples skip the scan over the cluster's meters. */
     size_t blockers;
     bool blockers_valid;
+    uint64_t blockers_tick; /* valid only through the tick they were counted in */
+    bool in_tick;           /* in the engine's tick_set */
+    int64_t due_at_ns;      /* its earliest entry in the engine's deadlines; INT64_MAX none */
     struct close_mark *marks;
     size_t n_marks, cap_marks;
     struct closed_row *rows; /* sorted by start_s */
@@ -191,6 +199,17 @@ struct engine {
     size_t n_items, cap_items;
     size_t *reopened_clusters; /* clusters with reopened intervals (listed) */
     size_t n_reopened_clusters, cap_reopened_clusters;
+    /* What a tick looks at (engine.c): the heard list's ends (meter index
+     * + 1, 0 for none), the clusters touched since the last tick, their
+     * deadlines, and whether the next tick must look at everything. */
+    uint32_t heard_head, heard_tail;
+    bool heard_stale; /* the list is to be built from the meters */
+    bool tick_all;
+    size_t *tick_set;
+    size_t n_tick_set, cap_tick_set;
+    struct deadlines due;
+    uint64_t ticks;     /* counts close passes; blockers_tick against it */
+    size_t tick_looked; /* clusters the last tick looked at (for the tests) */
     struct engine_stats stats;
     bool caps_known;   /* engine_caps_recovered, or loaded knowing them */
     struct hold *hold; /* while engine_waiting_for_caps; else NULL */

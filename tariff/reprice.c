@@ -271,6 +271,7 @@ bool engine_reprice(struct engine *e, const struct reprice_chunk *ch, struct rep
         error_set(err, "the yearly caps are not read back from the ledger yet");
         return false;
     }
+    e->tick_all = true; /* rows and months change here, not by the tick's rules */
     const struct cluster *c = config_find_cluster(e->cfg, ch->cluster);
     if (!c) {
         error_set(err, "cluster %s is not in the config", ch->cluster);
