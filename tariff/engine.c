@@ -235,7 +235,8 @@ struct meter_state *engine_add_meter(struct engine *e, const char *cluster, cons
  *
  * A reload, a load, a reprice, a backfill and the end of input set
  * tick_all: the next tick looks at every cluster, as close_all does, and
- * schedules every deadline afresh. A load also builds the heard list. */
+ * schedules every deadline afresh. A new or loaded engine's first tick
+ * also builds the heard list; pushes keep it from then on. */
 
 static uint32_t meter_link(const struct engine *e, const struct meter_state *m)
 {
@@ -1093,6 +1094,9 @@ struct engine *engine_alloc(const struct config *cfg, const struct engine_sink *
     e->cfg = cfg;
     e->interval_s = cfg->daemon.interval_s;
     e->samples = sample_mem_new();
+    /* The heard list is built by the first tick: `tariffd price`, which
+     * never ticks, and a replay up to its first tick do not keep it. */
+    e->heard_stale = true;
     e->tick_all = true;
     if (sink)
         e->sink = *sink;

@@ -387,7 +387,6 @@ struct engine *snapshot_read(const struct config *cfg, const struct engine_sink 
         return NULL;
     }
     struct engine *e = engine_alloc(cfg, sink);
-    e->heard_stale = true; /* the meters come with their silences: engine_tick links them */
     e->caps_known = version == 1 || get_u64(&r) != 0;
 
     for (size_t n = get_count(&r, 32), i = 0; i < n && r.ok; i++) {
