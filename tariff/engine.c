@@ -230,13 +230,23 @@ struct meter_state *engine_add_meter(struct engine *e, const char *cluster, cons
  *   month ending by the clock. Every other cluster would do nothing in
  *   close_all: what its closes and recloses depend on (its meters' last
  *   samples and silences) is as it was when it was last looked at, and
- *   nothing since made a deadline earlier (a request's recloses only close
- *   months, which moves one later).
+ *   nothing since made a deadline earlier. (A request's recloses may give
+ *   a month its first row, but only in a cluster a push just made active:
+ *   its months count for the clock once a silence, which touches it,
+ *   leaves it with no active meter.)
  *
  * A reload, a load, a reprice, a backfill and the end of input set
  * tick_all: the next tick looks at every cluster, as close_all does, and
- * schedules every deadline afresh. A new or loaded engine's first tick
- * also builds the heard list; pushes keep it from then on. */
+ * schedules every deadline afresh.
+ *
+ * The list is built (sorted) at an engine's first tick and kept by pushes
+ * from then on. A push whose arrival is not the latest (the wall clock
+ * stepped back) walks back from the tail to its place, but only a few
+ * steps: further than that the list is dropped (heard_stale), and ticks
+ * walk every meter for silence, as they all did before, until the clock
+ * has passed every arrival again and a tick builds the list anew. So a
+ * step back costs what ticks cost before, not a walk per push over every
+ * meter heard from since. */
 
 static uint32_t meter_link(const struct engine *e, const struct meter_state *m)
 {
@@ -257,13 +267,22 @@ static void heard_unlink(struct engine *e, struct meter_state *m)
     m->heard_prev = m->heard_next = 0;
 }
 
+#define HEARD_STEPS_BACK 16
+
 /* Links m in by its last_arrival_ns: at the tail, unless the clock went
- * back (then after the last meter heard from no later). */
+ * back (then after the last meter heard from no later), or drops the list
+ * when that is more than HEARD_STEPS_BACK meters back. */
 static void heard_insert(struct engine *e, struct meter_state *m)
 {
     uint32_t after = e->heard_tail;
-    while (after && e->meters[after - 1].last_arrival_ns > m->last_arrival_ns)
+    for (int steps = 0; after && e->meters[after - 1].last_arrival_ns > m->last_arrival_ns;
+         steps++) {
+        if (steps == HEARD_STEPS_BACK) {
+            e->heard_stale = true;
+            return;
+        }
         after = e->meters[after - 1].heard_prev;
+    }
     uint32_t at = meter_link(e, m);
     uint32_t next = after ? e->meters[after - 1].heard_next : e->heard_head;
     m->heard_prev = after;
@@ -288,7 +307,7 @@ static int heard_order(const void *a, const void *b, void *ctx)
     return (x > y) - (x < y);
 }
 
-/* The heard list from the meters, as a load left them. */
+/* The heard list from the meters' silences and arrivals. */
 static void heard_build(struct engine *e)
 {
     uint32_t *order = xrealloc_array(NULL, e->n_meters ? e->n_meters : 1, sizeof *order);
@@ -1519,6 +1538,15 @@ static bool any_active(const struct engine *e, const struct cluster_state *cs)
     return false;
 }
 
+/* When month ms of a cluster with no active meter ends by the clock: grace
+ * after its end (INT64_MAX when that is past what int64 holds, as with a
+ * grace of centuries). */
+static int64_t month_clock_close_ns(const struct engine *e, const struct month_state *ms)
+{
+    int64_t s = ms->end_s + e->cfg->daemon.grace_s;
+    return s > INT64_MAX / NS ? INT64_MAX : s * NS;
+}
+
 /* Months of cluster i, with no active meter, end by the clock (or the end
  * of input); their intervals with data are all closed by now. */
 static void queue_months_by_clock(struct engine *e, size_t i, int64_t now_ns, bool all_silent)
@@ -1528,7 +1556,7 @@ static void queue_months_by_clock(struct engine *e, size_t i, int64_t now_ns, bo
         return;
     for (size_t k = 0; k < cs->n_months; k++) {
         const struct month_state *ms = &cs->months[k];
-        if (ms->closed || !(all_silent || now_ns >= (ms->end_s + e->cfg->daemon.grace_s) * NS))
+        if (ms->closed || !(all_silent || now_ns >= month_clock_close_ns(e, ms)))
             continue;
         bool queued = false;
         for (size_t q = 0; q < e->n_items; q++)
@@ -1553,9 +1581,8 @@ static int64_t cluster_deadline(const struct engine *e, size_t i)
     }
     if (cs->cfg && !any_active(e, cs))
         for (size_t k = 0; k < cs->n_months; k++)
-            if (!cs->months[k].closed &&
-                (cs->months[k].end_s + e->cfg->daemon.grace_s) * NS < at_ns)
-                at_ns = (cs->months[k].end_s + e->cfg->daemon.grace_s) * NS;
+            if (!cs->months[k].closed && month_clock_close_ns(e, &cs->months[k]) < at_ns)
+                at_ns = month_clock_close_ns(e, &cs->months[k]);
     return at_ns;
 }
 
@@ -1648,16 +1675,33 @@ void engine_tick(struct engine *e, int64_t now_ns)
 {
     if (e->hold)
         hold_call(e, HELD_TICK, NULL, NULL, now_ns);
-    if (e->heard_stale)
-        heard_build(e);
     int64_t grace_ns = e->cfg->daemon.grace_s * NS;
-    while (e->heard_head) {
-        struct meter_state *m = &e->meters[e->heard_head - 1];
-        if (now_ns - m->last_arrival_ns < grace_ns)
-            break;
-        m->silent = true;
-        heard_unlink(e, m);
-        tick_touch(e, m->cluster);
+    if (e->heard_stale) {
+        /* No list: every meter, as every tick did before it. */
+        int64_t latest_ns = INT64_MIN;
+        for (size_t i = 0; i < e->n_meters; i++) {
+            struct meter_state *m = &e->meters[i];
+            if (m->silent || m->last_arrival_ns == NONE)
+                continue;
+            if (now_ns - m->last_arrival_ns >= grace_ns) {
+                m->silent = true;
+                tick_touch(e, m->cluster);
+            } else if (m->last_arrival_ns > latest_ns) {
+                latest_ns = m->last_arrival_ns;
+            }
+        }
+        /* Pushes from now on come at the list's tail again. */
+        if (latest_ns <= now_ns)
+            heard_build(e);
+    } else {
+        while (e->heard_head) {
+            struct meter_state *m = &e->meters[e->heard_head - 1];
+            if (now_ns - m->last_arrival_ns < grace_ns)
+                break;
+            m->silent = true;
+            heard_unlink(e, m);
+            tick_touch(e, m->cluster);
+        }
     }
     if (e->tick_all) {
         e->tick_all = false;

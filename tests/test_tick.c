@@ -42,6 +42,12 @@
     "contract_kw = 50\n"                                                                           \
     "[cluster c3]\ntenant = t2\nsite = s1\ninventory = dom*2, for*1\ntransformer_kva = 500\n"      \
     "contract_kw = 50\n"                                                                           \
+    "[cluster c4]\ntenant = t2\nsite = s1\ninventory = dom*1, for*1\ntransformer_kva = 500\n"      \
+    "contract_kw = 50\n"                                                                           \
+    "[cluster c5]\ntenant = t1\nsite = s1\ninventory = dom*1\ntransformer_kva = 500\n"             \
+    "contract_kw = 50\n"                                                                           \
+    "[cluster c6]\ntenant = t2\nsite = s1\ninventory = dom*2, for*2\ntransformer_kva = 500\n"      \
+    "contract_kw = 50\n"                                                                           \
     "[tariff tf @ 2025-01-01]\nutc_offset = +08:00\nprice.valley = 0.25\nprice.flat = 0.5\n"       \
     "price.peak = 1.0\nsurcharge = 0.02\n"                                                         \
     "profile.base = 00:00 valley, 08:00 flat, 18:00 peak, 23:00 flat\nmonths = jan-dec base\n"     \
@@ -50,8 +56,13 @@
     "basis = energy\nmode = pro_rata\ncap_cny_per_year = 40\n"
 
 static const char tick_config[] = TICK_CONFIG("grace = 2m\nlate_window = 1h\n");
-/* What a reload may bring: other silences and finals. */
+/* What a reload may bring: other silences and finals, and finals sooner
+ * than silences. */
 static const char tick_config_reloaded[] = TICK_CONFIG("grace = 5m\nlate_window = 2h\n");
+static const char tick_config_short_window[] = TICK_CONFIG("grace = 30m\nlate_window = 5m\n");
+/* A grace of centuries: a month's end plus grace is past what int64
+ * nanoseconds hold. */
+static const char tick_config_long_grace[] = TICK_CONFIG("grace = 106751d\nlate_window = 1h\n");
 
 /* ---------------------------------------------------------------- */
 /* A sink that writes every row as text                              */
@@ -111,7 +122,7 @@ static void on_quarantine(void *ctx, const struct engine_sample *s, const char *
 /* Two engines, the same calls                                       */
 
 struct pair {
-    struct config *cfg, *cfg_reloaded, *cfg_in_force;
+    struct config *cfg, *cfg_reloaded, *cfg_short_window, *cfg_long_grace, *cfg_in_force;
     struct trace ta, tb;
     struct engine *a; /* as the daemon runs it */
     struct engine *b; /* the reference: every tick looks at everything */
@@ -133,7 +144,10 @@ static void pair_open(struct pair *p)
     struct errors errs = {0};
     p->cfg = config_from_string("tick.conf", tick_config, &errs);
     p->cfg_reloaded = config_from_string("tick.conf", tick_config_reloaded, &errs);
-    ck_assert_msg(p->cfg && p->cfg_reloaded, "the test configs do not load");
+    p->cfg_short_window = config_from_string("tick.conf", tick_config_short_window, &errs);
+    p->cfg_long_grace = config_from_string("tick.conf", tick_config_long_grace, &errs);
+    ck_assert_msg(p->cfg && p->cfg_reloaded && p->cfg_short_window && p->cfg_long_grace,
+                  "the test configs do not load");
     p->cfg_in_force = p->cfg;
     p->a = new_engine(p, &p->ta);
     p->b = new_engine(p, &p->tb);
@@ -145,6 +159,8 @@ static void pair_close(struct pair *p)
     engine_free(p->b);
     config_free(p->cfg);
     config_free(p->cfg_reloaded);
+    config_free(p->cfg_short_window);
+    config_free(p->cfg_long_grace);
     free(p->ta.text);
     free(p->tb.text);
 }
@@ -190,9 +206,27 @@ static void pair_check_state(struct pair *p, unsigned seed)
             "seed %u, step %d: cluster %s is not as the reference has it", seed, p->step, x->id);
         for (size_t k = 0; k < x->n_months; k++)
             ck_assert_msg(x->months[k].closed == y->months[k].closed &&
-                              x->months[k].revision == y->months[k].revision,
+                              x->months[k].revision == y->months[k].revision &&
+                              x->months[k].net_cny4 == y->months[k].net_cny4 &&
+                              x->months[k].subsidy_cny4 == y->months[k].subsidy_cny4,
                           "seed %u, step %d: a month of %s is not as the reference has it", seed,
                           p->step, x->id);
+        for (size_t k = 0; k < x->n_marks; k++)
+            ck_assert_msg(x->marks[k].at_ns == y->marks[k].at_ns &&
+                              x->marks[k].upto_s == y->marks[k].upto_s,
+                          "seed %u, step %d: a close mark of %s is not as the reference has it",
+                          seed, p->step, x->id);
+        for (size_t k = 0; k < x->n_rows; k++)
+            ck_assert_msg(x->rows[k].start_s == y->rows[k].start_s &&
+                              x->rows[k].revision == y->rows[k].revision &&
+                              x->rows[k].net_cny4 == y->rows[k].net_cny4 &&
+                              x->rows[k].subsidy_cny4 == y->rows[k].subsidy_cny4,
+                          "seed %u, step %d: a row of %s is not as the reference has it", seed,
+                          p->step, x->id);
+        for (size_t k = 0; k < x->n_reopened; k++)
+            ck_assert_msg(x->reopened[k] == y->reopened[k],
+                          "seed %u, step %d: a reopened interval of %s is not the reference's",
+                          seed, p->step, x->id);
     }
     ck_assert_uint_eq(a->n_meters, b->n_meters);
     for (size_t i = 0; i < a->n_meters; i++)
@@ -250,30 +284,67 @@ static uint32_t next_random(uint32_t *state)
     return *state;
 }
 
-/* A random day and a half of a fleet of meters across a month's end:
- * the wall clock mostly steps a few seconds, sometimes minutes or hours
- * (meters fall silent, intervals become final, a month ends by the
- * clock), and now and then goes back a little; samples come mostly on
- * time, some late, some duplicated, some beyond max_future; requests end,
- * ticks come, the daemon's engine is saved and loaded, the config is
- * reloaded. */
+/* Through its meter's handle, as the daemon pushes a known meter. */
+static void pair_push_meter(struct pair *p, const char *cluster, const char *meter,
+                            enum sample_kind kind, int64_t ts_ns, double value)
+{
+    size_t ha = engine_meter_handle(p->a, cluster, meter);
+    size_t hb = engine_meter_handle(p->b, cluster, meter);
+    struct engine_sample s = {cluster, meter, kind, ts_ns, value};
+    struct error ea, eb;
+    bool a = engine_push_meter(p->a, &s, ha, p->now_ns, &ea);
+    bool b = engine_push_meter(p->b, &s, hb, p->now_ns, &eb);
+    ck_assert_int_eq(a, b);
+}
+
+/* A random day and a half of six clusters of five meters across a
+ * month's end: the wall clock mostly steps a few seconds, sometimes
+ * minutes or hours (meters fall silent, intervals become final, a month
+ * ends by the clock), now and then goes back a little, and rarely back by
+ * up to two hours; samples come mostly on time, some late, some
+ * duplicated, some beyond max_future, some through a handle; requests
+ * end, ticks come, the daemon's engine is saved and loaded, the config is
+ * reloaded (another grace and late window, a late window shorter than
+ * grace, a grace of centuries), samples are quarantined by hand, input
+ * ends and goes on. Every third seed starts waiting for the yearly caps,
+ * holding its calls until they are read back. */
 static void run_random(unsigned seed, int steps)
 {
-    static const char *const clusters[] = {"c1", "c2", "c3", "c9"}; /* c9: unknown */
-    static const char *const meters[] = {"p1", "p2", "p3", "k1"};   /* k1: a counter */
+    static const char *const clusters[] = {"c1", "c2", "c3", "c4",
+                                           "c5", "c6", "c9"};           /* c9: unknown */
+    static const char *const meters[] = {"p1", "p2", "p3", "p4", "k1"}; /* k1: a counter */
+    enum { CLUSTERS = 7, METERS = 5 };
     struct pair p;
     pair_open(&p);
+    bool waiting = seed % 3 == 0;
+    if (waiting) {
+        /* new_engine recovered the caps; these wait. */
+        engine_free(p.a);
+        engine_free(p.b);
+        struct engine_sink sa = {&p.ta, on_billing, on_demand, on_quarantine, NULL};
+        struct engine_sink sb = {&p.tb, on_billing, on_demand, on_quarantine, NULL};
+        p.a = engine_new(p.cfg_in_force, &sa);
+        p.b = engine_new(p.cfg_in_force, &sb);
+        ck_assert(engine_waiting_for_caps(p.a));
+    }
     uint32_t rnd = seed * 2654435761u + 1;
     /* 2025-01-31 20:00 +08:00: the month ends four hours in. */
     p.now_ns = (int64_t)1738324800 * NS;
-    double counter[4][4] = {{0}};
-    int64_t last_ts[4][4] = {{0}};
+    double counter[CLUSTERS] = {0};
+    int64_t last_ts[CLUSTERS][METERS] = {{0}};
+    struct config *const configs[] = {p.cfg, p.cfg_reloaded, p.cfg_short_window, p.cfg_long_grace};
     for (p.step = 0; p.step < steps; p.step++) {
+        if (waiting && p.step == 300) {
+            engine_set_cap_consumed(p.a, "t1", "pa", 2025, 350000);
+            engine_set_cap_consumed(p.b, "t1", "pa", 2025, 350000);
+            engine_caps_recovered(p.a);
+            engine_caps_recovered(p.b);
+            waiting = false;
+        }
         uint32_t r = next_random(&rnd) % 1000;
         if (r < 600) {
-            int c =
-                (int)(next_random(&rnd) % 4 == 0 ? next_random(&rnd) % 4 : next_random(&rnd) % 3);
-            int m = (int)(next_random(&rnd) % 4);
+            int c = (int)(next_random(&rnd) % 8 == 0 ? 6 : next_random(&rnd) % 6);
+            int m = (int)(next_random(&rnd) % METERS);
             uint32_t when = next_random(&rnd) % 100;
             int64_t ts = p.now_ns - (int64_t)(next_random(&rnd) % 20) * NS;
             if (when < 8)
@@ -283,39 +354,54 @@ static void run_random(unsigned seed, int steps)
             else if (when < 14)
                 ts = p.now_ns + (int64_t)(next_random(&rnd) % 900) * NS; /* maybe too far ahead */
             ts -= ts % NS;
-            if (m == 3) {
-                counter[c][m] += (double)(next_random(&rnd) % 5000) / 100.0;
-                pair_push(&p, clusters[c], meters[m], SAMPLE_COUNTER, ts, counter[c][m]);
-            } else {
-                double kw = (double)(next_random(&rnd) % 20000) / 100.0;
-                pair_push(&p, clusters[c], meters[m], SAMPLE_POWER, ts, kw);
-            }
+            enum sample_kind kind = m == METERS - 1 ? SAMPLE_COUNTER : SAMPLE_POWER;
+            double value = (double)(next_random(&rnd) % 20000) / 100.0;
+            if (kind == SAMPLE_COUNTER)
+                value = counter[c] += value / 4;
+            if (next_random(&rnd) % 2)
+                pair_push(&p, clusters[c], meters[m], kind, ts, value);
+            else
+                pair_push_meter(&p, clusters[c], meters[m], kind, ts, value);
             if (ts > last_ts[c][m])
                 last_ts[c][m] = ts;
         } else if (r < 700) {
             pair_batch_done(&p);
-        } else if (r < 960) {
+        } else if (r < 955) {
             pair_tick(&p, seed);
-        } else if (r < 965) {
+        } else if (r < 962) {
             pair_reload_a(&p);
         } else if (r < 968) {
-            p.cfg_in_force = p.cfg_in_force == p.cfg ? p.cfg_reloaded : p.cfg;
+            p.cfg_in_force = configs[next_random(&rnd) % 4];
             engine_set_config(p.a, p.cfg_in_force);
             engine_set_config(p.b, p.cfg_in_force);
+        } else if (r < 972) {
+            struct engine_sample s = {clusters[next_random(&rnd) % 6], "p1", SAMPLE_POWER, p.now_ns,
+                                      1.0};
+            engine_quarantine(p.a, &s, "refused by hand");
+            engine_quarantine(p.b, &s, "refused by hand");
+        } else if (r < 973) {
+            engine_finish(p.a, p.now_ns);
+            engine_finish(p.b, p.now_ns);
         }
-        /* The clock: mostly seconds, now and then minutes or hours, and
-         * back a little. */
+        /* The clock: mostly seconds, now and then minutes or hours, back
+         * a little, and rarely back a lot (the wall clock stepped). */
         uint32_t jump = next_random(&rnd) % 1000;
         if (jump < 900)
             p.now_ns += (int64_t)(next_random(&rnd) % 15) * NS;
         else if (jump < 985)
             p.now_ns += (int64_t)(60 + next_random(&rnd) % 600) * NS;
-        else if (jump < 995)
+        else if (jump < 994)
             p.now_ns += (int64_t)(3600 + next_random(&rnd) % 7200) * NS;
-        else
+        else if (jump < 998)
             p.now_ns -= (int64_t)(next_random(&rnd) % 30) * NS;
+        else
+            p.now_ns -= (int64_t)(next_random(&rnd) % 7200) * NS;
         if (p.step % 64 == 0)
             pair_check(&p, seed);
+    }
+    if (waiting) {
+        engine_caps_recovered(p.a);
+        engine_caps_recovered(p.b);
     }
     pair_tick(&p, seed);
     engine_finish(p.a, p.now_ns);
@@ -433,6 +519,89 @@ START_TEST(test_heard_list_keeps_arrival_order)
 }
 END_TEST
 
+/* The wall clock stepping back: a push a few meters out of order goes to
+ * its place in the heard list; one further back drops the list, ticks
+ * silence by looking at every meter, and once the clock has passed every
+ * arrival again a tick builds the list anew. Silences come at the same
+ * ticks as the reference's all along. */
+START_TEST(test_clock_stepping_back_keeps_silences_exact)
+{
+    unsigned seed = 0;
+    struct pair p;
+    pair_open(&p);
+    int64_t t0 = (int64_t)1738324800 * NS;
+    static const char *const clusters[] = {"c1", "c2", "c3", "c4", "c5", "c6"};
+    char meter[8];
+    /* 30 meters heard from at t0 + 0..29 s, one a second. */
+    for (int i = 0; i < 30; i++) {
+        p.now_ns = t0 + i * NS;
+        snprintf(meter, sizeof meter, "p%d", i / 6);
+        pair_push(&p, clusters[i % 6], meter, SAMPLE_POWER, t0, 10);
+    }
+    pair_tick(&p, seed);
+    ck_assert(!p.a->heard_stale);
+    /* Back to t0 + 25 s: the meter pushed goes four places back. */
+    p.now_ns = t0 + 25 * NS;
+    pair_push(&p, "c1", "p0", SAMPLE_POWER, t0 + NS, 10);
+    ck_assert(!p.a->heard_stale);
+    /* Back to t0 + 2 s: 27 places back, past HEARD_STEPS_BACK: no list. */
+    p.now_ns = t0 + 2 * NS;
+    pair_push(&p, "c2", "p0", SAMPLE_POWER, t0 + NS, 10);
+    ck_assert(p.a->heard_stale);
+    /* A tick while the clock is still behind the latest arrival (+29 s)
+     * leaves it so. */
+    p.now_ns = t0 + 3 * NS;
+    pair_tick(&p, seed);
+    ck_assert(p.a->heard_stale);
+    /* Ticks from t0 + 100 s: silences by every meter's own arrival. */
+    for (int64_t at = 100; at <= 160; at += 3) {
+        p.now_ns = t0 + at * NS;
+        pair_tick(&p, seed);
+    }
+    /* Every arrival is behind the clock now: the list is back. */
+    ck_assert(!p.a->heard_stale);
+    p.now_ns = t0 + 170 * NS;
+    pair_push(&p, "c3", "p1", SAMPLE_POWER, t0 + 2 * NS, 10);
+    p.now_ns = t0 + 300 * NS;
+    pair_tick(&p, seed);
+    ck_assert(!p.a->heard_stale);
+    ck_assert_uint_eq(p.a->heard_head, 0); /* all silent */
+    pair_check(&p, seed);
+    pair_close(&p);
+}
+END_TEST
+
+/* A month of a cluster with no active meter ends by the clock grace after
+ * its end; with a grace of centuries that time is past what int64
+ * nanoseconds hold, and it never comes (it wrapped negative, and the
+ * month closed at once). */
+START_TEST(test_grace_of_centuries_closes_no_month_by_the_clock)
+{
+    unsigned seed = 0;
+    struct pair p;
+    pair_open(&p);
+    int64_t t0 = (int64_t)1738324800 * NS; /* 2025-01-31 20:00 +08:00 */
+    p.now_ns = t0;
+    pair_push(&p, "c1", "p1", SAMPLE_POWER, t0 - 600 * NS, 100);
+    pair_push(&p, "c1", "p1", SAMPLE_POWER, t0, 100);
+    p.now_ns = t0 + 200 * NS; /* grace 2m: silent, its intervals closed */
+    pair_tick(&p, seed);
+    ck_assert(p.a->meters[0].silent);
+    p.cfg_in_force = p.cfg_long_grace;
+    engine_set_config(p.a, p.cfg_in_force);
+    engine_set_config(p.b, p.cfg_in_force);
+    for (int64_t at = 300; at < 6 * 3600; at += 600) { /* past the month's end */
+        p.now_ns = t0 + at * NS;
+        pair_tick(&p, seed);
+    }
+    ck_assert_ptr_nonnull(p.ta.text); /* the intervals' rows */
+    ck_assert_ptr_null(strstr(p.ta.text, "\nD "));
+    ck_assert(strncmp(p.ta.text, "D ", 2) != 0);
+    pair_check(&p, seed);
+    pair_close(&p);
+}
+END_TEST
+
 /* The heap under the deadlines: what is due comes out earliest first, and
  * nothing before its time. */
 START_TEST(test_deadlines_come_out_in_time_order)
@@ -473,10 +642,12 @@ static Suite *tick_suite(void)
 {
     Suite *s = suite_create("tick");
     TCase *tc = tcase_create("tick");
-    tcase_set_timeout(tc, 120);
+    tcase_set_timeout(tc, 280); /* the random days take 45 s under the sanitizers */
     tcase_add_test(tc, test_deadlines_come_out_in_time_order);
     tcase_add_test(tc, test_heard_list_keeps_arrival_order);
     tcase_add_test(tc, test_silence_comes_to_each_meter_after_its_own_grace);
+    tcase_add_test(tc, test_clock_stepping_back_keeps_silences_exact);
+    tcase_add_test(tc, test_grace_of_centuries_closes_no_month_by_the_clock);
     tcase_add_test(tc, test_ticks_give_what_looking_at_everything_gives);
     suite_add_tcase(s, tc);
     return s;
