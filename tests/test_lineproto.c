@@ -1769,11 +1769,9 @@ START_TEST(test_cached_key_rest_read_as_the_full_parse_reads_it)
 }
 END_TEST
 
-/* The one-pass read takes digits eight at a time where eight bytes can be
- * read before the buffer ends, and one at a time in the last seven: every
- * length of integer part, fraction and timestamp, at every alignment,
- * with more lines after it (words) and as the buffer's last bytes (bytes),
- * gives what lp_parse gives. */
+/* Every length of integer part, fraction and timestamp the one-pass read
+ * takes or leaves, with more lines after it and as the buffer's last
+ * bytes, gives what lp_parse gives. */
 START_TEST(test_digit_runs_read_as_the_full_parse_reads_them)
 {
     static const char digits[] = "9081726354453627189";
@@ -1788,8 +1786,8 @@ START_TEST(test_digit_runs_read_as_the_full_parse_reads_them)
                     snprintf(value + n, sizeof value - (size_t)n, ".%.*s%s", frac > 19 ? 19 : frac,
                              digits + 1, frac > 19 ? "5" : "");
                 snprintf(ts, sizeof ts, "%.*s", tsn, digits + 2);
-                for (int pad = 0; pad < 8; pad++) {
-                    /* pad shifts the rest against the words the reader loads */
+                for (int pad = 0; pad < 8; pad += 5) {
+                    /* pad moves the rest within the buffer */
                     snprintf(text, sizeof text,
                              "power,cluster=c,meter=a kw=1 5\n"
                              "power,cluster=c,meter=a%.*s kw=1 5\n"
@@ -1809,9 +1807,9 @@ START_TEST(test_digit_runs_read_as_the_full_parse_reads_them)
             }
         }
     }
-    /* What the word-wise read gives, looked at directly: eight, sixteen
-     * and seventeen digits, and a run of digits in the bytes after a
-     * line's end (the next line's) not taken into it. */
+    /* What it gives, looked at directly: eight, sixteen and seventeen
+     * digits, and a run of digits in the bytes after a line's end (the
+     * next line's) not taken into it. */
     ck_assert_str_eq(error_in("power,cluster=c,meter=a kw=1 5\n"
                               "power,cluster=c,meter=a kw=12345678 1234567890123456\n"
                               "power,cluster=c,meter=a kw=1234567.1234567891 12345678901234567\n"
@@ -1825,6 +1823,77 @@ START_TEST(test_digit_runs_read_as_the_full_parse_reads_them)
     ck_assert(rec.points[2].value == 1234567.1234567891);
     ck_assert_int_eq(rec.points[2].ts_ns, 12345678901234567LL);
     ck_assert_int_eq(rec.points[3].ts_ns, 9);
+}
+END_TEST
+
+/* A timestamp of the same bytes as the line before is not read again: only
+ * the same bytes, of the same length, give the same time; a request's
+ * precision applies to its own lines, whatever the request before had. */
+START_TEST(test_repeated_timestamp_is_the_same_time)
+{
+    static const char *const pairs[][2] = {
+        {"1764518400", "1764518400"},               /* the same */
+        {"1764518400", "1764518401"},               /* the last byte differs */
+        {"1764518400", "2764518400"},               /* the first byte differs */
+        {"1764518400", "1764519400"},               /* a middle byte, in both words */
+        {"12345678", "12345679"},                   /* 8 bytes: the words are one */
+        {"12345678", "123456789"},                  /* a longer one that starts the same */
+        {"123456789", "12345678"},                  /* a shorter one */
+        {"1111111111", "111111111"},                /* shorter, the same first and last 8 */
+        {"111111111", "11111111111"},               /* longer, the same first and last 8 */
+        {"1234567890123456", "1234567890123457"},   /* 16 bytes */
+        {"12345678901234567", "12345678901234567"}, /* 17: not kept, read each time */
+        {"12345678901234567", "12345678801234567"}, /* 17, only the 9th byte differs */
+        {"1234567", "1234567"},                     /* 7: not kept */
+        {"1764518400", "17645184x0"},               /* the same length, not a number */
+    };
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        char text[256];
+        snprintf(text, sizeof text,
+                 "power,cluster=c,meter=a kw=1 5\npower,cluster=c,meter=a kw=1 %s\n"
+                 "power,cluster=c,meter=a kw=2 %s\npower,cluster=c,meter=a kw=3 %s\n",
+                 pairs[i][0], pairs[i][1], pairs[i][0]);
+        error_in(text, LP_PRECISION_S);
+        error_in(text, LP_PRECISION_NS);
+    }
+    ck_assert_str_eq(error_in("power,cluster=c,meter=a kw=1 5\n"
+                              "power,cluster=c,meter=a kw=1 1764518400\n"
+                              "power,cluster=c,meter=a kw=1 1764518401\n"
+                              "power,cluster=c,meter=a kw=1 1764518401\n"
+                              "power,cluster=c,meter=a kw=1 2764518401\n",
+                              LP_PRECISION_S),
+                     "");
+    ck_assert_int_eq(rec.points[1].ts_ns, 1764518400 * 1000000000LL);
+    ck_assert_int_eq(rec.points[2].ts_ns, 1764518401 * 1000000000LL);
+    ck_assert_int_eq(rec.points[3].ts_ns, 1764518401 * 1000000000LL);
+    ck_assert_int_eq(rec.points[4].ts_ns, 2764518401 * 1000000000LL);
+    /* A line whose space after the fields is the very end of a buffer of
+     * just its size (a point without a timestamp), before any timestamp
+     * was kept: nothing past it is read (which the sanitizer build would
+     * report). */
+    static const char bare[] = "power,cluster=c,meter=a kw=1 5\npower,cluster=c,meter=a kw=1 ";
+    char *exact = malloc(sizeof bare - 1);
+    memcpy(exact, bare, sizeof bare - 1);
+    ck_assert(run_len(exact, sizeof bare - 1, LP_PRECISION_S));
+    free(exact);
+    ck_assert_int_eq(rec.n, 2);
+    ck_assert(!rec.points[1].has_ts);
+    /* One cache, two requests in two precisions, the same bytes. */
+    struct lp_cache *cache = lp_cache_new(SIZE_MAX);
+    static const char body[] = "power,cluster=c,meter=a kw=1 1764518400\n"
+                               "power,cluster=c,meter=a kw=1 1764518400\n";
+    size_t consumed;
+    struct lp_error e;
+    memset(&rec, 0, sizeof rec);
+    ck_assert(lp_parse_cached(body, sizeof body - 1, false, LP_PRECISION_S, cache, record, &rec,
+                              NULL, &e, &consumed));
+    ck_assert(lp_parse_cached(body, sizeof body - 1, false, LP_PRECISION_MS, cache, record, &rec,
+                              NULL, &e, &consumed));
+    ck_assert_int_eq(rec.n, 4);
+    ck_assert_int_eq(rec.points[1].ts_ns, 1764518400 * 1000000000LL);
+    ck_assert_int_eq(rec.points[2].ts_ns, 1764518400 * 1000000LL);
+    ck_assert_int_eq(rec.points[3].ts_ns, 1764518400 * 1000000LL);
+    lp_cache_free(cache);
 }
 END_TEST
 
@@ -2141,11 +2210,13 @@ static Suite *lineproto_suite(void)
     suite_add_tcase(s, strings);
 
     TCase *cache = tcase_create("series cache");
+    tcase_set_timeout(cache, 60); /* the digit runs take seconds under the sanitizers */
     tcase_add_test(cache, test_memo_stays_with_the_series_key);
     tcase_add_test(cache, test_keys_that_are_not_cached);
     tcase_add_test(cache, test_cached_key_gives_the_same_errors);
     tcase_add_test(cache, test_cached_key_rest_read_as_the_full_parse_reads_it);
     tcase_add_test(cache, test_digit_runs_read_as_the_full_parse_reads_them);
+    tcase_add_test(cache, test_repeated_timestamp_is_the_same_time);
     tcase_add_test(cache, test_predicted_key_is_only_taken_whole);
     tcase_add_test(cache, test_cache_holds_many_keys);
     tcase_add_test(cache, test_cache_is_bounded);
