@@ -1616,8 +1616,13 @@ static void close_all(struct engine *e, int64_t now_ns, bool all_silent)
     for (size_t i = 0; i < e->n_clusters; i++)
         freeze(e, &e->clusters[i], now_ns);
     e->ticks++; /* silences changed: every cluster's blockers are to be counted again */
-    e->tick_looked = e->n_clusters;
-    /* Every deadline afresh. */
+}
+
+/* A tick that looks at every cluster: close_all, then every deadline
+ * afresh and an empty tick set. */
+static void close_everything(struct engine *e, int64_t now_ns)
+{
+    close_all(e, now_ns, false);
     deadlines_clear(&e->due);
     for (size_t i = 0; i < e->n_clusters; i++) {
         e->clusters[i].due_at_ns = INT64_MAX;
@@ -1625,6 +1630,7 @@ static void close_all(struct engine *e, int64_t now_ns, bool all_silent)
         schedule(e, i);
     }
     e->n_tick_set = 0;
+    e->tick_looked = e->n_clusters;
 }
 
 static int index_order(const void *a, const void *b)
@@ -1705,7 +1711,7 @@ void engine_tick(struct engine *e, int64_t now_ns)
     }
     if (e->tick_all) {
         e->tick_all = false;
-        close_all(e, now_ns, false);
+        close_everything(e, now_ns);
     } else {
         close_due(e, now_ns);
     }
