@@ -1335,10 +1335,9 @@ static bool changes_final_interval(const struct engine *e, const struct cluster_
     size_t i = sample_buf_lower_bound(&m->buf, s->ts_ns);
     if (i == 0 || i >= m->buf.n)
         return false;
-    const struct sample *before = sample_buf_at(&m->buf, i - 1);
-    const struct sample *after = sample_buf_at(&m->buf, i);
-    bool integrated = m->counter || after->ts_ns - before->ts_ns <= e->cfg->daemon.max_gap_s * NS;
-    return integrated && after->ts_ns != s->ts_ns && before->ts_ns < cs->frozen_until_s * NS;
+    int64_t before_ns = sample_buf_ts(&m->buf, i - 1), after_ns = sample_buf_ts(&m->buf, i);
+    bool integrated = m->counter || after_ns - before_ns <= e->cfg->daemon.max_gap_s * NS;
+    return integrated && after_ns != s->ts_ns && before_ns < cs->frozen_until_s * NS;
 }
 
 /* Stores s in m's buffer, at index *at. Returns false, storing nothing,
@@ -1408,12 +1407,12 @@ static bool take_in_span(struct engine *e, struct cluster_state *cs, struct mete
 static void reopen_closed(struct engine *e, struct cluster_state *cs, const struct meter_state *m,
                           size_t at, int64_t lo_ns)
 {
-    int64_t hi_ns = sample_buf_at(&m->buf, at + 1 < m->buf.n ? at + 1 : at)->ts_ns; /* or itself */
+    int64_t hi_ns = sample_buf_ts(&m->buf, at + 1 < m->buf.n ? at + 1 : at); /* or itself */
     if (!m->counter && at > 0 && at + 1 < m->buf.n) {
         /* Inside the meter's span (not a new first or last sample, which
          * brings the intervals up to its neighbour into the span: they get
          * rows even with no energy). */
-        int64_t t = sample_buf_at(&m->buf, at)->ts_ns;
+        int64_t t = sample_buf_ts(&m->buf, at);
         int64_t max_gap_ns = e->cfg->daemon.max_gap_s * NS;
         if (t - lo_ns > max_gap_ns)
             lo_ns = t;
@@ -1473,7 +1472,7 @@ static bool push(struct engine *e, const struct engine_sample *s, size_t meter, 
      * an append the previous last sample, known without reading the (cold)
      * buffer. Closed intervals among them are reopened. */
     int64_t lo_ns = appended ? (prev_last_ns != NONE ? prev_last_ns : s->ts_ns)
-                    : at > 0 ? sample_buf_at(&m->buf, at - 1)->ts_ns
+                    : at > 0 ? sample_buf_ts(&m->buf, at - 1)
                              : s->ts_ns;
     if (cs->closed_until_s != NONE && lo_ns < cs->closed_until_s * NS)
         reopen_closed(e, cs, m, at, lo_ns);

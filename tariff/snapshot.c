@@ -197,8 +197,9 @@ void *snapshot_write(const struct engine *e, size_t *len, int version)
         put_i64(&w, m->last_arrival_ns);
         put_u64(&w, m->buf.n);
         for (size_t k = 0; k < m->buf.n; k++) {
-            put_i64(&w, sample_buf_at(&m->buf, k)->ts_ns);
-            put_f64(&w, sample_buf_at(&m->buf, k)->value);
+            struct sample sample = sample_buf_get(&m->buf, k);
+            put_i64(&w, sample.ts_ns);
+            put_f64(&w, sample.value);
         }
     }
 
