@@ -43,8 +43,10 @@ struct offline_run {
     bool io_error;
     double power_scale; /* every value read is multiplied by it (--compare's ALT) */
     struct engine_sink sink;
-    size_t *handles; /* by series: the engine's meter handle, or ENGINE_NO_METER */
-    size_t n_handles;
+    /* By the reader's series number: the engine's meter handle (or
+     * ENGINE_NO_METER), and the series' cluster and meter. */
+    struct series_seen *series;
+    size_t n_series;
 };
 
 static size_t rank_of(const struct offline_run *o, const struct cluster *c)
@@ -294,22 +296,42 @@ struct offline_run *offline_run_new(const struct config *cfg, double power_scale
  * very pushes, clock and batches of one thread doing both, so the output
  * is the same; only the two halves of the work overlap. */
 
-/* One sample as read: cluster and meter point to the reader's copies,
- * which live as long as the reading. */
-struct parsed {
+/* A series (cluster and meter) as the pricing thread knows it. */
+struct series_seen {
+    size_t handle; /* the engine's, or ENGINE_NO_METER */
     const char *cluster, *meter;
-    size_t series; /* the reader's number for the cluster and meter */
-    int line;      /* physical, in the whole input */
-    enum sample_kind kind;
-    int64_t ts_ns;
-    double value;
 };
 
-/* What one parse of one piece of input gave: its samples, then the
- * engine's batch ends. The last batch says how the reading ended. */
+/* One sample as read, in 24 bytes: what crosses between the threads is
+ * written by one and read by the other, ten million times a file. */
+struct parsed {
+    int64_t ts_ns;
+    double value;
+    uint32_t series : 31; /* the reader's number for the cluster and meter */
+    uint32_t counter : 1; /* SAMPLE_COUNTER, else SAMPLE_POWER */
+    int line;             /* physical, in the whole input */
+};
+
+/* A series first read in a batch: its cluster and meter point to the
+ * reader's copy, which lives as long as the reading. */
+struct new_series {
+    size_t series;
+    const char *cluster, *meter;
+};
+
+/* Series numbers fit in struct parsed: more distinct series than this in
+ * one input is refused (each costs the engine a meter, so memory gives
+ * out long before). */
+#define SERIES_MAX ((size_t)1 << 31)
+
+/* What one parse of one piece of input gave: its samples and the series
+ * they were the first of, then the engine's batch ends. The last batch
+ * says how the reading ended. */
 struct batch {
     struct parsed *v;
     size_t n, cap;
+    struct new_series *fresh;
+    size_t n_fresh, cap_fresh;
     bool last;
     bool refused;        /* with last: the parser refused a line (msg says which) */
     bool read_failed;    /* with last: reading failed (read_msg says why) */
@@ -348,7 +370,8 @@ struct reader {
     bool stop;            /* the pricing thread wants no more */
 };
 
-/* The series number of cluster and meter, made on first sight. */
+/* The series number of cluster and meter, made on first sight (and told
+ * to the pricing thread in the batch being filled). */
 static size_t intern(struct reader *r, const char *cluster, const char *meter)
 {
     if ((r->n_series + 1) * 2 > r->table_size) {
@@ -383,6 +406,9 @@ static size_t intern(struct reader *r, const char *cluster, const char *meter)
     r->texts[r->n_series] = text;
     r->meters[r->n_series] = text + cn + 1;
     r->table[i] = (struct series_slot){h, r->n_series};
+    struct batch *b = r->filling;
+    ARRAY_RESERVE_ONE(b->fresh, b->n_fresh, b->cap_fresh);
+    b->fresh[b->n_fresh++] = (struct new_series){r->n_series, text, text + cn + 1};
     return r->n_series++;
 }
 
@@ -402,6 +428,12 @@ static bool on_point(void *ctx, const struct lp_point *p, struct lp_error *err)
     if (p->memo && *p->memo) {
         series = (size_t)(*p->memo - 1);
     } else {
+        if (r->n_series == SERIES_MAX) {
+            err->line = p->line;
+            snprintf(err->msg, sizeof err->msg, "line %d: more than %zu series in one input",
+                     p->line, SERIES_MAX);
+            return false;
+        }
         series = intern(r, p->cluster, p->meter);
         if (p->memo)
             *p->memo = (uint64_t)series + 1;
@@ -414,9 +446,8 @@ static bool on_point(void *ctx, const struct lp_point *p, struct lp_error *err)
     struct engine_sample s = ingest_sample_of(&scaled, p->ts_ns);
     struct batch *b = r->filling;
     ARRAY_RESERVE_ONE(b->v, b->n, b->cap);
-    b->v[b->n++] =
-        (struct parsed){r->texts[series], r->meters[series], series, r->line_base + p->line - 1,
-                        s.kind,           s.ts_ns,           s.value};
+    b->v[b->n++] = (struct parsed){s.ts_ns, s.value, (uint32_t)series, s.kind == SAMPLE_COUNTER,
+                                   r->line_base + p->line - 1};
     return true;
 }
 
@@ -430,7 +461,7 @@ static struct batch *next_empty(struct reader *r)
     struct batch *b = r->stop ? NULL : &r->ring[r->written % BATCHES];
     pthread_mutex_unlock(&r->lock);
     if (b) {
-        b->n = 0;
+        b->n = b->n_fresh = 0;
         b->last = b->refused = b->read_failed = false;
         b->msg[0] = b->read_msg[0] = '\0';
     }
@@ -521,29 +552,33 @@ static void *read_input(void *arg)
 /* Prices batch b's samples; false after saying why a sample was refused. */
 static bool price_batch(struct offline_run *o, const struct batch *b, const char *label)
 {
+    for (size_t i = 0; i < b->n_fresh; i++) {
+        const struct new_series *f = &b->fresh[i];
+        if (f->series >= o->n_series) {
+            size_t n = o->n_series ? o->n_series : 1024;
+            while (n <= f->series)
+                n *= 2;
+            o->series = xrealloc_array(o->series, n, sizeof *o->series);
+            o->n_series = n;
+        }
+        o->series[f->series] = (struct series_seen){ENGINE_NO_METER, f->cluster, f->meter};
+    }
     for (size_t i = 0; i < b->n; i++) {
         const struct parsed *p = &b->v[i];
         /* Offline, the clock is the input: the newest timestamp read so far. */
         if (p->ts_ns > o->now_ns)
             o->now_ns = p->ts_ns;
-        if (p->series >= o->n_handles) {
-            size_t n = o->n_handles ? o->n_handles : 1024;
-            while (n <= p->series)
-                n *= 2;
-            o->handles = xrealloc_array(o->handles, n, sizeof *o->handles);
-            for (size_t k = o->n_handles; k < n; k++)
-                o->handles[k] = ENGINE_NO_METER;
-            o->n_handles = n;
-        }
-        struct engine_sample s = {p->cluster, p->meter, p->kind, p->ts_ns, p->value};
+        struct series_seen *seen = &o->series[p->series];
+        struct engine_sample s = {seen->cluster, seen->meter,
+                                  p->counter ? SAMPLE_COUNTER : SAMPLE_POWER, p->ts_ns, p->value};
         struct error e;
-        if (!engine_push_meter(o->engine, &s, o->handles[p->series], o->now_ns, &e)) {
+        if (!engine_push_meter(o->engine, &s, seen->handle, o->now_ns, &e)) {
             fprintf(stderr, "%s%sline %d: %.200s\n", label ? label : "", label ? ": " : "", p->line,
                     e.msg);
             return false;
         }
-        if (o->handles[p->series] == ENGINE_NO_METER)
-            o->handles[p->series] = engine_meter_handle(o->engine, p->cluster, p->meter);
+        if (seen->handle == ENGINE_NO_METER)
+            seen->handle = engine_meter_handle(o->engine, seen->cluster, seen->meter);
     }
     /* A piece is priced as the daemon prices a request: intervals its
      * late samples reopened close again once their meters let them. */
@@ -563,9 +598,15 @@ int offline_run_price(struct offline_run *o, FILE *in, enum lp_precision precisi
     pthread_mutex_init(&r->lock, NULL);
     pthread_cond_init(&r->changed, NULL);
     /* Handles are the engine's; series numbers are this reading's. */
-    free(o->handles);
-    o->handles = NULL;
-    o->n_handles = 0;
+    free(o->series);
+    o->series = NULL;
+    o->n_series = 0;
+    /* A piece of 1 MiB gives about 18,000 samples: room for them from
+     * the start, rather than each batch growing to it. */
+    for (size_t i = 0; i < BATCHES; i++) {
+        r->ring[i].cap = 32768;
+        r->ring[i].v = xrealloc_array(NULL, r->ring[i].cap, sizeof *r->ring[i].v);
+    }
     pthread_t reader;
     int status = 0;
     bool started = pthread_create(&reader, NULL, read_input, r) == 0;
@@ -603,8 +644,10 @@ int offline_run_price(struct offline_run *o, FILE *in, enum lp_precision precisi
      * from a pipe still waits for that piece, or its end). */
     if (started)
         pthread_join(reader, NULL);
-    for (size_t i = 0; i < BATCHES; i++)
+    for (size_t i = 0; i < BATCHES; i++) {
         free(r->ring[i].v);
+        free(r->ring[i].fresh);
+    }
     for (size_t i = 0; i < r->n_series; i++)
         free(r->texts[i]);
     free(r->texts);
@@ -647,7 +690,7 @@ void offline_run_free(struct offline_run *o)
     free(o->billing.keys);
     free(o->demand.keys);
     free(o->cluster_rank);
-    free(o->handles);
+    free(o->series);
     statements_free(&o->statements);
     engine_free(o->engine);
     free(o);
