@@ -4,14 +4,49 @@
 #include "decimal.h"
 #include "eligibility.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+static uint64_t slot_hash(const char *cluster, int32_t month_day)
+{
+    uint64_t h = UINT64_C(0xcbf29ce484222325) ^ (uint32_t)month_day;
+    for (const unsigned char *p = (const unsigned char *)cluster; *p; p++)
+        h = (h ^ *p) * UINT64_C(0x100000001b3);
+    return h ^ (h >> 29);
+}
+
+static void index_put(struct statements *s, size_t i)
+{
+    size_t mask = s->n_slots - 1, j = slot_hash(s->v[i].cluster, s->v[i].month_day) & mask;
+    while (s->slots[j])
+        j = (j + 1) & mask;
+    s->slots[j] = i + 1;
+}
+
+static void reindex(struct statements *s, size_t n_slots)
+{
+    free(s->slots);
+    s->n_slots = n_slots;
+    s->slots = xcalloc(n_slots, sizeof *s->slots);
+    for (size_t i = 0; i < s->n; i++)
+        index_put(s, i);
+}
+
 static struct statement *find(struct statements *s, const struct cluster *c, int32_t month_day)
 {
-    for (size_t i = s->n; i-- > 0;)
-        if (s->v[i].month_day == month_day && strcmp(s->v[i].cluster, c->id) == 0)
-            return &s->v[i];
+    if (2 * (s->n + 1) > s->n_slots) {
+        size_t n_slots = 64;
+        while (n_slots < 2 * (s->n + 1))
+            n_slots *= 2;
+        reindex(s, n_slots);
+    }
+    size_t mask = s->n_slots - 1;
+    for (size_t j = slot_hash(c->id, month_day) & mask; s->slots[j]; j = (j + 1) & mask) {
+        struct statement *st = &s->v[s->slots[j] - 1];
+        if (st->month_day == month_day && strcmp(st->cluster, c->id) == 0)
+            return st;
+    }
     ARRAY_RESERVE_ONE(s->v, s->n, s->cap);
     struct statement *st = &s->v[s->n++];
     memset(st, 0, sizeof *st);
@@ -21,6 +56,7 @@ static struct statement *find(struct statements *s, const struct cluster *c, int
     st->month_day = month_day;
     st->demand_days = -1;
     st->demand_revision = -1;
+    index_put(s, s->n - 1);
     return st;
 }
 
@@ -74,6 +110,8 @@ void statements_sort(struct statements *s)
 {
     if (s->n > 1)
         qsort(s->v, s->n, sizeof *s->v, order);
+    if (s->slots)
+        reindex(s, s->n_slots);
 }
 
 bool statement_cny4_per_pflop_hour(const struct statement *st, int64_t *out)
@@ -112,5 +150,6 @@ void statements_free(struct statements *s)
         free(s->v[i].province);
     }
     free(s->v);
+    free(s->slots);
     memset(s, 0, sizeof *s);
 }

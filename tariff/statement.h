@@ -38,6 +38,11 @@ struct statement {
 struct statements {
     struct statement *v;
     size_t n, cap;
+    /* An index of v by cluster and month (open addressing, v's index + 1;
+     * rebuilt when v grows past half of it or is sorted): every billing
+     * row adds to one statement, and a fleet has thousands. */
+    size_t *slots;
+    size_t n_slots;
 };
 
 void statements_add_billing(struct statements *s, const struct billing_row *r);

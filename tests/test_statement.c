@@ -13,6 +13,7 @@
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define TOKEN "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 
@@ -128,6 +129,31 @@ START_TEST(test_no_figure_without_a_rating_or_a_span)
 }
 END_TEST
 
+/* Many statements (2 clusters x 300 months, rows interleaved), sorted
+ * between passes: each row still adds to its own statement. */
+START_TEST(test_rows_find_their_statement_among_many)
+{
+    struct statements s = {0};
+    for (int pass = 0; pass < 3; pass++) {
+        for (int m = 0; m < 300; m++)
+            for (int c = 0; c < 2; c++) {
+                struct billing_row r = row(c ? "c2" : "c1", march(1), 1, 1 + c);
+                r.month_day = 20000 + 31 * (pass == 0 ? 299 - m : m); /* not sorted at first */
+                statements_add_billing(&s, &r);
+            }
+        statements_sort(&s);
+    }
+    ck_assert_uint_eq(s.n, 600);
+    size_t bad = 0;
+    for (size_t i = 0; i < s.n; i++)
+        bad += s.v[i].net_cny4 != (strcmp(s.v[i].cluster, "c2") == 0 ? 6 : 3) ||
+               (i > 0 && s.v[i - 1].month_day > s.v[i].month_day);
+    ck_assert_uint_eq(bad, 0);
+    ck_assert_int_eq(statements_net_cny4(&s), 300 * 9);
+    statements_free(&s);
+}
+END_TEST
+
 static Suite *statement_suite(void)
 {
     Suite *s = suite_create("statement");
@@ -136,6 +162,7 @@ static Suite *statement_suite(void)
     tcase_add_test(tc, test_net_per_pflop_hour_over_the_priced_span);
     tcase_add_test(tc, test_net_per_pflop_hour_rounds_half_even);
     tcase_add_test(tc, test_no_figure_without_a_rating_or_a_span);
+    tcase_add_test(tc, test_rows_find_their_statement_among_many);
     suite_add_tcase(s, tc);
     return s;
 }
