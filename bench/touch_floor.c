@@ -2,8 +2,9 @@
  * touch_floor: what it costs to take BYTES of fresh memory from the kernel
  * and write it once, as tariffd's sample pool takes it (tariff/sample_mem.c:
  * anonymous memory the kernel is asked to back with 2 MiB pages), for
- * bench/run. `tariffd price` keeps every sample of the late window (16
- * bytes each: all of them when the input spans less than late_window), so
+ * bench/run. `tariffd price` keeps every sample of the late window (8
+ * bytes each when packed, tariff/meter.h: all of them when the input spans
+ * less than late_window), so
  * on a machine where first touching memory is dear (a virtual machine
  * whose host backs the guest's memory lazily), that alone is a floor under
  * it, which the scan floor (bench/scan_floor.c, 2 MiB of buffer) does not

@@ -209,10 +209,35 @@ static void make_room(struct sample_mem *mem, struct sample_buf *b)
 
 size_t sample_buf_lower_bound(const struct sample_buf *b, int64_t ts_ns)
 {
-    size_t lo = 0, hi = b->n;
+    size_t n = b->n;
     /* Most lookups are for the newest samples: check the end first. */
-    if (hi > 0 && sample_buf_ts(b, hi - 1) < ts_ns)
-        return hi;
+    if (n == 0 || sample_buf_ts(b, n - 1) < ts_ns)
+        return n;
+    int64_t first_ns = sample_buf_ts(b, 0), last_ns = sample_buf_ts(b, n - 1);
+    if (ts_ns <= first_ns)
+        return 0;
+    /* Now ts(0) < ts_ns <= ts(n - 1): the answer is in [1, n - 1]. A
+     * meter's samples are mostly evenly spaced, so where ts_ns lies
+     * between the first and the last is where to look first (an interval
+     * start, in the middle of a buffer, took ten probes from the ends). */
+    size_t lo = 1, hi = n - 1;
+    double frac = ((double)ts_ns - (double)first_ns) / ((double)last_ns - (double)first_ns);
+    size_t guess = (size_t)(frac * (double)(n - 1));
+    if (guess < lo)
+        guess = lo;
+    if (guess > hi)
+        guess = hi;
+    if (sample_buf_ts(b, guess) < ts_ns) {
+        lo = guess + 1; /* at most hi: ts(hi) >= ts_ns */
+        if (sample_buf_ts(b, lo) >= ts_ns)
+            return lo;
+        lo++;
+    } else {
+        hi = guess;
+        if (sample_buf_ts(b, guess - 1) < ts_ns)
+            return guess;
+        hi--;
+    }
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         if (sample_buf_ts(b, mid) < ts_ns)
