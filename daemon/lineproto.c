@@ -1203,8 +1203,12 @@ struct fast_rest {
     int64_t ts_ns;
 };
 
+/* With to_newline, end is the buffer's end and the timestamp must be
+ * followed by "\n" before it (a line not yet split off); else end is the
+ * line's, and the timestamp must run to it. *ts_end receives where the
+ * timestamp ends. */
 static inline bool parse_rest_fast(struct parser *ps, const char *p, const char *end,
-                                   struct fast_rest *out)
+                                   bool to_newline, struct fast_rest *out, const char **ts_end)
 {
     p++; /* the space that ended the key */
     const char *k0 = p;
@@ -1230,23 +1234,27 @@ static inline bool parse_rest_fast(struct parser *ps, const char *p, const char 
     /* The lines of a request mostly share their timestamp (a collector
      * stamps one gathering of many series with one time): the same bytes
      * as the last one read here are the same time, not read again. */
-    size_t ts_len = (size_t)(end - p);
-    if (ps->ts_len && ts_len == ps->ts_len && load8(p) == ps->ts_head &&
-        load8(end - 8) == ps->ts_tail) {
+    size_t ts_len = to_newline ? ps->ts_len : (size_t)(end - p);
+    if (ps->ts_len && ts_len == ps->ts_len &&
+        (!to_newline || ((size_t)(end - p) > ts_len && p[ts_len] == '\n')) &&
+        load8(p) == ps->ts_head && load8(p + ts_len - 8) == ps->ts_tail) {
         out->ts_ns = ps->ts_ns;
+        *ts_end = p + ts_len;
         return true;
     }
     const char *t0 = p;
     uint64_t u = 0;
     for (; p < end && (d = (unsigned)(unsigned char)*p - '0') <= 9; p++)
         u = u * 10 + d;
-    if (p == t0 || p != end || p - t0 > 18 ||
+    if (p == t0 || (to_newline ? p == end || *p != '\n' : p != end) || p - t0 > 18 ||
         __builtin_mul_overflow((int64_t)u, (int64_t)ps->precision, &out->ts_ns))
         return false;
+    *ts_end = p;
+    ts_len = (size_t)(p - t0);
     if (ts_len >= 8 && ts_len <= 16) {
         ps->ts_len = ts_len;
         ps->ts_head = load8(t0);
-        ps->ts_tail = load8(end - 8);
+        ps->ts_tail = load8(p - 8);
         ps->ts_ns = out->ts_ns;
     }
     return true;
@@ -1282,7 +1290,8 @@ static bool parse_line(struct parser *ps)
             cache_follow(ps->cache, slot);
             const char *cluster = slot->text + slot->key_n, *meter = slot->text + slot->meter;
             struct fast_rest f;
-            if (parse_rest_fast(ps, key_end, end, &f))
+            const char *ts_end;
+            if (parse_rest_fast(ps, key_end, end, false, &f, &ts_end))
                 return emit_point(ps, cluster, meter, &slot->memo, f.field, f.value, true, f.ts_ns);
             return parse_rest(ps, key_end, end, true, cluster, meter, &slot->memo);
         }
@@ -1316,6 +1325,41 @@ static bool parse_line(struct parser *ps)
     return parse_rest(ps, p, end, power, t.have_cluster ? ps->cluster : NULL, meter, memo);
 }
 
+enum fast_line { FAST_NOT_TAKEN, FAST_TAKEN, FAST_REFUSED };
+
+/* The usual line, read in one pass from p without first finding where it
+ * ends: the key that came next last time (cache_predicted), byte for
+ * byte, a space, then " kw=DIGITS[.DIGITS] DIGITS" and "\n". It is what
+ * parse_line would make of it, found by the same steps (that key's bytes
+ * hold no space and no newline, so the line's first space is right after
+ * them). Anything else is not taken, nothing of it read for good: the
+ * line is entered and parsed the full way. *next receives where the next
+ * line starts. */
+static inline enum fast_line fast_line(struct parser *ps, const char *p, const char **next)
+{
+    struct cache_slot *slot = cache_predicted(ps->cache);
+    if (!slot || !slot->hash || ps->line == INT_MAX)
+        return FAST_NOT_TAKEN;
+    size_t n = slot->key_n;
+    if ((size_t)(ps->bufend - p) <= n || p[n] != ' ' || !same_bytes(slot->text, p, n))
+        return FAST_NOT_TAKEN;
+    struct fast_rest f;
+    const char *nl;
+    if (!parse_rest_fast(ps, p + n, ps->bufend, true, &f, &nl) || ps->bad_utf8 < nl)
+        return FAST_NOT_TAKEN;
+    ps->line++;
+    ps->stats->lines++;
+    ps->point_line = ps->line;
+    ps->line_start = p;
+    ps->line_end = ps->nl = nl;
+    *next = nl + 1;
+    cache_follow(ps->cache, slot);
+    const char *cluster = slot->text + slot->key_n, *meter = slot->text + slot->meter;
+    return emit_point(ps, cluster, meter, &slot->memo, f.field, f.value, true, f.ts_ns)
+               ? FAST_TAKEN
+               : FAST_REFUSED;
+}
+
 static bool parse_buffer(const char *buf, size_t len, bool more, enum lp_precision precision,
                          struct lp_cache *cache, lp_point_fn fn, void *ctx, struct lp_stats *stats,
                          struct lp_error *err, size_t *consumed)
@@ -1344,6 +1388,16 @@ static bool parse_buffer(const char *buf, size_t len, bool more, enum lp_precisi
     ps.bad_utf8 = utf8_invalid(buf, len);
     const char *p = buf;
     while (p < ps.bufend) {
+        if (ps.cache) {
+            const char *next;
+            enum fast_line fl = fast_line(&ps, p, &next);
+            if (fl == FAST_REFUSED)
+                return false;
+            if (fl == FAST_TAKEN) {
+                p = next;
+                continue;
+            }
+        }
         int line = ps.line;
         if (!enter_line(&ps, p) || !parse_line(&ps)) {
             if (!ps.incomplete)

@@ -1938,6 +1938,44 @@ START_TEST(test_predicted_key_is_only_taken_whole)
 }
 END_TEST
 
+/* The usual line is read in one pass without first finding its end
+ * (fast_line): only when its timestamp is followed by "\n". Any other byte
+ * after it, or the end of the input, is read the full way, with the same
+ * points, lines and errors. */
+START_TEST(test_a_line_read_in_one_pass_ends_at_its_newline)
+{
+    static const char *const endings[] = {"x", "\r", " ", ",", ".", "\t", "\r\r", "0x"};
+    for (size_t i = 0; i < sizeof endings / sizeof endings[0]; i++) {
+        char text[512];
+        /* a then b twice over, so a predicts b; the timestamps repeat. */
+        snprintf(
+            text, sizeof text,
+            "power,cluster=c,meter=a kw=1 1764518400\npower,cluster=c,meter=b kw=1 1764518400\n"
+            "power,cluster=c,meter=a kw=1 1764518400\npower,cluster=c,meter=b kw=1 1764518400\n"
+            "power,cluster=c,meter=a kw=1 1764518400\npower,cluster=c,meter=b kw=1 1764518400%s\n"
+            "power,cluster=c,meter=a kw=1 1764518400\npower,cluster=c,meter=b kw=x 1\n",
+            endings[i]);
+        const char *err = error_in(text, LP_PRECISION_S);
+        if (strcmp(endings[i], "\r") == 0 || strcmp(endings[i], " ") == 0) /* allowed */
+            ck_assert_str_eq(err, "line 8: invalid value \"x\" in field \"kw\"");
+        else
+            ck_assert_msg(strncmp(err, "line 6: ", 8) == 0, "ending %zu: %s", i, err);
+    }
+    /* The input ends right after a repeated timestamp: nothing past it is
+     * read (which the sanitizer build would report). */
+    static const char tail[] =
+        "power,cluster=c,meter=a kw=1 1764518400\npower,cluster=c,meter=b kw=1 1764518400\n"
+        "power,cluster=c,meter=a kw=1 1764518400\npower,cluster=c,meter=b kw=1 1764518400\n"
+        "power,cluster=c,meter=a kw=1 1764518400\npower,cluster=c,meter=b kw=2 1764518400";
+    char *exact = malloc(sizeof tail - 1);
+    memcpy(exact, tail, sizeof tail - 1);
+    ck_assert(run_len(exact, sizeof tail - 1, LP_PRECISION_S));
+    ck_assert_int_eq(rec.n, 6);
+    ck_assert(rec.points[5].value == 2.0);
+    free(exact);
+}
+END_TEST
+
 START_TEST(test_cache_holds_many_keys)
 {
     /* More keys than the cache's first table: entered in one order, then
@@ -2218,6 +2256,7 @@ static Suite *lineproto_suite(void)
     tcase_add_test(cache, test_digit_runs_read_as_the_full_parse_reads_them);
     tcase_add_test(cache, test_repeated_timestamp_is_the_same_time);
     tcase_add_test(cache, test_predicted_key_is_only_taken_whole);
+    tcase_add_test(cache, test_a_line_read_in_one_pass_ends_at_its_newline);
     tcase_add_test(cache, test_cache_holds_many_keys);
     tcase_add_test(cache, test_cache_is_bounded);
     tcase_add_test(cache, test_keys_made_to_collide_are_not_probed_for);
