@@ -210,33 +210,33 @@ static void make_room(struct sample_mem *mem, struct sample_buf *b)
 size_t sample_buf_lower_bound(const struct sample_buf *b, int64_t ts_ns)
 {
     size_t n = b->n;
-    /* Most lookups are for the newest samples: check the end first. */
-    if (n == 0 || sample_buf_ts(b, n - 1) < ts_ns)
-        return n;
-    int64_t first_ns = sample_buf_ts(b, 0), last_ns = sample_buf_ts(b, n - 1);
-    if (ts_ns <= first_ns)
+    if (n == 0)
         return 0;
-    /* Now ts(0) < ts_ns <= ts(n - 1): the answer is in [1, n - 1]. A
-     * meter's samples are mostly evenly spaced, so where ts_ns lies
-     * between the first and the last is where to look first (an interval
-     * start, in the middle of a buffer, took ten probes from the ends). */
-    size_t lo = 1, hi = n - 1;
-    double frac = ((double)ts_ns - (double)first_ns) / ((double)last_ns - (double)first_ns);
-    size_t guess = (size_t)(frac * (double)(n - 1));
-    if (guess < lo)
-        guess = lo;
-    if (guess > hi)
-        guess = hi;
+    /* Most lookups are for the newest samples: check the end first. */
+    int64_t last_ns = sample_buf_ts(b, n - 1);
+    if (last_ns < ts_ns)
+        return n;
+    if (n == 1)
+        return 0;
+    /* Now ts(n - 1) >= ts_ns: the answer is in [0, n - 1]. A meter's
+     * samples are mostly evenly spaced, so it is about (last - ts_ns) /
+     * step samples back from the end, the step being the last one: the
+     * memory read is the buffer's end, just written, and where the answer
+     * is (an interval's start, in the middle of a buffer, took ten probes
+     * of cold memory from the ends). */
+    int64_t step_ns = last_ns - sample_buf_ts(b, n - 2); /* > 0: sorted, unique */
+    double back = ((double)last_ns - (double)ts_ns) / (double)step_ns;
+    size_t guess = back >= (double)(n - 1) ? 0 : n - 1 - (size_t)back;
+    size_t lo = 0, hi = n - 1;
     if (sample_buf_ts(b, guess) < ts_ns) {
-        lo = guess + 1; /* at most hi: ts(hi) >= ts_ns */
+        lo = guess + 1; /* at most n - 1: ts(n - 1) >= ts_ns */
         if (sample_buf_ts(b, lo) >= ts_ns)
             return lo;
         lo++;
     } else {
-        hi = guess;
-        if (sample_buf_ts(b, guess - 1) < ts_ns)
+        if (guess == 0 || sample_buf_ts(b, guess - 1) < ts_ns)
             return guess;
-        hi--;
+        hi = guess - 1; /* ts(hi) >= ts_ns */
     }
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
