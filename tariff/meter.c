@@ -157,11 +157,29 @@ static bool all_pack(const struct sample_buf *b, struct sample s, unsigned unit,
     return true;
 }
 
-/* Makes b, packed, hold s too: in a finer unit or with more decimals where
- * all its samples still fit, else wide. Rare: a buffer's unit only gets
- * finer and its decimals only more until it is empty again. */
+/* Moves b's base to its oldest sample: a live meter's buffer is never
+ * empty, and its samples move on in time while the base would stay, until
+ * they are 2^31 units from it (24.8 days of milliseconds). Sorted, every
+ * dt is at least the first one: none overflows. */
+static void rebase(struct sample_buf *b)
+{
+    struct packed_sample *v = (struct packed_sample *)b->v + b->start;
+    int32_t dt0 = v[0].dt;
+    if (dt0 == 0)
+        return;
+    for (size_t i = 0; i < b->n; i++)
+        v[i].dt -= dt0;
+    b->base_ns += dt0 * sample_unit_ns(b->unit);
+}
+
+/* Makes b, packed, hold s too: from its oldest sample, in a finer unit or
+ * with more decimals where all its samples still fit, else wide. Rare: a
+ * buffer's unit only gets finer and its decimals only more until it is
+ * empty again, and its base moves once its samples have moved 2^31 units
+ * on. */
 static void repack(struct sample_mem *mem, struct sample_buf *b, struct sample s)
 {
+    rebase(b);
     for (unsigned unit = b->unit; unit <= SAMPLES_MICROS; unit++)
         for (unsigned decimals = b->decimals; decimals <= SAMPLE_DECIMALS_MAX; decimals++) {
             if (!all_pack(b, s, unit, decimals))
@@ -224,9 +242,16 @@ size_t sample_buf_lower_bound(const struct sample_buf *b, int64_t ts_ns)
      * memory read is the buffer's end, just written, and where the answer
      * is (an interval's start, in the middle of a buffer, took ten probes
      * of cold memory from the ends). */
-    int64_t step_ns = last_ns - sample_buf_ts(b, n - 2); /* > 0: sorted, unique */
-    double back = ((double)last_ns - (double)ts_ns) / (double)step_ns;
-    size_t guess = back >= (double)(n - 1) ? 0 : n - 1 - (size_t)back;
+    /* In doubles, which cannot overflow (samples 292 years apart would
+     * in int64); the guess only decides where to look first, and is kept
+     * in [0, n - 1] whatever it comes to (+inf, NaN). */
+    double step_ns = (double)last_ns - (double)sample_buf_ts(b, n - 2);
+    double back = ((double)last_ns - (double)ts_ns) / step_ns;
+    size_t guess = n - 1;
+    if (back >= (double)(n - 1))
+        guess = 0;
+    else if (back > 0)
+        guess = n - 1 - (size_t)back;
     size_t lo = 0, hi = n - 1;
     if (sample_buf_ts(b, guess) < ts_ns) {
         lo = guess + 1; /* at most n - 1: ts(n - 1) >= ts_ns */
@@ -334,7 +359,9 @@ void meter_integrate(const struct sample_buf *b, bool counter, int64_t a_ns, int
         int64_t y = s1.ts_ns < b_ns ? s1.ts_ns : b_ns;
         if (y <= x)
             continue;
-        int64_t span = s1.ts_ns - s0.ts_ns;
+        int64_t span; /* samples 292 years apart: as long as int64 goes */
+        if (__builtin_sub_overflow(s1.ts_ns, s0.ts_ns, &span))
+            span = INT64_MAX;
         if (counter) {
             double delta = s1.value >= s0.value ? s1.value - s0.value : s1.value;
             energy += delta * (double)(y - x) / (double)span;

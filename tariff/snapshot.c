@@ -490,6 +490,12 @@ struct engine *snapshot_read(const struct config *cfg, const struct engine_sink 
             if (r.ok && sample_buf_insert(e->samples, &m->buf, s, &at) != SAMPLE_INSERTED)
                 r.ok = false;
         }
+        /* Its span holds its samples: the engine appends what is past
+         * last_ns without reading the buffer, which must stay sorted. */
+        if (r.ok && m->buf.n > 0 &&
+            (sample_buf_ts(&m->buf, 0) < m->first_ns ||
+             sample_buf_ts(&m->buf, m->buf.n - 1) > m->last_ns))
+            r.ok = false;
     }
 
     struct engine_stats *st = &e->stats;

@@ -1059,6 +1059,33 @@ START_TEST(test_snapshot_rejects_foreign_bytes)
 }
 END_TEST
 
+/* A snapshot whose meter claims a last sample older than one it keeps is
+ * refused: the engine would append behind it, and a buffer must stay
+ * sorted. */
+START_TEST(test_snapshot_refuses_samples_outside_the_span)
+{
+    start();
+    stream(0, 30);
+    const struct meter_state *m = &eng->meters[0];
+    ck_assert_uint_gt(m->buf.n, 1);
+    int64_t span[2] = {m->first_ns, m->last_ns};
+    size_t len;
+    unsigned char *bytes = engine_save(eng, &len);
+    unsigned char *at = memmem(bytes, len, span, sizeof span);
+    ck_assert_ptr_nonnull(at);
+    struct error err;
+    struct engine *again = engine_load(cfg, &sink, bytes, len, &err);
+    ck_assert_ptr_nonnull(again);
+    engine_free(again);
+    span[1] -= 1000000000; /* a second before its last sample */
+    memcpy(at, span, sizeof span);
+    ck_assert_ptr_null(engine_load(cfg, &sink, bytes, len, &err));
+    ck_assert_str_eq(err.msg, "engine snapshot is truncated or corrupt");
+    free(bytes);
+    stop();
+}
+END_TEST
+
 START_TEST(test_meter_cannot_switch_kind)
 {
     start();
@@ -2017,6 +2044,7 @@ static Suite *engine_suite(void)
     tcase_add_test(t, test_month_closes_only_once_a_later_interval_closed);
     tcase_add_test(t, test_late_window_counts_from_now_for_a_quiet_cluster);
     tcase_add_test(t, test_refused_first_sample_leaves_no_meter_behind);
+    tcase_add_test(t, test_snapshot_refuses_samples_outside_the_span);
     tcase_add_test(t, test_absurd_values_are_refused);
     tcase_add_test(t, test_insert_reaching_into_a_final_interval_is_quarantined);
     tcase_add_test(t,

@@ -374,6 +374,65 @@ START_TEST(test_the_edges_of_what_packs)
     ck_assert_int_eq(b.unit, SAMPLES_WIDE);
     ck_assert(same_sample(sample_buf_get(&b, 0), lo) && same_sample(sample_buf_get(&b, 1), hi));
     sample_buf_free(mem, &b);
+    /* Lookups among samples centuries apart: the guess from the last step
+     * must not overflow (UBSan) nor land outside the buffer (ASan). */
+    for (int k = 0; k < 10; k++)
+        sample_buf_append(mem, &b, (struct sample){-9000000000 * SEC + k * SEC, 1});
+    sample_buf_append(mem, &b, (struct sample){8000000000 * SEC, 2});
+    for (int k = -1; k <= 10; k++)
+        ck_assert_uint_eq(sample_buf_lower_bound(&b, -9000000000 * SEC + k * SEC), k < 0 ? 0 : k);
+    ck_assert_uint_eq(sample_buf_lower_bound(&b, 8000000000 * SEC), 10);
+    ck_assert_uint_eq(sample_buf_lower_bound(&b, INT64_MIN), 0);
+    ck_assert_uint_eq(sample_buf_lower_bound(&b, INT64_MAX), 11);
+    sample_buf_free(mem, &b);
+    /* Nanoseconds apart at today's times, where doubles are 256 ns apart:
+     * the guess divides 0 by 0, and must still look inside the buffer. */
+    int64_t t = 1764518400 * SEC;
+    sample_buf_append(mem, &b, (struct sample){t, 1});
+    sample_buf_append(mem, &b, (struct sample){t + 100, 2});
+    ck_assert_uint_eq(sample_buf_lower_bound(&b, t + 50), 1);
+    ck_assert_uint_eq(sample_buf_lower_bound(&b, t + 100), 1);
+    ck_assert_uint_eq(sample_buf_lower_bound(&b, t), 0);
+    sample_buf_free(mem, &b);
+    for (int k = 0; k < 10; k++)
+        sample_buf_append(mem, &b, (struct sample){-9000000000 * SEC + k * SEC, 1});
+    sample_buf_append(mem, &b, (struct sample){8000000000 * SEC, 2});
+    /* A power segment centuries long carries no energy: all its time in
+     * [a, b) is missing (its length does not fit int64). */
+    double kwh = 0;
+    int64_t missing_ns = 0;
+    meter_integrate(&b, false, 0, 900 * SEC, 600 * SEC, &kwh, &missing_ns);
+    ck_assert(kwh == 0);
+    ck_assert_int_eq(missing_ns, 900 * SEC);
+    sample_buf_free(mem, &b);
+    sample_mem_free(mem);
+}
+END_TEST
+
+/* A live meter's buffer is never empty, and its samples move on in time:
+ * its base moves with them, so milliseconds still pack after 2^31 of
+ * them (24.8 days) from its first sample. Every 10 s for 40 days, with
+ * the last 2,160 (6 h) kept. */
+START_TEST(test_a_live_buffer_packs_for_ever)
+{
+    struct sample_mem *mem = sample_mem_new();
+    struct sample_buf b = {0};
+    int64_t t0 = 1764518400 * SEC + 250000000; /* a quarter second: milliseconds */
+    const int per_day = 8640, keep = 2160;
+    for (int i = 0; i < 40 * per_day; i++) {
+        sample_buf_append(mem, &b, (struct sample){t0 + (int64_t)i * 10 * SEC, 1 + i % 1000});
+        if (b.n > (size_t)keep)
+            sample_buf_drop_front(mem, &b, b.n - keep);
+    }
+    ck_assert_int_eq(b.unit, SAMPLES_MILLIS);
+    size_t bad = 0;
+    for (int k = 0; k < keep; k++) {
+        int i = 40 * per_day - keep + k;
+        bad += !same_sample(sample_buf_get(&b, k),
+                            (struct sample){t0 + (int64_t)i * 10 * SEC, 1 + i % 1000});
+    }
+    ck_assert_uint_eq(bad, 0);
+    sample_buf_free(mem, &b);
     sample_mem_free(mem);
 }
 END_TEST
@@ -532,6 +591,8 @@ static Suite *sample_mem_suite(void)
     tcase_add_test(tc, test_a_sample_that_does_not_fit_repacks_or_widens);
     tcase_add_test(tc, test_the_edges_of_what_packs);
     tcase_add_test(tc, test_packed_buffers_agree_with_plain_samples);
+    tcase_add_test(tc, test_a_live_buffer_packs_for_ever);
+    tcase_set_timeout(tc, 60); /* the random test, under ASan on a busy machine */
     suite_add_tcase(s, tc);
     return s;
 }
