@@ -28,9 +28,7 @@ static size_t cap_min(unsigned unit)
 /* Whether v is m / 10^decimals, bit for bit, for an int32 m. */
 static bool value_packs(double v, unsigned decimals, int32_t *m)
 {
-    static const double pow10[SAMPLE_DECIMALS_MAX + 1] = {1e0, 1e1, 1e2, 1e3, 1e4,
-                                                          1e5, 1e6, 1e7, 1e8, 1e9};
-    double x = v * pow10[decimals];
+    double x = v * sample_pow10[decimals];
     if (!(x >= -2147483648.0 && x <= 2147483647.0)) /* NaN too */
         return false;
     int32_t r = (int32_t)(x < 0 ? x - 0.5 : x + 0.5);
@@ -86,7 +84,7 @@ static void store(struct sample_buf *b, size_t at, struct sample s)
     }
     struct packed_sample p;
     if (!pack(b, s, &p))
-        abort(); /* fit() made room for it */
+        abort(); /* fit() made the buffer hold it */
     ((struct packed_sample *)b->v)[at] = p;
 }
 

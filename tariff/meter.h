@@ -70,11 +70,12 @@ static inline int64_t sample_unit_ns(unsigned unit)
     return unit == SAMPLES_SECONDS ? 1000000000 : unit == SAMPLES_MILLIS ? 1000000 : 1000;
 }
 
+static const double sample_pow10[SAMPLE_DECIMALS_MAX + 1] = {1e0, 1e1, 1e2, 1e3, 1e4,
+                                                             1e5, 1e6, 1e7, 1e8, 1e9};
+
 static inline double sample_unpack_value(int32_t m, unsigned decimals)
 {
-    static const double pow10[SAMPLE_DECIMALS_MAX + 1] = {1e0, 1e1, 1e2, 1e3, 1e4,
-                                                          1e5, 1e6, 1e7, 1e8, 1e9};
-    return decimals == 0 ? (double)m : (double)m / pow10[decimals];
+    return decimals == 0 ? (double)m : (double)m / sample_pow10[decimals];
 }
 
 /* The sample at index i (relative to start). */
