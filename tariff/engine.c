@@ -1596,25 +1596,49 @@ static void schedule(struct engine *e, size_t i)
     }
 }
 
-/* Closes what may close in every cluster: by the meters' samples and
- * silences (all_silent: as if every meter were silent, at the end of
- * input), months by the clock, reopened intervals, and what becomes
- * final. */
-static void close_all(struct engine *e, int64_t now_ns, bool all_silent)
+/* The k-th cluster of a pass over set[0..n), or over every cluster when
+ * set is NULL. */
+static size_t nth_cluster(const size_t *set, size_t k)
 {
-    for (size_t i = 0; i < e->n_clusters; i++)
+    return set ? set[k] : k;
+}
+
+/* Closes what may close in the clusters of set[0..n), ascending (NULL:
+ * every cluster): by the meters' samples and silences (all_silent: as if
+ * every meter were silent, at the end of input), months by the clock,
+ * reopened intervals, and what becomes final. A tick passes it only the
+ * clusters where this would do something (close_due); either way the
+ * rules are these, cluster by cluster in index order: freeze prices what
+ * becomes final, and the same rows come in the same order and consume the
+ * caps in it. */
+static void close_clusters(struct engine *e, const size_t *set, size_t n, int64_t now_ns,
+                           bool all_silent)
+{
+    for (size_t k = 0; k < n; k++) {
+        size_t i = nth_cluster(set, k);
         queue_advance(e, i, close_target(e, &e->clusters[i], all_silent), now_ns);
-    for (size_t i = 0; i < e->n_clusters; i++)
-        queue_months_by_clock(e, i, now_ns, all_silent);
+    }
+    for (size_t k = 0; k < n; k++)
+        queue_months_by_clock(e, nth_cluster(set, k), now_ns, all_silent);
     bool reopened = false;
-    for (size_t i = 0; i < e->n_clusters; i++)
+    for (size_t k = 0; k < n; k++) {
+        size_t i = nth_cluster(set, k);
         reopened |= all_silent ? queue_reclose(e, i, INT64_MAX) : queue_ready(e, i);
+    }
     run_items(e);
+    /* A month a late sample left open behind closed_until_s may be in any
+     * cluster. */
     for (size_t i = 0; reopened && i < e->n_clusters; i++)
         close_months_behind(e, &e->clusters[i]);
-    for (size_t i = 0; i < e->n_clusters; i++)
-        freeze(e, &e->clusters[i], now_ns);
+    for (size_t k = 0; k < n; k++)
+        freeze(e, &e->clusters[nth_cluster(set, k)], now_ns);
     e->ticks++; /* silences changed: every cluster's blockers are to be counted again */
+    e->tick_looked = n;
+}
+
+static void close_all(struct engine *e, int64_t now_ns, bool all_silent)
+{
+    close_clusters(e, NULL, e->n_clusters, now_ns, all_silent);
 }
 
 /* A tick that looks at every cluster: close_all, then every deadline
@@ -1629,7 +1653,6 @@ static void close_everything(struct engine *e, int64_t now_ns)
         schedule(e, i);
     }
     e->n_tick_set = 0;
-    e->tick_looked = e->n_clusters;
 }
 
 static int index_order(const void *a, const void *b)
@@ -1638,11 +1661,8 @@ static int index_order(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* close_all, in the clusters where it would do something: the tick set
- * and those whose deadline has come, in the order of their index as
- * close_all takes them (freeze prices what becomes final cluster by
- * cluster: the same rows come in the same order, and consume the caps in
- * it). */
+/* close_clusters over the tick set and the clusters whose deadline has
+ * come, then their deadlines anew. */
 static void close_due(struct engine *e, int64_t now_ns)
 {
     size_t ci;
@@ -1653,22 +1673,7 @@ static void close_due(struct engine *e, int64_t now_ns)
     size_t *set = e->tick_set, n = e->n_tick_set;
     if (n > 1)
         qsort(set, n, sizeof *set, index_order);
-    for (size_t k = 0; k < n; k++)
-        queue_advance(e, set[k], close_target(e, &e->clusters[set[k]], false), now_ns);
-    for (size_t k = 0; k < n; k++)
-        queue_months_by_clock(e, set[k], now_ns, false);
-    bool reopened = false;
-    for (size_t k = 0; k < n; k++)
-        reopened |= queue_ready(e, set[k]);
-    run_items(e);
-    /* A month a late sample left open behind closed_until_s may be in any
-     * cluster, as close_all has it. */
-    for (size_t i = 0; reopened && i < e->n_clusters; i++)
-        close_months_behind(e, &e->clusters[i]);
-    for (size_t k = 0; k < n; k++)
-        freeze(e, &e->clusters[set[k]], now_ns);
-    e->ticks++;
-    e->tick_looked = n;
+    close_clusters(e, set, n, now_ns, false);
     for (size_t k = 0; k < n; k++) {
         e->clusters[set[k]].in_tick = false;
         schedule(e, set[k]);
