@@ -143,9 +143,7 @@ static bool all_pack(const struct sample_buf *b, struct sample s, unsigned unit,
     if (!ts_packs(s.ts_ns, b->base_ns, unit, &dt) || !value_packs(s.value, decimals, &m))
         return false;
     int64_t dt_scale = sample_unit_ns(b->unit) / sample_unit_ns(unit);
-    int64_t m_scale = 1;
-    for (unsigned k = b->decimals; k < decimals; k++)
-        m_scale *= 10;
+    int64_t m_scale = (int64_t)sample_pow10[decimals - b->decimals];
     const struct packed_sample *v = (const struct packed_sample *)b->v + b->start;
     for (size_t i = 0; i < b->n; i++) {
         int64_t x = v[i].dt * dt_scale, y = v[i].m * m_scale;
@@ -183,13 +181,11 @@ static void repack(struct sample_mem *mem, struct sample_buf *b, struct sample s
             if (!all_pack(b, s, unit, decimals))
                 continue;
             int64_t dt_scale = sample_unit_ns(b->unit) / sample_unit_ns(unit);
-            int32_t m_scale = 1;
-            for (unsigned k = b->decimals; k < decimals; k++)
-                m_scale *= 10;
+            int64_t m_scale = (int64_t)sample_pow10[decimals - b->decimals];
             struct packed_sample *v = (struct packed_sample *)b->v + b->start;
             for (size_t i = 0; i < b->n; i++) {
                 v[i].dt = (int32_t)(v[i].dt * dt_scale);
-                v[i].m *= m_scale;
+                v[i].m = (int32_t)(v[i].m * m_scale); /* all_pack: it fits */
             }
             b->unit = (uint8_t)unit;
             b->decimals = (uint8_t)decimals;
@@ -239,10 +235,10 @@ size_t sample_buf_lower_bound(const struct sample_buf *b, int64_t ts_ns)
      * step samples back from the end, the step being the last one: the
      * memory read is the buffer's end, just written, and where the answer
      * is (an interval's start, in the middle of a buffer, took ten probes
-     * of cold memory from the ends). */
-    /* In doubles, which cannot overflow (samples 292 years apart would
-     * in int64); the guess only decides where to look first, and is kept
-     * in [0, n - 1] whatever it comes to (+inf, NaN). */
+     * of cold memory from the ends). Worked out in doubles, which cannot
+     * overflow (samples 292 years apart would in int64); the guess only
+     * decides where to look first, and is kept in [0, n - 1] whatever it
+     * comes to (+inf, NaN). */
     double step_ns = (double)last_ns - (double)sample_buf_ts(b, n - 2);
     double back = ((double)last_ns - (double)ts_ns) / step_ns;
     size_t guess = n - 1;
