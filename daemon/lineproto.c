@@ -1203,10 +1203,16 @@ struct fast_rest {
     int64_t ts_ns;
 };
 
+/* Whether [p, end) starts with a line's end, "\n" or "\r\n". */
+static inline bool at_line_end(const char *p, const char *end)
+{
+    return p < end && (*p == '\n' || (*p == '\r' && p + 1 < end && p[1] == '\n'));
+}
+
 /* With to_newline, end is the buffer's end and the timestamp must be
- * followed by "\n" before it (a line not yet split off); else end is the
- * line's, and the timestamp must run to it. *ts_end receives where the
- * timestamp ends. */
+ * followed by "\n" or "\r\n" before it (a line not yet split off); else
+ * end is the line's, and the timestamp must run to it. *ts_end receives
+ * where the timestamp ends. */
 static inline bool parse_rest_fast(struct parser *ps, const char *p, const char *end,
                                    bool to_newline, struct fast_rest *out, const char **ts_end)
 {
@@ -1236,7 +1242,7 @@ static inline bool parse_rest_fast(struct parser *ps, const char *p, const char 
      * as the last one read here are the same time, not read again. */
     size_t ts_len = to_newline ? ps->ts_len : (size_t)(end - p);
     if (ps->ts_len && ts_len == ps->ts_len &&
-        (!to_newline || ((size_t)(end - p) > ts_len && p[ts_len] == '\n')) &&
+        (!to_newline || ((size_t)(end - p) > ts_len && at_line_end(p + ts_len, end))) &&
         load8(p) == ps->ts_head && load8(p + ts_len - 8) == ps->ts_tail) {
         out->ts_ns = ps->ts_ns;
         *ts_end = p + ts_len;
@@ -1246,7 +1252,7 @@ static inline bool parse_rest_fast(struct parser *ps, const char *p, const char 
     uint64_t u = 0;
     for (; p < end && (d = (unsigned)(unsigned char)*p - '0') <= 9; p++)
         u = u * 10 + d;
-    if (p == t0 || (to_newline ? p == end || *p != '\n' : p != end) || p - t0 > 18 ||
+    if (p == t0 || (to_newline ? !at_line_end(p, end) : p != end) || p - t0 > 18 ||
         __builtin_mul_overflow((int64_t)u, (int64_t)ps->precision, &out->ts_ns))
         return false;
     *ts_end = p;
@@ -1258,6 +1264,13 @@ static inline bool parse_rest_fast(struct parser *ps, const char *p, const char 
         ps->ts_ns = out->ts_ns;
     }
     return true;
+}
+
+/* A point whose key slot holds: its cluster, meter and memo are the slot's. */
+static bool emit_cached(struct parser *ps, struct cache_slot *slot, const struct fast_rest *f)
+{
+    const char *cluster = slot->text + slot->key_n, *meter = slot->text + slot->meter;
+    return emit_point(ps, cluster, meter, &slot->memo, f->field, f->value, true, f->ts_ns);
 }
 
 /* One point: measurement, tags, fields, timestamp. */
@@ -1288,12 +1301,12 @@ static bool parse_line(struct parser *ps)
         }
         if (slot && slot->hash) {
             cache_follow(ps->cache, slot);
-            const char *cluster = slot->text + slot->key_n, *meter = slot->text + slot->meter;
             struct fast_rest f;
             const char *ts_end;
             if (parse_rest_fast(ps, key_end, end, false, &f, &ts_end))
-                return emit_point(ps, cluster, meter, &slot->memo, f.field, f.value, true, f.ts_ns);
-            return parse_rest(ps, key_end, end, true, cluster, meter, &slot->memo);
+                return emit_cached(ps, slot, &f);
+            return parse_rest(ps, key_end, end, true, slot->text + slot->key_n,
+                              slot->text + slot->meter, &slot->memo);
         }
     }
 
@@ -1329,7 +1342,7 @@ enum fast_line { FAST_NOT_TAKEN, FAST_TAKEN, FAST_REFUSED };
 
 /* The usual line, read in one pass from p without first finding where it
  * ends: the key that came next last time (cache_predicted), byte for
- * byte, a space, then " kw=DIGITS[.DIGITS] DIGITS" and "\n". It is what
+ * byte, a space, then " kw=DIGITS[.DIGITS] DIGITS" and "\n" (or "\r\n"). It is what
  * parse_line would make of it, found by the same steps (that key's bytes
  * hold no space and no newline, so the line's first space is right after
  * them). Anything else is not taken, nothing of it read for good: the
@@ -1344,20 +1357,21 @@ static inline enum fast_line fast_line(struct parser *ps, const char *p, const c
     if ((size_t)(ps->bufend - p) <= n || p[n] != ' ' || !same_bytes(slot->text, p, n))
         return FAST_NOT_TAKEN;
     struct fast_rest f;
-    const char *nl;
-    if (!parse_rest_fast(ps, p + n, ps->bufend, true, &f, &nl) || ps->bad_utf8 < nl)
+    const char *ts_end;
+    if (!parse_rest_fast(ps, p + n, ps->bufend, true, &f, &ts_end))
+        return FAST_NOT_TAKEN;
+    const char *nl = *ts_end == '\n' ? ts_end : ts_end + 1;
+    if (ps->bad_utf8 < nl)
         return FAST_NOT_TAKEN;
     ps->line++;
     ps->stats->lines++;
     ps->point_line = ps->line;
     ps->line_start = p;
-    ps->line_end = ps->nl = nl;
+    ps->line_end = ts_end;
+    ps->nl = nl;
     *next = nl + 1;
     cache_follow(ps->cache, slot);
-    const char *cluster = slot->text + slot->key_n, *meter = slot->text + slot->meter;
-    return emit_point(ps, cluster, meter, &slot->memo, f.field, f.value, true, f.ts_ns)
-               ? FAST_TAKEN
-               : FAST_REFUSED;
+    return emit_cached(ps, slot, &f) ? FAST_TAKEN : FAST_REFUSED;
 }
 
 static bool parse_buffer(const char *buf, size_t len, bool more, enum lp_precision precision,

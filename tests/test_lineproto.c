@@ -1939,9 +1939,9 @@ START_TEST(test_predicted_key_is_only_taken_whole)
 END_TEST
 
 /* The usual line is read in one pass without first finding its end
- * (fast_line): only when its timestamp is followed by "\n". Any other byte
- * after it, or the end of the input, is read the full way, with the same
- * points, lines and errors. */
+ * (fast_line): only when its timestamp is followed by "\n" or "\r\n". Any
+ * other byte after it, or the end of the input, is read the full way, with
+ * the same points, lines and errors. */
 START_TEST(test_a_line_read_in_one_pass_ends_at_its_newline)
 {
     static const char *const endings[] = {"x", "\r", " ", ",", ".", "\t", "\r\r", "0x"};
