@@ -412,18 +412,29 @@ static struct closed_row *find_row(struct cluster_state *cs, int64_t start_s)
     return lo < cs->n_rows && cs->rows[lo].start_s == start_s ? &cs->rows[lo] : NULL;
 }
 
-static struct closed_row *insert_row(struct cluster_state *cs, int64_t start_s)
+/* Inserts a row for each of starts[0..n) (ascending, none in cs->rows):
+ * merged from the back in one pass, so n rows cost the rows once, not n
+ * times over. */
+static void insert_rows(struct cluster_state *cs, const int64_t *starts, size_t n)
 {
-    ARRAY_RESERVE_ONE(cs->rows, cs->n_rows, cs->cap_rows);
-    size_t i = cs->n_rows;
-    while (i > 0 && cs->rows[i - 1].start_s > start_s)
-        i--;
-    memmove(&cs->rows[i + 1], &cs->rows[i], (cs->n_rows - i) * sizeof *cs->rows);
-    cs->n_rows++;
-    memset(&cs->rows[i], 0, sizeof cs->rows[i]);
-    cs->rows[i].start_s = start_s;
-    cs->rows[i].revision = -1; /* no revision emitted yet */
-    return &cs->rows[i];
+    size_t old = cs->n_rows;
+    if (old + n > cs->cap_rows) {
+        size_t cap = cs->cap_rows * 2 > old + n ? cs->cap_rows * 2 : old + n;
+        cs->rows = xrealloc_array(cs->rows, cap, sizeof *cs->rows);
+        cs->cap_rows = cap;
+    }
+    size_t i = old, j = n, out = old + n;
+    while (j > 0) {
+        if (i > 0 && cs->rows[i - 1].start_s > starts[j - 1]) {
+            cs->rows[--out] = cs->rows[--i];
+        } else {
+            struct closed_row *r = &cs->rows[--out];
+            memset(r, 0, sizeof *r);
+            r->start_s = starts[--j];
+            r->revision = -1; /* no revision emitted yet */
+        }
+    }
+    cs->n_rows = old + n;
 }
 
 static struct month_state *find_month(struct cluster_state *cs, int64_t start_s)
@@ -537,6 +548,7 @@ void engine_interval_money(struct engine *e, const struct cluster *c,
 static void price_interval(struct engine *e, struct cluster_state *cs, int64_t start_s)
 {
     const struct cluster *c = cs->cfg;
+    /* keeps_row has when this returns before finding its row. */
     const struct tariff_version *v = tariff_version_at(c->site->tariff, start_s);
     if (!v)
         return; /* samples before the first version were quarantined */
@@ -549,7 +561,7 @@ static void price_interval(struct engine *e, struct cluster_state *cs, int64_t s
 
     struct closed_row *r = find_row(cs, start_s);
     if (!r)
-        r = insert_row(cs, start_s);
+        abort(); /* run_items made it (make_rows, keeps_row) */
     int32_t year = local_year(c, start_s);
     if (r->revision >= 0)
         release_stored(e, c, year, r->paid, r->n_paid);
@@ -866,10 +878,60 @@ static bool last_of_month(const struct engine *e, size_t i, const struct month_s
     return true;
 }
 
+/* Whether price_interval keeps a row for interval start_s of cs: it
+ * returns before making one when no tariff version is in force, or when
+ * the engine only measures energy. */
+static bool keeps_row(const struct engine *e, const struct cluster_state *cs, int64_t start_s)
+{
+    return !e->sink.energy && tariff_version_at(cs->cfg->site->tariff, start_s);
+}
+
+static int by_cluster_start(const void *a, const void *b)
+{
+    const struct close_item *x = a, *y = b;
+    if (x->cluster != y->cluster)
+        return x->cluster < y->cluster ? -1 : 1;
+    return (x->start_s > y->start_s) - (x->start_s < y->start_s);
+}
+
+/* The rows a pass over e->items will make, made before it in one merge
+ * per cluster. Made one at a time as each interval was priced, every row
+ * moved those after it: a counter read months out of order made tens of
+ * thousands of rows before tens of thousands (RELIABILITY.md #17). */
+static void make_rows(struct engine *e)
+{
+    struct close_item *need = NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < e->n_items; i++) {
+        const struct close_item *it = &e->items[i];
+        struct cluster_state *cs = &e->clusters[it->cluster];
+        if (it->kind != CLOSE_INTERVAL || !keeps_row(e, cs, it->start_s) ||
+            find_row(cs, it->start_s))
+            continue;
+        if (!need)
+            need = xrealloc_array(NULL, e->n_items, sizeof *need);
+        need[n++] = *it;
+    }
+    if (n == 0)
+        return;
+    qsort(need, n, sizeof *need, by_cluster_start);
+    int64_t *starts = xrealloc_array(NULL, n, sizeof *starts);
+    for (size_t i = 0; i < n;) {
+        size_t ci = need[i].cluster, k = 0;
+        for (; i < n && need[i].cluster == ci; i++)
+            if (k == 0 || starts[k - 1] != need[i].start_s)
+                starts[k++] = need[i].start_s;
+        insert_rows(&e->clusters[ci], starts, k);
+    }
+    free(starts);
+    free(need);
+}
+
 static void run_items(struct engine *e)
 {
     if (e->n_items > 1)
         qsort_r(e->items, e->n_items, sizeof *e->items, item_order, e);
+    make_rows(e);
     for (size_t i = 0; i < e->n_items; i++) {
         const struct close_item *it = &e->items[i];
         struct cluster_state *cs = &e->clusters[it->cluster];

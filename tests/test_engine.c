@@ -1504,6 +1504,67 @@ START_TEST(test_a_late_burst_over_a_month_boundary_adjusts_the_month_once)
 }
 END_TEST
 
+static void push_counter_in_batch(const char *cluster, const char *meter, int64_t ts_s, double kwh)
+{
+    struct engine_sample s = {cluster, meter, SAMPLE_COUNTER, ts_s * NS, kwh};
+    struct error err;
+    ck_assert_msg(engine_push(eng, &s, now_ns, &err), "push: %s", err.msg);
+}
+
+START_TEST(test_a_counter_read_before_every_row_makes_its_rows_in_order)
+{
+    /* c1 and c2: meter a at 40 and 20 kW from 00:00 to 02:00 local, its
+     * intervals closed as it goes. Then one request: counter b of each
+     * read at 22:00 (22:05 in c2) the day before and at 01:00. Its
+     * difference spreads over intervals before every row each cluster
+     * holds (22:00 to 23:45, made in one pass, RELIABILITY.md #17) and
+     * over some it holds (adjusted). The sums over revisions are those of
+     * pricing it all in timestamp order. */
+    int64_t t0 = L(2025, 3, 2, 0, 0);
+    struct interval_sum live[32], once[32];
+    now_ns = 0;
+    start();
+    for (int64_t t = t0; t <= t0 + 7200; t += 60) {
+        push_kind("c1", "a", SAMPLE_POWER, t, 40);
+        push_kind("c2", "a", SAMPLE_POWER, t, 20);
+    }
+    size_t before = n_billing;
+    ck_assert_uint_eq(before, 16); /* 00:00 to 01:45, both clusters */
+    push_counter_in_batch("c1", "b", t0 - 7200, 100);
+    push_counter_in_batch("c1", "b", t0 + 3600, 130);
+    push_counter_in_batch("c2", "b", t0 - 6900, 50);
+    push_counter_in_batch("c2", "b", t0 + 3600, 62);
+    batch_done();
+    finish();
+    ck_assert_uint_eq(n_quarantined, 0);
+    ck_assert(one_adjustment_per_interval(before));
+    size_t made_before = 0;
+    for (size_t i = before; i < n_billing; i++)
+        made_before += billing[i].revision == 0 && billing[i].start_s < t0;
+    ck_assert_uint_eq(made_before, 16); /* 22:00 to 23:45, both clusters */
+    size_t n_live = interval_sums(live, 32);
+    stop();
+
+    now_ns = 0;
+    start();
+    push_kind("c1", "b", SAMPLE_COUNTER, t0 - 7200, 100);
+    push_kind("c2", "b", SAMPLE_COUNTER, t0 - 6900, 50);
+    for (int64_t t = t0; t <= t0 + 7200; t += 60) {
+        push_kind("c1", "a", SAMPLE_POWER, t, 40);
+        push_kind("c2", "a", SAMPLE_POWER, t, 20);
+        if (t == t0 + 3600) {
+            push_kind("c1", "b", SAMPLE_COUNTER, t, 130);
+            push_kind("c2", "b", SAMPLE_COUNTER, t, 62);
+        }
+    }
+    finish();
+    ck_assert_uint_eq(n_quarantined, 0);
+    size_t n_once = interval_sums(once, 32);
+    stop();
+    assert_sums_equal(live, n_live, once, n_once);
+}
+END_TEST
+
 START_TEST(test_a_late_sample_that_changes_nothing_makes_no_row)
 {
     /* 40 kW a minute, 00:07 missing (the 00:06-00:08 segment is 40 kW
@@ -2052,6 +2113,7 @@ static Suite *engine_suite(void)
     tcase_add_test(t, test_an_hour_sent_late_in_one_request_adjusts_each_interval_once);
     tcase_add_test(t, test_a_late_burst_over_a_month_boundary_adjusts_the_month_once);
     tcase_add_test(t, test_a_late_sample_that_changes_nothing_makes_no_row);
+    tcase_add_test(t, test_a_counter_read_before_every_row_makes_its_rows_in_order);
     tcase_add_test(t, test_reopened_intervals_survive_a_checkpoint);
     tcase_add_test(t, test_a_reload_that_drops_a_cluster_closes_what_it_reopened);
     tcase_add_test(t, test_a_reopened_interval_gets_back_only_its_own_subsidy_once_the_cap_ran_out);
