@@ -548,7 +548,7 @@ void engine_interval_money(struct engine *e, const struct cluster *c,
 static void price_interval(struct engine *e, struct cluster_state *cs, int64_t start_s)
 {
     const struct cluster *c = cs->cfg;
-    /* keeps_row has when this returns before finding its row. */
+    /* keeps_row says when this returns before finding its row. */
     const struct tariff_version *v = tariff_version_at(c->site->tariff, start_s);
     if (!v)
         return; /* samples before the first version were quarantined */
@@ -711,6 +711,8 @@ static void price_month(struct engine *e, struct cluster_state *cs, struct month
     if (ms->last_row_start_s == NONE || e->sink.energy)
         return;
     const struct tariff_version *v = tariff_version_at(c->site->tariff, ms->last_row_start_s);
+    if (!v)
+        return; /* a reload started the tariff after its last row: as reprice_ledger_month */
     int64_t max_kw, max_start;
     month_max(e, cs, ms, &max_kw, &max_start);
     struct month_demand md;
@@ -879,7 +881,7 @@ static bool last_of_month(const struct engine *e, size_t i, const struct month_s
 }
 
 /* Whether price_interval keeps a row for interval start_s of cs: it
- * returns before making one when no tariff version is in force, or when
+ * returns before finding one when no tariff version is in force, or when
  * the engine only measures energy. */
 static bool keeps_row(const struct engine *e, const struct cluster_state *cs, int64_t start_s)
 {

@@ -425,6 +425,9 @@ struct engine *snapshot_read(const struct config *cfg, const struct engine_sink 
             row->net_cny4 = get_i64(&r);
             row->missing_s = get_i64(&r);
             row->n_paid = get_paid(e, &r, row->paid);
+            /* sorted, each once: found by binary search (engine.c find_row) */
+            if (cs->n_rows > 1 && row->start_s <= row[-1].start_s)
+                r.ok = false;
         }
         for (size_t nmo = get_count(&r, 120), k = 0; k < nmo && r.ok; k++) {
             ARRAY_RESERVE_ONE(cs->months, cs->n_months, cs->cap_months);

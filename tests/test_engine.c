@@ -1086,6 +1086,33 @@ START_TEST(test_snapshot_refuses_samples_outside_the_span)
 }
 END_TEST
 
+START_TEST(test_snapshot_refuses_rows_out_of_order)
+{
+    /* A cluster's rows are found by binary search: a snapshot whose rows
+     * are not sorted, each once, would have the engine miss one it holds
+     * (and make another). */
+    start();
+    stream(0, 60);
+    const struct cluster_state *cs = &eng->clusters[eng->meters[0].cluster];
+    ck_assert_uint_gt(cs->n_rows, 1);
+    int64_t first[2] = {cs->rows[0].start_s, cs->rows[0].revision};
+    int64_t second = cs->rows[1].start_s;
+    size_t len;
+    unsigned char *bytes = engine_save(eng, &len);
+    unsigned char *at = memmem(bytes, len, first, sizeof first);
+    ck_assert_ptr_nonnull(at);
+    struct error err;
+    struct engine *again = engine_load(cfg, &sink, bytes, len, &err);
+    ck_assert_ptr_nonnull(again);
+    engine_free(again);
+    memcpy(at, &second, sizeof second); /* rows 0 and 1 both at the second's start */
+    ck_assert_ptr_null(engine_load(cfg, &sink, bytes, len, &err));
+    ck_assert_str_eq(err.msg, "engine snapshot is truncated or corrupt");
+    free(bytes);
+    stop();
+}
+END_TEST
+
 START_TEST(test_meter_cannot_switch_kind)
 {
     start();
@@ -1714,6 +1741,38 @@ START_TEST(test_a_reload_that_drops_a_cluster_closes_what_it_reopened)
 }
 END_TEST
 
+START_TEST(test_a_month_whose_tariff_a_reload_moved_later_closes_unpriced)
+{
+    /* 40 kW from Mar 31 22:00 local: March's last intervals are priced.
+     * Then a reload starts the tariff on April 1: when April's first
+     * interval closes March, no version is in force at its last row, so
+     * its demand is not priced (as its intervals would not be), and
+     * April's is. Before, March's pricing read the missing version. */
+    start();
+    int64_t t0 = L(2025, 3, 31, 22, 0);
+    for (int64_t t = t0; t < L(2025, 3, 31, 23, 59); t += 60)
+        push("c1", t, 40);
+    ck_assert_uint_gt(n_billing, 0);
+    ck_assert_uint_eq(n_demand, 0);
+    struct errors errs = {0};
+    struct config *next = config_from_string(
+        "t.conf", edit(base_config, "[tariff tf @ 2025-01-01]", "[tariff tf @ 2025-04-01]"), &errs);
+    ck_assert_msg(next != NULL, "config: %s", errs.n ? errs.msgs[0] : "?");
+    errors_free(&errs);
+    engine_set_config(eng, next);
+    for (int64_t t = L(2025, 3, 31, 23, 59); t <= L(2025, 4, 1, 0, 40); t += 60)
+        push("c1", t, 40);
+    finish();
+    ck_assert_uint_eq(n_demand, 1);
+    ck_assert_int_eq(demand[0].month_day, civil_to_day((struct civil_date){2025, 4, 1}));
+    engine_free(eng);
+    eng = NULL;
+    config_free(next);
+    config_free(cfg);
+    cfg = NULL;
+}
+END_TEST
+
 /* ---------------------------------------------------------------- */
 /* Waiting for the caps                                              */
 
@@ -2106,6 +2165,7 @@ static Suite *engine_suite(void)
     tcase_add_test(t, test_late_window_counts_from_now_for_a_quiet_cluster);
     tcase_add_test(t, test_refused_first_sample_leaves_no_meter_behind);
     tcase_add_test(t, test_snapshot_refuses_samples_outside_the_span);
+    tcase_add_test(t, test_snapshot_refuses_rows_out_of_order);
     tcase_add_test(t, test_absurd_values_are_refused);
     tcase_add_test(t, test_insert_reaching_into_a_final_interval_is_quarantined);
     tcase_add_test(t,
@@ -2116,6 +2176,7 @@ static Suite *engine_suite(void)
     tcase_add_test(t, test_a_counter_read_before_every_row_makes_its_rows_in_order);
     tcase_add_test(t, test_reopened_intervals_survive_a_checkpoint);
     tcase_add_test(t, test_a_reload_that_drops_a_cluster_closes_what_it_reopened);
+    tcase_add_test(t, test_a_month_whose_tariff_a_reload_moved_later_closes_unpriced);
     tcase_add_test(t, test_a_reopened_interval_gets_back_only_its_own_subsidy_once_the_cap_ran_out);
     suite_add_tcase(s, t);
 
