@@ -323,6 +323,7 @@ static struct cache_slot *cache_enter(struct lp_cache *c, const char *key, size_
         size_t old_size = c->size;
         c->size *= 2;
         c->slots = xcalloc(c->size, sizeof *c->slots);
+        advise_huge(c->slots, c->size * sizeof *c->slots);
         for (size_t i = 0; i < old_size; i++) {
             if (!old[i].hash)
                 continue;

@@ -12,8 +12,11 @@
 #ifndef TARIFF_ALLOC_H
 #define TARIFF_ALLOC_H
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 static inline void *xmalloc(size_t size)
 {
@@ -54,6 +57,23 @@ static inline char *xstrdup(const char *s)
     if (!p)
         abort();
     return p;
+}
+
+/* Asks the kernel to back the whole pages of block [p, p + bytes) with
+ * huge pages (transparent huge pages, which Debian leaves to this advice):
+ * an array of a million meters or keys, reached at random, then costs a
+ * TLB miss far less often. Blocks under HUGE_ADVICE_MIN are left alone.
+ * Advice only: where it is refused, nothing changes. */
+#define HUGE_ADVICE_MIN ((size_t)4 << 20)
+
+static inline void advise_huge(void *p, size_t bytes)
+{
+    if (bytes < HUGE_ADVICE_MIN)
+        return;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t from = ((uintptr_t)p + page - 1) & ~(page - 1);
+    uintptr_t to = ((uintptr_t)p + bytes) & ~(page - 1);
+    (void)madvise((void *)from, to - from, MADV_HUGEPAGE);
 }
 
 /* Makes room for one more element in a growing array `arr` of `n` used

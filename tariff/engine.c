@@ -187,7 +187,10 @@ struct meter_state *engine_add_meter(struct engine *e, const char *cluster, cons
     size_t ci = engine_cluster_index(e, cluster);
     if (e->n_meters >= UINT32_MAX - 1) /* the heard list's links are 32 bits */
         abort();
-    ARRAY_RESERVE_ONE(e->meters, e->n_meters, e->cap_meters);
+    if (e->n_meters == e->cap_meters) {
+        ARRAY_RESERVE_ONE(e->meters, e->n_meters, e->cap_meters);
+        advise_huge(e->meters, e->cap_meters * sizeof *e->meters);
+    }
     size_t index = e->n_meters++;
     struct meter_state *m = &e->meters[index];
     memset(m, 0, sizeof *m);

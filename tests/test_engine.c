@@ -7,15 +7,18 @@
  * (18:00-23:00), surcharge 0.02, demand 30 CNY/kW-month; cluster c1 has a
  * domestic share of 0.75, c2 0.5; programme pa pays 0.5 pro rata.
  */
+#include "alloc.h"
 #include "civil.h"
 #include "config.h"
 #include "engine.h"
 #include "engine_private.h" /* snapshot_write, for the formats of earlier versions */
 
 #include <check.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define TOKEN "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 #define NS    1000000000LL
@@ -2104,6 +2107,69 @@ START_TEST(test_snapshot_of_the_format_before_caps_known_loads_knowing_them)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- */
+/* Memory                                                            */
+
+/* Whether the mapping holding p has the kernel's huge page advice (the
+ * "hg" of its VmFlags in /proc/self/smaps). */
+static bool advised_huge(const void *p)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    ck_assert_ptr_nonnull(f);
+    char line[512];
+    bool inside = false, hg = false;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long from, to;
+        char dash;
+        if (sscanf(line, "%lx%c%lx ", &from, &dash, &to) == 3 && dash == '-') {
+            inside = (uintptr_t)p >= from && (uintptr_t)p < to;
+        } else if (inside && strncmp(line, "VmFlags:", 8) == 0) {
+            hg = strstr(line, " hg") != NULL;
+            break;
+        }
+    }
+    fclose(f);
+    return hg;
+}
+
+static bool kernel_has_thp(void)
+{
+    return access("/sys/kernel/mm/transparent_hugepage/enabled", F_OK) == 0;
+}
+
+START_TEST(test_large_blocks_are_advised_huge_pages)
+{
+    if (!kernel_has_thp())
+        return; /* a kernel without transparent huge pages takes no advice */
+    char *big = xmalloc(HUGE_ADVICE_MIN * 2), *small = xmalloc(HUGE_ADVICE_MIN / 4);
+    ck_assert(!advised_huge(big + HUGE_ADVICE_MIN));
+    advise_huge(big, HUGE_ADVICE_MIN * 2);
+    advise_huge(small, HUGE_ADVICE_MIN / 4);
+    ck_assert(advised_huge(big + HUGE_ADVICE_MIN));
+    ck_assert(!advised_huge(small + HUGE_ADVICE_MIN / 8));
+    free(big);
+    free(small);
+}
+END_TEST
+
+START_TEST(test_a_fleet_of_meters_is_kept_in_huge_pages)
+{
+    /* 40,000 meters: 5 MB of meter state, reached at random by a fleet's
+     * samples. */
+    if (!kernel_has_thp())
+        return;
+    start();
+    char name[16];
+    for (int i = 0; i < 40000; i++) {
+        snprintf(name, sizeof name, "m%d", i);
+        engine_add_meter(eng, "c1", name, false);
+    }
+    ck_assert_uint_ge(eng->cap_meters * sizeof *eng->meters, HUGE_ADVICE_MIN);
+    ck_assert(advised_huge(eng->meters + eng->n_meters / 2));
+    stop();
+}
+END_TEST
+
 static Suite *engine_suite(void)
 {
     Suite *s = suite_create("engine");
@@ -2190,6 +2256,12 @@ static Suite *engine_suite(void)
     tcase_add_test(t, test_reload_that_drops_the_cap_ends_the_wait);
     tcase_add_test(t, test_snapshot_while_waiting_keeps_waiting_and_the_held_calls);
     tcase_add_test(t, test_snapshot_of_the_format_before_caps_known_loads_knowing_them);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("memory");
+    tcase_add_checked_fixture(t, setup, NULL);
+    tcase_add_test(t, test_large_blocks_are_advised_huge_pages);
+    tcase_add_test(t, test_a_fleet_of_meters_is_kept_in_huge_pages);
     suite_add_tcase(s, t);
     return s;
 }

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MAX_POINTS 16
 
@@ -2003,6 +2004,43 @@ START_TEST(test_cache_holds_many_keys)
 }
 END_TEST
 
+/* How many mappings of this process have the kernel's huge page advice
+ * (the "hg" of VmFlags in /proc/self/smaps). */
+static int mappings_advised_huge(void)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    ck_assert_ptr_nonnull(f);
+    char line[512];
+    int n = 0;
+    while (fgets(line, sizeof line, f))
+        n += strncmp(line, "VmFlags:", 8) == 0 && strstr(line, " hg") != NULL;
+    fclose(f);
+    return n;
+}
+
+START_TEST(test_a_large_cache_is_kept_in_huge_pages)
+{
+    /* 100,000 keys: a table of 12 MB, reached at random, asks for huge
+     * pages (the only block of this size the test makes). */
+    if (access("/sys/kernel/mm/transparent_hugepage/enabled", F_OK) != 0)
+        return; /* a kernel without transparent huge pages takes no advice */
+    int before = mappings_advised_huge();
+    struct lp_cache *cache = lp_cache_new(SIZE_MAX);
+    enum { KEYS = 100000 };
+    size_t cap = (size_t)KEYS * 48, len = 0;
+    char *text = malloc(cap);
+    for (int k = 0; k < KEYS; k++)
+        len += (size_t)snprintf(text + len, cap - len, "power,cluster=c,meter=m%d kw=1 10\n", k);
+    size_t consumed;
+    ck_assert(lp_parse_cached(text, len, false, LP_PRECISION_S, cache, NULL, NULL, NULL, &lerr,
+                              &consumed));
+    ck_assert_uint_gt(lp_cache_keys(cache), KEYS / 2); /* a few may be too far from their slot */
+    ck_assert_int_gt(mappings_advised_huge(), before);
+    lp_cache_free(cache);
+    free(text);
+}
+END_TEST
+
 START_TEST(test_cache_is_bounded)
 {
     /* A tag whose value changes on every line makes every key new: the
@@ -2258,6 +2296,7 @@ static Suite *lineproto_suite(void)
     tcase_add_test(cache, test_predicted_key_is_only_taken_whole);
     tcase_add_test(cache, test_a_line_read_in_one_pass_ends_at_its_newline);
     tcase_add_test(cache, test_cache_holds_many_keys);
+    tcase_add_test(cache, test_a_large_cache_is_kept_in_huge_pages);
     tcase_add_test(cache, test_cache_is_bounded);
     tcase_add_test(cache, test_keys_made_to_collide_are_not_probed_for);
     suite_add_tcase(s, cache);
