@@ -1065,6 +1065,24 @@ END_TEST
 /* A snapshot whose meter claims a last sample older than one it keeps is
  * refused: the engine would append behind it, and a buffer must stay
  * sorted. */
+/* The engine's snapshot loads; with the bytes `find` first holds in it
+ * overwritten by `put`, it is refused as corrupt. */
+static void assert_patch_is_refused(const void *find, size_t find_n, const void *put, size_t put_n)
+{
+    size_t len;
+    unsigned char *bytes = engine_save(eng, &len);
+    unsigned char *at = memmem(bytes, len, find, find_n);
+    ck_assert_ptr_nonnull(at);
+    struct error err;
+    struct engine *again = engine_load(cfg, &sink, bytes, len, &err);
+    ck_assert_ptr_nonnull(again);
+    engine_free(again);
+    memcpy(at, put, put_n);
+    ck_assert_ptr_null(engine_load(cfg, &sink, bytes, len, &err));
+    ck_assert_str_eq(err.msg, "engine snapshot is truncated or corrupt");
+    free(bytes);
+}
+
 START_TEST(test_snapshot_refuses_samples_outside_the_span)
 {
     start();
@@ -1072,19 +1090,8 @@ START_TEST(test_snapshot_refuses_samples_outside_the_span)
     const struct meter_state *m = &eng->meters[0];
     ck_assert_uint_gt(m->buf.n, 1);
     int64_t span[2] = {m->first_ns, m->last_ns};
-    size_t len;
-    unsigned char *bytes = engine_save(eng, &len);
-    unsigned char *at = memmem(bytes, len, span, sizeof span);
-    ck_assert_ptr_nonnull(at);
-    struct error err;
-    struct engine *again = engine_load(cfg, &sink, bytes, len, &err);
-    ck_assert_ptr_nonnull(again);
-    engine_free(again);
-    span[1] -= 1000000000; /* a second before its last sample */
-    memcpy(at, span, sizeof span);
-    ck_assert_ptr_null(engine_load(cfg, &sink, bytes, len, &err));
-    ck_assert_str_eq(err.msg, "engine snapshot is truncated or corrupt");
-    free(bytes);
+    int64_t shorter[2] = {m->first_ns, m->last_ns - 1000000000}; /* before its last sample */
+    assert_patch_is_refused(span, sizeof span, shorter, sizeof shorter);
     stop();
 }
 END_TEST
@@ -1099,19 +1106,8 @@ START_TEST(test_snapshot_refuses_rows_out_of_order)
     const struct cluster_state *cs = &eng->clusters[eng->meters[0].cluster];
     ck_assert_uint_gt(cs->n_rows, 1);
     int64_t first[2] = {cs->rows[0].start_s, cs->rows[0].revision};
-    int64_t second = cs->rows[1].start_s;
-    size_t len;
-    unsigned char *bytes = engine_save(eng, &len);
-    unsigned char *at = memmem(bytes, len, first, sizeof first);
-    ck_assert_ptr_nonnull(at);
-    struct error err;
-    struct engine *again = engine_load(cfg, &sink, bytes, len, &err);
-    ck_assert_ptr_nonnull(again);
-    engine_free(again);
-    memcpy(at, &second, sizeof second); /* rows 0 and 1 both at the second's start */
-    ck_assert_ptr_null(engine_load(cfg, &sink, bytes, len, &err));
-    ck_assert_str_eq(err.msg, "engine snapshot is truncated or corrupt");
-    free(bytes);
+    int64_t second = cs->rows[1].start_s; /* rows 0 and 1 both at the second's start */
+    assert_patch_is_refused(first, sizeof first, &second, sizeof second);
     stop();
 }
 END_TEST
@@ -1715,6 +1711,27 @@ START_TEST(test_reopened_intervals_survive_a_checkpoint)
 }
 END_TEST
 
+/* Reloads the engine to config text; returns the config, which
+ * stop_reloaded frees with the engine and the one it started with. */
+static struct config *reload(const char *text)
+{
+    struct errors errs = {0};
+    struct config *next = config_from_string("t.conf", text, &errs);
+    ck_assert_msg(next != NULL, "config: %s", errs.n ? errs.msgs[0] : "?");
+    errors_free(&errs);
+    engine_set_config(eng, next);
+    return next;
+}
+
+static void stop_reloaded(struct config *next)
+{
+    engine_free(eng);
+    eng = NULL;
+    config_free(next);
+    config_free(cfg);
+    cfg = NULL;
+}
+
 START_TEST(test_a_reload_that_drops_a_cluster_closes_what_it_reopened)
 {
     /* c1 leaves the config while 00:00 waits reopened: it is priced
@@ -1722,25 +1739,17 @@ START_TEST(test_a_reload_that_drops_a_cluster_closes_what_it_reopened)
      * minutes at 60 kW from 00:10: +1.8 kWh), not dropped. */
     start();
     b_behind();
-    struct errors errs = {0};
     const char *text = strstr(base_config, "[cluster c1]");
     const char *end = strstr(text, "[cluster c2]");
     char without[8192];
     snprintf(without, sizeof without, "%.*s%s", (int)(text - base_config), base_config, end);
-    struct config *next = config_from_string("t.conf", without, &errs);
-    ck_assert_msg(next != NULL, "config: %s", errs.n ? errs.msgs[0] : "?");
-    errors_free(&errs);
-    engine_set_config(eng, next);
+    struct config *next = reload(without);
     ck_assert_uint_eq(n_billing, 3);
     ck_assert_str_eq(billing[2].cluster, "c1");
     ck_assert_int_eq(billing[2].start_s, L(2025, 3, 1, 0, 0));
     ck_assert_int_eq(billing[2].revision, 1);
     ck_assert_int_gt(billing[2].kwh, 0);
-    engine_free(eng);
-    eng = NULL;
-    config_free(next);
-    config_free(cfg);
-    cfg = NULL;
+    stop_reloaded(next);
 }
 END_TEST
 
@@ -1757,22 +1766,14 @@ START_TEST(test_a_month_whose_tariff_a_reload_moved_later_closes_unpriced)
         push("c1", t, 40);
     ck_assert_uint_gt(n_billing, 0);
     ck_assert_uint_eq(n_demand, 0);
-    struct errors errs = {0};
-    struct config *next = config_from_string(
-        "t.conf", edit(base_config, "[tariff tf @ 2025-01-01]", "[tariff tf @ 2025-04-01]"), &errs);
-    ck_assert_msg(next != NULL, "config: %s", errs.n ? errs.msgs[0] : "?");
-    errors_free(&errs);
-    engine_set_config(eng, next);
+    struct config *next =
+        reload(edit(base_config, "[tariff tf @ 2025-01-01]", "[tariff tf @ 2025-04-01]"));
     for (int64_t t = L(2025, 3, 31, 23, 59); t <= L(2025, 4, 1, 0, 40); t += 60)
         push("c1", t, 40);
     finish();
     ck_assert_uint_eq(n_demand, 1);
     ck_assert_int_eq(demand[0].month_day, civil_to_day((struct civil_date){2025, 4, 1}));
-    engine_free(eng);
-    eng = NULL;
-    config_free(next);
-    config_free(cfg);
-    cfg = NULL;
+    stop_reloaded(next);
 }
 END_TEST
 
