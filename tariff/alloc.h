@@ -76,6 +76,18 @@ static inline void advise_huge(void *p, size_t bytes)
     (void)madvise((void *)from, to - from, MADV_HUGEPAGE);
 }
 
+/* Makes room for `more` elements beyond the `n` used of a growing array
+ * `arr` of `cap` allocated ones (at least doubling, so a run of calls
+ * costs its elements once). */
+#define ARRAY_RESERVE(arr, n, cap, more)                                                           \
+    do {                                                                                           \
+        if ((more) > (cap) - (n)) {                                                                \
+            size_t want_ = (n) + (more);                                                           \
+            (cap) = (cap)*2 > want_ ? (cap)*2 : want_;                                             \
+            (arr) = xrealloc_array((arr), (cap), sizeof *(arr));                                   \
+        }                                                                                          \
+    } while (0)
+
 /* Makes room for one more element in a growing array `arr` of `n` used
  * and `cap` allocated elements (doubling, from 8). */
 #define ARRAY_RESERVE_ONE(arr, n, cap)                                                             \

@@ -421,11 +421,7 @@ static struct closed_row *find_row(struct cluster_state *cs, int64_t start_s)
 static void insert_rows(struct cluster_state *cs, const int64_t *starts, size_t n)
 {
     size_t old = cs->n_rows;
-    if (old + n > cs->cap_rows) {
-        size_t cap = cs->cap_rows * 2 > old + n ? cs->cap_rows * 2 : old + n;
-        cs->rows = xrealloc_array(cs->rows, cap, sizeof *cs->rows);
-        cs->cap_rows = cap;
-    }
+    ARRAY_RESERVE(cs->rows, cs->n_rows, cs->cap_rows, n);
     size_t i = old, j = n, out = old + n;
     while (j > 0) {
         if (i > 0 && cs->rows[i - 1].start_s > starts[j - 1]) {
@@ -1004,11 +1000,7 @@ static void reopen_range(struct engine *e, struct cluster_state *cs, int64_t fro
         return;
     }
     size_t old = cs->n_reopened;
-    if (cs->n_reopened + added > cs->cap_reopened) {
-        size_t cap = cs->cap_reopened * 2 > old + added ? cs->cap_reopened * 2 : old + added;
-        cs->reopened = xrealloc(cs->reopened, cap * sizeof *cs->reopened);
-        cs->cap_reopened = cap;
-    }
+    ARRAY_RESERVE(cs->reopened, cs->n_reopened, cs->cap_reopened, added);
     /* Merged from the back, in place: the usual late sample reopens
      * intervals after every one reopened already, and only appends. */
     size_t i = old, j = n_range, out = old + added;
