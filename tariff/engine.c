@@ -188,8 +188,10 @@ struct meter_state *engine_add_meter(struct engine *e, const char *cluster, cons
     if (e->n_meters >= UINT32_MAX - 1) /* the heard list's links are 32 bits */
         abort();
     if (e->n_meters == e->cap_meters) {
-        ARRAY_RESERVE_ONE(e->meters, e->n_meters, e->cap_meters);
-        advise_huge(e->meters, e->cap_meters * sizeof *e->meters);
+        size_t cap = e->cap_meters ? 2 * e->cap_meters : 8;
+        e->meters =
+            xrealloc_huge(e->meters, e->n_meters * sizeof *e->meters, cap * sizeof *e->meters);
+        e->cap_meters = cap;
     }
     size_t index = e->n_meters++;
     struct meter_state *m = &e->meters[index];

@@ -2158,6 +2158,26 @@ START_TEST(test_large_blocks_are_advised_huge_pages)
 }
 END_TEST
 
+/* A growing array passing HUGE_ADVICE_MIN moves to a block advised before
+ * the copy (so the copy faults in huge pages), keeping what it held. */
+START_TEST(test_a_large_array_grows_into_huge_pages)
+{
+    size_t small = HUGE_ADVICE_MIN / 4, big = HUGE_ADVICE_MIN * 2;
+    unsigned char *p = xrealloc_huge(NULL, 0, small);
+    for (size_t i = 0; i < small; i++)
+        p[i] = (unsigned char)(i * 7 + 1);
+    p = xrealloc_huge(p, small, big);
+    ck_assert_uint_eq((uintptr_t)p % HUGE_PAGE_BYTES, 0);
+    for (size_t i = 0; i < small; i++)
+        if (p[i] != (unsigned char)(i * 7 + 1))
+            ck_abort_msg("byte %zu was not kept", i);
+    memset(p + small, 0, big - small);
+    if (advice_shows())
+        ck_assert(advised_huge(p + big / 2));
+    free(p);
+}
+END_TEST
+
 START_TEST(test_a_fleet_of_meters_is_kept_in_huge_pages)
 {
     /* 40,000 meters: 5 MB of meter state, reached at random by a fleet's
@@ -2268,6 +2288,7 @@ static Suite *engine_suite(void)
     tcase_add_checked_fixture(t, setup, NULL);
     tcase_add_test(t, test_large_blocks_are_advised_huge_pages);
     tcase_add_test(t, test_a_fleet_of_meters_is_kept_in_huge_pages);
+    tcase_add_test(t, test_a_large_array_grows_into_huge_pages);
     suite_add_tcase(s, t);
     return s;
 }
