@@ -204,6 +204,7 @@ struct lp_cache {
      * entered, the last one at recent[seen % CACHE_AHEAD]. */
     uint32_t recent[CACHE_AHEAD];
     size_t seen;
+    size_t hashed; /* lines whose key was not the one predicted */
 };
 
 struct lp_cache *lp_cache_new_seeded(size_t max_keys, uint64_t seed)
@@ -227,6 +228,11 @@ struct lp_cache *lp_cache_new(size_t max_keys)
 size_t lp_cache_keys(const struct lp_cache *c)
 {
     return c->n;
+}
+
+size_t lp_cache_hashed(const struct lp_cache *c)
+{
+    return c->hashed;
 }
 
 static void cache_empty(struct lp_cache *c)
@@ -324,17 +330,31 @@ static struct cache_slot *cache_enter(struct lp_cache *c, const char *key, size_
         c->size *= 2;
         c->slots = xcalloc(c->size, sizeof *c->slots);
         advise_huge(c->slots, c->size * sizeof *c->slots);
+        /* Where each slot moved (+ 1), so the order learnt (next, ahead,
+         * recent) follows its keys: a fleet's second round of lines is
+         * not looked up again. */
+        uint32_t *moved = xcalloc(old_size, sizeof *moved);
+        size_t mask = c->size - 1;
         for (size_t i = 0; i < old_size; i++) {
             if (!old[i].hash)
                 continue;
-            size_t mask = c->size - 1, j = old[i].hash & mask;
+            size_t j = old[i].hash & mask;
             while (c->slots[j].hash)
                 j = (j + 1) & mask;
             c->slots[j] = old[i];
-            c->slots[j].next = c->slots[j].ahead = 0; /* slots moved: the order is learnt again */
+            moved[i] = (uint32_t)j + 1;
         }
+        for (size_t j = 0; j < c->size; j++) {
+            struct cache_slot *s = &c->slots[j];
+            if (!s->hash)
+                continue;
+            s->next = s->next ? moved[s->next - 1] : 0;
+            s->ahead = s->ahead ? moved[s->ahead - 1] : 0;
+        }
+        for (size_t k = 0; k < CACHE_AHEAD; k++)
+            c->recent[k] = c->recent[k] ? moved[c->recent[k] - 1] : 0;
+        free(moved);
         free(old);
-        memset(c->recent, 0, sizeof c->recent);
     }
     struct cache_slot *s = cache_lookup(c, key, n, h);
     if (!s)
@@ -1299,6 +1319,7 @@ static bool parse_line(struct parser *ps)
         if (!slot || slot->key_n != n || !same_bytes(slot->text, p, n)) {
             h = key_hash(ps->cache->seed, p, n);
             slot = cache_lookup(ps->cache, p, n, h);
+            ps->cache->hashed++;
         }
         if (slot && slot->hash) {
             cache_follow(ps->cache, slot);

@@ -124,6 +124,9 @@ struct lp_cache *lp_cache_new(size_t max_keys);
  * keys that collide. */
 struct lp_cache *lp_cache_new_seeded(size_t max_keys, uint64_t seed);
 size_t lp_cache_keys(const struct lp_cache *c); /* the keys it holds now */
+/* Lines whose key was looked up by its hash, not found where the order
+ * the cache learnt predicted it (the rest cost no lookup). */
+size_t lp_cache_hashed(const struct lp_cache *c);
 void lp_cache_free(struct lp_cache *c);
 
 /* lp_parse (more false) or lp_parse_stream (more true), where a line whose

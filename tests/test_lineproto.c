@@ -1643,6 +1643,45 @@ START_TEST(test_memo_stays_with_the_series_key)
 }
 END_TEST
 
+static bool accept_point(void *ctx, const struct lp_point *p, struct lp_error *err)
+{
+    (void)p;
+    (void)err;
+    (*(size_t *)ctx)++;
+    return true;
+}
+
+/* A fleet's keys come in the same order round after round: from the
+ * second round on, each key is the one the cache predicts, and is not
+ * looked up by its hash, even though the table grew (and its slots moved)
+ * many times in the first round. */
+START_TEST(test_cache_keeps_the_order_it_learnt_as_it_grows)
+{
+    enum { KEYS = 3000, ROUNDS = 3 };
+    struct lp_cache *cache = lp_cache_new(SIZE_MAX);
+    size_t hashed_after[ROUNDS], points = 0;
+    char *text = malloc((size_t)KEYS * 64);
+    ck_assert_ptr_nonnull(text);
+    for (int r = 0; r < ROUNDS; r++) {
+        size_t len = 0, consumed;
+        for (int k = 0; k < KEYS; k++)
+            len += (size_t)sprintf(text + len, "power,cluster=c,meter=m%04d kw=1 %d\n", k,
+                                   10 * (r + 1));
+        ck_assert(lp_parse_cached(text, len, false, LP_PRECISION_S, cache, accept_point, &points,
+                                  NULL, &lerr, &consumed));
+        hashed_after[r] = lp_cache_hashed(cache);
+    }
+    ck_assert_uint_eq(points, (size_t)KEYS * ROUNDS);
+    ck_assert_uint_eq(lp_cache_keys(cache), KEYS);
+    ck_assert_uint_eq(hashed_after[0], KEYS); /* each key once, when new */
+    /* The first line of round 2 follows the last of round 1 for the first
+     * time: that lookup, and no other. */
+    ck_assert_uint_eq(hashed_after[ROUNDS - 1], KEYS + 1);
+    lp_cache_free(cache);
+    free(text);
+}
+END_TEST
+
 START_TEST(test_keys_that_are_not_cached)
 {
     struct lp_cache *cache = lp_cache_new(SIZE_MAX);
@@ -2292,6 +2331,7 @@ static Suite *lineproto_suite(void)
     TCase *cache = tcase_create("series cache");
     tcase_set_timeout(cache, 60); /* the digit runs take seconds under the sanitizers */
     tcase_add_test(cache, test_memo_stays_with_the_series_key);
+    tcase_add_test(cache, test_cache_keeps_the_order_it_learnt_as_it_grows);
     tcase_add_test(cache, test_keys_that_are_not_cached);
     tcase_add_test(cache, test_cached_key_gives_the_same_errors);
     tcase_add_test(cache, test_cached_key_rest_read_as_the_full_parse_reads_it);
