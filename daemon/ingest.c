@@ -133,6 +133,8 @@ static bool on_point(void *ctx, const struct lp_point *p, struct lp_error *err)
      * handle plus one), and through it the meter's cluster; otherwise lines
      * of a cluster usually come together: look it up once for them. */
     size_t known = p->memo && *p->memo ? (size_t)(*p->memo - 1) : ENGINE_NO_METER;
+    if (p->ahead_memo)
+        engine_prefetch_meter(c->engine, (size_t)(p->ahead_memo - 1));
     if (known != ENGINE_NO_METER && !engine_meter_is(c->engine, known, p->cluster, p->meter))
         known = ENGINE_NO_METER; /* a handle of another engine: looked up by name */
     const struct cluster *cl;

@@ -191,6 +191,7 @@ struct cache_slot {
      * memory now, so they are there when their line comes. */
     uint32_t next, ahead;
     const char *ahead_text;
+    uint64_t ahead_memo; /* that key's memo, for lp_point.ahead_memo */
 };
 
 #define CACHE_AHEAD 4
@@ -204,7 +205,8 @@ struct lp_cache {
      * entered, the last one at recent[seen % CACHE_AHEAD]. */
     uint32_t recent[CACHE_AHEAD];
     size_t seen;
-    size_t hashed; /* lines whose key was not the one predicted */
+    size_t hashed;       /* lines whose key was not the one predicted */
+    uint64_t ahead_memo; /* for the point being read: lp_point.ahead_memo */
 };
 
 struct lp_cache *lp_cache_new_seeded(size_t max_keys, uint64_t seed)
@@ -369,6 +371,7 @@ static struct cache_slot *cache_enter(struct lp_cache *c, const char *key, size_
     s->meter = (uint32_t)(n + cn + 1);
     s->memo = 0;
     s->next = s->ahead = 0;
+    s->ahead_memo = 0;
     c->n++;
     return s;
 }
@@ -394,14 +397,20 @@ static inline void cache_follow(struct lp_cache *c, struct cache_slot *s)
         c->slots[last - 1].next = at;
     c->seen++;
     uint32_t back = c->recent[c->seen % CACHE_AHEAD]; /* CACHE_AHEAD keys ago */
-    if (back && c->slots[back - 1].ahead != at) {
-        c->slots[back - 1].ahead = at;
-        c->slots[back - 1].ahead_text = s->text;
+    if (back) {
+        struct cache_slot *b = &c->slots[back - 1];
+        if (b->ahead != at || b->ahead_memo != s->memo) {
+            b->ahead = at;
+            b->ahead_text = s->text;
+            b->ahead_memo = s->memo;
+        }
     }
     c->recent[c->seen % CACHE_AHEAD] = at;
+    c->ahead_memo = 0;
     if (s->ahead) {
         __builtin_prefetch(&c->slots[s->ahead - 1]);
         __builtin_prefetch(s->ahead_text);
+        c->ahead_memo = s->ahead_memo;
     }
 }
 
@@ -1165,6 +1174,7 @@ static bool emit_point(struct parser *ps, const char *cluster, const char *meter
         .has_ts = has_ts,
         .ts_ns = ts_ns,
         .memo = memo,
+        .ahead_memo = memo && ps->cache ? ps->cache->ahead_memo : 0,
     };
     ps->stats->power_points++;
     if (!ps->fn)

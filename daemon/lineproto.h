@@ -76,6 +76,11 @@ struct lp_point {
      * cluster and meter: a caller stores what it looked up for them and
      * skips the lookup next time. */
     uint64_t *memo;
+    /* With memo: the memo of the key that came a few points after this
+     * one the last time this key came (0: none known), so the caller can
+     * ask memory now for what it will need then. Only a hint: the key
+     * may not come. */
+    uint64_t ahead_memo;
 };
 
 /* An error names the physical line of the byte or token at fault; an
@@ -114,7 +119,7 @@ bool lp_parse(const char *buf, size_t len, enum lp_precision precision, lp_point
 bool lp_parse_stream(const char *buf, size_t len, enum lp_precision precision, lp_point_fn fn,
                      void *ctx, struct lp_stats *stats, struct lp_error *err, size_t *consumed);
 
-/* Series keys seen before, for lp_parse_cached: about 100 bytes and the
+/* Series keys seen before, for lp_parse_cached: about 120 bytes and the
  * key's text per key, for at most max_keys keys (64 to a million) whose
  * text takes at most 128 bytes a key on average; past either it starts
  * again empty. Not for two parses at once. */

@@ -1567,6 +1567,15 @@ bool engine_meter_is(const struct engine *e, size_t meter, const char *cluster, 
     return strcmp(meter_name(m), name) == 0 && strcmp(meter_key(m), cluster) == 0;
 }
 
+void engine_prefetch_meter(const struct engine *e, size_t meter)
+{
+    if (meter >= e->n_meters)
+        return;
+    const struct meter_state *m = &e->meters[meter];
+    __builtin_prefetch(m);
+    __builtin_prefetch((const char *)(m + 1) - 1);
+}
+
 bool engine_push(struct engine *e, const struct engine_sample *s, int64_t now_ns, struct error *err)
 {
     return engine_push_meter(e, s, ENGINE_NO_METER, now_ns, err);

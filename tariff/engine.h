@@ -232,6 +232,11 @@ const struct cluster *engine_meter_cluster(const struct engine *e, size_t meter)
  * checked against the names before it is trusted. */
 bool engine_meter_is(const struct engine *e, size_t meter, const char *cluster, const char *name);
 
+/* Asks memory for the state of the meter whose handle is `meter`, which
+ * a sample will soon need (any value is safe: a handle the engine never
+ * gave is ignored). */
+void engine_prefetch_meter(const struct engine *e, size_t meter);
+
 /* engine_push for a sample whose meter handle engine_judge_meter gave on
  * this engine (ENGINE_NO_METER: looked up, as engine_push does). */
 bool engine_push_meter(struct engine *e, const struct engine_sample *s, size_t meter,

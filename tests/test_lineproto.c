@@ -1682,6 +1682,61 @@ START_TEST(test_cache_keeps_the_order_it_learnt_as_it_grows)
 }
 END_TEST
 
+/* Each point's memo set to its meter's number + 1, and the ahead_memo it
+ * came with. */
+struct aheads {
+    int n;
+    uint64_t ahead[64];
+};
+
+static bool note_ahead(void *ctx, const struct lp_point *p, struct lp_error *err)
+{
+    (void)err;
+    struct aheads *a = ctx;
+    ck_assert_int_lt(a->n, 64);
+    a->ahead[a->n++] = p->ahead_memo;
+    ck_assert_ptr_nonnull(p->memo);
+    *p->memo = (uint64_t)atoi(p->meter + 1) + 1;
+    return true;
+}
+
+static bool nothing_ahead(void *ctx, const struct lp_point *p, struct lp_error *err)
+{
+    (void)ctx;
+    (void)err;
+    ck_assert_ptr_null(p->memo);
+    ck_assert_uint_eq(p->ahead_memo, 0);
+    return true;
+}
+
+/* Once a fleet's order is learnt, a point names the memo of the key that
+ * comes a few points later (CACHE_AHEAD, 4), across the end of a round
+ * too: what the daemon asks memory for ahead of time. */
+START_TEST(test_point_names_the_memo_of_a_key_ahead)
+{
+    enum { KEYS = 50, ROUNDS = 3, AHEAD = 4 };
+    struct lp_cache *cache = lp_cache_new(SIZE_MAX);
+    char text[KEYS * 64];
+    struct aheads a;
+    for (int r = 0; r < ROUNDS; r++) {
+        size_t len = 0, consumed;
+        for (int k = 0; k < KEYS; k++)
+            len +=
+                (size_t)sprintf(text + len, "power,cluster=c,meter=m%d kw=1 %d\n", k, 10 * (r + 1));
+        a.n = 0;
+        ck_assert(lp_parse_cached(text, len, false, LP_PRECISION_S, cache, note_ahead, &a, NULL,
+                                  &lerr, &consumed));
+        ck_assert_int_eq(a.n, KEYS);
+    }
+    for (int k = 0; k < KEYS; k++)
+        ck_assert_uint_eq(a.ahead[k], (uint64_t)((k + AHEAD) % KEYS) + 1);
+    /* Without a cache, no memo and nothing ahead. */
+    const char *line = "power,cluster=c,meter=m1 kw=1 10\n";
+    ck_assert(lp_parse(line, strlen(line), LP_PRECISION_S, nothing_ahead, NULL, NULL, &lerr));
+    lp_cache_free(cache);
+}
+END_TEST
+
 START_TEST(test_keys_that_are_not_cached)
 {
     struct lp_cache *cache = lp_cache_new(SIZE_MAX);
@@ -2332,6 +2387,7 @@ static Suite *lineproto_suite(void)
     tcase_set_timeout(cache, 60); /* the digit runs take seconds under the sanitizers */
     tcase_add_test(cache, test_memo_stays_with_the_series_key);
     tcase_add_test(cache, test_cache_keeps_the_order_it_learnt_as_it_grows);
+    tcase_add_test(cache, test_point_names_the_memo_of_a_key_ahead);
     tcase_add_test(cache, test_keys_that_are_not_cached);
     tcase_add_test(cache, test_cached_key_gives_the_same_errors);
     tcase_add_test(cache, test_cached_key_rest_read_as_the_full_parse_reads_it);
