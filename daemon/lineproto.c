@@ -169,24 +169,27 @@ struct parser {
  * escaped one) are entered, so "the bytes before the first space" is the
  * whole key.
  *
- * Open addressing, kept at most half full. Its keys are bounded in number
+ * The keys are kept in the order they came (a fleet's telemetry repeats
+ * its order, so a round of its lines walks them from start to end, and
+ * memory is read in sequence, not at random) and found by an index, open
+ * addressing kept at most half full. Its keys are bounded in number
  * (lp_cache_new) and their text in bytes, CACHE_TEXT_PER_KEY a key on
  * average: at either bound it is emptied and fills again (a memo is only
  * ever a shortcut), so keys made up by the million (a tag whose value
  * changes on every line) cost parsing, never unbounded memory. */
 #define CACHE_KEY_MAX      256 /* longer keys are parsed in full every time */
-#define CACHE_PROBES_MAX   32  /* a key further from its slot is not cached */
+#define CACHE_PROBES_MAX   32  /* a key further from its index slot is not cached */
 #define CACHE_TEXT_PER_KEY 128
 #define CACHE_KEYS_MAX     (1u << 20)
 
-struct cache_slot {
-    uint64_t hash;  /* 0: empty */
+struct cached_key {
+    uint64_t hash;  /* never 0 */
     uint32_t key_n; /* text[0..key_n): the key as written */
     uint32_t meter; /* offset in text of the meter, NUL-terminated */
     uint64_t memo;  /* the caller's word for this key (lp_point.memo) */
     char *text;     /* key, then cluster and meter unescaped, each NUL-ended */
     /* Telemetry repeats its order. The key that came next the last time
-     * this one came (slot + 1; 0: none yet) is looked at first; the one
+     * this one came (key + 1; 0: none yet) is looked at first; the one
      * that came CACHE_AHEAD keys later, and its text, are asked for from
      * memory now, so they are there when their line comes. */
     uint32_t next, ahead;
@@ -196,12 +199,21 @@ struct cache_slot {
 
 #define CACHE_AHEAD 4
 
+/* An index slot: the key's number + 1 (0: empty), and the upper half of
+ * its hash, so a probe reads the key only when that matches. */
+struct cache_index {
+    uint32_t tag;
+    uint32_t key;
+};
+
 struct lp_cache {
-    struct cache_slot *slots;
-    size_t size, n; /* size is a power of two, or 0 before the first key */
+    struct cached_key *slots; /* the keys, in the order they came */
+    size_t n, cap;
+    struct cache_index *index;
+    size_t size; /* of index: a power of two, or 0 before the first key */
     size_t max_keys, text_bytes;
     uint64_t seed; /* random: which keys collide cannot be worked out */
-    /* The slots (+ 1; 0: none) of the last CACHE_AHEAD keys found or
+    /* The keys (+ 1; 0: none) of the last CACHE_AHEAD keys found or
      * entered, the last one at recent[seen % CACHE_AHEAD]. */
     uint32_t recent[CACHE_AHEAD];
     size_t seen;
@@ -239,11 +251,13 @@ size_t lp_cache_hashed(const struct lp_cache *c)
 
 static void cache_empty(struct lp_cache *c)
 {
-    for (size_t i = 0; i < c->size; i++)
+    for (size_t i = 0; i < c->n; i++)
         free(c->slots[i].text);
     free(c->slots);
+    free(c->index);
     c->slots = NULL;
-    c->size = c->n = c->seen = c->text_bytes = 0;
+    c->index = NULL;
+    c->size = c->n = c->cap = c->seen = c->text_bytes = 0;
     memset(c->recent, 0, sizeof c->recent);
 }
 
@@ -299,68 +313,83 @@ static inline bool same_bytes(const char *a, const char *b, size_t n)
     return !diff;
 }
 
-/* The slot holding key[0..n) (hash h), or the empty slot where it would
- * go; NULL when neither is within CACHE_PROBES_MAX slots of its own. */
-static inline struct cache_slot *cache_lookup(struct lp_cache *c, const char *key, size_t n,
-                                              uint64_t h)
+static inline uint32_t hash_tag(uint64_t h)
 {
-    if (!c->size) {
-        c->size = 64;
-        c->slots = xcalloc(c->size, sizeof *c->slots);
-    }
+    return (uint32_t)(h >> 32);
+}
+
+/* The key key[0..n) (hash h), or NULL. *free_at receives the index slot
+ * where it would go, or NULL when none is within CACHE_PROBES_MAX slots of
+ * its own. */
+static inline struct cached_key *cache_lookup(struct lp_cache *c, const char *key, size_t n,
+                                              uint64_t h, struct cache_index **free_at)
+{
+    *free_at = NULL;
+    if (!c->size)
+        return NULL;
     size_t mask = c->size - 1;
+    uint32_t tag = hash_tag(h);
     for (size_t i = h & mask, probes = 0; probes < CACHE_PROBES_MAX; i = (i + 1) & mask, probes++) {
-        struct cache_slot *s = &c->slots[i];
-        if (!s->hash || (s->hash == h && s->key_n == n && same_bytes(s->text, key, n)))
+        struct cache_index *x = &c->index[i];
+        if (!x->key) {
+            *free_at = x;
+            return NULL;
+        }
+        if (x->tag != tag)
+            continue;
+        struct cached_key *s = &c->slots[x->key - 1];
+        if (s->hash == h && s->key_n == n && same_bytes(s->text, key, n))
             return s;
     }
     return NULL;
 }
 
+/* Indexes key number k, which no index slot holds yet; false when its
+ * slot is too far (the index is at most half full: only keys made to
+ * collide get there). */
+static bool index_key(struct lp_cache *c, size_t k)
+{
+    size_t mask = c->size - 1;
+    uint64_t h = c->slots[k].hash;
+    for (size_t i = h & mask, probes = 0; probes < CACHE_PROBES_MAX; i = (i + 1) & mask, probes++) {
+        if (!c->index[i].key) {
+            c->index[i] = (struct cache_index){hash_tag(h), (uint32_t)k + 1};
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Enters key[0..n) (hash h, not held) with the cluster and meter its parse
- * gave; returns its slot, or NULL when it is left out (too far from its
+ * gave; returns it, or NULL when it is left out (too far from its index
  * slot). */
-static struct cache_slot *cache_enter(struct lp_cache *c, const char *key, size_t n, uint64_t h,
+static struct cached_key *cache_enter(struct lp_cache *c, const char *key, size_t n, uint64_t h,
                                       const char *cluster, const char *meter)
 {
     size_t cn = strlen(cluster), mn = strlen(meter), text_n = n + cn + mn + 2;
     if (c->n == c->max_keys || c->text_bytes + text_n > c->max_keys * CACHE_TEXT_PER_KEY)
         cache_empty(c);
-    if ((c->n + 1) * 2 > c->size && c->size) {
-        struct cache_slot *old = c->slots;
-        size_t old_size = c->size;
-        c->size *= 2;
-        c->slots = xcalloc(c->size, sizeof *c->slots);
-        advise_huge(c->slots, c->size * sizeof *c->slots);
-        /* Where each slot moved (+ 1), so the order learnt (next, ahead,
-         * recent) follows its keys: a fleet's second round of lines is
-         * not looked up again. */
-        uint32_t *moved = xcalloc(old_size, sizeof *moved);
-        size_t mask = c->size - 1;
-        for (size_t i = 0; i < old_size; i++) {
-            if (!old[i].hash)
-                continue;
-            size_t j = old[i].hash & mask;
-            while (c->slots[j].hash)
-                j = (j + 1) & mask;
-            c->slots[j] = old[i];
-            moved[i] = (uint32_t)j + 1;
-        }
-        for (size_t j = 0; j < c->size; j++) {
-            struct cache_slot *s = &c->slots[j];
-            if (!s->hash)
-                continue;
-            s->next = s->next ? moved[s->next - 1] : 0;
-            s->ahead = s->ahead ? moved[s->ahead - 1] : 0;
-        }
-        for (size_t k = 0; k < CACHE_AHEAD; k++)
-            c->recent[k] = c->recent[k] ? moved[c->recent[k] - 1] : 0;
-        free(moved);
-        free(old);
+    if ((c->n + 1) * 2 > c->size) {
+        /* The keys stay where they are: only the index is made again. */
+        free(c->index);
+        c->size = c->size ? c->size * 2 : 64;
+        c->index = xcalloc(c->size, sizeof *c->index);
+        advise_huge(c->index, c->size * sizeof *c->index);
+        /* A key too far from its slot now is not found by its hash any
+         * more: its lines are parsed in full, and it may come in again. */
+        for (size_t k = 0; k < c->n; k++)
+            (void)index_key(c, k);
     }
-    struct cache_slot *s = cache_lookup(c, key, n, h);
-    if (!s)
+    struct cache_index *at;
+    if (cache_lookup(c, key, n, h, &at) || !at)
         return NULL;
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? 2 * c->cap : 64;
+        c->slots = xrealloc_huge(c->slots, c->n * sizeof *c->slots, cap * sizeof *c->slots);
+        c->cap = cap;
+    }
+    struct cached_key *s = &c->slots[c->n];
+    *at = (struct cache_index){hash_tag(h), (uint32_t)c->n + 1};
     s->text = xmalloc(text_n);
     c->text_bytes += text_n;
     memcpy(s->text, key, n);
@@ -371,13 +400,14 @@ static struct cache_slot *cache_enter(struct lp_cache *c, const char *key, size_
     s->meter = (uint32_t)(n + cn + 1);
     s->memo = 0;
     s->next = s->ahead = 0;
+    s->ahead_text = NULL;
     s->ahead_memo = 0;
     c->n++;
     return s;
 }
 
-/* The slot the key after the last one found should be in, or NULL. */
-static inline struct cache_slot *cache_predicted(const struct lp_cache *c)
+/* The key that came after the last one found, the last time, or NULL. */
+static inline struct cached_key *cache_predicted(const struct lp_cache *c)
 {
     uint32_t last = c->recent[c->seen % CACHE_AHEAD];
     if (!last)
@@ -386,10 +416,10 @@ static inline struct cache_slot *cache_predicted(const struct lp_cache *c)
     return next ? &c->slots[next - 1] : NULL;
 }
 
-/* Slot s holds the key of the line being read: it is what followed the
+/* s is the key of the line being read: it is what followed the
  * last key, and what came CACHE_AHEAD keys after an earlier one; the key
  * that came CACHE_AHEAD after it last time is asked for. */
-static inline void cache_follow(struct lp_cache *c, struct cache_slot *s)
+static inline void cache_follow(struct lp_cache *c, struct cached_key *s)
 {
     uint32_t at = (uint32_t)(s - c->slots) + 1;
     uint32_t last = c->recent[c->seen % CACHE_AHEAD];
@@ -398,7 +428,7 @@ static inline void cache_follow(struct lp_cache *c, struct cache_slot *s)
     c->seen++;
     uint32_t back = c->recent[c->seen % CACHE_AHEAD]; /* CACHE_AHEAD keys ago */
     if (back) {
-        struct cache_slot *b = &c->slots[back - 1];
+        struct cached_key *b = &c->slots[back - 1];
         if (b->ahead != at || b->ahead_memo != s->memo) {
             b->ahead = at;
             b->ahead_text = s->text;
@@ -1298,7 +1328,7 @@ static inline bool parse_rest_fast(struct parser *ps, const char *p, const char 
 }
 
 /* A point whose key slot holds: its cluster, meter and memo are the slot's. */
-static bool emit_cached(struct parser *ps, struct cache_slot *slot, const struct fast_rest *f)
+static bool emit_cached(struct parser *ps, struct cached_key *slot, const struct fast_rest *f)
 {
     const char *cluster = slot->text + slot->key_n, *meter = slot->text + slot->meter;
     return emit_point(ps, cluster, meter, &slot->memo, f->field, f->value, true, f->ts_ns);
@@ -1325,10 +1355,11 @@ static bool parse_line(struct parser *ps)
         /* The key that came next last time is compared first: when it is
          * this one, the key is not even hashed. */
         size_t n = (size_t)(key_end - p);
-        struct cache_slot *slot = cache_predicted(ps->cache);
+        struct cached_key *slot = cache_predicted(ps->cache);
         if (!slot || slot->key_n != n || !same_bytes(slot->text, p, n)) {
             h = key_hash(ps->cache->seed, p, n);
-            slot = cache_lookup(ps->cache, p, n, h);
+            struct cache_index *free_at;
+            slot = cache_lookup(ps->cache, p, n, h, &free_at);
             ps->cache->hashed++;
         }
         if (slot && slot->hash) {
@@ -1360,7 +1391,7 @@ static bool parse_line(struct parser *ps)
     const char *meter = t.have_meter ? ps->meter : "main";
     uint64_t *memo = NULL;
     if (h && power && t.have_cluster && p == key_end) {
-        struct cache_slot *slot =
+        struct cached_key *slot =
             cache_enter(ps->cache, m0, (size_t)(p - m0), h, ps->cluster, meter);
         if (slot) {
             cache_follow(ps->cache, slot);
@@ -1382,7 +1413,7 @@ enum fast_line { FAST_NOT_TAKEN, FAST_TAKEN, FAST_REFUSED };
  * line starts. */
 static inline enum fast_line fast_line(struct parser *ps, const char *p, const char **next)
 {
-    struct cache_slot *slot = cache_predicted(ps->cache);
+    struct cached_key *slot = cache_predicted(ps->cache);
     if (!slot || !slot->hash || ps->line == INT_MAX)
         return FAST_NOT_TAKEN;
     size_t n = slot->key_n;

@@ -119,7 +119,7 @@ bool lp_parse(const char *buf, size_t len, enum lp_precision precision, lp_point
 bool lp_parse_stream(const char *buf, size_t len, enum lp_precision precision, lp_point_fn fn,
                      void *ctx, struct lp_stats *stats, struct lp_error *err, size_t *consumed);
 
-/* Series keys seen before, for lp_parse_cached: about 120 bytes and the
+/* Series keys seen before, for lp_parse_cached: about 80 bytes and the
  * key's text per key, for at most max_keys keys (64 to a million) whose
  * text takes at most 128 bytes a key on average; past either it starts
  * again empty. Not for two parses at once. */
