@@ -207,7 +207,7 @@ struct cache_index {
 };
 
 struct lp_cache {
-    struct cached_key *slots; /* the keys, in the order they came */
+    struct cached_key *keys; /* in the order they came */
     size_t n, cap;
     struct cache_index *index;
     size_t size; /* of index: a power of two, or 0 before the first key */
@@ -218,6 +218,7 @@ struct lp_cache {
     uint32_t recent[CACHE_AHEAD];
     size_t seen;
     size_t hashed;       /* lines whose key was not the one predicted */
+    uint32_t back;       /* the key (+ 1) CACHE_AHEAD before the last one followed */
     uint64_t ahead_memo; /* for the point being read: lp_point.ahead_memo */
 };
 
@@ -252,10 +253,10 @@ size_t lp_cache_hashed(const struct lp_cache *c)
 static void cache_empty(struct lp_cache *c)
 {
     for (size_t i = 0; i < c->n; i++)
-        free(c->slots[i].text);
-    free(c->slots);
+        free(c->keys[i].text);
+    free(c->keys);
     free(c->index);
-    c->slots = NULL;
+    c->keys = NULL;
     c->index = NULL;
     c->size = c->n = c->cap = c->seen = c->text_bytes = 0;
     memset(c->recent, 0, sizeof c->recent);
@@ -276,11 +277,11 @@ static inline uint64_t load8(const char *p)
     return w;
 }
 
-/* Never 0, so 0 marks an empty slot. A key of 8 bytes or more is read in
- * whole words, the last one overlapping the one before (no byte-wise tail,
- * whose store and reload stalled the lookup). Seeded per cache: a sender
- * cannot make up keys that collide, and had it the luck to, a key at most
- * CACHE_PROBES_MAX slots away is all a lookup ever reads. */
+/* Never 0. A key of 8 bytes or more is read in whole words, the last one
+ * overlapping the one before (no byte-wise tail, whose store and reload
+ * stalled the lookup). Seeded per cache: a sender cannot make up keys
+ * that collide, and had it the luck to, a key at most CACHE_PROBES_MAX
+ * index slots away is all a lookup ever reads. */
 static inline uint64_t key_hash(uint64_t seed, const char *p, size_t n)
 {
     uint64_t h = (seed ^ n) * UINT64_C(0x9E3779B97F4A7C15);
@@ -337,7 +338,7 @@ static inline struct cached_key *cache_lookup(struct lp_cache *c, const char *ke
         }
         if (x->tag != tag)
             continue;
-        struct cached_key *s = &c->slots[x->key - 1];
+        struct cached_key *s = &c->keys[x->key - 1];
         if (s->hash == h && s->key_n == n && same_bytes(s->text, key, n))
             return s;
     }
@@ -350,7 +351,7 @@ static inline struct cached_key *cache_lookup(struct lp_cache *c, const char *ke
 static bool index_key(struct lp_cache *c, size_t k)
 {
     size_t mask = c->size - 1;
-    uint64_t h = c->slots[k].hash;
+    uint64_t h = c->keys[k].hash;
     for (size_t i = h & mask, probes = 0; probes < CACHE_PROBES_MAX; i = (i + 1) & mask, probes++) {
         if (!c->index[i].key) {
             c->index[i] = (struct cache_index){hash_tag(h), (uint32_t)k + 1};
@@ -376,7 +377,8 @@ static struct cached_key *cache_enter(struct lp_cache *c, const char *key, size_
         c->index = xcalloc(c->size, sizeof *c->index);
         advise_huge(c->index, c->size * sizeof *c->index);
         /* A key too far from its slot now is not found by its hash any
-         * more: its lines are parsed in full, and it may come in again. */
+         * more: it may come in again (both copies are the same bytes and
+         * give the same cluster and meter). */
         for (size_t k = 0; k < c->n; k++)
             (void)index_key(c, k);
     }
@@ -385,10 +387,10 @@ static struct cached_key *cache_enter(struct lp_cache *c, const char *key, size_
         return NULL;
     if (c->n == c->cap) {
         size_t cap = c->cap ? 2 * c->cap : 64;
-        c->slots = xrealloc_huge(c->slots, c->n * sizeof *c->slots, cap * sizeof *c->slots);
+        c->keys = xrealloc_huge(c->keys, c->n * sizeof *c->keys, cap * sizeof *c->keys);
         c->cap = cap;
     }
-    struct cached_key *s = &c->slots[c->n];
+    struct cached_key *s = &c->keys[c->n];
     *at = (struct cache_index){hash_tag(h), (uint32_t)c->n + 1};
     s->text = xmalloc(text_n);
     c->text_bytes += text_n;
@@ -412,8 +414,8 @@ static inline struct cached_key *cache_predicted(const struct lp_cache *c)
     uint32_t last = c->recent[c->seen % CACHE_AHEAD];
     if (!last)
         return NULL;
-    uint32_t next = c->slots[last - 1].next;
-    return next ? &c->slots[next - 1] : NULL;
+    uint32_t next = c->keys[last - 1].next;
+    return next ? &c->keys[next - 1] : NULL;
 }
 
 /* s is the key of the line being read: it is what followed the
@@ -421,14 +423,15 @@ static inline struct cached_key *cache_predicted(const struct lp_cache *c)
  * that came CACHE_AHEAD after it last time is asked for. */
 static inline void cache_follow(struct lp_cache *c, struct cached_key *s)
 {
-    uint32_t at = (uint32_t)(s - c->slots) + 1;
+    uint32_t at = (uint32_t)(s - c->keys) + 1;
     uint32_t last = c->recent[c->seen % CACHE_AHEAD];
-    if (last && c->slots[last - 1].next != at)
-        c->slots[last - 1].next = at;
+    if (last && c->keys[last - 1].next != at)
+        c->keys[last - 1].next = at;
     c->seen++;
     uint32_t back = c->recent[c->seen % CACHE_AHEAD]; /* CACHE_AHEAD keys ago */
+    c->back = back;
     if (back) {
-        struct cached_key *b = &c->slots[back - 1];
+        struct cached_key *b = &c->keys[back - 1];
         if (b->ahead != at || b->ahead_memo != s->memo) {
             b->ahead = at;
             b->ahead_text = s->text;
@@ -438,10 +441,19 @@ static inline void cache_follow(struct lp_cache *c, struct cached_key *s)
     c->recent[c->seen % CACHE_AHEAD] = at;
     c->ahead_memo = 0;
     if (s->ahead) {
-        __builtin_prefetch(&c->slots[s->ahead - 1]);
+        __builtin_prefetch(&c->keys[s->ahead - 1]);
         __builtin_prefetch(s->ahead_text);
         c->ahead_memo = s->ahead_memo;
     }
+}
+
+/* After the point of s, a key just entered, went to the caller: the memo
+ * the caller gave it is what the key CACHE_AHEAD before it names from the
+ * fleet's next round on (cache_follow copied it while it was still 0). */
+static void cache_noted(struct lp_cache *c, const struct cached_key *s)
+{
+    if (c->back && c->keys[c->back - 1].ahead == (uint32_t)(s - c->keys) + 1)
+        c->keys[c->back - 1].ahead_memo = s->memo;
 }
 
 /* ---------------------------------------------------------------- */
@@ -1327,7 +1339,7 @@ static inline bool parse_rest_fast(struct parser *ps, const char *p, const char 
     return true;
 }
 
-/* A point whose key slot holds: its cluster, meter and memo are the slot's. */
+/* A point whose key the cache holds: its cluster, meter and memo are the key's. */
 static bool emit_cached(struct parser *ps, struct cached_key *slot, const struct fast_rest *f)
 {
     const char *cluster = slot->text + slot->key_n, *meter = slot->text + slot->meter;
@@ -1362,7 +1374,7 @@ static bool parse_line(struct parser *ps)
             slot = cache_lookup(ps->cache, p, n, h, &free_at);
             ps->cache->hashed++;
         }
-        if (slot && slot->hash) {
+        if (slot) {
             cache_follow(ps->cache, slot);
             struct fast_rest f;
             const char *ts_end;
@@ -1390,15 +1402,18 @@ static bool parse_line(struct parser *ps)
                              quote(qk, t.k0, t.kn, ESC_KEY));
     const char *meter = t.have_meter ? ps->meter : "main";
     uint64_t *memo = NULL;
+    struct cached_key *entered = NULL;
     if (h && power && t.have_cluster && p == key_end) {
-        struct cached_key *slot =
-            cache_enter(ps->cache, m0, (size_t)(p - m0), h, ps->cluster, meter);
-        if (slot) {
-            cache_follow(ps->cache, slot);
-            memo = &slot->memo;
+        entered = cache_enter(ps->cache, m0, (size_t)(p - m0), h, ps->cluster, meter);
+        if (entered) {
+            cache_follow(ps->cache, entered);
+            memo = &entered->memo;
         }
     }
-    return parse_rest(ps, p, end, power, t.have_cluster ? ps->cluster : NULL, meter, memo);
+    bool ok = parse_rest(ps, p, end, power, t.have_cluster ? ps->cluster : NULL, meter, memo);
+    if (entered) /* the caller's callback entered nothing: still where it was */
+        cache_noted(ps->cache, entered);
+    return ok;
 }
 
 enum fast_line { FAST_NOT_TAKEN, FAST_TAKEN, FAST_REFUSED };
@@ -1414,7 +1429,7 @@ enum fast_line { FAST_NOT_TAKEN, FAST_TAKEN, FAST_REFUSED };
 static inline enum fast_line fast_line(struct parser *ps, const char *p, const char **next)
 {
     struct cached_key *slot = cache_predicted(ps->cache);
-    if (!slot || !slot->hash || ps->line == INT_MAX)
+    if (!slot || ps->line == INT_MAX)
         return FAST_NOT_TAKEN;
     size_t n = slot->key_n;
     if ((size_t)(ps->bufend - p) <= n || p[n] != ' ' || !same_bytes(slot->text, p, n))

@@ -4,7 +4,8 @@
  * Running out of memory is not an error a caller could report: a request
  * the process cannot hold has no useful answer, so these abort instead of
  * returning NULL. A request for zero bytes gets a real, freeable block, so
- * NULL never means "empty". Every block comes from malloc: free() it.
+ * NULL never means "empty". Every block comes from malloc (or
+ * aligned_alloc): free() it.
  *
  * Code that can give up gracefully instead (errors.c drops a message,
  * meter.c keeps a buffer it failed to shrink) calls the C library itself.
@@ -84,9 +85,14 @@ static inline void advise_huge(void *p, size_t bytes)
 
 static inline void *xrealloc_huge(void *p, size_t used_bytes, size_t bytes)
 {
+    if (used_bytes > bytes)
+        abort(); /* used_bytes is at most the old size and the new one */
     if (bytes < HUGE_ADVICE_MIN)
         return xrealloc(p, bytes);
-    size_t rounded = (bytes + HUGE_PAGE_BYTES - 1) & ~(HUGE_PAGE_BYTES - 1);
+    size_t rounded;
+    if (__builtin_add_overflow(bytes, HUGE_PAGE_BYTES - 1, &rounded))
+        abort();
+    rounded &= ~(HUGE_PAGE_BYTES - 1);
     void *q = aligned_alloc(HUGE_PAGE_BYTES, rounded);
     if (!q)
         abort();

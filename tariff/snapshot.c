@@ -195,9 +195,10 @@ void *snapshot_write(const struct engine *e, size_t *len, int version)
             put_i64(&w, cs->reopened[k]);
     }
 
-    /* The meters are most of a large snapshot: their room is made at
-     * once, so the buffer is not copied as it grows through them. */
-    size_t meter_bytes = 8;
+    /* The meters are most of a large snapshot: their room (and the
+     * counters' after them) is made at once, so the buffer is not copied
+     * as it grows through them. */
+    size_t meter_bytes = 8 + 9 * 8;
     for (size_t i = 0; i < e->n_meters; i++)
         meter_bytes += 8 * 8 + strlen(meter_name(&e->meters[i])) + 16 * (size_t)e->meters[i].buf.n;
     reserve(&w, meter_bytes);
