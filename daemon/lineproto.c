@@ -319,23 +319,18 @@ static inline uint32_t hash_tag(uint64_t h)
     return (uint32_t)(h >> 32);
 }
 
-/* The key key[0..n) (hash h), or NULL. *free_at receives the index slot
- * where it would go, or NULL when none is within CACHE_PROBES_MAX slots of
- * its own. */
+/* The key key[0..n) (hash h), or NULL. */
 static inline struct cached_key *cache_lookup(struct lp_cache *c, const char *key, size_t n,
-                                              uint64_t h, struct cache_index **free_at)
+                                              uint64_t h)
 {
-    *free_at = NULL;
     if (!c->size)
         return NULL;
     size_t mask = c->size - 1;
     uint32_t tag = hash_tag(h);
     for (size_t i = h & mask, probes = 0; probes < CACHE_PROBES_MAX; i = (i + 1) & mask, probes++) {
         struct cache_index *x = &c->index[i];
-        if (!x->key) {
-            *free_at = x;
+        if (!x->key)
             return NULL;
-        }
         if (x->tag != tag)
             continue;
         struct cached_key *s = &c->keys[x->key - 1];
@@ -382,22 +377,20 @@ static struct cached_key *cache_enter(struct lp_cache *c, const char *key, size_
         for (size_t k = 0; k < c->n; k++)
             (void)index_key(c, k);
     }
-    struct cache_index *at;
-    if (cache_lookup(c, key, n, h, &at) || !at)
-        return NULL;
     if (c->n == c->cap) {
         size_t cap = c->cap ? 2 * c->cap : 64;
-        c->keys = xrealloc_huge(c->keys, c->n * sizeof *c->keys, cap * sizeof *c->keys);
+        c->keys = xrealloc_huge_array(c->keys, c->n, cap, sizeof *c->keys);
         c->cap = cap;
     }
     struct cached_key *s = &c->keys[c->n];
-    *at = (struct cache_index){hash_tag(h), (uint32_t)c->n + 1};
+    s->hash = h;
+    if (!index_key(c, c->n))
+        return NULL;
     s->text = xmalloc(text_n);
     c->text_bytes += text_n;
     memcpy(s->text, key, n);
     memcpy(s->text + n, cluster, cn + 1);
     memcpy(s->text + n + cn + 1, meter, mn + 1);
-    s->hash = h;
     s->key_n = (uint32_t)n;
     s->meter = (uint32_t)(n + cn + 1);
     s->memo = 0;
@@ -1370,8 +1363,7 @@ static bool parse_line(struct parser *ps)
         struct cached_key *slot = cache_predicted(ps->cache);
         if (!slot || slot->key_n != n || !same_bytes(slot->text, p, n)) {
             h = key_hash(ps->cache->seed, p, n);
-            struct cache_index *free_at;
-            slot = cache_lookup(ps->cache, p, n, h, &free_at);
+            slot = cache_lookup(ps->cache, p, n, h);
             ps->cache->hashed++;
         }
         if (slot) {

@@ -103,6 +103,16 @@ static inline void *xrealloc_huge(void *p, size_t used_bytes, size_t bytes)
     return q;
 }
 
+/* xrealloc_huge to n elements of size bytes, used of them in use; a count
+ * whose size overflows aborts. */
+static inline void *xrealloc_huge_array(void *p, size_t used, size_t n, size_t size)
+{
+    size_t bytes;
+    if (__builtin_mul_overflow(n, size, &bytes))
+        abort();
+    return xrealloc_huge(p, used * size, bytes);
+}
+
 /* Makes room for `more` elements beyond the `n` used of a growing array
  * `arr` of `cap` allocated ones (at least doubling, so a run of calls
  * costs its elements once). */

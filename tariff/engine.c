@@ -188,10 +188,8 @@ struct meter_state *engine_add_meter(struct engine *e, const char *cluster, cons
     if (e->n_meters >= UINT32_MAX - 1) /* the heard list's links are 32 bits */
         abort();
     if (e->n_meters == e->cap_meters) {
-        size_t cap = e->cap_meters ? 2 * e->cap_meters : 8, bytes;
-        if (__builtin_mul_overflow(cap, sizeof *e->meters, &bytes))
-            abort();
-        e->meters = xrealloc_huge(e->meters, e->n_meters * sizeof *e->meters, bytes);
+        size_t cap = e->cap_meters ? 2 * e->cap_meters : 8;
+        e->meters = xrealloc_huge_array(e->meters, e->n_meters, cap, sizeof *e->meters);
         e->cap_meters = cap;
     }
     size_t index = e->n_meters++;

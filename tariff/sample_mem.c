@@ -15,7 +15,6 @@ static bool valid_cap(size_t cap)
 
 #if SAMPLE_MEM_POOLED
 
-#define HUGE_PAGE ((size_t)2 << 20)
 #define REGION    ((size_t)32 << 20)
 #define MIN_BLOCK (SAMPLE_MEM_MIN * sizeof(struct sample)) /* 128 bytes */
 /* Orders: a block of order k is MIN_BLOCK << k bytes; TOP is a region. */
@@ -42,7 +41,7 @@ struct sample_mem {
     size_t mapped;
 };
 
-/* bytes of fresh memory aligned to `align` (a multiple of HUGE_PAGE),
+/* bytes of fresh memory aligned to `align` (a multiple of HUGE_PAGE_BYTES),
  * which the kernel is asked to back with huge pages. */
 static void *map_aligned(size_t bytes, size_t align)
 {
@@ -155,7 +154,7 @@ struct sample *sample_mem_get(struct sample_mem *mem, size_t cap)
     if (k > MAX_POOLED) {
         size_t bytes = cap * sizeof(struct sample);
         mem->mapped += bytes;
-        return map_aligned(bytes, HUGE_PAGE);
+        return map_aligned(bytes, HUGE_PAGE_BYTES);
     }
     unsigned j = k;
     while (j <= TOP && !mem->free[j])
