@@ -272,7 +272,8 @@ void sample_buf_append(struct sample_mem *mem, struct sample_buf *b, struct samp
     struct packed_sample p;
     if (b->unit != SAMPLES_WIDE && b->n > 0 && pack(b, s, &p)) {
         /* The usual case: the sample fits as the buffer stands. */
-        make_room(mem, b);
+        if (b->start + b->n >= b->cap)
+            make_room(mem, b);
         size_t at = b->start + b->n++;
         struct packed_sample *v = b->v;
         v[at] = p;
