@@ -1099,10 +1099,17 @@ static void reclose_ready(struct engine *e)
     e->n_reopened_clusters = kept;
 }
 
+/* The instant a close mark must be no later than to become final at
+ * now_ns: late_window before it. */
+static int64_t freeze_horizon_ns(const struct engine *e, int64_t now_ns)
+{
+    return now_ns - e->cfg->daemon.late_window_s * NS;
+}
+
 /* freeze, once its first mark is due. */
 static void freeze_due(struct engine *e, struct cluster_state *cs, int64_t now_ns)
 {
-    int64_t horizon_ns = now_ns - e->cfg->daemon.late_window_s * NS;
+    int64_t horizon_ns = freeze_horizon_ns(e, now_ns);
     size_t k = 0;
     /* Never backwards: a backfill may have made history final beyond a
      * mark (engine_backfill). */
@@ -1168,7 +1175,7 @@ static void freeze_due(struct engine *e, struct cluster_state *cs, int64_t now_n
  * due, costs one comparison. */
 static inline void freeze(struct engine *e, struct cluster_state *cs, int64_t now_ns)
 {
-    if (cs->n_marks > 0 && cs->marks[0].at_ns <= now_ns - e->cfg->daemon.late_window_s * NS)
+    if (cs->n_marks > 0 && cs->marks[0].at_ns <= freeze_horizon_ns(e, now_ns))
         freeze_due(e, cs, now_ns);
 }
 

@@ -204,9 +204,15 @@ static void fit(struct sample_mem *mem, struct sample_buf *b, struct sample s)
         repack(mem, b, s);
 }
 
+/* Whether b has no room after its last sample. */
+static inline bool buf_full(const struct sample_buf *b)
+{
+    return b->start + b->n >= b->cap;
+}
+
 static void make_room(struct sample_mem *mem, struct sample_buf *b)
 {
-    if (b->start + b->n < b->cap)
+    if (!buf_full(b))
         return;
     if (b->start > 0 && b->start >= b->cap / 2) {
         size_t size = sample_size(b->unit);
@@ -272,7 +278,7 @@ void sample_buf_append(struct sample_mem *mem, struct sample_buf *b, struct samp
     struct packed_sample p;
     if (b->unit != SAMPLES_WIDE && b->n > 0 && pack(b, s, &p)) {
         /* The usual case: the sample fits as the buffer stands. */
-        if (b->start + b->n >= b->cap)
+        if (buf_full(b))
             make_room(mem, b);
         size_t at = b->start + b->n++;
         struct packed_sample *v = b->v;
