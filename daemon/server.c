@@ -22,6 +22,9 @@
 #include <systemd/sd-daemon.h>
 
 #include <errno.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -835,8 +838,28 @@ static void raise_fd_limit(int64_t max_connections)
                 (long long)max_connections, (unsigned long long)rl.rlim_cur);
 }
 
+/* Every write allocates a few blocks of about its body's size (the body
+ * made contiguous, its journal record, the worker's copy of it: 280 KiB
+ * each for 5,000 lines) and frees them once it is journaled. glibc starts
+ * with low thresholds for such blocks and raises them only as frees
+ * happen to come, so until then (and, in the daemon, often for good) they
+ * were mapped and unmapped, or the heap's top given back and taken again,
+ * with each request: every page of every request faulted in afresh, 8,000
+ * to 32,000 page faults where 2,400 do (docs/design.md). The thresholds
+ * are set where glibc's own adjustment would at most take them: a block
+ * under 32 MiB comes from the heap, and the heap's top goes back to the
+ * kernel once more than 64 MiB of it is free. */
+static void keep_request_memory(void)
+{
+#if defined(__GLIBC__)
+    (void)mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    (void)mallopt(M_TRIM_THRESHOLD, 64 << 20);
+#endif
+}
+
 int server_run(struct config *cfg, struct config_source *src, const char *config_path)
 {
+    keep_request_memory();
     struct server *s = xcalloc(1, sizeof *s);
     s->cfg = cfg;
     s->config_path = config_path;
