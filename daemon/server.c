@@ -839,21 +839,29 @@ static void raise_fd_limit(int64_t max_connections)
 }
 
 /* Every write allocates a few blocks of about its body's size (the body
- * made contiguous, its journal record, the worker's copy of it: 280 KiB
- * each for 5,000 lines) and frees them once it is journaled. glibc starts
- * with low thresholds for such blocks and raises them only as frees
- * happen to come, so until then (and, in the daemon, often for good) they
- * were mapped and unmapped, or the heap's top given back and taken again,
- * with each request: every page of every request faulted in afresh, 8,000
- * to 32,000 page faults where 2,400 do (docs/design.md). The thresholds
- * are set where glibc's own adjustment would at most take them: a block
- * under 32 MiB comes from the heap, and the heap's top goes back to the
- * kernel once more than 64 MiB of it is free. */
+ * made contiguous, in a block libevent rounds up to a power of two; its
+ * journal record; the worker's copy of the record) and frees them once it
+ * is journaled. glibc's mmap threshold starts at 128 KiB and rises to the
+ * size of a mapped block only when one is freed (the trim threshold to
+ * twice that), so such blocks were mapped and unmapped, or the heap's top
+ * given back and taken again, request after request, every page faulted
+ * in afresh: 3,000 to 36,000 page faults in a run of bench/run_peers where
+ * 2,400 do (docs/design.md, "How a sample flows"). The thresholds are set
+ * where glibc's own adjustment would at most take them on 64-bit: a block
+ * under 32 MiB comes from the heap, and an arena gives its top back to the
+ * kernel once more than 64 MiB of it is free. The trim threshold is set
+ * only once the mmap threshold was taken (either call alone stops glibc's
+ * adjustment), and thresholds an operator set in the environment stand. */
 static void keep_request_memory(void)
 {
-#if defined(__GLIBC__)
-    (void)mallopt(M_MMAP_THRESHOLD, 32 << 20);
-    (void)mallopt(M_TRIM_THRESHOLD, 64 << 20);
+#if defined(__GLIBC__) && defined(M_MMAP_THRESHOLD) && defined(M_TRIM_THRESHOLD)
+    const char *tunables = getenv("GLIBC_TUNABLES");
+    if (getenv("MALLOC_MMAP_THRESHOLD_") || getenv("MALLOC_TRIM_THRESHOLD_") ||
+        (tunables &&
+         (strstr(tunables, "malloc.mmap_threshold") || strstr(tunables, "malloc.trim_threshold"))))
+        return;
+    if (mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1)
+        (void)mallopt(M_TRIM_THRESHOLD, 64 << 20);
 #endif
 }
 
