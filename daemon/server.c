@@ -839,19 +839,23 @@ static void raise_fd_limit(int64_t max_connections)
 }
 
 /* Every write allocates a few blocks of about its body's size (the body
- * made contiguous, in a block libevent rounds up to a power of two; its
- * journal record; the worker's copy of the record) and frees them once it
- * is journaled. glibc's mmap threshold starts at 128 KiB and rises to the
- * size of a mapped block only when one is freed (the trim threshold to
- * twice that), so such blocks were mapped and unmapped, or the heap's top
- * given back and taken again, request after request, every page faulted
- * in afresh: 3,000 to 36,000 page faults in a run of bench/run_peers where
- * 2,400 do (docs/design.md, "How a sample flows"). The thresholds are set
- * where glibc's own adjustment would at most take them on 64-bit: a block
- * under 32 MiB comes from the heap, and an arena gives its top back to the
- * kernel once more than 64 MiB of it is free. The trim threshold is set
- * only once the mmap threshold was taken (either call alone stops glibc's
- * adjustment), and thresholds an operator set in the environment stand. */
+ * made contiguous, in a block libevent rounds up to a power of two: 512
+ * KiB for 5,000 lines; its journal record; the worker's copy of the
+ * record) and frees them once it is journaled. glibc's mmap threshold
+ * starts at 128 KiB and rises to the size of a mapped block only when one
+ * is freed (the trim threshold to twice that), so such blocks were mapped
+ * and unmapped, or the heap's top given back and taken again, request
+ * after request, every page faulted in afresh: 3,000 to 36,000 page faults
+ * in a run of bench/run_peers where 2,400 do (docs/design.md, "How a
+ * sample flows"). Fixed thresholds instead: a block under HUGE_ADVICE_MIN
+ * (4 MiB) comes from the heap, so a write's blocks do unless its body
+ * passes 2 MiB, while the large arrays that alloc.h advises for huge
+ * pages, and checkpoint buffers, keep mappings of their own and go back
+ * when freed, as they did; and an arena gives its top back once more than
+ * 16 MiB of it is free, room for the blocks of many writes in flight. The
+ * trim threshold is set only once the mmap threshold was taken (either
+ * call alone stops glibc's adjustment), and thresholds an operator set in
+ * the environment stand. */
 static void keep_request_memory(void)
 {
 #if defined(__GLIBC__) && defined(M_MMAP_THRESHOLD) && defined(M_TRIM_THRESHOLD)
@@ -860,8 +864,8 @@ static void keep_request_memory(void)
         (tunables &&
          (strstr(tunables, "malloc.mmap_threshold") || strstr(tunables, "malloc.trim_threshold"))))
         return;
-    if (mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1)
-        (void)mallopt(M_TRIM_THRESHOLD, 64 << 20);
+    if (mallopt(M_MMAP_THRESHOLD, (int)HUGE_ADVICE_MIN) == 1)
+        (void)mallopt(M_TRIM_THRESHOLD, 16 << 20);
 #endif
 }
 
