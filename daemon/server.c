@@ -845,7 +845,7 @@ static void raise_fd_limit(int64_t max_connections)
  * starts at 128 KiB and rises to the size of a mapped block only when one
  * is freed (the trim threshold to twice that), so such blocks were mapped
  * and unmapped, or the heap's top given back and taken again, request
- * after request, every page faulted in afresh: 3,000 to 36,000 page faults
+ * after request, every page faulted in afresh: 3,000 to 43,000 page faults
  * in a run of bench/run_peers where 2,400 do (docs/design.md, "How a
  * sample flows"). Fixed thresholds instead: a block under HUGE_ADVICE_MIN
  * (4 MiB) comes from the heap, so a write's blocks do unless its body
