@@ -63,7 +63,7 @@ stop_pid() {
 # holding every close until the caps come). Sets
 # TARIFFD_PID and TARIFFD_METRICS (the URL of /metrics: on the listener
 # where a tree has no metrics_listen, else on metrics_listen, which gets a
-# free port of its own).
+# free port of its own). When it does not come up, stops it and fails.
 start_tariffd() {
     local conf=$1 port=$2 db=$3
     rm -rf "$WORK/state"
@@ -79,7 +79,12 @@ start_tariffd() {
     fi
     "${TARIFFD_BIN:-build-bench/tariffd}" -c "$conf" 2>"$WORK/tariffd.log" &
     TARIFFD_PID=$!
-    wait_status "http://127.0.0.1:$port/ping" 204 "$TARIFFD_PID" "$WORK/tariffd.log"
+    # Stopped here when it does not come up: the caller's cleanup only
+    # knows the daemon once this returns.
+    if ! wait_status "http://127.0.0.1:$port/ping" 204 "$TARIFFD_PID" "$WORK/tariffd.log"; then
+        stop_pid "$TARIFFD_PID"
+        return 1
+    fi
     for _ in $(seq 600); do
         if grep -q "postgres: connected" "$WORK/tariffd.log" &&
             [ "$(metric "$(http_body "$TARIFFD_METRICS")" tariffd_waiting_for_caps)" = 0 ]; then
@@ -89,5 +94,6 @@ start_tariffd() {
     done
     echo "error: tariffd did not connect to PostgreSQL" >&2
     cat "$WORK/tariffd.log" >&2
+    stop_pid "$TARIFFD_PID"
     return 1
 }
