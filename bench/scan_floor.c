@@ -10,9 +10,9 @@
  *
  * With `stdio`, the same scan as a plain C program writes it: getline(3),
  * strrchr(3) for the last space, strtoll(3). Not a floor (it does the same
- * work about three times slower), but context: issue 12 quoted 14 M
- * lines/s for the floor it set its target against, without saying how
- * that program was written, and this one runs at about that rate here.
+ * work about three times slower), but context: what the straightforward
+ * program reads at (14 to 16 M lines/s on the machine of bench/RESULTS.md),
+ * beside the least a reader must do.
  *
  * Prints the number of lines and the sum of the timestamps (so the parse
  * cannot be optimised away).
