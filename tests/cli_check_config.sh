@@ -49,7 +49,7 @@ expect "rate above max_subsidy in an included file" 1 \
     -- --check-config -c "$tmp/etc/tariffd.conf"
 
 # Bad service dates and dated changes on two shipped clusters: each mistake
-# at its own line, all reported at once, section by section (issue 17).
+# at its own line, all reported at once, section by section.
 cp -r "$root/etc" "$tmp/svc"
 clusters=$tmp/svc/conf.d/40-clusters.conf
 sed -i '/^\[cluster qy-a01\]$/a service_from = 2026-01-17\nservice_until = 2026-01-10\ntransformer_kva@2026-02-30 = 2500' \

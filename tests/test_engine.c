@@ -695,8 +695,8 @@ END_TEST
 
 /* Hubei, January 2026, 110 kV two-part (docs/tariffs.md section 3 A): the
  * time-of-use prices of the official table, funds 0.0452, demand 39.0
- * CNY/kW-month or 24.4 CNY/kVA-month. Cluster h1 is sized as in issue 17:
- * 12500 kVA, 9000 kW contracted. `cluster_extra` is added to [cluster h1];
+ * CNY/kW-month or 24.4 CNY/kVA-month. Cluster h1: 12500 kVA, 9000 kW
+ * contracted. `cluster_extra` is added to [cluster h1];
  * `basis` is its demand_basis line(s). */
 static const char *hubei(const char *basis, const char *cluster_extra)
 {
@@ -845,7 +845,7 @@ END_TEST
 START_TEST(test_late_telemetry_without_service_dates_pays_the_full_month)
 {
     /* No service dates: telemetry from 17 January on still pays the whole
-     * month, 390000.0000 on max_demand (the rule before issue 17). */
+     * month, 390000.0000 on max_demand (as before service dates existed). */
     start_with(hubei(bases[0], ""));
     hubei_load(L(2026, 1, 17, 0, 0), L(2026, 2, 1, 0, 0));
     finish();

@@ -895,7 +895,7 @@ def local_midnight(date):
 
 
 def scenario_service():
-    """Issue 17 through the daemon: clusters entering and leaving service,
+    """Service dates through the daemon: clusters entering and leaving service,
     and changing capacity, on the Hubei January 2026 tables at 10,000 kW.
     The ledger equals tariffd price (charges per month, days_in_service and
     proration row by row), each charge equals the hand arithmetic, samples
