@@ -1,7 +1,8 @@
-# Shared by bench/run_peers and bench/run_scaling: free ports, small HTTP
-# probes, and tariffd started on a fresh state_dir and PostgreSQL database.
-# Source it after scripts/lib/common.sh; it defines functions only.
-# Callers set WORK (a temporary directory) and call start_postgres first.
+# Shared by bench/run_peers, bench/run_peers_ab, bench/run_scaling and
+# bench/run_scaling_ab: free ports, small HTTP probes, the sender, and
+# tariffd started on a fresh state_dir and PostgreSQL database. Source it
+# after scripts/lib/common.sh; it defines functions only. Callers set WORK
+# (a temporary directory) and call start_postgres first.
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -46,6 +47,31 @@ wait_status() {
 # metric TEXT NAME: the value of the sample whose name and labels are NAME.
 metric() {
     awk -v n="$2" '$1 == n {print $2}' <<<"$1"
+}
+
+# send PATH [TOKEN] [--conns N]: bench/send_lp.py sends $WORK/telemetry.lp
+# to 127.0.0.1:$port; prints samples/s, and fails unless it sent $samples.
+send() {
+    local out n rate
+    out=$(python3 bench/send_lp.py "$WORK/telemetry.lp" "$port" "$@")
+    read -r n _ rate _ <<<"$out"
+    if [ "$n" != "$samples" ]; then
+        echo "error: sent $n samples, expected $samples" >&2
+        return 1
+    fi
+    echo "$rate"
+}
+
+# tariffd_kept_all SAMPLES: fails, saying so, unless the tariffd at
+# $TARIFFD_METRICS accepted exactly SAMPLES samples and holds no calls.
+tariffd_kept_all() {
+    local m
+    m=$(http_body "$TARIFFD_METRICS")
+    if [ "$(metric "$m" tariffd_samples_accepted_total)" != "$1" ] ||
+        [ "$(metric "$m" tariffd_held_calls)" != 0 ]; then
+        echo "error: tariffd accepted $(metric "$m" tariffd_samples_accepted_total) of $1 samples and holds $(metric "$m" tariffd_held_calls) calls" >&2
+        return 1
+    fi
 }
 
 rss_kib() { awk "/^$2:/ {print \$2}" "/proc/$1/status"; }
