@@ -838,25 +838,16 @@ static void raise_fd_limit(int64_t max_connections)
                 (long long)max_connections, (unsigned long long)rl.rlim_cur);
 }
 
-/* Every write allocates a few blocks of about its body's size (the body
- * made contiguous, in a block libevent rounds up to a power of two: 512
- * KiB for 5,000 lines; its journal record and the worker's copy of it,
- * about 180 KiB each) and frees them once it is journaled. glibc's mmap
- * threshold starts at 128 KiB and rises to the size of a mapped block only
- * when one is freed (the trim threshold to twice that), so such blocks
- * were mapped and unmapped, or the heap's top given back and taken again,
- * request after request, every page faulted in afresh: 3,000 to 43,000
- * page faults a run where 2,400 do (bench/run_peers_ab, in
- * bench/run_peers' shape; docs/design.md, "How a sample flows"). Fixed
- * thresholds instead: a block under HUGE_ADVICE_MIN (4 MiB) comes from the
- * heap, so a write's blocks do unless its body passes about 2 MiB; a
- * larger one (the large arrays alloc.h advises for huge pages, checkpoint
- * buffers) usually gets a mapping of its own, which goes back when freed
- * (glibc maps it only when no free chunk, nor the arena's top, holds it);
- * and an arena gives its top back once more than 16 MiB of it is free,
- * room for the blocks of many writes in flight. The trim threshold is set
+/* A write's blocks (its body made contiguous, its record, the worker's
+ * copy) are a few hundred KiB each: over glibc's starting mmap threshold,
+ * so they were mapped, unmapped and faulted in afresh request after
+ * request (docs/design.md, "How a sample flows", has why and what it
+ * cost). Fixed thresholds keep them in the heap: blocks under
+ * HUGE_ADVICE_MIN come from it, larger ones (the huge-page arrays,
+ * checkpoint buffers) usually get mappings of their own, and an arena
+ * gives its top back once 16 MiB of it is free. The trim threshold is set
  * only once the mmap threshold was taken (either call alone stops glibc's
- * adjustment), and thresholds an operator set in the environment stand. */
+ * own adjustment); thresholds set in the environment stand. */
 static void keep_request_memory(void)
 {
 #if defined(__GLIBC__) && defined(M_MMAP_THRESHOLD) && defined(M_TRIM_THRESHOLD)
